@@ -1,0 +1,225 @@
+"""Config search path, resolvers and config composition for notebooks.
+
+Config directories, highest priority first:
+
+1. each directory of ``$M3L_CONFIG_PATH`` (colon separated, for project-local configs),
+2. ``$XDG_CONFIG_HOME/m3l`` (``~/.config/m3l`` when ``XDG_CONFIG_HOME`` is unset),
+3. ``/etc/m3l``,
+4. the configs packaged with m3l (``m3l/configs``).
+
+A user config with the same group and name as a packaged one replaces it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_MODULE = "m3l.configs"
+PACKAGED_CONFIG_DIR = Path(__file__).parent / "configs"
+SYSTEM_CONFIG_DIR = Path("/etc/m3l")
+
+
+def user_config_dirs() -> list[Path]:
+    """The user's config directories that exist, highest priority first."""
+    candidates: list[Path] = []
+    for entry in os.environ.get("M3L_CONFIG_PATH", "").split(os.pathsep):
+        if entry.strip():
+            candidates.append(Path(entry).expanduser())
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidates.append(Path(xdg).expanduser() / "m3l")
+    candidates.append(SYSTEM_CONFIG_DIR)
+    seen: set[Path] = set()
+    dirs = []
+    for path in candidates:
+        path = path.resolve()
+        if path.is_dir() and path not in seen:
+            seen.add(path)
+            dirs.append(path)
+    return dirs
+
+
+def config_dirs() -> list[Path]:
+    """Every directory configs are read from, highest priority first."""
+    return [*user_config_dirs(), PACKAGED_CONFIG_DIR]
+
+
+def group_options(group: str) -> dict[str, Path]:
+    """Config names of a group (e.g. ``"model"``) mapped to the file that wins."""
+    options: dict[str, Path] = {}
+    for directory in reversed(config_dirs()):  # lowest priority first, later ones win
+        group_dir = directory / group
+        if group_dir.is_dir():
+            for file in sorted(group_dir.rglob("*.yaml")):
+                options[file.relative_to(group_dir).with_suffix("").as_posix()] = file
+    return dict(sorted(options.items()))
+
+
+# ---------------------------------------------------------------------------- resolvers
+
+
+def _number(value: object) -> float | int:
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _mul(*values: object) -> float | int:
+    return math.prod(_number(v) for v in values)
+
+
+def _sum(*values: object) -> float | int:
+    return sum(_number(v) for v in values)
+
+
+def _sub(a: object, b: object) -> float | int:
+    return _number(a) - _number(b)
+
+
+def _div(a: object, b: object) -> float:
+    return _number(a) / _number(b)
+
+
+def _floordiv(a: object, b: object) -> int:
+    return int(_number(a) // _number(b))
+
+
+def _max(*values: object) -> float | int:
+    return max(_number(v) for v in values)
+
+
+def _min(*values: object) -> float | int:
+    return min(_number(v) for v in values)
+
+
+_new_dirs: dict[str, str] = {}
+
+
+def _new_dir(path: object) -> str:
+    """``path`` if it is free, else ``path_2``, ``path_3``...: a run never reuses a directory.
+
+    Memoized so that every resolution of the same run directory in one process agrees.
+    """
+    key = str(path)
+    if key not in _new_dirs:
+        candidate, n = key, 1
+        while Path(candidate).exists() and any(Path(candidate).iterdir()):
+            n += 1
+            candidate = f"{key}_{n}"
+        _new_dirs[key] = candidate
+    return _new_dirs[key]
+
+
+def _samples(split: str = "train") -> str:
+    from m3l.data.samples import sample_dir
+
+    return str(sample_dir(split))
+
+
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+RESOLVERS = {
+    "m3l.mul": _mul,
+    "m3l.sum": _sum,
+    "m3l.sub": _sub,
+    "m3l.div": _div,
+    "m3l.floordiv": _floordiv,
+    "m3l.max": _max,
+    "m3l.min": _min,
+    "m3l.new_dir": _new_dir,
+    "m3l.samples": _samples,
+}
+
+
+def register_resolvers() -> None:
+    """Register m3l's OmegaConf resolvers (idempotent)."""
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+# ---------------------------------------------------------------------------- overrides
+
+# Keys that Lightning 1.x had and the seed's configs use; they are not in the trainer config
+# (so that ``${oc.select:trainer.gpus,1}`` falls back to its default), so a plain
+# ``trainer.gpus=4`` on the command line is turned into ``++trainer.gpus=4``.
+_ADDABLE_KEYS = ("trainer.gpus", "trainer.nodes")
+_OVERRIDE = re.compile(r"^(?P<prefix>[+~]*)(?P<key>[\w./@-]+)=(?P<value>.*)$", re.S)
+
+
+def normalize_overrides(overrides: Iterable[str]) -> list[str]:
+    """Rewrite the command-line conveniences m3l accepts into plain Hydra overrides."""
+    result = []
+    for item in overrides:
+        match = _OVERRIDE.match(item)
+        if match and not match["prefix"] and match["key"] in _ADDABLE_KEYS:
+            item = "++" + item
+        result.append(item)
+    return result
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """Command-line arguments with ``--cluster-launch`` -> ``--multirun`` and the above."""
+    out = []
+    for arg in argv:
+        if arg == "--cluster-launch":
+            out.append("--multirun")
+        else:
+            out.append(arg)
+    return [*out[:1], *normalize_overrides(out[1:])] if out else out
+
+
+# ---------------------------------------------------------------------------- compose
+
+
+def compose(
+    model: str | None = None,
+    overrides: Sequence[str] = (),
+    verb: str = "train",
+) -> DictConfig:
+    """Compose the config a ``python -m m3l.run.<verb> model=<model> ...`` run would use.
+
+    For notebooks and scripts: ``cfg = compose("demo", ["trainer.max_epochs=1"])`` then
+    ``Experiment(cfg).fit()``. The run directory is chosen by :class:`m3l.Experiment`.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = normalize_overrides(overrides)
+    if model is not None:
+        overrides = [f"model={model}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = hydra_compose(config_name=verb, overrides=list(overrides), return_hydra_config=True)
+    # outside a Hydra app there is no ``hydra:`` resolver state: fix the values that use it
+    choices = cfg.hydra.runtime.choices
+    with open_dict(cfg):
+        if OmegaConf.is_interpolation(cfg, "name"):
+            cfg.name = choices.get("model") or verb
+        cfg.paths.output_dir = None
+        del cfg["hydra"]
+        cfg.m3l_choices = OmegaConf.create(dict(choices))
+    return cfg
+
+
+def open_dict(cfg: DictConfig):
+    """``omegaconf.open_dict``: edit a struct config in place."""
+    from omegaconf import open_dict as _open_dict
+
+    return _open_dict(cfg)

@@ -1,0 +1,24 @@
+"""User-facing errors.
+
+An :class:`M3LError` is a mistake the user can fix (a config key, a path, a checkpoint). The
+command-line entry points print its message without a traceback (set ``HYDRA_FULL_ERROR=1``
+to see one) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+
+class M3LError(Exception):
+    """A problem with the user's input, with a message that says what to do."""
+
+
+class ConfigError(M3LError):
+    """A config is missing a value, names an unknown target, or does not fit together."""
+
+
+class CheckpointError(M3LError):
+    """A checkpoint does not exist, is unsafe to load, or does not match the net."""
+
+
+class CorrectionFailures(M3LError):
+    """Some inputs of a correction run could not be read or written (the rest were)."""

@@ -1,0 +1,450 @@
+"""Experiment: the objects a config describes, and fit / test / correct on them.
+
+Every command (`python -m m3l.run.train|test|correct`) and the Python API go through this
+class, so a config behaves the same from the command line, a notebook or a sweep::
+
+    from m3l import Experiment, compose
+    exp = Experiment(compose("demo", ["trainer.max_epochs=1"]))
+    metrics = exp.fit()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from m3l.config import _new_dir, _timestamp
+from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, M3LError
+
+log = logging.getLogger(__name__)
+
+# keys that may legitimately stay `???` in a composed config
+_OPTIONAL_MISSING = ("checkpoint",)
+
+
+def _config_source(cfg: DictConfig, key: str) -> str:
+    """Where the config of ``key`` comes from, e.g. ``net/dncnn.yaml``, for messages."""
+    group = key.split(".")[0]
+    choices = _choices(cfg)
+    choice = choices.get(group)
+    if choice:
+        return f"{group}/{choice}.yaml (key '{key}')"
+    model = choices.get("model")
+    return f"model/{model}.yaml (key '{key}')" if model else f"key '{key}'"
+
+
+def _choices(cfg: DictConfig) -> dict[str, Any]:
+    if "m3l_choices" in cfg:
+        return dict(cfg.m3l_choices)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:
+        return {}
+
+
+def _rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0 and int(
+        os.environ.get("LOCAL_RANK", "0") or 0
+    ) == 0
+
+
+class Experiment:
+    """The data, net, trainer, callbacks, loggers and serializer of one composed config."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self._check_missing()
+        self._ensure_output_dir()
+
+    # ------------------------------------------------------------------ config checks
+
+    def _check_missing(self) -> None:
+        missing = [
+            key
+            for key in OmegaConf.missing_keys(self.cfg)
+            if not key.startswith("hydra.") and key not in _OPTIONAL_MISSING
+        ]
+        if missing:
+            lines = [f"  {key}  (from {_config_source(self.cfg, key)})" for key in sorted(missing)]
+            example = " ".join(f"{key}=..." for key in sorted(missing))
+            raise ConfigError(
+                "These config values are required but not set:\n"
+                + "\n".join(lines)
+                + f"\nSet them on the command line, e.g. `{example}`, or in your model config."
+            )
+
+    @property
+    def verb(self) -> str:
+        return str(self.cfg.get("verb", "train"))
+
+    def _ensure_output_dir(self) -> None:
+        """Outside a Hydra app (notebooks), pick a fresh run directory ourselves."""
+        paths = self.cfg.paths
+        if OmegaConf.is_missing(paths, "output_dir") or paths.get("output_dir") is None:
+            with open_dict(self.cfg):
+                base = Path(str(paths.runs_dir)) / str(self.cfg.name) / self.verb / _timestamp()
+                paths.output_dir = _new_dir(base)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(str(self.cfg.paths.output_dir))
+
+    # ------------------------------------------------------------------ instantiation
+
+    def _instantiate(self, key: str, node: Any | None = None, **kwargs: Any) -> Any:
+        node = OmegaConf.select(self.cfg, key) if node is None else node
+        try:
+            return instantiate(node, **kwargs)
+        except InstantiationException as exc:
+            raise ConfigError(
+                f"Could not build '{key}' from {_config_source(self.cfg, key)}:\n  {_first_line(exc)}\n"
+                "Check that the `_target_` names an importable class or function (is your package "
+                "on PYTHONPATH?) and that its arguments match its signature."
+            ) from exc
+        except Exception as exc:  # errors raised by the user's constructor
+            if isinstance(exc, M3LError):
+                raise
+            raise ConfigError(
+                f"Building '{key}' from {_config_source(self.cfg, key)} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _select(self, key: str) -> Any:
+        return OmegaConf.select(self.cfg, key)
+
+    @cached_property
+    def data(self) -> pl.LightningDataModule:
+        if self._select("data") is None:
+            raise ConfigError(
+                f"No data config: the model config must select one (`- /data: NAME` in its defaults) "
+                f"or pass data=NAME. Available: {', '.join(_options('data'))}"
+            )
+        return self._instantiate("data")
+
+    @cached_property
+    def net(self) -> pl.LightningModule:
+        if self._select("net") is None:
+            raise ConfigError(
+                f"No net config: the model config must select one (`- /net: NAME` in its defaults) "
+                f"or pass net=NAME. Available: {', '.join(_options('net'))}"
+            )
+        return self._instantiate("net")
+
+    @cached_property
+    def callbacks(self) -> list[pl.Callback]:
+        node = self._select("callbacks") or {}
+        return [self._instantiate(f"callbacks.{name}") for name, value in node.items() if value is not None]
+
+    @cached_property
+    def loggers(self) -> list[Any]:
+        node = self._select("logger") or {}
+        loggers = [self._instantiate(f"logger.{name}") for name, value in node.items() if value is not None]
+        return loggers
+
+    @cached_property
+    def serializer(self) -> pl.Callback | None:
+        if self._select("serializer") is None:
+            return None
+        return self._instantiate("serializer")
+
+    def make_trainer(self, extra_callbacks: list[pl.Callback] = ()) -> pl.Trainer:
+        """A ``lightning.Trainer`` from the ``trainer`` config, with callbacks and loggers."""
+        node = OmegaConf.to_container(self.cfg.trainer, resolve=True)
+        assert isinstance(node, dict)
+        _map_lightning1_keys(node)
+        callbacks = [*self.callbacks, *extra_callbacks]
+        loggers = self.loggers if self.verb == "train" or self.loggers else False
+        return self._instantiate(
+            "trainer", OmegaConf.create(node), callbacks=callbacks, logger=loggers or False
+        )
+
+    # ------------------------------------------------------------------ verbs
+
+    def _seed(self) -> None:
+        if self.cfg.get("seed") is not None:
+            pl.seed_everything(int(self.cfg.seed), workers=True, verbose=False)
+
+    def preflight(self) -> None:
+        """Run the net's own checks on the data (one batch), if it has any."""
+        check = getattr(self.net, "preflight", None)
+        if callable(check):
+            check(self.data)
+            log.info("Preflight passed: model and data fit together.")
+
+    def fit(self) -> dict[str, float]:
+        """Train; returns the final metrics (the sweepers optimize ``cfg.monitor``)."""
+        self._seed()
+        self.save_config()
+        self.preflight()
+        if self.cfg.get("preflight_only"):
+            return {}
+        ckpt_path = None
+        spec = self.cfg.get("checkpoint") or ("last" if self.cfg.get("resume") else None)
+        if spec:
+            ckpt_path = resolve_checkpoint(spec, self.cfg)
+            _check_checkpoint_safe(ckpt_path, bool(self.cfg.get("checkpoint_trusted")))
+            log.info("Resuming from %s", ckpt_path)
+        trainer = self.make_trainer()
+        self._log_hyperparams()
+        trainer.fit(
+            self.net, datamodule=self.data, ckpt_path=ckpt_path,
+            weights_only=not bool(self.cfg.get("checkpoint_trusted")),
+        )
+        metrics = _floats(trainer.callback_metrics)
+        checkpoint_cb = trainer.checkpoint_callback
+        if checkpoint_cb is not None and getattr(checkpoint_cb, "best_model_path", ""):
+            metrics["best_checkpoint"] = checkpoint_cb.best_model_path  # type: ignore[assignment]
+        if trainer.is_global_zero:
+            report_metrics("Training finished", metrics, self.output_dir)
+        return metrics
+
+    def load_weights(self, spec: str | os.PathLike | None = None) -> Path:
+        """Load ``checkpoint`` (path, ``last`` or ``best``) into the net, weights only."""
+        spec = spec if spec is not None else self.cfg.get("checkpoint")
+        if spec is None or OmegaConf.is_missing(self.cfg, "checkpoint") and spec is None:
+            raise CheckpointError(
+                f"`{self.verb}` needs weights: pass checkpoint=PATH (a .ckpt or .safetensors file), "
+                "or checkpoint=last / checkpoint=best for the newest training run of this model."
+            )
+        path = resolve_checkpoint(str(spec), self.cfg)
+        load_weights_into(self.net, path, trusted=bool(self.cfg.get("checkpoint_trusted")))
+        log.info("Loaded weights from %s", path)
+        return path
+
+    def test(self, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
+        """Evaluate the weights of ``checkpoint`` on the data's test sets."""
+        self._seed()
+        self.save_config()
+        self.load_weights(checkpoint)
+        trainer = self.make_trainer()
+        results = trainer.test(self.net, datamodule=self.data)
+        metrics: dict[str, float] = {}
+        for item in results:
+            metrics.update(_floats(item))
+        if trainer.is_global_zero:
+            report_metrics("Test results", metrics, self.output_dir)
+        return metrics
+
+    def correct(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        correct_dir: str | os.PathLike | None = None,
+        root_dir: str | os.PathLike | None = None,
+    ) -> Path:
+        """Correct ``data.correct_dir`` with the weights of ``checkpoint``; returns the output root."""
+        with open_dict(self.cfg):
+            if correct_dir is not None:
+                self.cfg.data.correct_dir = str(correct_dir)
+            if root_dir is not None and self.cfg.get("serializer") is not None:
+                self.cfg.serializer.root_dir = str(root_dir)
+        if self._select("serializer") is None:
+            raise ConfigError(
+                "Nothing would write the corrected files: this model has no serializer. Add "
+                "`- override /serializer: image_serializer` to the model config's defaults, or pass "
+                "serializer=image_serializer (video_serializer for videos)."
+            )
+        if OmegaConf.select(self.cfg, "data.correct_dir") is None:
+            raise ConfigError(
+                "No input to correct: pass data.correct_dir=DIR_OR_FILE (a folder, searched "
+                "recursively, an image or a video file)."
+            )
+        self._check_missing()
+        self._seed()
+        self.save_config()
+        self.load_weights(checkpoint)
+        serializer = self.serializer
+        trainer = self.make_trainer(extra_callbacks=[serializer])
+        trainer.predict(self.net, datamodule=self.data, return_predictions=False)
+        failures = _collect_failures(self.data, serializer)
+        out = Path(str(self.cfg.serializer.root_dir))
+        if failures:
+            listing = "\n".join(f"  {path}: {reason}" for path, reason in failures)
+            raise CorrectionFailures(
+                f"{len(failures)} input(s) could not be corrected (every other one was written to "
+                f"{out}):\n{listing}\nThe list is also in {out / 'failures.tsv'}."
+            )
+        log.info("Corrected files are in %s", out)
+        return out
+
+    # ------------------------------------------------------------------ records
+
+    def save_config(self) -> Path:
+        """Write the resolved config next to the run's checkpoints and logs."""
+        path = self.output_dir / "config.yaml"
+        if _rank_zero():
+            cfg = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
+            if isinstance(cfg, dict):
+                cfg.pop("m3l_choices", None)
+            path.write_text(OmegaConf.to_yaml(cfg))
+        return path
+
+    def _log_hyperparams(self) -> None:
+        params = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
+        if isinstance(params, dict):
+            params.pop("m3l_choices", None)
+        for logger in self.loggers:
+            logger.log_hyperparams(params)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _options(group: str) -> list[str]:
+    from m3l.config import group_options
+
+    return list(group_options(group))
+
+
+def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value)
+        elif isinstance(value, (int, float)):
+            out[key] = float(value)
+    return out
+
+
+def _map_lightning1_keys(trainer: dict[str, Any]) -> None:
+    """Map Lightning 1.x ``gpus`` / ``nodes`` onto ``accelerator``/``devices`` / ``num_nodes``."""
+    gpus = trainer.pop("gpus", None)
+    nodes = trainer.pop("nodes", None)
+    if gpus is not None:
+        gpus = int(gpus)
+        if gpus > 0:
+            trainer["accelerator"] = "gpu"
+            trainer["devices"] = gpus
+        else:
+            trainer["accelerator"] = "cpu"
+    if nodes is not None:
+        trainer["num_nodes"] = int(nodes)
+
+
+def _collect_failures(*sources: Any) -> list[tuple[str, str]]:
+    failures: list[tuple[str, str]] = []
+    for source in sources:
+        for item in getattr(source, "failures", None) or []:
+            entry = (str(item[0]), str(item[1])) if isinstance(item, (tuple, list)) else (str(item), "")
+            if entry not in failures:
+                failures.append(entry)
+    return failures
+
+
+def report_metrics(title: str, metrics: Mapping[str, Any], output_dir: Path) -> None:
+    """Print a metrics table (rank zero), and the PSNR gain when the model reports one."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        value = metrics[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console = Console()
+    console.print(table)
+    for prefix in ("val", "test"):
+        out, inp = metrics.get(f"{prefix}/psnr"), metrics.get(f"{prefix}/psnr_input")
+        if out is not None and inp is not None:
+            console.print(
+                f"{'Validation' if prefix == 'val' else 'Test'} PSNR: input {inp:.2f} dB -> "
+                f"output {out:.2f} dB (gain {out - inp:+.2f} dB)"
+            )
+    console.print(f"Run directory: {output_dir}")
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def resolve_checkpoint(spec: str | os.PathLike, cfg: DictConfig) -> Path:
+    """A checkpoint path from ``spec``: a file, or ``last`` / ``best`` of the newest run."""
+    text = str(spec)
+    if text in ("last", "best"):
+        root = Path(str(cfg.paths.runs_dir)) / str(cfg.name) / "train"
+        pattern = "last*.ckpt" if text == "last" else "best*.ckpt"
+        found = [p for p in root.glob(f"**/checkpoints/{pattern}") if p.is_file()]
+        if not found:
+            raise CheckpointError(
+                f"checkpoint={text}: no training run of '{cfg.name}' has a {text} checkpoint under "
+                f"{root}. Train it first (python -m m3l.run.train model=...) or pass checkpoint=PATH."
+            )
+        return max(found, key=lambda p: p.stat().st_mtime)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        hint = " It is a directory: pass the .ckpt file inside it." if path.is_dir() else ""
+        raise CheckpointError(
+            f"checkpoint={text}: no such file.{hint} Pass a .ckpt or .safetensors file, or "
+            "checkpoint=last / checkpoint=best for the newest training run of this model."
+        )
+    return path
+
+
+def _check_checkpoint_safe(path: Path, trusted: bool) -> None:
+    if not trusted and path.suffix != ".safetensors":
+        _torch_load(path, trusted=False)
+
+
+def _torch_load(path: Path, trusted: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a bad file for the user
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path} contains pickled Python objects besides weights, which m3l does not load by "
+                "default (loading them can run code from the file). If you trust where the file "
+                f"comes from, pass checkpoint_trusted=true.\n  ({_first_line(exc)})"
+            ) from exc
+        raise CheckpointError(f"{path} is not a readable checkpoint: {_first_line(exc)}") from exc
+
+
+def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False) -> None:
+    """Load a Lightning checkpoint's ``state_dict`` (or a plain/safetensors state dict)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        payload = _torch_load(path, trusted)
+        state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} holds no state_dict: it is not a model checkpoint.")
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [f"{path} does not match the net {type(module).__name__}:"]
+        if mismatched:
+            parts.append("  shape mismatches: " + "; ".join(mismatched[:5]))
+            parts.append(
+                "  (a different width/depth or number of channels? gray vs color is data.channels=1|3)"
+            )
+        if missing:
+            parts.append(f"  missing in checkpoint: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"  not in the net: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        parts.append("Use the model config the checkpoint was trained with (its run dir has config.yaml).")
+        raise CheckpointError("\n".join(parts))
+    module.load_state_dict(state)
