@@ -1,0 +1,268 @@
+"""Serializers: Lightning prediction writers that put restored images and videos on disk.
+
+Outputs mirror the input's relative paths under ``root_dir``. Every write is atomic (temp file
+and rename); an existing output is kept (and reported) unless ``overwrite=True``; ``root_dir``
+equal to or inside the input tree is refused unless ``allow_inside_input=True``. Inputs and
+outputs that failed are collected in :attr:`ImageSerializer.failures` and written to
+``root_dir/failures.tsv`` at the end of prediction; the caller exits non-zero when the list is
+not empty (see docs/correction.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from m3l.data.failures import FAILURES_FILENAME, Failure, record_failure, write_failures
+from m3l.data.io import VideoWriter, convert_channels, write_image
+
+log = logging.getLogger(__name__)
+
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_SIXTEEN_BIT_FORMATS = frozenset({"png", "tif", "tiff"})
+
+
+def _is_within(path: Path, tree: Path) -> bool:
+    try:
+        path.resolve().relative_to(tree.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _predictions(prediction: Any) -> torch.Tensor:
+    if isinstance(prediction, dict):
+        prediction = prediction["output"]
+    if not isinstance(prediction, torch.Tensor) or prediction.ndim != 4:
+        shape = tuple(prediction.shape) if isinstance(prediction, torch.Tensor) else type(prediction).__name__
+        raise ValueError(f"serializer: predict_step must return a (B, C, H, W) tensor or {{'output': tensor}}, got {shape}")
+    return prediction
+
+
+def _input_tree(trainer: Any) -> Path | None:
+    correct_dir = getattr(getattr(trainer, "datamodule", None), "correct_dir", None)
+    if correct_dir is None:
+        return None
+    path = Path(correct_dir).expanduser()
+    return path.parent if path.is_file() else path
+
+
+def _dataset_failures(trainer: Any) -> list[Failure]:
+    """Bad inputs found by the data side (datamodule ``failures`` or the predict datasets')."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is not None and hasattr(datamodule, "failures"):
+        return list(datamodule.failures)
+    loaders = getattr(trainer, "predict_dataloaders", None) or []
+    loaders = loaders if isinstance(loaders, Sequence) else [loaders]
+    return [f for loader in loaders for f in getattr(getattr(loader, "dataset", None), "failures", [])]
+
+
+class ImageSerializer(BasePredictionWriter):
+    """Write each predicted image under ``root_dir`` at the input's relative path.
+
+    ``format``: output suffix (``png`` by default; None keeps the input's). ``bit_depth``:
+    ``"input"`` (16-bit in, 16-bit out where the format allows) or 8/16. ``keep_mode``: write
+    gray for gray inputs and put alpha back. Video frames reaching this writer become
+    ``<relpath without suffix>/<frame:06d>.<format>``.
+    """
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        format: str | None = "png",
+        bit_depth: int | str = "input",
+        overwrite: bool = False,
+        allow_inside_input: bool = False,
+        keep_mode: bool = True,
+        jpeg_quality: int = 95,
+    ) -> None:
+        super().__init__(write_interval="batch")
+        if bit_depth not in ("input", 8, 16):
+            raise ValueError(f"serializer.bit_depth must be 'input', 8 or 16, got {bit_depth!r}")
+        self.root_dir = Path(root_dir).expanduser()
+        self.format = format.lower().lstrip(".") if format else None
+        self.bit_depth, self.overwrite, self.allow_inside_input = bit_depth, overwrite, allow_inside_input
+        self.keep_mode, self.jpeg_quality = keep_mode, jpeg_quality
+        self.failures: list[Failure] = []
+        self.written: int = 0
+        self._clashing: set[str] = set()
+        self._warned_gray = False
+
+    # -- checks -------------------------------------------------------------------------
+
+    def check_root(self, input_tree: str | os.PathLike[str] | None) -> None:
+        """Refuse a ``root_dir`` equal to or inside the input tree unless allowed."""
+        if input_tree is None or self.allow_inside_input:
+            return
+        if _is_within(self.root_dir, Path(input_tree)):
+            raise ValueError(
+                f"serializer.root_dir={self.root_dir} is inside the input folder {input_tree} "
+                "(data.correct_dir); outputs could mix with or replace inputs. Choose another "
+                "serializer.root_dir, or set serializer.allow_inside_input=true."
+            )
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self.check_root(_input_tree(trainer))
+        self.root_dir.mkdir(parents=True, exist_ok=True)
+        relpaths = [item[1] for d in getattr(getattr(trainer, "datamodule", None), "predict_sets", []) for item in getattr(d, "items", [])]
+        self.plan_names(relpaths)
+
+    def plan_names(self, relpaths: Sequence[str]) -> None:
+        """Note inputs that would map to the same output (``a.tif`` and ``a.webp`` both to
+        ``a.png`` when ``format=png``): those keep their suffix in the name (``a.tif.png``)."""
+        seen: dict[str, int] = {}
+        for relpath in relpaths:
+            stem = Path(relpath).with_suffix("").as_posix()
+            seen[stem] = seen.get(stem, 0) + 1
+        self._clashing = {stem for stem, count in seen.items() if count > 1}
+
+    # -- writing ------------------------------------------------------------------------
+
+    def output_path(self, relpath: str, frame_index: int | None = None) -> Path:
+        rel = Path(relpath)
+        suffix = f".{self.format}" if self.format else rel.suffix
+        if self.format and rel.with_suffix("").as_posix() in self._clashing and rel.suffix.lower() != suffix:
+            rel = rel.with_name(rel.name + suffix)
+        if frame_index is not None:
+            return self.root_dir / rel.with_suffix("") / f"{frame_index:06d}{suffix}"
+        return self.root_dir / rel.with_suffix(suffix)
+
+    def _layout(self, x: torch.Tensor, mode: str | None) -> torch.Tensor:
+        if not self.keep_mode or mode is None:
+            return x
+        if mode in _GRAY_MODES:
+            return convert_channels(x, 1)
+        if x.shape[0] == 1 and not self._warned_gray:
+            self._warned_gray = True
+            log.warning("the net outputs gray images for colour inputs (data.channels=1): writing gray files")
+        return x
+
+    def write_image_item(self, x: torch.Tensor, item: dict[str, Any]) -> None:
+        """Write one image ``(C, H, W)`` with the item's metadata (relpath, mode, bit depth, alpha)."""
+        relpath = item["relpath"]
+        path = self.output_path(relpath, item.get("frame_index"))
+        if path.exists() and not self.overwrite:
+            record_failure(self.failures, path, "output exists; set serializer.overwrite=true to replace it")
+            return
+        suffix = path.suffix.lower().lstrip(".")
+        depth = item.get("bit_depth") or 8 if self.bit_depth == "input" else self.bit_depth
+        depth = depth if suffix in _SIXTEEN_BIT_FORMATS else 8
+        alpha = item.get("alpha") if self.keep_mode else None
+        options = {"quality": self.jpeg_quality} if suffix in ("jpg", "jpeg", "webp") else {}
+        try:
+            write_image(path, self._layout(x, item.get("mode")), bit_depth=depth, alpha=alpha, **options)
+        except (OSError, ValueError) as err:
+            record_failure(self.failures, path, f"write failed ({type(err).__name__}: {err})")
+            return
+        self.written += 1
+
+    def write_item(self, x: torch.Tensor, item: dict[str, Any]) -> None:
+        self.write_image_item(x, item)
+
+    def write_on_batch_end(
+        self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        outputs = _predictions(prediction)
+        for i in range(outputs.shape[0]):
+            item = {key: (value[i] if isinstance(value, (list, tuple, torch.Tensor)) else value) for key, value in batch.items() if key != "input"}
+            item = {k: (v.item() if isinstance(v, torch.Tensor) and v.ndim == 0 else v) for k, v in item.items()}
+            h, w = item.get("height"), item.get("width")
+            x = outputs[i, :, :h, :w] if h and w else outputs[i]
+            self.write_item(x, item)
+
+    # -- end ------------------------------------------------------------------------------
+
+    def finalize(self, input_failures: Sequence[Failure] = (), rank: int = 0, world_size: int = 1) -> list[Failure]:
+        """Merge the data side's failures, write ``failures.tsv`` (rank 0; other ranks write
+        ``failures.rank<N>.tsv`` for their own write failures) and return all failures.
+        Called by Lightning at the end of ``predict``; calling it again does no harm."""
+        for failure in input_failures:
+            if failure not in self.failures:
+                self.failures.append(failure)
+        own = self.failures if rank == 0 else [f for f in self.failures if f not in input_failures]
+        if own:
+            name = FAILURES_FILENAME if rank == 0 else f"failures.rank{rank}.tsv"
+            target = write_failures(self.root_dir / name, own)
+            log.error("%d input(s) or output(s) failed; listed in %s:\n  %s", len(own), target, "\n  ".join(map(str, own)))
+        log.info("wrote %d file(s) under %s", self.written, self.root_dir)
+        return self.failures
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # teardown runs even when the predict loop is skipped (no good input) or fails
+        if stage == "predict":
+            self.finalize(_dataset_failures(trainer), trainer.global_rank, trainer.world_size)
+
+
+class VideoSerializer(ImageSerializer):
+    """Write video frames back as a video, streaming (frames are appended as they arrive).
+
+    ``lossless=True`` writes FFV1 in ``.mkv``; otherwise H.264 at ``crf`` (suffix ``format``,
+    default ``mp4``). The frame rate and size are the input's. Items that are not video frames
+    are written as images (like :class:`ImageSerializer`).
+    """
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        lossless: bool = False,
+        crf: int = 18,
+        video_format: str = "mp4",
+        overwrite: bool = False,
+        allow_inside_input: bool = False,
+        **image_options: Any,
+    ) -> None:
+        super().__init__(root_dir, overwrite=overwrite, allow_inside_input=allow_inside_input, **image_options)
+        self.lossless, self.crf = lossless, int(crf)
+        self.video_format = "mkv" if lossless else video_format.lower().lstrip(".")
+        self._writers: dict[str, VideoWriter] = {}
+        self._skipped: set[str] = set()
+
+    def video_path(self, relpath: str) -> Path:
+        return self.root_dir / Path(relpath).with_suffix(f".{self.video_format}")
+
+    def write_item(self, x: torch.Tensor, item: dict[str, Any]) -> None:
+        if item.get("frame_index") is None:
+            self.write_image_item(x, item)
+            return
+        relpath = item["relpath"]
+        if relpath in self._skipped:
+            return
+        writer = self._writers.get(relpath)
+        if writer is None:
+            path = self.video_path(relpath)
+            if path.exists() and not self.overwrite:
+                record_failure(self.failures, path, "output exists; set serializer.overwrite=true to replace it")
+                self._skipped.add(relpath)
+                return
+            codec = "ffv1" if self.lossless else "h264"
+            writer = self._writers[relpath] = VideoWriter(path, fps=float(item.get("fps") or 25.0), codec=codec, crf=self.crf)
+        try:
+            writer.write(self._layout(x, item.get("mode")))
+        except Exception as err:  # noqa: BLE001 - one bad video must not stop the others
+            writer.abort()
+            del self._writers[relpath]
+            self._skipped.add(relpath)
+            record_failure(self.failures, self.video_path(relpath), f"write failed ({type(err).__name__}: {err})")
+            return
+        num_frames = item.get("num_frames")
+        if num_frames is not None and int(item["frame_index"]) >= int(num_frames) - 1:
+            self._close(relpath)
+
+    def _close(self, relpath: str) -> None:
+        writer = self._writers.pop(relpath)
+        try:
+            writer.close()
+            self.written += 1
+        except Exception as err:  # noqa: BLE001
+            record_failure(self.failures, writer.path, f"write failed ({type(err).__name__}: {err})")
+
+    def finalize(self, input_failures: Sequence[Failure] = (), rank: int = 0, world_size: int = 1) -> list[Failure]:
+        for relpath in list(self._writers):
+            self._close(relpath)  # fewer frames than the header said: keep what was decoded
+        return super().finalize(input_failures, rank, world_size)

@@ -1,0 +1,91 @@
+"""Image and video I/O on real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from m3l.data.io import MediaReadError, probe_video, read_image, read_video, write_image, write_video
+
+from .conftest import GOOD_IMAGES
+
+
+@pytest.mark.parametrize("relpath", sorted(GOOD_IMAGES))
+def test_read_image_reports_layout(image_tree: Path, relpath: str) -> None:
+    mode, bit_depth, h, w = GOOD_IMAGES[relpath]
+    x, info = read_image(image_tree / relpath)
+    assert (info.mode, info.bit_depth, info.height, info.width) == (mode, bit_depth, h, w)
+    assert x.dtype == torch.float32 and x.shape[-2:] == (h, w)
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert x.shape[0] == (1 if mode in ("L", "I;16") else 3)
+    assert (info.alpha is not None) == (mode == "RGBA")
+
+
+def test_channels_convert(image_tree: Path) -> None:
+    gray, _ = read_image(image_tree / "rgb_odd.png", channels=1)
+    rgb, _ = read_image(image_tree / "gray.png", channels=3)
+    assert gray.shape[0] == 1 and rgb.shape[0] == 3
+    assert torch.equal(rgb[0], rgb[1])
+
+
+def test_sixteen_bit_keeps_precision(tmp_path: Path) -> None:
+    values = np.arange(0, 65536, 17, dtype=np.uint16)[: 40 * 50].reshape(40, 50)
+    Image.fromarray(values).save(tmp_path / "in.png")
+    x, info = read_image(tmp_path / "in.png")
+    assert info.bit_depth == 16
+    write_image(tmp_path / "out.png", x, bit_depth=16)
+    back = np.asarray(Image.open(tmp_path / "out.png"))
+    np.testing.assert_array_equal(back, values)
+
+
+def test_sixteen_bit_colour_png_written(tmp_path: Path) -> None:
+    x = torch.rand(3, 21, 17)
+    write_image(tmp_path / "c16.png", x, bit_depth=16)
+    y, info = read_image(tmp_path / "c16.png")
+    assert info.bit_depth == 16 and y.shape == x.shape
+    assert float((y - x).abs().max()) < 1 / 255 + 1e-6  # Pillow decodes it at 8-bit precision
+
+
+def test_alpha_round_trip(image_tree: Path, tmp_path: Path) -> None:
+    x, info = read_image(image_tree / "nested" / "rgba.png")
+    write_image(tmp_path / "out.png", x, alpha=info.alpha)
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(Image.open(image_tree / "nested" / "rgba.png")))
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "bad.png", torch.rand(2, 3, 4, 5))
+    assert list(tmp_path.iterdir()) == []
+    write_image(tmp_path / "sub" / "ok.jpg", torch.rand(3, 8, 8))
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["ok.jpg"]
+
+
+@pytest.mark.parametrize(("name", "reason"), [("truncated.png", "not a readable image"), ("fake.jpg", "not a readable image"), ("notes.txt", "not a readable image"), ("missing.png", "no such file")])
+def test_bad_images_raise_with_path_and_reason(image_tree: Path, name: str, reason: str) -> None:
+    with pytest.raises(MediaReadError) as err:
+        read_image(image_tree / name)
+    assert name in str(err.value) and reason in err.value.reason
+
+
+def test_video_round_trip(video_file: Path, tmp_path: Path) -> None:
+    info = probe_video(video_file)
+    assert (info.num_frames, info.height, info.width, info.fps) == (12, 35, 47, 10.0)
+    frames = read_video(video_file)
+    assert frames.shape == (12, 3, 35, 47)
+    assert read_video(video_file, start=4, count=3).shape == (3, 3, 35, 47)
+    torch.testing.assert_close(read_video(video_file, start=4, count=1)[0], frames[4])
+    out = write_video(tmp_path / "copy.mkv", frames, fps=info.fps, codec="ffv1")
+    assert torch.equal(read_video(out), frames)  # FFV1 is lossless
+
+
+def test_unreadable_video(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(MediaReadError, match="broken.mp4"):
+        probe_video(bad)
