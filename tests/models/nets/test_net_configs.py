@@ -25,7 +25,8 @@ def _net(name: str, channels: int) -> torch.nn.Module:
 
 
 def test_all_expected_configs_exist() -> None:
-    expected = {"dncnn", "dncnn3", "dncnn_small"}
+    expected = {"dncnn", "dncnn3", "dncnn_small", "ffdnet", "unet", "nafnet32", "nafnet64",
+                "nafnet_small", "arcnn", "fastdvdnet"}
     assert expected <= set(CONFIGS), f"missing: {expected - set(CONFIGS)}"
 
 

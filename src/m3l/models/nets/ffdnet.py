@@ -1,0 +1,68 @@
+"""FFDNet: a DnCNN-like net on 2x-downsampled sub-images with a noise-level map input.
+
+K. Zhang, W. Zuo and L. Zhang, "FFDNet: Toward a Fast and Flexible Solution for CNN-Based
+Image Denoising", IEEE Transactions on Image Processing 27(9), 2018.
+https://arxiv.org/abs/1710.04026
+
+The image is split into four sub-images (pixel unshuffle), a uniform noise-level map is
+appended, a plain Conv(+BN)+ReLU stack predicts the clean sub-images, and pixel shuffle
+puts them back. The paper uses 15 layers x 64 features for gray and 12 x 96 for color; it
+predicts the clean image directly (``residual: false``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from m3l.models.nets._checks import check_image, sigma_map
+
+
+class FFDNet(nn.Module):
+    """FFDNet; ``forward(x, sigma)`` with ``sigma`` of shape ``(B,)`` on the [0, 1] scale.
+
+    Args:
+        in_channels: 1 for gray, 3 for color.
+        out_channels: defaults to ``in_channels``.
+        depth: convolution layers; None picks the paper's (15 for gray, 12 otherwise).
+        features: feature maps; None picks the paper's (64 for gray, 96 otherwise).
+    """
+
+    pad_multiple = 2
+    conditions = ("sigma",)
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        depth: int | None = None,
+        features: int | None = None,
+    ) -> None:
+        super().__init__()
+        gray = in_channels == 1
+        depth = depth or (15 if gray else 12)
+        features = features or (64 if gray else 96)
+        if depth < 2:
+            raise ValueError(f"FFDNet needs depth >= 2, got {depth}.")
+        self.in_channels = in_channels
+        self.out_channels = out_channels or in_channels
+        layers: list[nn.Module] = [
+            nn.Conv2d(4 * in_channels + 1, features, 3, padding=1, bias=False),
+            nn.ReLU(inplace=True),
+        ]
+        for _ in range(depth - 2):
+            layers += [
+                nn.Conv2d(features, features, 3, padding=1, bias=False),
+                nn.BatchNorm2d(features),
+                nn.ReLU(inplace=True),
+            ]
+        layers.append(nn.Conv2d(features, 4 * self.out_channels, 3, padding=1, bias=False))
+        self.body = nn.Sequential(*layers)
+        self.down = nn.PixelUnshuffle(2)
+        self.up = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """Denoise ``(B, C, H, W)`` (H, W even) at noise level ``sigma``."""
+        check_image("FFDNet", x, self.in_channels, self.pad_multiple)
+        sub = self.down(x)
+        return self.up(self.body(torch.cat([sub, sigma_map("FFDNet", sigma, sub)], dim=1)))

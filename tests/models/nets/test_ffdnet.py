@@ -1,0 +1,35 @@
+"""FFDNet: noise-map input, pad multiple, parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from m3l.models.nets.ffdnet import FFDNet
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_forward_on_odd_padded_sizes(channels: int, check_forward) -> None:
+    net = FFDNet(channels, depth=4, features=16)
+    assert net.conditions == ("sigma",) and net.pad_multiple == 2
+    check_forward(net, torch.rand(2, channels, 14, 22), channels, sigma=torch.tensor([0.05, 0.2]))
+
+
+def test_sigma_changes_the_output() -> None:
+    net = FFDNet(1, depth=3, features=8).eval()
+    x = torch.rand(1, 1, 8, 8)
+    assert not torch.allclose(net(x, sigma=torch.tensor([0.0])), net(x, sigma=torch.tensor([0.5])))
+
+
+def test_paper_configurations(count_params) -> None:
+    # 15 x 64 for gray, 12 x 96 for color (the paper's settings; biases off like DnCNN)
+    assert count_params(FFDNet(1)) == 486_080
+    assert count_params(FFDNet(3)) == 852_960
+
+
+def test_clear_errors() -> None:
+    net = FFDNet(1, depth=3, features=8)
+    with pytest.raises(ValueError, match="multiples of 2"):
+        net(torch.rand(1, 1, 9, 8), sigma=torch.tensor([0.1]))
+    with pytest.raises(ValueError, match=r"sigma of shape \(B,\)"):
+        net(torch.rand(2, 1, 8, 8), sigma=torch.tensor([0.1, 0.2, 0.3]))
