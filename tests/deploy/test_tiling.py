@@ -153,3 +153,28 @@ def test_sliding_windows_centre_each_frame(n: int) -> None:
         assert w[:, 0, 0, 0].tolist() == expected
     with pytest.raises(ValueError, match="odd"):
         list(sliding_windows([], 4))
+
+
+class ShuffleNet(nn.Module):
+    """Pixel-unshuffle -> convs -> pixel-shuffle (like FFDNet): needs aligned tiles."""
+
+    pad_multiple = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4, 8, 3, padding=1), nn.Tanh(),
+                                  nn.Conv2d(8, 4, 3, padding=1), nn.PixelShuffle(2))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.body(t)
+
+
+@pytest.mark.parametrize("size", [(75, 101), (64, 64)])
+def test_tiles_stay_on_the_pad_multiple_grid(size: tuple[int, int]) -> None:
+    net = ShuffleNet().eval()
+    x = torch.rand(1, 1, *size)
+    with torch.inference_mode():
+        whole = net(pad_to_multiple(x, 2))[..., : size[0], : size[1]]
+        tiled = TiledPredictor(40, 16, blend="linear")(net, x)
+    assert torch.allclose(tiled, whole, atol=1e-5)

@@ -36,33 +36,44 @@ log = logging.getLogger(__name__)
 Blend = Literal["gaussian", "linear", "none"]
 TileFn = Callable[..., torch.Tensor]
 
-__all__ = ["TiledPredictor", "self_ensemble", "sliding_windows", "pad_to_multiple"]
+__all__ = ["TiledPredictor", "self_ensemble", "sliding_windows", "pad_to_multiple", "pad_to_size"]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the last two dims of ``x`` at the bottom/right to multiples of ``multiple``.
+def pad_to_size(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pad the last two dims of ``x`` at the bottom/right to ``height`` x ``width``.
 
     Reflection where the image is large enough, edge replication otherwise (tiny images).
     """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw = height - h, width - w
     if ph == 0 and pw == 0:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
-    flat = x.reshape(-1, *x.shape[-3:])
-    flat = F.pad(flat, (0, pw, 0, ph), mode=mode)
-    return flat.reshape(*x.shape[:-2], h + ph, w + pw)
+    flat = F.pad(x.reshape(-1, *x.shape[-3:]), (0, pw, 0, ph), mode=mode)
+    return flat.reshape(*x.shape[:-2], height, width)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the last two dims of ``x`` at the bottom/right up to multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    return pad_to_size(x, h + (-h) % multiple, w + (-w) % multiple)
 
 
 def _layout(length: int, tile: int, overlap: int, multiple: int) -> tuple[list[int], int]:
-    """Evenly spread tile starts over ``length``; returns (starts, tile length)."""
-    if length <= tile:
-        return [0], length
-    n = math.ceil((length - overlap) / (tile - overlap))
-    size = math.ceil((length + (n - 1) * overlap) / n)
-    size = min(tile, -(-size // multiple) * multiple)
-    starts = [(i * (length - size)) // (n - 1) for i in range(n)]
-    return starts, size
+    """Evenly spread tiles over ``length`` rounded up to ``multiple``; (starts, tile length).
+
+    Starts and the tile length are multiples of ``multiple``, so every tile sees the same
+    pixel grid as the padded whole image (pixel-unshuffle and U-Net nets stay aligned); the
+    last tile may reach past ``length`` into the padding.
+    """
+    units = -(-length // multiple)
+    tile_u, overlap_u = tile // multiple, -(-overlap // multiple)
+    if units <= tile_u:
+        return [0], units * multiple
+    n = math.ceil((units - overlap_u) / (tile_u - overlap_u))
+    size_u = min(tile_u, math.ceil((units + (n - 1) * overlap_u) / n))
+    starts = [(i * (units - size_u)) // (n - 1) * multiple for i in range(n)]
+    return starts, size_u * multiple
 
 
 def _ramp(n: int, blend: Blend) -> torch.Tensor:
@@ -165,10 +176,12 @@ class TiledPredictor:
                 )
         multiple = self._multiple(fn, pad_multiple)
         tile = max(multiple, (self.tile_size // multiple) * multiple)
-        if 2 * self.overlap >= tile:
+        overlap = -(-self.overlap // multiple) * multiple
+        if 2 * overlap >= tile:
             raise ValueError(
-                f"TiledPredictor: tile_size {self.tile_size} rounded to the pad multiple "
-                f"{multiple} is {tile}, not more than twice the overlap {self.overlap}."
+                f"TiledPredictor: with the pad multiple {multiple}, tile_size {self.tile_size} "
+                f"becomes {tile} and overlap {self.overlap} becomes {overlap}; the tile must be "
+                "more than twice the overlap. Raise tile_size or lower overlap."
             )
         h, w = x.shape[-2:]
         ys, th = _layout(h, tile, self.overlap, multiple)
@@ -182,10 +195,12 @@ class TiledPredictor:
         weight = torch.zeros(h, w, dtype=torch.float32, device=x.device)
         for first in range(0, len(jobs), self.batch_size):
             batch = jobs[first : first + self.batch_size]
-            tiles = torch.stack([x[b, ..., ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for b, i, j in batch])
+            tiles = torch.stack(
+                [pad_to_size(x[b, ..., ys[i] : ys[i] + th, xs[j] : xs[j] + tw], th, tw) for b, i, j in batch]
+            )
             index = torch.tensor([b for b, _, _ in batch], device=x.device)
             cond = {k: v.index_select(0, index.to(v.device)) for k, v in conditions.items()}
-            result = fn(pad_to_multiple(tiles, multiple), **cond)[..., :th, :tw]
+            result = fn(tiles, **cond)
             if result.shape[0] != len(batch) or result.shape[-2:] != (th, tw):
                 raise ValueError(
                     f"TiledPredictor: fn must return ({len(batch)}, ..., {th}, {tw}) for "
@@ -196,10 +211,12 @@ class TiledPredictor:
                     (x.shape[0], *result.shape[1:-2], h, w), dtype=result.dtype, device=x.device
                 )
             for k, (b, i, j) in enumerate(batch):
-                win = (wy[i][:, None] * wx[j][None, :]).to(result.dtype)
-                out[b, ..., ys[i] : ys[i] + th, xs[j] : xs[j] + tw] += result[k] * win
+                y0, x0 = ys[i], xs[j]
+                rows, cols = min(th, h - y0), min(tw, w - x0)
+                win = (wy[i][:rows, None] * wx[j][None, :cols]).to(result.dtype)
+                out[b, ..., y0 : y0 + rows, x0 : x0 + cols] += result[k, ..., :rows, :cols] * win
                 if b == 0:
-                    weight[ys[i] : ys[i] + th, xs[j] : xs[j] + tw] += win.to(weight.dtype)
+                    weight[y0 : y0 + rows, x0 : x0 + cols] += win.to(weight.dtype)
         assert out is not None
         out /= weight.to(out.dtype)
         return out
