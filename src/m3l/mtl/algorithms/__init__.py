@@ -1,0 +1,41 @@
+"""Multi-task learning algorithms: schedules and loss weightings (one method per module).
+
+Schedules: :class:`Joint`, :class:`Alternating`, :class:`Sequential`.
+Weightings for :class:`Joint`: :class:`EqualWeighting` (EW), :class:`UncertaintyWeighting`,
+:class:`DynamicWeightAverage` (DWA), :class:`GradNorm`, :class:`RandomWeighting` (RLW),
+:class:`FAMO`, :class:`FixedWeighting` (scalarization). Gradient aggregators plug in through
+:class:`GradientAggregator`.
+
+>>> from m3l.mtl.algorithms import Joint, GradNorm
+>>> Joint(GradNorm(alpha=1.5))
+Joint(weighting=GradNorm)
+"""
+
+from m3l.mtl.algorithms.alternating import Alternating
+from m3l.mtl.algorithms.base import GradientAggregator, Schedule, StepContext, Weighting
+from m3l.mtl.algorithms.dwa import DynamicWeightAverage
+from m3l.mtl.algorithms.equal import EqualWeighting
+from m3l.mtl.algorithms.famo import FAMO
+from m3l.mtl.algorithms.fixed import FixedWeighting
+from m3l.mtl.algorithms.gradnorm import GradNorm
+from m3l.mtl.algorithms.joint import Joint
+from m3l.mtl.algorithms.random_weights import RandomWeighting
+from m3l.mtl.algorithms.sequential import Sequential
+from m3l.mtl.algorithms.uncertainty import UncertaintyWeighting
+
+__all__ = [
+    "Alternating",
+    "DynamicWeightAverage",
+    "EqualWeighting",
+    "FAMO",
+    "FixedWeighting",
+    "GradNorm",
+    "GradientAggregator",
+    "Joint",
+    "RandomWeighting",
+    "Schedule",
+    "Sequential",
+    "StepContext",
+    "UncertaintyWeighting",
+    "Weighting",
+]

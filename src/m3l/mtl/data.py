@@ -1,0 +1,154 @@
+"""The multi-task datamodule: one loader per task, combined by the algorithm's schedule.
+
+Every per-task loader yields ``{task_name: batch}`` so a step knows which task a batch
+belongs to whatever the combination (Lightning drops the loader index during training).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from m3l.errors import M3LError
+
+if TYPE_CHECKING:
+    from m3l.mtl.tasks import Task
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class TaskCollate:
+    """Collate a task's samples and tag the batch with the task's name (picklable)."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+
+    def __call__(self, samples: list[Any]) -> dict[str, Any]:
+        return {self.task: default_collate(samples)}
+
+
+class ChainedLoader:
+    """All batches of each loader in turn (a sized iterable Lightning can train on)."""
+
+    def __init__(self, loaders: Sequence[DataLoader]) -> None:
+        self.loaders = list(loaders)
+
+    def __len__(self) -> int:
+        return sum(len(loader) for loader in self.loaders)
+
+    def __iter__(self) -> Any:
+        for loader in self.loaders:
+            yield from loader
+
+
+def merge_task_batches(batch: Any) -> dict[str, Any]:
+    """``{task: batch}`` from what a (combined) loader yields."""
+    if isinstance(batch, (list, tuple)):
+        merged: dict[str, Any] = {}
+        for part in batch:
+            if part is not None:
+                merged.update(part)
+        return merged
+    return dict(batch)
+
+
+class MultiTaskDataModule(L.LightningDataModule):
+    """Per-task datasets and batch sizes.
+
+    Args:
+        datasets: ``{task: {"train": ds, "val": ds, "test": ds}}`` (splits optional).
+        batch_size: one size for every task, or ``{task: size}``.
+        num_workers: loader workers per task.
+        shuffle: shuffle the train splits.
+        correct_dir: accepted for the command line's data contract; unused for multi-task.
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Mapping[str, Dataset | None]],
+        batch_size: int | Mapping[str, int] = 32,
+        num_workers: int = 0,
+        shuffle: bool = True,
+        pin_memory: bool = False,
+        correct_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not datasets:
+            raise M3LError(
+                "MultiTaskDataModule: no datasets given.\n  fix: datasets={task: {train: ..., "
+                "val: ...}}"
+            )
+        self.datasets = {name: dict(splits) for name, splits in datasets.items()}
+        for name, splits in self.datasets.items():
+            unknown = sorted(set(splits) - set(SPLITS))
+            if unknown:
+                raise M3LError(
+                    f"MultiTaskDataModule: task {name!r} has unknown splits {unknown}; "
+                    f"expected some of {list(SPLITS)}"
+                )
+        self.batch_size = batch_size
+        self.num_workers, self.shuffle, self.pin_memory = num_workers, shuffle, pin_memory
+
+    @classmethod
+    def from_tasks(cls, tasks: Sequence[Task], **kwargs: Any) -> MultiTaskDataModule:
+        """The datamodule of tasks that carry their own datasets."""
+        return cls(
+            {t.name: t.datasets() for t in tasks},
+            batch_size={t.name: t.batch_size for t in tasks},
+            **kwargs,
+        )
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.datasets)
+
+    def dataset(self, task: str, split: str) -> Dataset | None:
+        return self.datasets.get(task, {}).get(split)
+
+    def batch_size_of(self, task: str) -> int:
+        if isinstance(self.batch_size, Mapping):
+            return int(self.batch_size.get(task, 32))
+        return int(self.batch_size)
+
+    def task_loader(self, task: str, split: str) -> DataLoader:
+        """The loader of one task's split; its batches are ``{task: batch}``."""
+        dataset = self.dataset(task, split)
+        if dataset is None:
+            raise M3LError(f"task {task!r} has no {split} dataset")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size_of(task),
+            shuffle=self.shuffle and split == "train",
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=TaskCollate(task),
+        )
+
+    def _loaders(self, split: str) -> dict[str, DataLoader]:
+        return {n: self.task_loader(n, split) for n in self.datasets if self.dataset(n, split) is not None}
+
+    def train_dataloader(self) -> Any:
+        loaders = self._loaders("train")
+        if not loaders:
+            raise M3LError("no task has a train dataset: give each task train=...")
+        trainer = getattr(self, "trainer", None)
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        schedule = getattr(module, "algorithm", None)
+        epoch = int(getattr(trainer, "current_epoch", 0) or 0) if trainer is not None else 0
+        if schedule is None:
+            from m3l.mtl.algorithms import Joint
+
+            schedule = Joint()
+        return schedule.train_loader(loaders, epoch)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return list(self._loaders("val").values())
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return list(self._loaders("test").values())

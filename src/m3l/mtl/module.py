@@ -1,0 +1,388 @@
+"""MultiTaskModule: a shared backbone, one head per objective, and a learning algorithm.
+
+A LightningModule with manual optimization: one optimizer for the backbone (none when it is
+frozen), one per task for its heads, and one for the weighting's own parameters when it has
+any. Each training step receives ``{task: batch}`` for the tasks the schedule chose, runs the
+backbone once per task batch and every head of that task, and lets the algorithm combine
+the losses. Logged keys: ``train/loss``, ``train/<head>/loss``, ``weights/<head>``,
+``val/<head>/<metric>``, ``val/<head>/loss``, ``val/loss`` (and ``test/...``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from m3l.mtl.algorithms.base import GradientAggregator, Schedule, StepContext
+from m3l.mtl.algorithms.joint import Joint
+from m3l.mtl.data import merge_task_batches
+from m3l.mtl.tasks import Objective, Task
+from m3l.mtl.validation import NonFiniteLossError, check_task_names, preflight
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam with lr 1e-3: the default for backbone, heads and weighting parameters."""
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+def last_parameterized_module(module: nn.Module) -> nn.Module | None:
+    """The last submodule (registration order) holding parameters of its own."""
+    last = None
+    for sub in module.modules():
+        if any(p.requires_grad for p in sub.parameters(recurse=False)):
+            last = sub
+    return last
+
+
+class MultiTaskModule(L.LightningModule):
+    """Backbone + per-task heads + algorithm, trained by Lightning.
+
+    Args:
+        backbone: the shared ``nn.Module``.
+        tasks: :class:`Task` / :class:`MultiHeadTask` objects (their datasets are optional).
+        algorithm: a schedule (:class:`Joint`, :class:`Sequential`, :class:`Alternating`);
+            default ``Joint(EqualWeighting())``.
+        optimizer: factory for the backbone's optimizer (``partial``/Hydra ``_partial_``).
+        scheduler: factory ``scheduler(optimizer)`` for the backbone (stepped per epoch).
+        head_optimizer, head_scheduler: defaults for the heads (a task's own win).
+        freeze_backbone: keep the backbone fixed (new task on a trained backbone).
+        finite_check_every_n_steps: how often the NaN/inf check syncs with the device.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tasks: Sequence[Task],
+        algorithm: Schedule | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        head_optimizer: OptimizerFactory | None = None,
+        head_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        freeze_backbone: bool = False,
+        finite_check_every_n_steps: int = 25,
+    ) -> None:
+        super().__init__()
+        tasks = list(tasks)
+        check_task_names(tasks)
+        self.automatic_optimization = False
+        self.backbone = backbone
+        self.tasks = tasks
+        self.task_by_name = {t.name: t for t in tasks}
+        self.objectives: list[Objective] = [o for t in tasks for o in t.objectives]
+        self.objective_names = [o.name for o in self.objectives]
+        self.heads = nn.ModuleDict({o.name: o.head for o in self.objectives})
+        self.algorithm = algorithm if algorithm is not None else Joint()
+        self.weighting = self.algorithm.weighting
+        self.weighting.setup(self.objective_names)
+        self.optimizer_factory = optimizer or default_optimizer
+        self.scheduler_factory = scheduler
+        self.head_optimizer_factory = head_optimizer or self.optimizer_factory
+        self.head_scheduler_factory = head_scheduler or scheduler
+        self.freeze_backbone = bool(freeze_backbone)
+        self.finite_check_every_n_steps = max(1, int(finite_check_every_n_steps))
+        if self.freeze_backbone:
+            self.backbone.requires_grad_(False)
+        self.metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {
+                        o.name: nn.ModuleDict(
+                            {k: m.clone() for k, m in o.metrics.items() if _is_metric(m)}
+                        )
+                        for o in self.objectives
+                    }
+                )
+                for split in ("val", "test")
+            }
+        )
+        self.register_buffer("first_bad_step", torch.full((len(self.objectives),), -1, dtype=torch.long), persistent=False)
+        self.register_buffer("epoch_loss_sum", torch.zeros(len(self.objectives)), persistent=False)
+        self.register_buffer("epoch_loss_count", torch.zeros(len(self.objectives)), persistent=False)
+        self.train_steps = 0
+        self.preflight_done = False
+        self._roles: list[str] = []
+        self._eval_sums: dict[str, list[Tensor]] = {}
+        self._index_cache: dict[tuple[str, ...], Tensor] = {}
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Any, task: str | None = None) -> dict[str, Any]:
+        """Predictions ``{head: output}`` of every head (or of ``task``'s heads)."""
+        features = self.backbone(x)
+        objectives = self.task_by_name[task].objectives if task else self.objectives
+        return {o.name: o.head(features) for o in objectives}
+
+    def _task_losses(self, task: Task, batch: Any) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
+        inputs, targets = task.split_batch(batch)
+        features = self.backbone(inputs)
+        predictions = {o.name: o.head(features) for o in task.objectives}
+        losses = {
+            o.name: o.weight * o.criterion(predictions[o.name], targets[o.name]) for o in task.objectives
+        }
+        return losses, predictions, targets
+
+    # ------------------------------------------------------------------ optimizers
+    def configure_optimizers(self) -> Any:
+        optimizers, schedulers, roles = [], [], []
+        if not self.freeze_backbone:
+            opt = self.optimizer_factory(p for p in self.backbone.parameters() if p.requires_grad)
+            optimizers.append(opt)
+            roles.append("backbone")
+            if self.scheduler_factory is not None:
+                schedulers.append(self.scheduler_factory(opt))
+        for task in self.tasks:
+            params = [p for o in task.objectives for p in o.head.parameters() if p.requires_grad]
+            if not params:
+                continue
+            opt = (task.optimizer or self.head_optimizer_factory)(params)
+            optimizers.append(opt)
+            roles.append(f"task:{task.name}")
+            factory = task.scheduler or self.head_scheduler_factory
+            if factory is not None:
+                schedulers.append(factory(opt))
+        weighting_opt = self.weighting.make_optimizer(self.optimizer_factory)
+        if weighting_opt is not None:
+            optimizers.append(weighting_opt)
+            roles.append("weighting")
+        self._roles = roles
+        return optimizers, schedulers
+
+    def _optimizers_for(self, task_names: Iterable[str]) -> list[Any]:
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        if not self._roles:  # restored without configure_optimizers on this instance
+            self.configure_optimizers()
+        wanted = {"backbone", "weighting"} | {f"task:{n}" for n in task_names}
+        return [o for o, role in zip(opts, self._roles) if role in wanted]
+
+    # ------------------------------------------------------------------ training
+    def _context(self, names: list[str]) -> StepContext:
+        shared = [p for p in self.backbone.parameters() if p.requires_grad]
+        last = last_parameterized_module(self.backbone)
+        last_params = [p for p in last.parameters(recurse=False) if p.requires_grad] if last else []
+        return StepContext(
+            step=self.train_steps,
+            epoch=self.current_epoch,
+            names=names,
+            shared_parameters=shared,
+            last_shared_parameters=last_params,
+        )
+
+    def _indices(self, names: Sequence[str]) -> Tensor:
+        key = tuple(names)
+        if key not in self._index_cache or self._index_cache[key].device != self.device:
+            self._index_cache[key] = torch.tensor(
+                [self.objective_names.index(n) for n in names], device=self.device
+            )
+        return self._index_cache[key]
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        batches = merge_task_batches(batch)
+        losses: dict[str, Tensor] = {}
+        for name, task_batch in batches.items():
+            losses.update(self._task_losses(self.task_by_name[name], task_batch)[0])
+        names = [n for n in self.objective_names if n in losses]
+        stacked = torch.stack([losses[n] for n in names])
+        self._track_finite(names, stacked)
+        context = self._context(names)
+        optimizers = self._optimizers_for(batches)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        joint = self.algorithm.uses_weighting(names, self.objective_names)
+        if joint and isinstance(self.weighting, GradientAggregator):
+            total = self._aggregate_backward(stacked, context)
+        elif joint:
+            total = self.weighting.combine(stacked, context)
+            self.manual_backward(total)
+        else:
+            total = stacked.sum()
+            self.manual_backward(total)
+        for opt in optimizers:
+            opt.step()
+        if joint:
+            self.weighting.after_step(stacked.detach(), context)
+        idx = self._indices(names)
+        self.epoch_loss_sum.index_add_(0, idx, stacked.detach().to(self.epoch_loss_sum.dtype))
+        self.epoch_loss_count.index_add_(0, idx, torch.ones_like(self.epoch_loss_count[idx]))
+        self.train_steps += 1
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=1)
+        self.log_dict({f"train/{n}/loss": stacked[i].detach() for i, n in enumerate(names)}, batch_size=1)
+        if joint:
+            weights = self.weighting.last_weights
+            if weights.numel() == len(names):
+                self.log_dict({f"weights/{n}": weights[i] for i, n in enumerate(names)}, batch_size=1)
+        if self.train_steps % self.finite_check_every_n_steps == 0:
+            self._raise_if_not_finite()
+        return total.detach()
+
+    def _aggregate_backward(self, losses: Tensor, context: StepContext) -> Tensor:
+        """Heads get the gradient of the sum; shared parameters the aggregated Jacobian."""
+        assert isinstance(self.weighting, GradientAggregator)
+        shared = context.shared_parameters
+        jacobian = context.gradients(losses, shared)
+        direction = self.weighting.aggregate(jacobian)
+        head_params = [p for p in self.heads.parameters() if p.requires_grad]
+        total = losses.sum()
+        if head_params:
+            self.manual_backward(total, inputs=head_params)
+        offset = 0
+        for p in shared:
+            n = p.numel()
+            p.grad = direction[offset : offset + n].view_as(p).clone()
+            offset += n
+        return total
+
+    def _track_finite(self, names: list[str], losses: Tensor) -> None:
+        idx = self._indices(names)
+        current = self.first_bad_step[idx]
+        bad = ~torch.isfinite(losses.detach())
+        self.first_bad_step[idx] = torch.where((current < 0) & bad, self.train_steps, current)
+
+    def _raise_if_not_finite(self) -> None:
+        bad = self.first_bad_step.tolist()
+        hits = [(step, n) for n, step in zip(self.objective_names, bad) if step >= 0]
+        if hits:
+            step, name = min(hits)
+            task = next(o.task for o in self.objectives if o.name == name)
+            label = name if task == name else f"{task}' head '{name}"
+            raise NonFiniteLossError(label, step)
+
+    def on_train_epoch_end(self) -> None:
+        self._raise_if_not_finite()
+        means = self.epoch_loss_sum / self.epoch_loss_count.clamp_min(1)
+        self.weighting.on_train_epoch_end(means, self.current_epoch)
+        self.epoch_loss_sum.zero_()
+        self.epoch_loss_count.zero_()
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, split: str, batch: Any) -> None:
+        for name, task_batch in merge_task_batches(batch).items():
+            task = self.task_by_name[name]
+            losses, predictions, targets = self._task_losses(task, task_batch)
+            inputs, _ = task.split_batch(task_batch)
+            size = len(inputs) if hasattr(inputs, "__len__") else 1
+            for o in task.objectives:
+                pred, target = predictions[o.name], targets[o.name]
+                self.log(f"{split}/{o.name}/loss", losses[o.name], batch_size=size, add_dataloader_idx=False)
+                acc = self._eval_sums.setdefault(o.name, [])
+                acc.append(losses[o.name].detach() * size)
+                acc.append(torch.as_tensor(float(size), device=losses[o.name].device))
+                for metric_name, metric in o.metrics.items():
+                    key = f"{split}/{o.name}/{metric_name}"
+                    if _is_metric(metric):
+                        stateful = self.metrics[split][o.name][metric_name]
+                        stateful.update(pred, target)
+                        self.log(key, stateful, add_dataloader_idx=False)
+                    else:
+                        self.log(key, metric(pred, target), batch_size=size, add_dataloader_idx=False)
+
+    def _log_total(self, split: str) -> None:
+        if not self._eval_sums:
+            return
+        total = sum(torch.stack(v[0::2]).sum() / torch.stack(v[1::2]).sum() for v in self._eval_sums.values())
+        self.log(f"{split}/loss", total, add_dataloader_idx=False)
+        self._eval_sums = {}
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_total("val")
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_total("test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, task_batch in merge_task_batches(batch).items():
+            inputs, _ = self.task_by_name[name].split_batch(task_batch)
+            out.update(self(inputs, task=name))
+        return out
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self, stage: str) -> None:
+        trainer = self._trainer
+        if trainer is not None and self.algorithm.reloads_each_epoch:
+            if trainer.reload_dataloaders_every_n_epochs != 1:
+                log.info("%s: reloading the train loader every epoch", self.algorithm)
+                trainer.reload_dataloaders_every_n_epochs = 1
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not self.preflight_done and datamodule is not None:
+            self.preflight(datamodule)
+
+    def preflight(self, datamodule: Any) -> dict[str, float]:
+        """One batch per task through backbone -> head -> criterion -> metrics.
+
+        Raises an :class:`~m3l.mtl.validation.MTLValidationError` naming the task, part,
+        expected and received structure and a fix; returns the first loss per objective.
+        """
+        if hasattr(datamodule, "setup") and not getattr(datamodule, "datasets", None):
+            datamodule.setup("fit")
+        batches: dict[str, Any] = {}
+        samples: dict[str, list[tuple[str, Any, Any]]] = {}
+        if hasattr(datamodule, "task_loader"):
+            for task in self.tasks:
+                for split in ("train", "val"):
+                    dataset = datamodule.dataset(task.name, split)
+                    if dataset is not None:
+                        samples.setdefault(task.name, []).append((split, dataset, dataset[0]))
+                if datamodule.dataset(task.name, "train") is not None:
+                    batches.update(next(iter(datamodule.task_loader(task.name, "train"))))
+        else:
+            batches = merge_task_batches(next(iter(datamodule.train_dataloader())))
+        device = self.device
+        batches = {k: _to_device(v, device) for k, v in batches.items()}
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                losses = preflight(self.backbone, self.tasks, batches, samples)
+        finally:
+            self.train(was_training)
+        self.preflight_done = True
+        log.info(
+            "preflight ok: %d task(s), first losses %s",
+            len(self.tasks),
+            ", ".join(f"{k}={v:.4g}" for k, v in losses.items()),
+        )
+        return losses
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["m3l_mtl"] = {"train_steps": self.train_steps, "objectives": self.objective_names}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("m3l_mtl", {})
+        self.train_steps = int(state.get("train_steps", 0))
+
+
+def _is_metric(metric: Any) -> bool:
+    return isinstance(metric, nn.Module) and hasattr(metric, "compute") and hasattr(metric, "update")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
+__all__ = ["MultiTaskModule", "default_optimizer"]

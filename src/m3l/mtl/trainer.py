@@ -1,0 +1,253 @@
+"""The umbrella ``Trainer(backbone, tasks).launch(algorithm)`` of the Python API.
+
+It builds the same objects as the command line (a :class:`MultiTaskModule`, a
+:class:`MultiTaskDataModule` and a ``lightning.Trainer``), fits, evaluates, saves the
+backbone and heads as artifacts and returns a :class:`MultiTaskResults`. Metrics go to the
+console (logging), to ``<root>/<run_id>/train.log``, to a CSV file, and to any Lightning
+logger given (``mlflow=True`` adds an MLFlowLogger on ``sqlite:///<root>/mlflow.db``).
+Launching again with the returned ``run_id`` resumes the same run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+from torch import nn
+
+from m3l.errors import M3LError
+from m3l.mtl.algorithms.base import Schedule
+from m3l.mtl.algorithms.joint import Joint
+from m3l.mtl.artifacts import save_module
+from m3l.mtl.data import MultiTaskDataModule
+from m3l.mtl.delta_m import delta_m
+from m3l.mtl.module import MultiTaskModule
+from m3l.mtl.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MultiTaskResults:
+    """What a launch produced."""
+
+    metrics: dict[str, dict[str, float]]
+    val: dict[str, dict[str, float]] = field(default_factory=dict)
+    test: dict[str, dict[str, float]] = field(default_factory=dict)
+    delta_m: float | None = None
+    baselines: dict[str, dict[str, float]] | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    run_id: str | None = None
+    checkpoint: Path | None = None
+    log_dir: Path | None = None
+    module: MultiTaskModule | None = field(default=None, repr=False)
+
+
+def split_metrics(flat: Mapping[str, Any], prefix: str) -> dict[str, dict[str, float]]:
+    """``{"val/left/acc": x}`` -> ``{"left": {"acc": x}}`` for one prefix."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in flat.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == prefix:
+            out.setdefault(parts[1], {})[parts[2]] = float(value)
+    return out
+
+
+def copy_task(task: Task) -> Task:
+    """A copy of ``task`` with fresh copies of its heads, sharing its datasets."""
+    memo = {id(ds): ds for ds in (task.train, task.val, task.test) if ds is not None}
+    return copy.deepcopy(task, memo)
+
+
+class Trainer:
+    """Train a backbone and tasks with an algorithm; save and report.
+
+    Args:
+        backbone: the shared ``nn.Module``.
+        tasks: :class:`Task` / :class:`MultiHeadTask` with their datasets.
+        optimizer, scheduler, head_optimizer, head_scheduler, freeze_backbone: as
+            :class:`MultiTaskModule`.
+        max_epochs: epochs (default: one round of the schedule).
+        root_dir: where logs, checkpoints and artifacts go.
+        logger: any Lightning logger(s), in addition to the CSV file.
+        mlflow: add an MLFlowLogger (``sqlite:///<root_dir>/mlflow.db``); needs ``mlflow``.
+        baselines: single-task metrics ``{head: {metric: value}}`` for Delta_m, or
+            ``"single_task"`` to train each task alone with the same settings first.
+        callbacks: extra Lightning callbacks (e.g. :class:`~m3l.mtl.diagnostics.Diagnostics`).
+        num_workers: loader workers per task.
+        trainer_kwargs: passed to ``lightning.Trainer`` (e.g. ``limit_train_batches``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tasks: Sequence[Task],
+        *,
+        optimizer: Callable[..., Any] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        head_optimizer: Callable[..., Any] | None = None,
+        head_scheduler: Callable[..., Any] | None = None,
+        freeze_backbone: bool = False,
+        max_epochs: int | None = None,
+        root_dir: str | Path = "m3l_runs",
+        logger: Logger | Iterable[Logger] | None = None,
+        mlflow: bool = False,
+        experiment_name: str = "m3l-mtl",
+        baselines: Mapping[str, Mapping[str, float]] | str | None = None,
+        callbacks: Iterable[Callback] = (),
+        num_workers: int = 0,
+        **trainer_kwargs: Any,
+    ) -> None:
+        self.backbone, self.tasks = backbone, list(tasks)
+        self.module_kwargs = dict(
+            optimizer=optimizer, scheduler=scheduler, head_optimizer=head_optimizer,
+            head_scheduler=head_scheduler, freeze_backbone=freeze_backbone,
+        )
+        self.max_epochs, self.root_dir = max_epochs, Path(root_dir)
+        self.loggers = [logger] if isinstance(logger, Logger) else list(logger or [])
+        self.mlflow, self.experiment_name = mlflow, experiment_name
+        self.baselines = baselines
+        self.callbacks, self.num_workers = list(callbacks), num_workers
+        self.trainer_kwargs = trainer_kwargs
+        if baselines == "single_task":
+            self._initial = (copy.deepcopy(backbone), [copy_task(t) for t in self.tasks])
+        elif baselines is not None and not isinstance(baselines, Mapping):
+            raise M3LError(f"baselines must be a dict or 'single_task'; got {baselines!r}")
+
+    def _mlflow_logger(self, run_id: str | None) -> Logger:
+        if importlib.util.find_spec("mlflow") is None:
+            raise M3LError(
+                "mlflow=True needs the mlflow package.\n  fix: pip install 'm3l[mlflow]', or "
+                "pass logger=... (TensorBoardLogger, WandbLogger, CSVLogger) instead"
+            )
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        self.root_dir.mkdir(parents=True, exist_ok=True)
+        return MLFlowLogger(
+            experiment_name=self.experiment_name,
+            tracking_uri=f"sqlite:///{self.root_dir.resolve() / 'mlflow.db'}",
+            run_id=run_id,
+            artifact_location=str((self.root_dir / "mlruns").resolve().as_uri()),
+        )
+
+    def build(
+        self, algorithm: Schedule | None = None, run_id: str | None = None, max_epochs: int | None = None
+    ) -> tuple[MultiTaskModule, MultiTaskDataModule, L.Trainer, str]:
+        """The module, datamodule, Lightning trainer and run id a launch would use."""
+        algorithm = algorithm or Joint()
+        module = MultiTaskModule(self.backbone, self.tasks, algorithm=algorithm, **self.module_kwargs)
+        data = MultiTaskDataModule.from_tasks(self.tasks, num_workers=self.num_workers)
+        loggers = list(self.loggers)
+        if self.mlflow:
+            mlflow_logger = self._mlflow_logger(run_id)
+            loggers.append(mlflow_logger)
+            run_id = mlflow_logger.run_id
+        run_id = run_id or uuid.uuid4().hex[:12]
+        run_dir = self.root_dir / run_id
+        loggers.insert(0, CSVLogger(str(run_dir), name="csv"))
+        checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)
+        epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
+        kwargs = dict(
+            max_epochs=epochs, logger=loggers, callbacks=[checkpoint, *self.callbacks],
+            default_root_dir=str(run_dir), enable_model_summary=False, log_every_n_steps=1,
+            accelerator="auto", devices=1,
+        )
+        kwargs.update(self.trainer_kwargs)
+        return module, data, L.Trainer(**kwargs), run_id
+
+    def launch(
+        self,
+        algorithm: Schedule | None = None,
+        run_id: str | None = None,
+        ckpt_path: str | Path | None = None,
+        max_epochs: int | None = None,
+    ) -> MultiTaskResults:
+        """Fit, evaluate, save artifacts; with ``run_id`` of an earlier launch, resume it."""
+        baselines = self._baseline_metrics(algorithm)
+        module, data, trainer, run_id = self.build(algorithm, run_id, max_epochs)
+        run_dir = self.root_dir / run_id
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if ckpt_path is None and last.exists():
+            ckpt_path = last
+            log.info("resuming run %s from %s", run_id, last)
+        handler = _file_handler(run_dir / "train.log")
+        try:
+            module.preflight(data)
+            trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            val = split_metrics(trainer.callback_metrics, "val")
+            test: dict[str, dict[str, float]] = {}
+            if any(t.test is not None for t in self.tasks):
+                results = trainer.test(module, datamodule=data, verbose=False)
+                flat = {k: v for r in results for k, v in r.items()}
+                test = split_metrics(flat, "test")
+            metrics = test or val
+            for head, values in metrics.items():
+                log.info("%s: %s", head, ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
+            score = None
+            if baselines:
+                score = delta_m(metrics, baselines, _directions(module))
+                log.info("Delta_m = %+.2f%% against baselines %s", score, baselines)
+            artifacts = save_module(module, run_dir / "artifacts", metrics)
+            for lg in trainer.loggers:
+                if type(lg).__name__ == "MLFlowLogger":
+                    lg.experiment.log_artifacts(lg.run_id, str(run_dir / "artifacts"))
+        finally:
+            _remove_handler(handler)
+        return MultiTaskResults(
+            metrics=metrics, val=val, test=test, delta_m=score, baselines=baselines,
+            artifacts=artifacts, run_id=run_id, checkpoint=last if last.exists() else None,
+            log_dir=run_dir, module=module,
+        )
+
+    def _baseline_metrics(self, algorithm: Schedule | None) -> dict[str, dict[str, float]] | None:
+        if self.baselines is None:
+            return None
+        if isinstance(self.baselines, Mapping):
+            return {k: dict(v) for k, v in self.baselines.items()}
+        backbone, tasks = self._initial
+        epochs = self.max_epochs
+        if epochs is None and algorithm is not None:
+            epochs = max(1, algorithm.epochs_per_round(len(tasks)) // len(tasks))
+        out: dict[str, dict[str, float]] = {}
+        for task in tasks:
+            log.info("single-task baseline: %s", task.name)
+            alone = Trainer(
+                copy.deepcopy(backbone), [copy_task(task)], max_epochs=epochs,
+                root_dir=self.root_dir / "baselines", num_workers=self.num_workers,
+                **self.module_kwargs, **self.trainer_kwargs,
+            )
+            out.update(alone.launch(Joint()).metrics)
+        return out
+
+
+def _directions(module: MultiTaskModule) -> Callable[[str, str], bool]:
+    by_name = {o.name: o for o in module.objectives}
+    return lambda head, metric: by_name[head].is_higher_better(metric)
+
+
+def _file_handler(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    for name in ("m3l", "lightning.pytorch"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+    return handler
+
+
+def _remove_handler(handler: logging.Handler) -> None:
+    for name in ("m3l", "lightning.pytorch"):
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()

@@ -1,0 +1,56 @@
+"""End to end: Trainer.launch with real MultiMNIST data, results, artifacts, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from m3l import mtl
+from m3l.mtl.artifacts import load_backbone, load_head
+
+from .conftest import FAST, LeNet, make_task
+
+
+def test_launch_joint_ew_trains_and_saves(tmp_path, tasks, adam):
+    torch.manual_seed(0)
+    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=2, **FAST).launch(mtl.Joint())
+    assert set(results.metrics) == {"left", "right"}
+    for head in ("left", "right"):
+        assert 0.0 <= results.metrics[head]["acc"] <= 1.0
+        assert results.metrics[head]["loss"] < 2.5
+    assert results.run_id and results.checkpoint.exists()
+    assert (results.log_dir / "train.log").read_text().count("preflight ok") == 1
+    assert list((results.log_dir / "csv").glob("version_0/metrics.csv"))
+    card = json.loads(results.artifacts["backbone"].with_suffix(".json").read_text())
+    assert card["tasks"] == ["left", "right"] and card["out_channels"] == 50
+    assert card["metrics"]["left"]["acc"] == pytest.approx(results.metrics["left"]["acc"])
+    backbone = load_backbone(results.artifacts["backbone"])
+    assert isinstance(backbone, LeNet)
+    assert torch.equal(backbone.fc.weight, results.module.backbone.fc.weight.cpu())
+    head = load_head(results.artifacts["left"], backbone=results.artifacts["backbone"])
+    x = tasks[0].val[0][0][None]
+    with torch.no_grad():
+        assert torch.allclose(head(backbone(x)), results.module.eval()(x, task="left")["left"])
+
+
+def test_launch_again_with_run_id_resumes(tmp_path, digits, adam):
+    first = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
+                        max_epochs=1, limit_train_batches=2, **FAST).launch()
+    module = first.module
+    steps = module.train_steps
+    again = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
+                        limit_train_batches=2, **FAST).launch(run_id=first.run_id, max_epochs=2)
+    assert again.run_id == first.run_id
+    assert again.module.train_steps == steps + 2  # continued, not restarted
+    assert again.module.current_epoch == 2
+
+
+def test_test_split_and_given_baselines_give_delta_m(tmp_path, digits, adam):
+    task = make_task(digits, "left", test=digits["left/test"])
+    results = mtl.Trainer(LeNet(), [task], optimizer=adam, root_dir=tmp_path, max_epochs=1,
+                          baselines={"left": {"acc": 0.5}}, **FAST).launch()
+    acc = results.test["left"]["acc"]
+    assert results.metrics is results.test
+    assert results.delta_m == pytest.approx(100 * (acc - 0.5) / 0.5)
