@@ -35,7 +35,7 @@ def make_task(digits: dict[str, MultiMNIST], side: str, name: str | None = None,
         nn.CrossEntropyLoss(),
         train=digits[f"{side}/train"],
         val=digits[f"{side}/val"],
-        metrics={"acc": MulticlassAccuracy(num_classes=10)},
+        metrics=kwargs.pop("metrics", {"acc": MulticlassAccuracy(num_classes=10)}),
         batch_size=kwargs.pop("batch_size", 32),
         **kwargs,
     )

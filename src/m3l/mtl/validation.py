@@ -56,7 +56,7 @@ class EmptyTaskListError(MTLValidationError):
 class DuplicateTaskNameError(MTLValidationError):
     def __init__(self, kind: str, name: str, where: Sequence[str]) -> None:
         super().__init__(
-            f"duplicate {kind} name {name!r} (used by {', '.join(where)}): task and head names "
+            f"duplicate {kind} name {name!r} (used by {' and '.join(where)}): task and head names "
             f"key the logged metrics, the heads and the saved artifacts, so they must be unique.\n"
             f"  fix: rename one of them, e.g. name={name + '_2'!r}"
         )
@@ -207,7 +207,7 @@ def check_task_names(tasks: Sequence[Task]) -> None:
     for task in tasks:
         for obj in task.objectives:
             if obj.name in heads and heads[obj.name] != task.name:
-                raise DuplicateTaskNameError("head", obj.name, [heads[obj.name], task.name])
+                raise DuplicateTaskNameError("head", obj.name, [f"task {heads[obj.name]!r}", f"task {task.name!r}"])
             heads[obj.name] = task.name
 
 
