@@ -1,0 +1,92 @@
+"""Experiment tracking glue that Lightning's loggers leave to the application.
+
+* :class:`MLFlowLogger` is Lightning's, plus what m3l promises about MLflow: a local store
+  keeps its artifacts next to the store (not in the current directory), the resolved config
+  is logged as an artifact (``config.yaml``) besides the flattened parameters, and the run
+  directory is a tag.
+* :func:`sqlite_uri` turns a path into the ``sqlite:///...`` URL MLflow and Optuna expect.
+
+W&B, TensorBoard and CSV need nothing beyond their configs in ``configs/logger/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+_SQLITE = "sqlite:///"
+
+
+def sqlite_uri(path: str | Path) -> str:
+    """``sqlite:///<absolute path>``, creating the parent directory (a relative path is taken
+    from the current directory, as the user typed it)."""
+    target = Path(path).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return f"{_SQLITE}{target}"
+
+
+def _local_store_path(tracking_uri: str) -> Path | None:
+    """The folder of a sqlite tracking store (file stores keep their own artifacts)."""
+    if tracking_uri.startswith(_SQLITE):
+        return Path(tracking_uri[len(_SQLITE):]).parent
+    return None
+
+
+class MLFlowLogger(_LightningMLFlowLogger):
+    """Lightning's ``MLFlowLogger`` with m3l's defaults.
+
+    Args:
+        tracking_uri: ``sqlite:///path.db`` (relative paths are made absolute and their folder
+            is created), ``file:`` or ``http(s)://host:port`` of an ``mlflow server``.
+        artifact_location: where a *new* experiment keeps artifacts. For a local store it
+            defaults to ``mlartifacts/`` beside the store; for a server, the server decides.
+        run_dir: the m3l run directory, recorded as the tag ``m3l.run_dir``.
+        **kwargs: the arguments of ``lightning.pytorch.loggers.MLFlowLogger``.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        artifact_location: str | None = None,
+        run_dir: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if tracking_uri and tracking_uri.startswith(_SQLITE):
+            tracking_uri = sqlite_uri(tracking_uri[len(_SQLITE):])
+        store = _local_store_path(tracking_uri) if tracking_uri else None
+        if artifact_location is None and store is not None:
+            artifact_location = (store / "mlartifacts").resolve().as_uri()
+        elif artifact_location and "://" not in artifact_location and ":" not in artifact_location[:3]:
+            artifact_location = Path(artifact_location).expanduser().resolve().as_uri()
+        all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        if run_dir:
+            all_tags["m3l.run_dir"] = str(Path(run_dir).resolve())
+        super().__init__(tracking_uri=tracking_uri, artifact_location=artifact_location, tags=all_tags, **kwargs)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        """Log flattened parameters, and the whole resolved config as ``config.yaml``."""
+        super().log_hyperparams(params)
+        if isinstance(params, Mapping):
+            text = OmegaConf.to_yaml(OmegaConf.create(_plain(params)))
+            self.experiment.log_text(self.run_id, text, "config.yaml")
+
+
+def _plain(value: Any) -> Any:
+    """A structure OmegaConf accepts (unknown objects become their ``repr``)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
