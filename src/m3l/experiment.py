@@ -71,10 +71,12 @@ class Experiment:
     # ------------------------------------------------------------------ config checks
 
     def _check_missing(self) -> None:
+        # the serializer is only used (and its root_dir only needed) by `correct`
+        skip = ("hydra.",) if self.verb == "correct" else ("hydra.", "serializer.")
         missing = [
             key
-            for key in OmegaConf.missing_keys(self.cfg)
-            if not key.startswith("hydra.") and key not in _OPTIONAL_MISSING
+            for key in missing_keys(self.cfg)
+            if not key.startswith(skip) and key not in _OPTIONAL_MISSING
         ]
         if missing:
             lines = [f"  {key}  (from {_config_source(self.cfg, key)})" for key in sorted(missing)]
@@ -109,10 +111,18 @@ class Experiment:
         try:
             return instantiate(node, **kwargs)
         except InstantiationException as exc:
+            text = str(exc)
+            detail = "\n  ".join(
+                line.strip() for line in text.splitlines()
+                if line.strip() and not line.strip().startswith(("full_key:", "object_type="))
+            )
+            if "Error locating target" in text:
+                hint = ("Check that the `_target_` names an importable class or function and that "
+                        "your package is on PYTHONPATH (or installed).")
+            else:
+                hint = "Check the arguments in that config against the signature of its `_target_`."
             raise ConfigError(
-                f"Could not build '{key}' from {_config_source(self.cfg, key)}:\n  {_first_line(exc)}\n"
-                "Check that the `_target_` names an importable class or function (is your package "
-                "on PYTHONPATH?) and that its arguments match its signature."
+                f"Could not build '{key}' from {_config_source(self.cfg, key)}:\n  {detail}\n{hint}"
             ) from exc
         except Exception as exc:  # errors raised by the user's constructor
             if isinstance(exc, M3LError):
@@ -213,8 +223,9 @@ class Experiment:
 
     def load_weights(self, spec: str | os.PathLike | None = None) -> Path:
         """Load ``checkpoint`` (path, ``last`` or ``best``) into the net, weights only."""
-        spec = spec if spec is not None else self.cfg.get("checkpoint")
-        if spec is None or OmegaConf.is_missing(self.cfg, "checkpoint") and spec is None:
+        if spec is None and not OmegaConf.is_missing(self.cfg, "checkpoint"):
+            spec = self.cfg.get("checkpoint")
+        if spec is None:
             raise CheckpointError(
                 f"`{self.verb}` needs weights: pass checkpoint=PATH (a .ckpt or .safetensors file), "
                 "or checkpoint=last / checkpoint=best for the newest training run of this model."
@@ -300,6 +311,23 @@ class Experiment:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is ``???`` (without resolving interpolations)."""
+    from omegaconf import DictConfig, ListConfig
+
+    found: list[str] = []
+    keys = range(len(cfg)) if isinstance(cfg, ListConfig) else cfg.keys()
+    for key in keys:
+        full = f"{prefix}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            found.append(full)
+            continue
+        child = cfg._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and not child._is_none() and not child._is_interpolation():
+            found.extend(missing_keys(child, f"{full}."))
+    return found
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,130 @@
+"""Bad input on the command line: one clear message, no traceback wall, nothing lost."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import OWN_CODE, cli_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def user(tmp_path: Path, photo_dirs: Path):
+    env = cli_env(tmp_path, PYTHONPATH=str(OWN_CODE))
+    configs = Path(env["XDG_CONFIG_HOME"]) / "m3l"
+    shutil.copytree(OWN_CODE / "configs", configs)
+    return env, configs, ["model=my_model", f"data.root_dir={photo_dirs}"]
+
+
+def _clean_failure(result, code: int = 2) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_no_model_lists_packaged_and_user_models(user, workdir):
+    env, configs, _ = user
+    stderr = _clean_failure(run_cli("train", cwd=workdir, env=env))
+    assert "model=NAME" in stderr
+    assert "demo" in stderr and "(packaged)" in stderr
+    assert "my_model" in stderr and str(configs / "model" / "my_model.yaml") in stderr
+
+
+def test_unknown_model_names_the_options(user, workdir):
+    env, _, _ = user
+    result = run_cli("train", "model=my_modle", cwd=workdir, env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "model/my_modle" in result.stderr and "my_model" in result.stderr
+
+
+def test_typo_in_override_key(user, workdir):
+    env, _, common = user
+    result = run_cli("train", *common, "trainer.max_epoch=3", cwd=workdir, env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "trainer.max_epoch" in result.stderr and "+trainer.max_epoch=3" in result.stderr
+
+
+def test_missing_required_value_names_key_and_file(user, workdir):
+    env, _, _ = user
+    stderr = _clean_failure(run_cli("train", "model=my_model", cwd=workdir, env=env))
+    assert "data.root_dir" in stderr and "data/my_dataset.yaml" in stderr and "data.root_dir=..." in stderr
+
+
+def test_target_that_does_not_import(user, workdir):
+    env, configs, common = user
+    (configs / "net" / "my_net.yaml").write_text("_target_: my_library.nets_typo.MyRestorationNetwork\n")
+    stderr = _clean_failure(run_cli("train", *common, cwd=workdir, env=env))
+    assert "net/my_net.yaml" in stderr and "my_library.nets_typo" in stderr and "PYTHONPATH" in stderr
+
+
+def test_checkpoint_that_does_not_exist(user, workdir, tmp_path):
+    env, _, common = user
+    stderr = _clean_failure(run_cli("test", *common, f"checkpoint={tmp_path / 'nope.ckpt'}", cwd=workdir, env=env))
+    assert "nope.ckpt" in stderr and "no such file" in stderr
+
+
+def test_checkpoint_last_without_a_run(user, workdir):
+    env, _, common = user
+    stderr = _clean_failure(run_cli("test", *common, "checkpoint=last", cwd=workdir, env=env))
+    assert "no training run of 'my_network'" in stderr
+
+
+def _save_checkpoint(path: Path, state: dict, extra: object | None = None) -> Path:
+    payload = {"state_dict": state}
+    if extra is not None:
+        payload["extra"] = extra
+    torch.save(payload, path)
+    return path
+
+
+class NotWeights:
+    """A pickled object: loading it with weights_only=False could run code."""
+
+
+def _net_state(width: int) -> dict:
+    import sys
+
+    sys.path.insert(0, str(OWN_CODE))
+    try:
+        from my_library.net import MyRestorationNetwork
+    finally:
+        sys.path.remove(str(OWN_CODE))
+    return MyRestorationNetwork(n_layers=5, width=width).state_dict()
+
+
+def test_checkpoint_of_another_net(user, workdir, tmp_path):
+    env, _, common = user
+    checkpoint = _save_checkpoint(tmp_path / "other.ckpt", _net_state(width=16))
+    stderr = _clean_failure(run_cli("test", *common, f"checkpoint={checkpoint}", cwd=workdir, env=env))
+    assert "does not match" in stderr and "shape mismatches" in stderr and "(16, 3, 3, 3)" in stderr
+
+
+def test_checkpoint_with_pickled_objects_is_refused(user, workdir, tmp_path):
+    env, _, common = user
+    checkpoint = _save_checkpoint(tmp_path / "pickled.ckpt", _net_state(width=32), extra=NotWeights())
+    stderr = _clean_failure(run_cli("test", *common, f"checkpoint={checkpoint}", cwd=workdir, env=env))
+    assert "checkpoint_trusted=true" in stderr
+
+
+def test_existing_run_directory_is_never_reused(user, workdir, tmp_path):
+    env, _, common = user
+    existing = tmp_path / "precious"
+    existing.mkdir()
+    (existing / "results.txt").write_text("keep me")
+    stderr = _clean_failure(run_cli("train", *common, f"hydra.run.dir={existing}", cwd=workdir, env=env))
+    assert "already holds files" in stderr
+    assert sorted(p.name for p in existing.iterdir()) == ["results.txt"]
+    assert (existing / "results.txt").read_text() == "keep me"
+
+
+def test_cluster_launch_is_multirun(user, workdir):
+    env, _, common = user
+    result = run_cli("train", "--cluster-launch", *common, "debug=fdr", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweeps = list((Path(env["M3L_RUNS_DIR"]) / "my_network" / "train" / "multirun").iterdir())
+    assert len(sweeps) == 1 and (sweeps[0] / "0" / "config.yaml").is_file()
