@@ -1,0 +1,235 @@
+"""Capacity metrics, gradient conflict and task weights, logged and plotted during training.
+
+Functions on tensors first, then the :class:`Diagnostics` Lightning callback that logs them as
+metrics (``diag/...``) and plots them as images to the active logger (TensorBoard, W&B,
+MLflow; a PNG under the log dir otherwise).
+
+- independent capacity: per layer, the share of weakly active weights
+  (``|w| < threshold * max|w|``); a high share means unused capacity.
+- data-dependent capacity: normalized entropy of the features and the mean absolute Pearson
+  correlation between feature channels (redundancy).
+- algorithm-dependent capacity: residual model capacity
+  ``max(0, (L_{t-k} - L_t) / L_{t-k})``, the relative loss decrease over ``k`` steps.
+- gradient conflict: pairwise cosine similarity of the task gradients on the shared
+  parameters (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from m3l.mtl.data import merge_task_batches
+
+log = logging.getLogger(__name__)
+
+
+def independent_capacity(module: nn.Module, threshold: float = 0.01) -> dict[str, float]:
+    """Share of weakly active weights per layer (weights of dim >= 2)."""
+    out = {}
+    for name, param in module.named_parameters():
+        if param.dim() < 2:
+            continue
+        w = param.detach().abs()
+        scale = w.max().clamp_min(1e-12)
+        out[name.removesuffix(".weight")] = float((w < threshold * scale).float().mean())
+    return out
+
+
+def _channels(features: Tensor) -> Tensor:
+    """``(N, C, ...)`` -> ``(N, C)`` by averaging the other dimensions."""
+    return features.flatten(2).mean(-1) if features.dim() > 2 else features
+
+
+def normalized_entropy(features: Tensor, bins: int = 32) -> float:
+    """Mean over channels of the histogram entropy of activations divided by ``log(bins)``."""
+    x = _channels(features.detach().float())
+    values = []
+    for column in x.T:
+        lo, hi = float(column.min()), float(column.max())
+        if hi - lo < 1e-12:
+            values.append(0.0)
+            continue
+        counts = torch.histc(column, bins=bins, min=lo, max=hi)
+        p = counts / counts.sum()
+        p = p[p > 0]
+        values.append(float(-(p * p.log()).sum() / np.log(bins)))
+    return float(np.mean(values)) if values else 0.0
+
+
+def mean_abs_correlation(features: Tensor) -> float:
+    """Mean absolute Pearson correlation between distinct feature channels."""
+    x = _channels(features.detach().float())
+    x = x[:, x.std(0) > 1e-12]
+    if x.shape[1] < 2 or x.shape[0] < 2:
+        return 0.0
+    corr = torch.corrcoef(x.T)
+    off = ~torch.eye(corr.shape[0], dtype=torch.bool, device=corr.device)
+    return float(corr[off].abs().mean())
+
+
+def residual_model_capacity(losses: Sequence[float], k: int) -> float:
+    """``max(0, (L_{t-k} - L_t) / L_{t-k})`` over the last ``k + 1`` losses."""
+    if len(losses) <= k or losses[-k - 1] == 0:
+        return float("nan")
+    before, now = float(losses[-k - 1]), float(losses[-1])
+    return max(0.0, (before - now) / before)
+
+
+def gradient_cosines(jacobian: Tensor, names: Sequence[str]) -> dict[tuple[str, str], float]:
+    """Pairwise cosine similarity of the rows of ``jacobian`` ``[T, P]``."""
+    unit = jacobian / jacobian.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    cos = unit @ unit.T
+    return {
+        (names[i], names[j]): float(cos[i, j])
+        for i in range(len(names))
+        for j in range(i + 1, len(names))
+    }
+
+
+def log_image(logger: Any, key: str, image: np.ndarray, step: int) -> None:
+    """Send an ``(H, W, 3)`` uint8 image to a Lightning logger, whatever its kind."""
+    kind = type(logger).__name__
+    if kind == "TensorBoardLogger":
+        logger.experiment.add_image(key, image, step, dataformats="HWC")
+    elif kind == "WandbLogger":
+        logger.log_image(key=key, images=[image], step=step)
+    elif kind == "MLFlowLogger":
+        logger.experiment.log_image(logger.run_id, image, key=key.replace("/", "_"), step=step)
+    else:
+        from PIL import Image
+
+        root = Path(getattr(logger, "log_dir", None) or ".") / "plots"
+        root.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / f"{key.replace('/', '_')}_{step:06d}.png")
+
+
+def plot_series(series: Mapping[str, Sequence[tuple[int, float]]], title: str) -> np.ndarray | None:
+    """A line plot of ``{name: [(step, value)]}`` as an RGB array (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib not installed: diagnostics are logged as metrics only")
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
+    for name, points in series.items():
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, label=name)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    from PIL import Image
+
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+class Diagnostics(L.Callback):
+    """Every ``every_n_steps`` training steps, log the diagnostics of a MultiTaskModule.
+
+    Args:
+        every_n_steps: how often (the gradient conflict costs one backward per objective).
+        k: the horizon of the residual model capacity.
+        threshold: relative magnitude under which a weight counts as weakly active.
+        plot_every_n_steps: how often the curves are plotted to the logger (0: never).
+    """
+
+    def __init__(self, every_n_steps: int = 50, k: int = 10, threshold: float = 0.01, plot_every_n_steps: int = 200) -> None:
+        self.every_n_steps, self.k, self.threshold = max(1, every_n_steps), k, threshold
+        self.plot_every_n_steps = plot_every_n_steps
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.losses: dict[str, deque[float]] = {}
+
+    def _record(self, key: str, step: int, value: float) -> None:
+        self.history.setdefault(key, []).append((step, value))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = int(getattr(pl_module, "train_steps", trainer.global_step))
+        metrics = trainer.callback_metrics
+        for name in getattr(pl_module, "objective_names", []):
+            loss = metrics.get(f"train/{name}/loss")
+            if loss is not None:
+                queue = self.losses.setdefault(name, deque(maxlen=self.k + 1))
+                queue.append(float(loss))
+            weight = metrics.get(f"weights/{name}")
+            if weight is not None:
+                self._record(f"weights/{name}", step, float(weight))
+        if step % self.every_n_steps:
+            return
+        values = self.compute(pl_module, merge_task_batches(batch))
+        for key, value in values.items():
+            self._record(key, step, value)
+        pl_module.log_dict(values, on_step=True, on_epoch=False, batch_size=1)
+        if self.plot_every_n_steps and step % self.plot_every_n_steps == 0:
+            self.plot(trainer, step)
+
+    def compute(self, pl_module: Any, batches: Mapping[str, Any]) -> dict[str, float]:
+        """The diagnostics of ``pl_module`` on ``{task: batch}`` (already on its device)."""
+        out: dict[str, float] = {}
+        for layer, share in independent_capacity(pl_module.backbone, self.threshold).items():
+            out[f"diag/weak_weights/{layer}"] = share
+        for name, queue in self.losses.items():
+            rmc = residual_model_capacity(list(queue), self.k)
+            if rmc == rmc:
+                out[f"diag/residual_capacity/{name}"] = rmc
+        losses, features = [], []
+        was_training = pl_module.training
+        with torch.enable_grad():
+            for task_name, task_batch in batches.items():
+                task = pl_module.task_by_name[task_name]
+                inputs, targets = task.split_batch(task_batch)
+                feats = pl_module.backbone(inputs)
+                if isinstance(feats, Tensor):
+                    features.append(feats.detach())
+                for objective in task.objectives:
+                    losses.append(objective.criterion(objective.head(feats), targets[objective.name]))
+        if features:
+            joined = torch.cat([f.flatten(2).mean(-1) if f.dim() > 2 else f for f in features])
+            out["diag/feature_entropy"] = normalized_entropy(joined)
+            out["diag/feature_correlation"] = mean_abs_correlation(joined)
+        names = [n for t in batches for n in (o.name for o in pl_module.task_by_name[t].objectives)]
+        if len(losses) > 1:
+            context = pl_module._context(names)
+            if context.shared_parameters:
+                jacobian = context.gradients(torch.stack(losses))
+                for (a, b), cos in gradient_cosines(jacobian, names).items():
+                    out[f"diag/grad_cosine/{a}-vs-{b}"] = cos
+        pl_module.train(was_training)
+        return out
+
+    def plot(self, trainer: L.Trainer, step: int) -> None:
+        """Plot weights, gradient cosines and residual capacity to every logger."""
+        groups = {
+            "weights": {k: v for k, v in self.history.items() if k.startswith("weights/")},
+            "grad_cosine": {k: v for k, v in self.history.items() if "grad_cosine" in k},
+            "residual_capacity": {k: v for k, v in self.history.items() if "residual_capacity" in k},
+        }
+        for title, series in groups.items():
+            if not series:
+                continue
+            image = plot_series(series, title)
+            if image is None:
+                return
+            for logger in trainer.loggers:
+                log_image(logger, f"diag/{title}", image, step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self.plot_every_n_steps:
+            self.plot(trainer, int(getattr(pl_module, "train_steps", trainer.global_step)))
