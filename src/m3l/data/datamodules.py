@@ -47,8 +47,8 @@ def _named_sets(dirs: TestDirs, default_name: str) -> dict[str, PathsLike]:
     return {default_name: dirs}
 
 
-class _CorrectionMixin(L.LightningDataModule):
-    """Shared by the datamodules: loaders, ``correct_dir`` prediction and ``failures``."""
+class _DataModuleBase(L.LightningDataModule):
+    """Shared by the datamodules: setup by split, loaders, ``correct_dir`` prediction, ``failures``."""
 
     #: odd temporal window of video correction items (1: one frame per item, for image nets)
     predict_window: int = 1
@@ -106,6 +106,24 @@ class _CorrectionMixin(L.LightningDataModule):
         loaders = [self._loader(d, self.val_batch_size, shuffle=False) for d in self.test_sets.values()]
         return loaders[0] if len(loaders) == 1 else loaders
 
+    def build(self, split: str) -> Dataset | None:
+        """The dataset of ``split`` ("train", "val", "test"), or None when it has no folder."""
+        raise NotImplementedError
+
+    def build_tests(self) -> dict[str, Dataset]:
+        test = self.build("test")
+        return {"test": test} if test is not None else {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self.build("train")
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = self.build("val")
+        if stage in (None, "test") and not self.test_sets:
+            self.test_sets = self.build_tests()
+        if stage == "predict" and not self.predict_sets:
+            self.setup_predict()
+
     def setup_predict(self) -> None:
         if self.correct_dir is None:
             raise ValueError("nothing to correct: set data.correct_dir to a folder (recursive), an image or a video")
@@ -133,7 +151,7 @@ class _CorrectionMixin(L.LightningDataModule):
         return loaders[0] if len(loaders) == 1 else loaders
 
 
-class RestorationDataModule(_CorrectionMixin):
+class RestorationDataModule(_DataModuleBase):
     """Clean images + a degradation -> ``(degraded, clean)``; see docs/data.md.
 
     ``test_dir`` may be a mapping ``name: folder`` for several test sets (one loader each,
@@ -177,23 +195,23 @@ class RestorationDataModule(_CorrectionMixin):
             seed=self.seed, cache=self.cache_images, key=key,
         )
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None and self.train_dir is not None:
-            self.train_set = CleanImageDataset(
+    def build(self, split: str) -> CleanImageDataset | None:
+        if split == "train" and self.train_dir is not None:
+            return CleanImageDataset(
                 self.train_dir, self.degradation, train=True, patch_size=self.patch_size,
                 patches_per_image=self.patches_per_image, channels=self.channels, seed=self.seed,
                 cache=self.cache_images, augment=self.augment, key="data.train_dir",
             )
-        if stage in (None, "fit", "validate") and self.val_set is None and self.val_dir is not None:
-            self.val_set = self._eval_set(self.val_dir, self.val_degradation, "data.val_dir")
-        if stage in (None, "test") and not self.test_sets:
-            for name, dirs in _named_sets(self.test_dir, "test").items():
-                self.test_sets[name] = self._eval_set(dirs, self.test_degradation, f"data.test_dir.{name}" if name != "test" else "data.test_dir")
-        if stage == "predict" and not self.predict_sets:
-            self.setup_predict()
+        if split == "val" and self.val_dir is not None:
+            return self._eval_set(self.val_dir, self.val_degradation, "data.val_dir")
+        return None
+
+    def build_tests(self) -> dict[str, Dataset]:
+        sets = _named_sets(self.test_dir, "test")
+        return {name: self._eval_set(dirs, self.test_degradation, "data.test_dir" + ("" if name == "test" else f".{name}")) for name, dirs in sets.items()}
 
 
-class PairedDataModule(_CorrectionMixin):
+class PairedDataModule(_DataModuleBase):
     """Input/target pairs matched by relative path (GoPro, SIDD or two folders).
 
     ``*_dir`` are the input folders; ``*_target_dir`` default to the same tree, with pairs
@@ -226,7 +244,7 @@ class PairedDataModule(_CorrectionMixin):
         self.input_token, self.target_token, self.root_dir = input_token, target_token, root_dir
         self.patch_size, self.patches_per_image, self.val_patch_size, self.augment = patch_size, patches_per_image, val_patch_size, augment
 
-    def _paired(self, split: str) -> PairedImageDataset | None:
+    def build(self, split: str) -> PairedImageDataset | None:
         input_dir, target_dir = self.dirs[split]
         if input_dir is None:
             return None
@@ -236,19 +254,8 @@ class PairedDataModule(_CorrectionMixin):
             eval_patch_size=self.val_patch_size, channels=self.channels, augment=self.augment, key=f"data.{split}_dir",
         )
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._paired("train")
-        if stage in (None, "fit", "validate") and self.val_set is None:
-            self.val_set = self._paired("val")
-        if stage in (None, "test") and not self.test_sets:
-            test = self._paired("test")
-            self.test_sets = {"test": test} if test is not None else {}
-        if stage == "predict" and not self.predict_sets:
-            self.setup_predict()
 
-
-class VideoDataModule(_CorrectionMixin):
+class VideoDataModule(_DataModuleBase):
     """Clips of ``clip_length`` frames: from videos / frame folders (``clips_from="video"``) or
     by panning over photos (``clips_from="photos"``). Correction reads videos (and images) from
     ``correct_dir`` with a window of ``clip_length`` frames when the net is a video net
@@ -287,7 +294,7 @@ class VideoDataModule(_CorrectionMixin):
         self.predict_window = int(predict_window if predict_window is not None else (self.clip_length if target == "center" else 1))
         self.seed = seed
 
-    def _clips(self, split: str) -> Dataset | None:
+    def build(self, split: str) -> Dataset | None:
         dirs = self.dirs[split]
         if dirs is None:
             return None
@@ -302,14 +309,3 @@ class VideoDataModule(_CorrectionMixin):
         if self.clips_from == "photos":
             return PhotoPanClipDataset(dirs, patch_size=size or self.patch_size, clips_per_image=count, max_speed=self.max_speed, **common)
         return VideoClipDataset(dirs, patch_size=size, clips_per_sequence=self.clips_per_sequence, max_eval_clips=self.max_eval_clips, **common)
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._clips("train")
-        if stage in (None, "fit", "validate") and self.val_set is None:
-            self.val_set = self._clips("val")
-        if stage in (None, "test") and not self.test_sets:
-            test = self._clips("test")
-            self.test_sets = {"test": test} if test is not None else {}
-        if stage == "predict" and not self.predict_sets:
-            self.setup_predict()

@@ -17,7 +17,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -102,25 +101,39 @@ def motion_kernel(size: int, generator: torch.Generator | None = None, steps: in
     extent = points.abs().max().clamp(min=1e-6)
     length = _uniform(0.4, 1.0, generator) * (size // 2 - 0.5)
     points = points / extent * length + size // 2
-    kernel = torch.zeros(size, size, dtype=torch.float64)
-    for px, py in points.tolist():
-        x0, y0 = int(math.floor(px)), int(math.floor(py))
-        fx, fy = px - x0, py - y0
-        for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-            if 0 <= x0 + dx < size and 0 <= y0 + dy < size:
-                kernel[y0 + dy, x0 + dx] += w
+    # bilinear splatting of every trajectory point onto its four neighbouring pixels
+    base = points.floor()
+    frac = points - base
+    kernel = torch.zeros(size * size, dtype=torch.float64)
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+        px, py = base[:, 0].long() + dx, base[:, 1].long() + dy
+        inside = (px >= 0) & (px < size) & (py >= 0) & (py < size)
+        kernel.index_add_(0, (py * size + px)[inside], weight[inside].double())
+    kernel = kernel.view(size, size)
     return (kernel / kernel.sum()).float()
 
 
 def apply_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Convolve each channel of ``(..., C, H, W)`` with a 2-D ``kernel`` (reflect borders)."""
+    """Convolve each channel of ``(..., C, H, W)`` with a square odd-sized 2-D ``kernel``.
+
+    Borders are reflected (replicated for images smaller than the kernel radius). The
+    convolution runs through the FFT, which is several times faster than a direct convolution
+    for the 15-25 pixel kernels of deblurring.
+    """
     _check_image(x, "apply_blur")
-    lead = x.shape[:-3]
+    k = kernel.shape[-1]
+    if kernel.ndim != 2 or kernel.shape[0] != k or k % 2 == 0:
+        raise ValueError(f"apply_blur: expected a square kernel with an odd size, got shape {tuple(kernel.shape)}")
+    r = k // 2
+    lead, (h, w) = x.shape[:-3], x.shape[-2:]
     flat = x.reshape(-1, *x.shape[-3:])
-    kh, kw = kernel.shape[-2:]
-    border = "reflect" if min(flat.shape[-2:]) > max(kh, kw) // 2 else "replicate"
-    out = kornia.filters.filter2d(flat, kernel.to(flat)[None], border_type=border)
-    return out.reshape(*lead, *out.shape[-3:])
+    mode = "reflect" if min(h, w) > r else "replicate"
+    padded = F.pad(flat, (r, r, r, r), mode=mode) if r else flat
+    size = (padded.shape[-2] + k - 1, padded.shape[-1] + k - 1)
+    spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernel.to(flat), s=size)
+    out = torch.fft.irfft2(spectrum, s=size)[..., k - 1 : k - 1 + h, k - 1 : k - 1 + w]
+    return out.reshape(*lead, *out.shape[-3:]).to(x.dtype).contiguous()
 
 
 def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
