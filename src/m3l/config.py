@@ -147,7 +147,9 @@ def register_resolvers() -> None:
     """Register m3l's OmegaConf resolvers (idempotent)."""
     for name, fn in RESOLVERS.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
+            # new_dir is cached in the config: a launcher that re-composes the config in the
+            # job (submitit, Slurm) copies the cache, so the job writes where it was told to
+            OmegaConf.register_new_resolver(name, fn, use_cache=name == "m3l.new_dir")
 
 
 register_resolvers()

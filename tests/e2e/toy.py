@@ -78,15 +78,19 @@ class TensorWriter(BasePredictionWriter):
 
 
 class CrashingNet(torch.nn.Module):
-    """A conv net whose output is NaN when ``nan`` is set (for failed sweep trials)."""
+    """A small conv net that can be made to fail: ``nan_in="train"`` makes the training loss
+    NaN (the run raises), ``nan_in="eval"`` makes only evaluation outputs NaN (the metrics
+    are NaN), for the failed-trial tests."""
 
-    def __init__(self, channels: int = 1, width: int = 8, nan: bool = False) -> None:
+    def __init__(self, channels: int = 1, width: int = 8, nan_in: str | None = None) -> None:
         super().__init__()
         self.body = torch.nn.Sequential(
             torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(width, channels, 3, padding=1)
         )
-        self.nan = nan
+        self.nan_in = nan_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
-        return out * float("nan") if self.nan else out
+        if self.nan_in == ("train" if self.training else "eval"):
+            out = out * float("nan")
+        return out
