@@ -12,7 +12,11 @@ from omegaconf import OmegaConf
 import m3l
 
 NET_DIR = Path(m3l.__file__).parent / "configs" / "net"
-CONFIGS = sorted(p.stem for p in NET_DIR.glob("*.yaml"))
+# the restoration configs (the net group also holds multi-task modules, tested elsewhere)
+CONFIGS = sorted(
+    p.stem for p in NET_DIR.glob("*.yaml")
+    if OmegaConf.load(p).get("_target_") == "m3l.models.restoration.RestorationModule"
+)
 # configs whose net is too large to build on every test run (parameter counts are tested
 # in the per-net tests); the small ones are run on an odd-sized input too
 LARGE = {"nafnet32", "nafnet64", "unet"}
