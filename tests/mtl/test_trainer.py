@@ -54,3 +54,22 @@ def test_test_split_and_given_baselines_give_delta_m(tmp_path, digits, adam):
     acc = results.test["left"]["acc"]
     assert results.metrics is results.test
     assert results.delta_m == pytest.approx(100 * (acc - 0.5) / 0.5)
+
+
+def test_mlflow_run_id_and_resume_or_clear_message(tmp_path, digits, adam):
+    import importlib.util
+
+    from m3l.errors import M3LError
+
+    def trainer():
+        return mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
+                           mlflow=True, limit_train_batches=1, **FAST)
+
+    if importlib.util.find_spec("mlflow") is None:
+        with pytest.raises(M3LError, match="(?s)mlflow=True needs the mlflow package.*pip install 'm3l\\[mlflow\\]'"):
+            trainer().launch()
+        return
+    first = trainer().launch(max_epochs=1)
+    assert (tmp_path / "mlflow.db").exists() and first.run_id
+    again = trainer().launch(run_id=first.run_id, max_epochs=2)
+    assert again.run_id == first.run_id and again.module.current_epoch == 2
