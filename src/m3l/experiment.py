@@ -24,7 +24,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from m3l.config import _new_dir, _timestamp
+from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, M3LError
+from m3l.resume import RNGStateCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +209,8 @@ class Experiment:
             ckpt_path = resolve_checkpoint(spec, self.cfg)
             _check_checkpoint_safe(ckpt_path, bool(self.cfg.get("checkpoint_trusted")))
             log.info("Resuming from %s", ckpt_path)
-        trainer = self.make_trainer()
+        # RNGStateCheckpoint: a resumed run continues the random streams of the interrupted one
+        trainer = self.make_trainer(extra_callbacks=[RNGStateCheckpoint()])
         self._log_hyperparams()
         trainer.fit(
             self.net, datamodule=self.data, ckpt_path=ckpt_path,
@@ -240,7 +243,8 @@ class Experiment:
         self._seed()
         self.save_config()
         self.load_weights(checkpoint)
-        trainer = self.make_trainer()
+        # ExactDistributedTest: with several processes, each test sample is seen exactly once
+        trainer = self.make_trainer(extra_callbacks=[ExactDistributedTest()])
         results = trainer.test(self.net, datamodule=self.data)
         metrics: dict[str, float] = {}
         for item in results:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m3l.distributed import log_mean
 from m3l.errors import ConfigError
 from m3l.models import metrics as M
 
@@ -181,10 +182,8 @@ class RestorationModule(pl.LightningModule):
         elif dataloader_idx > 0:
             prefix = f"{stage}/set{dataloader_idx}"
         for name, value in self._metrics(pred, target, x).items():
-            self.log(
-                f"{prefix}/{name}", value, batch_size=x.shape[0], add_dataloader_idx=False,
-                sync_dist=True, prog_bar=name == "psnr",
-            )
+            # exact over processes with unequal shards (sync_dist's mean of means is not)
+            log_mean(self, f"{prefix}/{name}", value, x.shape[0], add_dataloader_idx=False, prog_bar=name == "psnr")
         out: dict[str, Any] = {}
         if stage == "val" and batch_idx == 0 and self.num_logged_examples:
             k = self.num_logged_examples

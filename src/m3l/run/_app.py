@@ -152,6 +152,17 @@ def make_main(verb: str) -> Callable[[], Any]:
         sys.argv = normalize_argv(sys.argv)
         _preflight_argv(verb, sys.argv)
         app = hydra.main(version_base="1.3", config_path="pkg://m3l.configs", config_name=verb)(job)
-        return app()
+        try:
+            return app()
+        except SystemExit as exc:
+            # Lightning stops on SIGTERM with a bare SystemExit (status 0); say so and exit 143
+            if type(exc).__name__ != "SIGTERMException":
+                raise
+            print(
+                f"m3l: {verb} stopped by SIGTERM before it finished. Run the same command with resume=true "
+                "(or checkpoint=last) to continue from the last checkpoint.",
+                file=sys.stderr,
+            )
+            raise SystemExit(143) from None
 
     return main
