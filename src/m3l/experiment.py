@@ -178,7 +178,12 @@ class Experiment:
         assert isinstance(node, dict)
         _map_lightning1_keys(node)
         callbacks = [*self.callbacks, *extra_callbacks]
-        loggers = self.loggers if self.verb == "train" or self.loggers else False
+        loggers = self.loggers
+        if not loggers:
+            # Lightning refuses a LearningRateMonitor without a logger (logger=none)
+            from lightning.pytorch.callbacks import LearningRateMonitor
+
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         return self._instantiate(
             "trainer", OmegaConf.create(node), callbacks=callbacks, logger=loggers or False
         )

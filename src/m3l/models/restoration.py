@@ -17,24 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from m3l.distributed import log_mean
+from m3l.deploy.tiling import pad_to_multiple, self_ensemble
 from m3l.errors import ConfigError
 from m3l.models import metrics as M
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad the last two dims of ``x`` up to ``multiple`` (reflect, or replicate when tiny)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    lead = x.shape[:-3]
-    flat = x.reshape(-1, *x.shape[-3:])
-    flat = F.pad(flat, (0, pw, 0, ph), mode=mode)
-    return flat.reshape(*lead, *flat.shape[-3:]), (h, w)
 
 
 def _centre_frame(x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +47,8 @@ class RestorationModule(pl.LightningModule):
         tiler: a :class:`m3l.deploy.tiling.TiledPredictor` used by ``predict_step``.
         self_ensemble: average the x8 flip/rotation ensemble at prediction.
         num_logged_examples: validation examples returned for the image-logging callback.
+        predict_conditions: values for the net's ``conditions`` when the batch has none
+            (correcting real files), e.g. ``{"sigma": 0.098}`` for FFDNet at sigma 25.
     """
 
     def __init__(
@@ -75,6 +65,7 @@ class RestorationModule(pl.LightningModule):
         tiler: Any | None = None,
         self_ensemble: bool = False,
         num_logged_examples: int = 4,
+        predict_conditions: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -91,6 +82,7 @@ class RestorationModule(pl.LightningModule):
         self.tiler = tiler
         self.self_ensemble = self_ensemble
         self.num_logged_examples = num_logged_examples
+        self.predict_conditions = dict(predict_conditions or {})
 
     # ------------------------------------------------------------------ net plumbing
 
@@ -110,14 +102,19 @@ class RestorationModule(pl.LightningModule):
         names = tuple(getattr(self.net, "conditions", ()) or ())
         if not names:
             return {}
-        meta = batch.get("meta") or {}
+        meta = dict(batch.get("meta") or {})
+        size = batch["input"].shape[0]
+        for name in names:
+            if name not in meta and self.predict_conditions.get(name) is not None:
+                value = float(self.predict_conditions[name])
+                meta[name] = torch.full((size,), value, device=batch["input"].device)
         missing = [n for n in names if n not in meta]
         if missing:
             raise ConfigError(
                 f"The net {type(self.net).__name__} takes {', '.join(missing)} as input, but the data "
                 f"does not provide it (batch['meta'] has: {', '.join(meta) or 'nothing'}). Use a data "
-                "config whose degradation reports it, or, for correction, pass it explicitly "
-                f"(e.g. data.{missing[0]}=...)."
+                "config whose degradation reports it, or give a fixed value for correction, e.g. "
+                f"net.predict_conditions.{missing[0]}=0.098 (on the [0, 1] scale: 25/255)."
             )
         return {n: meta[n] for n in names}
 
@@ -141,8 +138,8 @@ class RestorationModule(pl.LightningModule):
 
     def restore(self, x: torch.Tensor, **conditions: torch.Tensor) -> torch.Tensor:
         """Forward on any size: pad to the net's multiple, run, crop back."""
-        padded, (h, w) = pad_to_multiple(x, self.pad_multiple)
-        return self(padded, **conditions)[..., :h, :w]
+        h, w = x.shape[-2:]
+        return self(pad_to_multiple(x, self.pad_multiple), **conditions)[..., :h, :w]
 
     # ------------------------------------------------------------------ steps
 
@@ -205,25 +202,12 @@ class RestorationModule(pl.LightningModule):
         self._check_channels(x, batch)
         conditions = self._conditions(batch)
 
-        def run(tiles: torch.Tensor) -> torch.Tensor:
-            if conditions and tiles.shape[0] != x.shape[0]:
-                reps = tiles.shape[0] // x.shape[0]
-                cond = {k: v.repeat_interleave(reps, 0) for k, v in conditions.items()}
-            else:
-                cond = conditions
-            return self.restore(tiles, **cond)
+        def run(inp: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
+            if self.tiler is not None:
+                return self.tiler(self.restore, inp, pad_multiple=self.pad_multiple, **cond)
+            return self.restore(inp, **cond)
 
-        def run_tiled(inp: torch.Tensor) -> torch.Tensor:
-            if self.tiler is not None and x.shape[0] == 1:
-                return self.tiler(run, inp)
-            return run(inp)
-
-        if self.self_ensemble:
-            from m3l.deploy.tiling import self_ensemble
-
-            out = self_ensemble(run_tiled, x)
-        else:
-            out = run_tiled(x)
+        out = self_ensemble(run, x, **conditions) if self.self_ensemble else run(x, **conditions)
         return out.clamp(0, 1)
 
     # ------------------------------------------------------------------ optimization

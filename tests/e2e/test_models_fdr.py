@@ -1,0 +1,25 @@
+"""Every packaged model trains with fast_dev_run through the real command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from m3l.config import PACKAGED_CONFIG_DIR
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+MODELS = sorted(p.stem for p in (PACKAGED_CONFIG_DIR / "model").glob("*.yaml"))
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_model_fast_dev_run(model: str, workdir: Path, env: dict[str, str]):
+    if model == "mtl_multifashion" and not FASHION.is_dir():
+        pytest.skip(f"{FASHION} is missing (Debian package dataset-fashion-mnist; .ci/run installs it)")
+    result = run_cli("train", f"model={model}", "debug=fdr", "logger=none", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Traceback" not in result.stderr
+    assert "Run directory:" in result.stdout
