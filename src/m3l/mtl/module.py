@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from m3l.mtl.algorithms.base import GradientAggregator, Schedule, StepContext
+from m3l.mtl.algorithms.jacobian import JacobianAggregator, RepresentationNotSupportedError
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.data import merge_task_batches
 from m3l.mtl.tasks import Objective, Task
@@ -120,9 +121,13 @@ class MultiTaskModule(L.LightningModule):
         objectives = self.task_by_name[task].objectives if task else self.objectives
         return {o.name: o.head(features) for o in objectives}
 
-    def _task_losses(self, task: Task, batch: Any) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
+    def _task_losses(
+        self, task: Task, batch: Any, features_out: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
         inputs, targets = task.split_batch(batch)
         features = self.backbone(inputs)
+        if features_out is not None:
+            features_out[task.name] = features
         predictions = {o.name: o.head(features) for o in task.objectives}
         losses = {
             o.name: o.weight * o.criterion(predictions[o.name], targets[o.name]) for o in task.objectives
@@ -187,8 +192,9 @@ class MultiTaskModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         batches = merge_task_batches(batch)
         losses: dict[str, Tensor] = {}
+        features: dict[str, Any] = {}
         for name, task_batch in batches.items():
-            losses.update(self._task_losses(self.task_by_name[name], task_batch)[0])
+            losses.update(self._task_losses(self.task_by_name[name], task_batch, features)[0])
         names = [n for n in self.objective_names if n in losses]
         stacked = torch.stack([losses[n] for n in names])
         self._track_finite(names, stacked)
@@ -198,7 +204,7 @@ class MultiTaskModule(L.LightningModule):
             opt.zero_grad(set_to_none=True)
         joint = self.algorithm.uses_weighting(names, self.objective_names)
         if joint and isinstance(self.weighting, GradientAggregator):
-            total = self._aggregate_backward(stacked, context)
+            total = self._aggregate_backward(stacked, context, features)
         elif joint:
             total = self.weighting.combine(stacked, context)
             self.manual_backward(total)
@@ -223,22 +229,106 @@ class MultiTaskModule(L.LightningModule):
             self._raise_if_not_finite()
         return total.detach()
 
-    def _aggregate_backward(self, losses: Tensor, context: StepContext) -> Tensor:
-        """Heads get the gradient of the sum; shared parameters the aggregated Jacobian."""
+    def _aggregate_backward(self, losses: Tensor, context: StepContext, features: Mapping[str, Any]) -> Tensor:
+        """Heads get the gradient of the sum; shared parameters the aggregated Jacobian.
+
+        Every gradient is computed with ``torch.autograd.grad`` (DDP's reducer is never armed,
+        so its all-reduce does not run); under DDP the Jacobian (or, on the representation,
+        its Gramian) and the heads' gradients are averaged over ranks in one collective, so
+        every rank aggregates the same matrix; random methods use rank 0's update. Under a
+        GradScaler (fp16) the losses are scaled, the Jacobian unscaled before aggregation, and
+        a non-finite Jacobian is written as is so that the scaler skips the step.
+        """
         assert isinstance(self.weighting, GradientAggregator)
+        agg = self.weighting
         shared = context.shared_parameters
-        jacobian = context.gradients(losses, shared)
-        direction = self.weighting.aggregate(jacobian)
-        head_params = [p for p in self.heads.parameters() if p.requires_grad]
-        total = losses.sum()
-        if head_params:
-            self.manual_backward(total, inputs=head_params)
-        offset = 0
-        for p in shared:
-            n = p.numel()
-            p.grad = direction[offset : offset + n].view_as(p).clone()
-            offset += n
-        return total
+        heads = [p for p in self.heads.parameters() if p.requires_grad]
+        scaler = self._grad_scaler()
+        scaled = scaler.scale(losses) if scaler is not None else losses
+        inv_scale = scaler._scale.double().reciprocal().float() if scaler is not None else None  # noqa: SLF001
+        world = _world_size()
+        if isinstance(agg, JacobianAggregator) and not agg.needs_recompute():
+            weights = agg.reuse().to(scaled)
+            shared_grad = _flat_grad((weights * scaled).sum(), shared, retain_graph=bool(heads))
+            head_grad = _flat_grad(scaled.sum(), heads)
+            shared_grad, head_grad = _mean_over_ranks(world, shared_grad, head_grad)
+            _write_grads(shared, shared_grad)
+            _write_grads(heads, head_grad)
+            return losses.sum()
+        if getattr(agg, "wrt", "parameters") == "representation":
+            return self._aggregate_representation(losses, scaled, inv_scale, shared, heads, features, world)
+        rows, head_grad = [], None
+        for t in range(len(scaled)):
+            grad = _flat_grad(scaled[t], shared + heads, retain_graph=t < len(scaled) - 1)
+            rows.append(grad[: _numel(shared)])
+            head_part = grad[_numel(shared) :]
+            head_grad = head_part if head_grad is None else head_grad + head_part
+        jacobian, head_grad = _mean_over_ranks(world, torch.stack(rows), head_grad)
+        if inv_scale is not None:
+            jacobian = jacobian * inv_scale
+            if not bool(torch.isfinite(jacobian).all()):  # the scaler syncs each step anyway
+                _write_grads(shared, jacobian.sum(0) * scaler._scale)  # noqa: SLF001
+                _write_grads(heads, head_grad)
+                return losses.sum()
+        direction = agg.aggregate(jacobian)
+        if world > 1 and getattr(agg, "stochastic", False):
+            torch.distributed.broadcast(direction, src=0)
+        if scaler is not None:
+            direction = direction * scaler._scale  # noqa: SLF001 - the optimizer step unscales it
+        _write_grads(shared, direction)
+        _write_grads(heads, head_grad)
+        return losses.sum()
+
+    def _aggregate_representation(
+        self,
+        losses: Tensor,
+        scaled: Tensor,
+        inv_scale: Tensor | None,
+        shared: list[nn.Parameter],
+        heads: list[nn.Parameter],
+        features: Mapping[str, Any],
+        world: int,
+    ) -> Tensor:
+        """MGDA-UB style: weights from the Gramian of the gradients on the backbone's output."""
+        agg = self.weighting
+        assert isinstance(agg, JacobianAggregator)
+        if len(features) != 1 or not isinstance(next(iter(features.values())), Tensor):
+            found = {k: type(v).__name__ for k, v in features.items()}
+            raise RepresentationNotSupportedError(
+                f"{type(agg).__name__}(wrt='representation') needs one backbone pass shared by every "
+                f"objective, returning one tensor; this step ran the backbone per task with outputs {found}.\n"
+                "  fix: put the objectives in one MultiHeadTask (one dataset, several heads), or use "
+                f"{type(agg).__name__}(wrt='parameters') for tasks with their own datasets"
+            )
+        rep = next(iter(features.values()))
+        rows, head_grad = [], None
+        for t in range(len(scaled)):
+            grad = torch.autograd.grad(scaled[t], [rep] + heads, retain_graph=True, allow_unused=True)
+            rows.append(_flatten(grad[:1], [rep]).float())
+            head_part = _flatten(grad[1:], heads)
+            head_grad = head_part if head_grad is None else head_grad + head_part
+        rep_jacobian = torch.stack(rows)
+        unscaled = rep_jacobian * inv_scale if inv_scale is not None else rep_jacobian
+        gramian = unscaled @ unscaled.T
+        if world > 1:  # the batch is split over ranks: the full Gramian is the sum, each loss a mean
+            torch.distributed.all_reduce(gramian)
+            gramian = gramian / world**2
+        if inv_scale is not None and not bool(torch.isfinite(gramian).all()):
+            weights = torch.ones_like(gramian[0])  # non-finite: the scaler sees it and skips the step
+        else:
+            weights = agg.weights_from_gramian(gramian)
+        rep_grad = (weights.to(rep_jacobian) @ rep_jacobian).view_as(rep).to(rep.dtype)
+        shared_grad = _flatten(torch.autograd.grad(rep, shared, grad_outputs=rep_grad, allow_unused=True), shared)
+        shared_grad, head_grad = _mean_over_ranks(world, shared_grad, head_grad)
+        _write_grads(shared, shared_grad)
+        _write_grads(heads, head_grad)
+        return losses.sum()
+
+    def _grad_scaler(self) -> Any:
+        """The fp16 GradScaler of the trainer's precision plugin, if any."""
+        trainer = self._trainer
+        plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
+        return getattr(plugin, "scaler", None)
 
     def _track_finite(self, names: list[str], losses: Tensor) -> None:
         idx = self._indices(names)
@@ -369,6 +459,55 @@ class MultiTaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("m3l_mtl", {})
         self.train_steps = int(state.get("train_steps", 0))
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _numel(params: Sequence[nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)
+
+
+def _flatten(grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
+    parts = [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def _flat_grad(output: Tensor, params: Sequence[Tensor], retain_graph: bool = False) -> Tensor:
+    """The gradient of ``output`` on ``params`` as one flat vector (zeros where unused)."""
+    if not params:
+        return torch.zeros(0, device=output.device)
+    grads = torch.autograd.grad(output, list(params), retain_graph=retain_graph, allow_unused=True)
+    return _flatten(grads, params)
+
+
+def _mean_over_ranks(world: int, *tensors: Tensor | None) -> tuple[Any, ...]:
+    """The mean over DDP ranks of each tensor, in one all-reduce (identity on one process)."""
+    if world == 1:
+        return tensors
+    present = [t for t in tensors if t is not None]
+    flat = torch.cat([t.reshape(-1).float() for t in present])
+    torch.distributed.all_reduce(flat)
+    flat = flat / world
+    out, offset = [], 0
+    for t in tensors:
+        if t is None:
+            out.append(None)
+            continue
+        out.append(flat[offset : offset + t.numel()].view_as(t).to(t.dtype))
+        offset += t.numel()
+    return tuple(out)
+
+
+def _write_grads(params: Sequence[nn.Parameter], flat: Tensor | None) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        assert flat is not None
+        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone()
+        offset += n
 
 
 def _is_metric(metric: Any) -> bool:

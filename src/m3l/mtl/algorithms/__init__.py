@@ -4,14 +4,27 @@ Schedules: :class:`Joint`, :class:`Alternating`, :class:`Sequential`.
 Weightings for :class:`Joint`: :class:`EqualWeighting` (EW), :class:`UncertaintyWeighting`,
 :class:`DynamicWeightAverage` (DWA), :class:`GradNorm`, :class:`RandomWeighting` (RLW),
 :class:`FAMO`, :class:`FixedWeighting` (scalarization). Gradient aggregators plug in through
-:class:`GradientAggregator`.
+:class:`GradientAggregator`; those built on torchjd (:class:`JacobianAggregator`): PCGrad, MGDA,
+MGDAUB, CAGrad, NashMTL, IMTLG, AlignedMTL, GradVac, GradDrop, ConFIG, DualProj, UPGrad.
 
 >>> from m3l.mtl.algorithms import Joint, GradNorm
 >>> Joint(GradNorm(alpha=1.5))
 Joint(weighting=GradNorm)
 """
 
+from m3l.mtl.algorithms.aligned_mtl import AlignedMTL
 from m3l.mtl.algorithms.alternating import Alternating
+from m3l.mtl.algorithms.cagrad import CAGrad
+from m3l.mtl.algorithms.conflict_free import ConFIG
+from m3l.mtl.algorithms.dualproj import DualProj
+from m3l.mtl.algorithms.graddrop import GradDrop
+from m3l.mtl.algorithms.gradvac import GradVac
+from m3l.mtl.algorithms.imtl_g import IMTLG
+from m3l.mtl.algorithms.jacobian import JacobianAggregator, RepresentationNotSupportedError
+from m3l.mtl.algorithms.mgda import MGDA, MGDAUB
+from m3l.mtl.algorithms.nash_mtl import NashMTL
+from m3l.mtl.algorithms.pcgrad import PCGrad
+from m3l.mtl.algorithms.upgrad import UPGrad
 from m3l.mtl.algorithms.base import GradientAggregator, Schedule, StepContext, Weighting
 from m3l.mtl.algorithms.dwa import DynamicWeightAverage
 from m3l.mtl.algorithms.equal import EqualWeighting
@@ -24,6 +37,20 @@ from m3l.mtl.algorithms.sequential import Sequential
 from m3l.mtl.algorithms.uncertainty import UncertaintyWeighting
 
 __all__ = [
+    "AlignedMTL",
+    "CAGrad",
+    "ConFIG",
+    "DualProj",
+    "GradDrop",
+    "GradVac",
+    "IMTLG",
+    "JacobianAggregator",
+    "MGDA",
+    "MGDAUB",
+    "NashMTL",
+    "PCGrad",
+    "RepresentationNotSupportedError",
+    "UPGrad",
     "Alternating",
     "DynamicWeightAverage",
     "EqualWeighting",

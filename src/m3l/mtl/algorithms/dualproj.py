@@ -1,0 +1,35 @@
+"""DualProj: project the mean gradient onto the dual cone of the task gradients.
+
+Quinton and Rey, "Jacobian Descent for Multi-Objective Optimization", 2024,
+https://arxiv.org/abs/2406.16232 (the DualProj aggregator, a generalization of A-GEM).
+torchjd's :class:`torchjd.aggregation.DualProj` (quadprog: extra
+``torchjd[quadprog-projector]``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from m3l.mtl.algorithms.jacobian import JacobianAggregator, Wrt
+
+
+class DualProj(JacobianAggregator):
+    """Mean gradient projected onto the dual cone: conflicts with no task.
+
+    Args:
+        wrt: ``"parameters"`` or ``"representation"`` (see :mod:`m3l.mtl.algorithms.jacobian`).
+        update_every: recompute the weights every this many steps.
+    """
+
+    extra = "quadprog-projector"
+
+    def __init__(self, wrt: Wrt = "parameters", update_every: int = 1) -> None:
+        super().__init__(wrt=wrt, update_every=update_every)
+
+    def build(self, num_objectives: int) -> torch.nn.Module:
+        from torchjd.aggregation import DualProj
+
+        return DualProj()
+
+
+__all__ = ["DualProj"]
