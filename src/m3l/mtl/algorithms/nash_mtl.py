@@ -6,11 +6,17 @@ recomputes the weights every few steps to cut the cost (Sec. 5.3): ``update_ever
 that and the steps in between cost one backward pass. Solved by torchjd's
 :class:`torchjd.aggregation.NashMTL` (cvxpy/ECOS: extra ``torchjd[nash-mtl]``); stateful,
 reset by :meth:`setup`.
+
+Two additions around the solver: a task whose gradient is zero gets weight 0 (the bargaining
+problem is solved on a Gramian made regular on that row; upstream returns NaN there), and the
+``max_norm`` clipping of the update is done here, on the true Gramian, without a host sync.
 """
 
 from __future__ import annotations
 
 import torch
+
+from torch import Tensor
 
 from m3l.mtl.algorithms.jacobian import JacobianAggregator, Wrt
 
@@ -35,7 +41,23 @@ class NashMTL(JacobianAggregator):
     def build(self, num_objectives: int) -> torch.nn.Module:
         from torchjd.aggregation import NashMTL
 
-        return NashMTL(n_tasks=num_objectives, max_norm=self.max_norm, update_weights_every=1, optim_niter=self.optim_niter)
+        return NashMTL(n_tasks=num_objectives, max_norm=0.0, update_weights_every=1, optim_niter=self.optim_niter)
+
+    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+        """Nash weights, 0 for zero-gradient tasks, scaled so ``||J^T w|| <= max_norm``."""
+        diagonal = gramian.diagonal()
+        zero = diagonal <= 1e-12 * diagonal.sum().clamp_min(1e-30)
+        ridge = torch.where(zero, diagonal.sum().clamp_min(1e-12), torch.zeros_like(diagonal))
+        weights = super().weights_from_gramian(gramian + torch.diag(ridge))
+        weights = torch.where(zero, torch.zeros_like(weights), weights)
+        if self.max_norm > 0:
+            norm = (weights @ gramian @ weights).clamp_min(0).sqrt()
+            weights = weights * (self.max_norm / norm.clamp_min(1e-12)).clamp(max=1.0)
+        return self._remember(weights)
+
+    def aggregate(self, jacobian: Tensor) -> Tensor:
+        """``w @ J`` with the weights of :meth:`weights_from_gramian`."""
+        return self.weights_from_gramian(jacobian @ jacobian.T).to(jacobian.dtype) @ jacobian
 
 
 __all__ = ["NashMTL"]
