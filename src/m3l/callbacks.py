@@ -81,8 +81,8 @@ class LogProgressBar(ProgressBar):
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
         self._begin()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *_: Any) -> None:
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+        done = batch_idx + 1
         max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else "?"
         stage = f"train epoch {trainer.current_epoch + 1}/{max_epochs}"
         self._report(stage, done, self.total_train_batches, self._metrics_text(trainer, module))

@@ -72,9 +72,9 @@ class Experiment:
 
     # ------------------------------------------------------------------ config checks
 
-    def _check_missing(self) -> None:
-        # the serializer is only used (and its root_dir only needed) by `correct`
-        skip = ("hydra.",) if self.verb == "correct" else ("hydra.", "serializer.")
+    def _check_missing(self, with_serializer: bool = False) -> None:
+        # the serializer (and its root_dir) is only needed by `correct`, checked there
+        skip = ("hydra.",) if with_serializer else ("hydra.", "serializer.")
         missing = [
             key
             for key in missing_keys(self.cfg)
@@ -281,7 +281,7 @@ class Experiment:
                 "No input to correct: pass data.correct_dir=DIR_OR_FILE (a folder, searched "
                 "recursively, an image or a video file)."
             )
-        self._check_missing()
+        self._check_missing(with_serializer=True)
         self._seed()
         self.save_config()
         self.load_weights(checkpoint)
