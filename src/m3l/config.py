@@ -175,14 +175,17 @@ def normalize_overrides(overrides: Iterable[str]) -> list[str]:
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
-    """Command-line arguments with ``--cluster-launch`` -> ``--multirun`` and the above."""
-    out = []
-    for arg in argv:
-        if arg == "--cluster-launch":
-            out.append("--multirun")
-        else:
-            out.append(arg)
-    return [*out[:1], *normalize_overrides(out[1:])] if out else out
+    """Command-line arguments with ``--cluster-launch`` -> ``--multirun`` and the above.
+
+    The flag goes first, so it may follow overrides (``model=x --cluster-launch``), which
+    argparse would otherwise reject.
+    """
+    if not argv:
+        return list(argv)
+    rest = list(argv[1:])
+    flags = ["--multirun"] if "--cluster-launch" in rest else []
+    rest = [arg for arg in rest if arg != "--cluster-launch"]
+    return [argv[0], *flags, *normalize_overrides(rest)]
 
 
 # ---------------------------------------------------------------------------- compose

@@ -7,6 +7,7 @@ ranks of a 2-process run unequal shards.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,15 @@ from torch.utils.data import DataLoader, Dataset
 class ToySet(Dataset):
     """``count`` noisy/clean pairs of ``size`` x ``size`` gray images; item ``i`` is fixed."""
 
-    def __init__(self, count: int, size: int, sigma: float, offset: int) -> None:
-        self.count, self.size, self.sigma, self.offset = count, size, sigma, offset
+    def __init__(self, count: int, size: int, sigma: float, offset: int, delay_s: float = 0.0) -> None:
+        self.count, self.size, self.sigma, self.offset, self.delay_s = count, size, sigma, offset, delay_s
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.delay_s:
+            time.sleep(self.delay_s)  # a slow loader, to signal a run mid-epoch without burning CPU
         g = torch.Generator().manual_seed(self.offset + index)
         ramp = torch.linspace(0, 1, self.size)
         clean = (0.5 * ramp[None, :] + 0.5 * ramp[:, None]) * torch.rand(1, generator=g) + 0.1
@@ -39,17 +42,18 @@ class ToyData(pl.LightningDataModule):
 
     def __init__(self, n_train: int = 32, n_val: int = 4, n_test: int = 7, n_predict: int = 5, size: int = 16,
                  sigma: float = 0.1, batch_size: int = 4, test_batch_size: int = 2, channels: int = 1,
-                 correct_dir: str | None = None) -> None:
+                 correct_dir: str | None = None, train_delay_s: float = 0.0) -> None:
         super().__init__()
         self.n_train, self.n_val, self.n_test, self.n_predict = n_train, n_val, n_test, n_predict
         self.size, self.sigma, self.batch_size, self.test_batch_size = size, sigma, batch_size, test_batch_size
-        self.channels, self.correct_dir = channels, correct_dir
+        self.channels, self.correct_dir, self.train_delay_s = channels, correct_dir, train_delay_s
 
     def _set(self, count: int, offset: int) -> ToySet:
         return ToySet(count, self.size, self.sigma, offset)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._set(self.n_train, 0), batch_size=self.batch_size, shuffle=True)
+        data = ToySet(self.n_train, self.size, self.sigma, 0, self.train_delay_s)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._set(self.n_val, 10_000), batch_size=self.batch_size)
