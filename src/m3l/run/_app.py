@@ -136,6 +136,10 @@ def make_main(verb: str) -> Callable[[], Any]:
                 return experiment.test()
             if verb == "correct":
                 return str(experiment.correct())
+            if verb == "export":
+                from m3l.deploy.export import export_experiment
+
+                return str(export_experiment(experiment))
             raise ValueError(f"unknown verb {verb}")
         except M3LError as exc:
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or _is_multirun():
