@@ -137,23 +137,21 @@ class Experiment:
     def _select(self, key: str) -> Any:
         return OmegaConf.select(self.cfg, key)
 
+    def _instantiate_group(self, group: str) -> Any:
+        if self._select(group) is None:
+            raise ConfigError(
+                f"No {group} config: the model config must select one (`- /{group}: NAME` in its "
+                f"defaults) or pass {group}=NAME. Available: {', '.join(_options(group))}"
+            )
+        return self._instantiate(group)
+
     @cached_property
     def data(self) -> pl.LightningDataModule:
-        if self._select("data") is None:
-            raise ConfigError(
-                f"No data config: the model config must select one (`- /data: NAME` in its defaults) "
-                f"or pass data=NAME. Available: {', '.join(_options('data'))}"
-            )
-        return self._instantiate("data")
+        return self._instantiate_group("data")
 
     @cached_property
     def net(self) -> pl.LightningModule:
-        if self._select("net") is None:
-            raise ConfigError(
-                f"No net config: the model config must select one (`- /net: NAME` in its defaults) "
-                f"or pass net=NAME. Available: {', '.join(_options('net'))}"
-            )
-        return self._instantiate("net")
+        return self._instantiate_group("net")
 
     @cached_property
     def callbacks(self) -> list[pl.Callback]:
