@@ -1,0 +1,448 @@
+"""Run an exported m3l model with minimal dependencies.
+
+ONNX artifacts need only numpy, Pillow and onnxruntime (no torch, Lightning or Hydra);
+``.pt2`` and TorchScript artifacts need torch only. Videos need PyAV (``av``). Images are
+corrected like ``python -m m3l.run.correct``: padded to the net's multiple, cut into the same
+tiles (:class:`m3l.deploy.tiling.TiledPredictor`'s layout and blending, here in numpy),
+clamped to [0, 1], and written under the output folder at each input's relative path
+(``.png`` by default, gray stays gray, alpha is put back, existing files are never replaced
+unless asked)::
+
+    python -m m3l.deploy.runtime model.onnx photos/ corrected/
+    python -m m3l.deploy.runtime ffdnet.onnx noisy.png out/ --sigma 25
+
+This module imports nothing from m3l, so it also runs as a single file
+(``python runtime.py ...``) next to an artifact and its ``.json`` metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger("m3l.deploy.runtime")
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v"})
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+class RuntimeInputError(ValueError):
+    """An artifact, a metadata file or an input the runtime cannot use, with what to do."""
+
+
+# ---------------------------------------------------------------------------- tiling (numpy)
+
+
+def pad_to_size(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad the last two axes at the bottom/right: reflection, or edge for tiny inputs
+    (the rule of :func:`m3l.deploy.tiling.pad_to_size`)."""
+    h, w = x.shape[-2:]
+    ph, pw = height - h, width - w
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode=mode)
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = x.shape[-2:]
+    return pad_to_size(x, h + (-h) % multiple, w + (-w) % multiple)
+
+
+def _layout(length: int, tile: int, overlap: int, multiple: int) -> tuple[list[int], int]:
+    units = -(-length // multiple)
+    tile_u, overlap_u = tile // multiple, -(-overlap // multiple)
+    if units <= tile_u:
+        return [0], units * multiple
+    n = math.ceil((units - overlap_u) / (tile_u - overlap_u))
+    size_u = min(tile_u, math.ceil((units + (n - 1) * overlap_u) / n))
+    return [(i * (units - size_u)) // (n - 1) * multiple for i in range(n)], size_u * multiple
+
+
+def _ramp(n: int, blend: str) -> np.ndarray:
+    t = (np.arange(n, dtype=np.float64) + 1) / (n + 1)
+    if blend == "gaussian":
+        erf = np.vectorize(math.erf)
+        return 0.5 * (1 + erf((t - 0.5) / (math.sqrt(2) / 6)))
+    return t
+
+
+def _profiles(starts: list[int], size: int, overlap: int, blend: str) -> list[np.ndarray]:
+    margin = overlap // 4
+    out = []
+    for i, s in enumerate(starts):
+        w = np.ones(size, dtype=np.float64)
+        for side, neighbour in (("left", i - 1), ("right", i + 1)):
+            if neighbour < 0 or neighbour >= len(starts):
+                continue
+            shared = size - abs(starts[neighbour] - s)
+            if blend == "none":
+                body = np.zeros(shared // 2 if side == "left" else shared - shared // 2)
+            else:
+                body = np.concatenate([np.zeros(margin), _ramp(shared - 2 * margin, blend)])
+            n = body.size
+            if side == "left":
+                w[:n] = np.minimum(w[:n], body)
+            elif n:
+                w[size - n :] = np.minimum(w[size - n :], body[::-1])
+        out.append(w)
+    return out
+
+
+def tiled(
+    fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, multiple: int = 1, tile_size: int = 512,
+    overlap: int = 32, batch_size: int = 4, blend: str = "gaussian",
+) -> np.ndarray:
+    """:class:`m3l.deploy.tiling.TiledPredictor` on numpy: ``x`` is ``(C, H, W)`` or
+    ``(T, C, H, W)``; ``fn`` maps a batch of padded tiles to ``(N, C, h, w)``."""
+    tile = max(multiple, (tile_size // multiple) * multiple)
+    if 2 * (-(-overlap // multiple) * multiple) >= tile:
+        raise RuntimeInputError(f"tile size {tile_size} must be more than twice the overlap {overlap}.")
+    h, w = x.shape[-2:]
+    ys, th = _layout(h, tile, overlap, multiple)
+    xs, tw = _layout(w, tile, overlap, multiple)
+    wy, wx = _profiles(ys, th, overlap, blend), _profiles(xs, tw, overlap, blend)
+    jobs = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    out: np.ndarray | None = None
+    weight = np.zeros((h, w), dtype=np.float32)
+    for first in range(0, len(jobs), batch_size):
+        batch = jobs[first : first + batch_size]
+        tiles = np.stack([pad_to_size(x[..., ys[i] : ys[i] + th, xs[j] : xs[j] + tw], th, tw) for i, j in batch])
+        result = fn(np.ascontiguousarray(tiles, dtype=np.float32))
+        if out is None:
+            out = np.zeros((*result.shape[1:-2], h, w), dtype=np.float32)
+        for k, (i, j) in enumerate(batch):
+            y0, x0 = ys[i], xs[j]
+            rows, cols = min(th, h - y0), min(tw, w - x0)
+            win = (wy[i][:rows, None] * wx[j][None, :cols]).astype(np.float32)
+            out[..., y0 : y0 + rows, x0 : x0 + cols] += result[k, ..., :rows, :cols] * win
+            weight[y0 : y0 + rows, x0 : x0 + cols] += win
+    assert out is not None
+    return out / weight
+
+
+def sliding_windows(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Centred windows ``(size, C, H, W)`` over a stream of frames, ends repeated (as
+    :func:`m3l.deploy.tiling.sliding_windows`)."""
+    half = size // 2
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        return
+    window: deque[np.ndarray] = deque([first] * (half + 1), maxlen=size)
+    count = 1
+    for _ in range(half):
+        frame = next(it, None)
+        count += frame is not None
+        window.append(window[-1] if frame is None else frame)
+    yielded = 0
+    for frame in it:
+        yield np.stack(tuple(window))
+        yielded += 1
+        window.append(frame)
+        count += 1
+    while yielded < count:
+        yield np.stack(tuple(window))
+        yielded += 1
+        window.append(window[-1])
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+class ExportedModel:
+    """An exported artifact and its metadata, callable on numpy batches.
+
+    ``ExportedModel("dncnn.onnx")`` reads ``dncnn.onnx.json``; the backend follows the
+    metadata's format (``onnx``: onnxruntime; ``pt2`` / ``torchscript``: torch).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RuntimeInputError(f"{self.path}: no such exported model (make one with python -m m3l.run.export).")
+        meta_file = self.path.with_name(self.path.name + ".json")
+        if not meta_file.is_file():
+            raise RuntimeInputError(
+                f"{meta_file} is missing: the runtime needs the metadata written next to the artifact by "
+                "`python -m m3l.run.export` (keep NAME.EXT and NAME.EXT.json together)."
+            )
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_file.read_text())
+        except ValueError as exc:
+            raise RuntimeInputError(f"{meta_file} is not valid JSON: {exc}") from exc
+        self.format = str(self.meta.get("format", ""))
+        self.channels = int(self.meta.get("channels", 3))
+        self.pad_multiple = int(self.meta.get("pad_multiple", 1))
+        self.window = self.meta.get("temporal_window")
+        self.conditions: list[str] = list(self.meta.get("conditions", []))
+        self.outputs: list[str] = list(self.meta.get("outputs", ["output"]))
+        self._run = self._load(threads)
+
+    def _load(self, threads: int | None) -> Callable[..., list[np.ndarray]]:
+        if self.format == "onnx":
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:
+                raise RuntimeInputError("ONNX models need onnxruntime: pip install onnxruntime") from exc
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            if threads:
+                options.intra_op_num_threads = threads
+            session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            names = [i.name for i in session.get_inputs()]
+            return lambda *arrays: list(session.run(None, dict(zip(names, arrays))))
+        if self.format in ("pt2", "torchscript"):
+            try:
+                import torch
+            except ImportError as exc:
+                raise RuntimeInputError(f"{self.format} models need torch; ONNX models do not.") from exc
+            if threads:
+                torch.set_num_threads(threads)
+            if self.format == "pt2":
+                graph = torch.export.load(str(self.path)).module()
+            else:
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    graph = torch.jit.load(str(self.path))
+
+            def run(*arrays: np.ndarray) -> list[np.ndarray]:
+                with torch.inference_mode():
+                    out = graph(*(torch.from_numpy(a) for a in arrays))
+                return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+            return run
+        raise RuntimeInputError(f"{self.path}: unknown format {self.format!r} in its metadata.")
+
+    def __call__(self, batch: np.ndarray, **conditions: float) -> list[np.ndarray]:
+        """Run on a padded batch; conditions are scalars on [0, 1] (e.g. sigma=25/255)."""
+        missing = [c for c in self.conditions if c not in conditions]
+        if missing:
+            raise RuntimeInputError(
+                f"this model takes {', '.join(missing)} as input: pass --{missing[0]} (0-255 scale)."
+            )
+        extra = [np.full((batch.shape[0],), conditions[c], dtype=np.float32) for c in self.conditions]
+        return self._run(np.ascontiguousarray(batch, dtype=np.float32), *extra)
+
+    def restore(self, x: np.ndarray, output: str | None = None, tiling: dict[str, Any] | None = None, **conditions: float) -> np.ndarray:
+        """Restore one image ``(C, H, W)`` (or window ``(T, C, H, W)``) on [0, 1], tiled like
+        ``correct``; ``output`` picks a head of a multi-task model (the first by default)."""
+        index = self.outputs.index(output) if output else 0
+        options = {**(self.meta.get("tiling") or {}), **(tiling or {})}
+        options = {k: options[k] for k in ("tile_size", "overlap", "batch_size", "blend") if k in options}
+
+        def fn(tiles: np.ndarray) -> np.ndarray:
+            return self(tiles, **conditions)[index]
+
+        return np.clip(tiled(fn, x, multiple=self.pad_multiple, **options), 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def read_image(path: Path, channels: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(C, H, W)`` float32 on [0, 1] with the file's mode, bit depth and alpha."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands() else None
+            if mode.startswith("I;16") or mode == "I":
+                array = np.asarray(img, dtype=np.float32) / 65535.0
+                depth = 16
+                array = array[None]
+            else:
+                depth = 8
+                array = np.asarray(img.convert("L" if mode in _GRAY_MODES else "RGB"), dtype=np.float32) / 255.0
+                array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    except (OSError, ValueError) as exc:
+        raise RuntimeInputError(f"{path}: not a readable image ({exc})") from exc
+    if array.shape[0] != channels:
+        array = np.repeat(array, 3, axis=0) if channels == 3 else (
+            0.299 * array[0:1] + 0.587 * array[1:2] + 0.114 * array[2:3])
+    return np.ascontiguousarray(array, dtype=np.float32), {"mode": mode, "bit_depth": depth, "alpha": alpha}
+
+
+def write_image(path: Path, x: np.ndarray, info: dict[str, Any], overwrite: bool = False) -> Path:
+    """Write ``(C, H, W)`` like :class:`m3l.data.serializers.ImageSerializer` (atomically)."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    if info.get("mode") in _GRAY_MODES and x.shape[0] == 3:
+        x = 0.299 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3]
+    suffix = path.suffix.lower()
+    sixteen = info.get("bit_depth") == 16 and x.shape[0] == 1 and suffix in (".png", ".tif", ".tiff")
+    peak, dtype = (65535.0, np.uint16) if sixteen else (255.0, np.uint8)
+    array = np.round(np.clip(x, 0, 1) * peak).astype(dtype).transpose(1, 2, 0)
+    alpha = info.get("alpha")
+    if alpha is not None and not sixteen and suffix in (".png", ".tif", ".tiff", ".webp"):
+        array = np.concatenate([array, np.round(alpha * 255).astype(np.uint8)[..., None]], axis=2)
+    array = array[..., 0] if array.shape[2] == 1 else array
+    img = Image.fromarray(array)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        img.save(tmp, format=Image.registered_extensions().get(suffix))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _frames(path: Path, channels: int) -> tuple[Iterator[np.ndarray], float]:
+    try:
+        import av
+    except ImportError as exc:
+        raise RuntimeInputError(f"{path}: videos need PyAV: pip install av") from exc
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or 25)
+
+    def gen() -> Iterator[np.ndarray]:
+        try:
+            for frame in container.decode(stream):
+                rgb = frame.to_ndarray(format="rgb24").astype(np.float32).transpose(2, 0, 1) / 255.0
+                yield rgb if channels == 3 else 0.299 * rgb[0:1] + 0.587 * rgb[1:2] + 0.114 * rgb[2:3]
+        finally:
+            container.close()
+
+    return gen(), fps
+
+
+def correct_video(model: ExportedModel, source: Path, target: Path, overwrite: bool = False, **options: Any) -> Path:
+    """Correct every frame of a video (a window around it for video nets) into ``target``."""
+    import av
+
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    frames, fps = _frames(source, model.channels)
+    inputs: Iterable[np.ndarray] = sliding_windows(frames, int(model.window)) if model.window else frames
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        container = av.open(tmp, mode="w", format="matroska" if target.suffix == ".mkv" else None)
+        stream = None
+        for x in inputs:
+            y = model.restore(x, **options)
+            y = np.repeat(y, 3, axis=0) if y.shape[0] == 1 else y
+            array = np.round(y * 255).astype(np.uint8).transpose(1, 2, 0)
+            if stream is None:
+                from fractions import Fraction
+
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.height, stream.width = array.shape[:2]
+                odd = array.shape[0] % 2 or array.shape[1] % 2
+                stream.pix_fmt = "yuv444p" if odd else "yuv420p"
+                stream.options = {"crf": "18"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+        container.close()
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def correct_path(
+    model: ExportedModel | str | os.PathLike[str], source: str | os.PathLike[str], root_dir: str | os.PathLike[str],
+    format: str | None = "png", overwrite: bool = False, output: str | None = None,
+    tiling: dict[str, Any] | None = None, **conditions: float,
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Correct an image, a video or a folder (recursively) into ``root_dir``.
+
+    Outputs keep each input's relative path (``format`` sets the suffix; None keeps the
+    input's); videos become ``.mp4``. Returns (written files, failures as (path, reason));
+    one bad file does not stop the others. ``root_dir`` must not lie inside the input folder.
+    """
+    model = model if isinstance(model, ExportedModel) else ExportedModel(model)
+    source, root = Path(source).expanduser(), Path(root_dir).expanduser()
+    if not source.exists():
+        raise RuntimeInputError(f"{source}: no such file or folder to correct.")
+    base = source if source.is_dir() else source.parent
+    if source.is_dir() and (root.resolve() == base.resolve() or base.resolve() in root.resolve().parents):
+        raise RuntimeInputError(f"the output folder {root} is inside the input folder {base}; pick another one.")
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not p.name.startswith(".")]
+    if not files:
+        raise RuntimeInputError(f"{source}: no images or videos found (suffixes {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    options = dict(output=output, tiling=tiling, **conditions)
+    written: list[Path] = []
+    failures: list[tuple[str, str]] = []
+    for path in files:
+        rel = path.relative_to(base)
+        try:
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                written.append(correct_video(model, path, root / rel.with_suffix(".mp4"), overwrite, **options))
+                continue
+            if model.window:
+                raise RuntimeInputError("a video model corrects videos, not single images")
+            x, info = read_image(path, model.channels)
+            suffix = f".{format.lstrip('.')}" if format else path.suffix
+            written.append(write_image(root / rel.with_suffix(suffix), model.restore(x, **options), info, overwrite))
+        except (RuntimeInputError, FileExistsError, OSError, ValueError) as exc:
+            log.error("%s: %s", path, exc)
+            failures.append((str(path), str(exc)))
+    log.info("wrote %d file(s) under %s", len(written), root)
+    return written, failures
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m m3l.deploy.runtime MODEL INPUT OUTPUT_DIR [options]``."""
+    parser = argparse.ArgumentParser(prog="python -m m3l.deploy.runtime", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="exported model (.onnx, .pt2, .ts) with its .json metadata beside it")
+    parser.add_argument("input", help="an image, a video or a folder (searched recursively)")
+    parser.add_argument("output", help="folder for the corrected files (relative paths are kept)")
+    parser.add_argument("--format", default="png", help="output image suffix (default png; 'keep' keeps the input's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--sigma", type=float, help="noise level on the 0-255 scale, for models that take it")
+    parser.add_argument("--head", help="output of a multi-task model to write (default: the first)")
+    parser.add_argument("--tile-size", type=int, help="tile side (default: the model's)")
+    parser.add_argument("--overlap", type=int, help="tile overlap (default: the model's)")
+    parser.add_argument("--threads", type=int, help="CPU threads")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tiling = {k: v for k, v in (("tile_size", args.tile_size), ("overlap", args.overlap)) if v}
+    conditions = {"sigma": args.sigma / 255.0} if args.sigma is not None else {}
+    try:
+        model = ExportedModel(args.model, threads=args.threads)
+        if args.head and args.head not in model.outputs:
+            raise RuntimeInputError(f"--head {args.head}: the model's outputs are {', '.join(model.outputs)}")
+        _, failures = correct_path(
+            model, args.input, args.output, format=None if args.format == "keep" else args.format,
+            overwrite=args.overwrite, output=args.head, tiling=tiling, **conditions,
+        )
+    except RuntimeInputError as exc:
+        print(f"m3l.deploy.runtime: error: {exc}", file=sys.stderr)
+        return 2
+    if failures:
+        print(f"m3l.deploy.runtime: {len(failures)} input(s) failed:", file=sys.stderr)
+        for path, reason in failures:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

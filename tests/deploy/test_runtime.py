@@ -1,0 +1,149 @@
+"""m3l.deploy.runtime: exported models on images, folders and videos, with and without torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from m3l.data.samples import sample_paths
+from m3l.deploy import runtime as R
+from m3l.deploy.export import export_model
+from m3l.deploy.tiling import TiledPredictor
+from m3l.models.nets import DnCNN
+from m3l.models.restoration import RestorationModule
+
+REPO = Path(__file__).resolve().parents[2]
+RUNTIME_FILE = REPO / "src" / "m3l" / "deploy" / "runtime.py"
+
+
+def tiny_dncnn() -> RestorationModule:
+    torch.manual_seed(0)
+    return RestorationModule(DnCNN(in_channels=3, depth=3, features=8), residual=True).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("exports")
+    return {fmt: export_model(tiny_dncnn(), root / f"tiny{ext}", fmt=fmt, name="tiny", sizes=[(24, 30)])
+            for fmt, ext in (("onnx", ".onnx"), ("pt2", ".pt2"))}
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Real photos (the packaged samples, downsized), one gray and one in a subfolder."""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    a, b = sample_paths("val")[:2]
+    Image.open(a).convert("RGB").resize((150, 101)).save(root / "a.png")
+    Image.open(b).convert("L").resize((90, 77)).save(root / "sub" / "b.png")
+    return root
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "linear", "none"])
+@pytest.mark.parametrize("multiple", [1, 4])
+def test_numpy_tiling_equals_tiled_predictor(blend: str, multiple: int) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1).eval()
+    x = torch.rand(1, 3, 97, 131)
+    expected = TiledPredictor(tile_size=48, overlap=16, blend=blend)(conv, x, pad_multiple=multiple)
+    with torch.no_grad():
+        got = R.tiled(lambda t: conv(torch.from_numpy(t)).numpy(), x[0].numpy(), multiple, 48, 16, 4, blend)
+    np.testing.assert_allclose(got, expected[0].detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_folder_correction_matches_eager_tiled(exported: dict[str, Path], photos: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "out"
+    written, failures = R.correct_path(exported[fmt], photos, out, tiling={"tile_size": 64, "overlap": 24})
+    assert not failures and sorted(p.relative_to(out).as_posix() for p in written) == ["a.png", "sub/b.png"]
+    assert Image.open(out / "sub" / "b.png").mode == "L"  # gray stays gray
+    x = torch.from_numpy(np.asarray(Image.open(photos / "a.png"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    module = tiny_dncnn()
+    with torch.no_grad():
+        eager = TiledPredictor(tile_size=64, overlap=24)(module.restore, x).clamp(0, 1)[0]
+    expected = (eager.permute(1, 2, 0).numpy() * 255).round()
+    got = np.asarray(Image.open(out / "a.png"), dtype=np.float32)
+    assert np.abs(got - expected).max() <= 1
+
+
+def test_cli_refuses_to_overwrite_and_to_write_inside_input(exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos)]
+    first = subprocess.run([*cmd, str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "out" / "a.png").read_bytes()
+    again = subprocess.run([*cmd, str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 1 and "exists; pass --overwrite" in again.stderr
+    assert (tmp_path / "out" / "a.png").read_bytes() == before
+    inside = subprocess.run([*cmd, str(photos / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert inside.returncode == 2 and "inside the input folder" in inside.stderr
+
+
+def test_missing_metadata_is_explained(exported: dict[str, Path], tmp_path: Path) -> None:
+    lone = tmp_path / "lone.onnx"
+    lone.write_bytes(exported["onnx"].read_bytes())
+    with pytest.raises(R.RuntimeInputError, match="lone.onnx.json is missing"):
+        R.ExportedModel(lone)
+
+
+def test_video_is_corrected(exported: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from m3l.data.io import write_video
+
+    frames = torch.from_numpy(np.asarray(Image.open(sample_paths("val")[0]).convert("RGB").resize((64, 48)),
+                                         dtype=np.float32) / 255).permute(2, 0, 1)
+    source = tmp_path / "in" / "clip.mp4"
+    write_video(source, torch.stack([frames.roll(k, -1) for k in range(4)]), fps=10)
+    written, failures = R.correct_path(exported["onnx"], source.parent, tmp_path / "out")
+    assert not failures and written == [tmp_path / "out" / "clip.mp4"]
+    import av
+
+    with av.open(str(written[0])) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 4
+
+
+@pytest.fixture(scope="session")
+def torchless_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with numpy, Pillow and onnxruntime only (no torch, Lightning, Hydra)."""
+    root = Path(os.environ.get("M3L_TEST_VENV_CACHE", tmp_path_factory.getbasetemp() / "torchless"))
+    python = root / "bin" / "python"
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(root)
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", "numpy", "pillow", "onnxruntime"],
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            pytest.skip(f"could not build the torch-free venv: {done.stderr[-500:]}")
+    return python
+
+
+@pytest.mark.slow
+def test_onnx_runtime_needs_no_torch(torchless_python: Path, exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+    check = subprocess.run([str(torchless_python), "-c", "import torch"], capture_output=True)
+    assert check.returncode != 0, "the venv must not have torch"
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    # as a module of the source tree (m3l/__init__ and m3l/deploy/__init__ import no torch) ...
+    as_module = subprocess.run(
+        [str(torchless_python), "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos), str(tmp_path / "a")],
+        capture_output=True, text=True, env={**clean_env, "PYTHONPATH": str(REPO / "src")}, timeout=300,
+    )
+    assert as_module.returncode == 0, as_module.stderr
+    # ... and as a single file copied next to nothing else
+    as_file = subprocess.run(
+        [str(torchless_python), str(RUNTIME_FILE), str(exported["onnx"]), str(photos), str(tmp_path / "b")],
+        capture_output=True, text=True, env=clean_env, cwd=tmp_path, timeout=300,
+    )
+    assert as_file.returncode == 0, as_file.stderr
+    for rel in ("a.png", "sub/b.png"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    # the pt2 path explains that it needs torch
+    pt2 = subprocess.run([str(torchless_python), str(RUNTIME_FILE), str(exported["pt2"]), str(photos), str(tmp_path / "c")],
+                         capture_output=True, text=True, env=clean_env, timeout=300)
+    assert pt2.returncode == 2 and "need torch" in pt2.stderr
