@@ -115,3 +115,24 @@ def test_torchscript_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture
     for name in ("a.ts", "b.ts"):
         export_model(tiny_dncnn(), tmp_path / name, fmt="torchscript", sizes=[(20, 24)])
     assert sum("TorchScript is deprecated" in r.message for r in caplog.records) == 1
+
+
+def test_export_config_composes_and_exports_from_python(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from m3l import compose
+    from m3l.deploy.export import export_experiment
+    from m3l.errors import CheckpointError
+    from m3l.experiment import Experiment
+
+    base = [f"paths.runs_dir={tmp_path}/runs", "parity.sizes=[[24,20]]", "format=pt2"]
+    cfg = compose("demo", base, verb="export")
+    assert cfg.verb == "export" and cfg.format == "pt2" and cfg.parity.tolerance == 1e-4 and cfg.output is None
+    with pytest.raises(CheckpointError, match="needs weights: pass checkpoint=PATH"):
+        export_experiment(Experiment(cfg))
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in Experiment(cfg).net.state_dict().items()}, str(weights))
+    exp = Experiment(compose("demo", [*base, f"checkpoint={weights}"], verb="export"))
+    out = export_experiment(exp)
+    assert out == exp.output_dir / "demo.pt2" and metadata_path(out).is_file()
+    assert json.loads(metadata_path(out).read_text())["tiling"]["overlap"] == 32
