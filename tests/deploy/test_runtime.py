@@ -147,3 +147,40 @@ def test_onnx_runtime_needs_no_torch(torchless_python: Path, exported: dict[str,
     pt2 = subprocess.run([str(torchless_python), str(RUNTIME_FILE), str(exported["pt2"]), str(photos), str(tmp_path / "c")],
                          capture_output=True, text=True, env=clean_env, timeout=300)
     assert pt2.returncode == 2 and "need torch" in pt2.stderr
+
+
+def test_modes_are_kept_16bit_gray_and_alpha(exported: dict[str, Path], tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    base = np.asarray(Image.open(sample_paths("val")[1]).convert("L").resize((40, 30)), dtype=np.uint16) * 257
+    Image.fromarray(base.astype(np.uint16)).save(src / "deep.png")
+    rgba = Image.open(sample_paths("val")[0]).convert("RGBA").resize((40, 30))
+    rgba.putalpha(Image.fromarray(np.full((30, 40), 77, dtype=np.uint8)))
+    rgba.save(src / "alpha.png")
+    written, failures = R.correct_path(exported["onnx"], src, tmp_path / "out")
+    assert not failures
+    deep = Image.open(tmp_path / "out" / "deep.png")
+    assert deep.mode.startswith("I") and np.asarray(deep).max() > 255  # 16-bit in, 16-bit out
+    alpha = Image.open(tmp_path / "out" / "alpha.png")
+    assert alpha.mode == "RGBA" and np.all(np.asarray(alpha)[..., 3] == 77)
+
+
+def test_multitask_heads_and_missing_condition(tmp_path: Path, photos: Path) -> None:
+    from m3l import compose
+    from m3l.experiment import Experiment
+    from m3l.models.nets import FFDNet
+
+    net = Experiment(compose("mtl_allinone", [f"paths.runs_dir={tmp_path}/runs"])).net
+    mtl = export_model(net, tmp_path / "mtl.onnx", fmt="onnx", name="mtl", sizes=[(24, 30)])
+    model = R.ExportedModel(mtl)
+    x = np.random.default_rng(0).random((3, 33, 41), dtype=np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)[None])["jpeg"][0].clamp(0, 1).numpy()
+    np.testing.assert_allclose(model.restore(x, output="jpeg"), expected, atol=1e-5)
+    torch.manual_seed(0)
+    ffdnet = export_model(RestorationModule(FFDNet(in_channels=3, depth=3, features=8)).eval(),
+                          tmp_path / "ffdnet.pt2", fmt="pt2", sizes=[(20, 22)])
+    written, failures = R.correct_path(ffdnet, photos, tmp_path / "f")
+    assert not written and all("--sigma" in reason for _, reason in failures)
+    written, failures = R.correct_path(ffdnet, photos, tmp_path / "g", sigma=25 / 255)
+    assert len(written) == 2 and not failures
