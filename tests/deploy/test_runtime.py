@@ -184,3 +184,35 @@ def test_multitask_heads_and_missing_condition(tmp_path: Path, photos: Path) -> 
     assert not written and all("--sigma" in reason for _, reason in failures)
     written, failures = R.correct_path(ffdnet, photos, tmp_path / "g", sigma=25 / 255)
     assert len(written) == 2 and not failures
+
+
+@pytest.mark.parametrize("frames", [1, 2, 4, 7])
+def test_numpy_sliding_windows_equal_torch(frames: int) -> None:
+    from m3l.deploy.tiling import sliding_windows
+
+    stream = [np.full((1, 2, 2), k, dtype=np.float32) for k in range(frames)]
+    got = list(R.sliding_windows(stream, 5))
+    expected = list(sliding_windows([torch.from_numpy(f) for f in stream], 5))
+    assert len(got) == len(expected) == frames
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e.numpy())
+
+
+@pytest.mark.slow
+def test_video_net_corrects_a_video(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    import av
+
+    from m3l.data.io import write_video
+    from m3l.models.nets import FastDVDnet
+
+    torch.manual_seed(0)
+    module = RestorationModule(FastDVDnet(in_channels=3, noise_map=True)).eval()
+    artifact = export_model(module, tmp_path / "fdvd.pt2", fmt="pt2", sizes=[(24, 28)])
+    frame = torch.from_numpy(np.asarray(Image.open(sample_paths("val")[0]).convert("RGB").resize((36, 30)),
+                                        dtype=np.float32) / 255).permute(2, 0, 1)
+    write_video(tmp_path / "in" / "clip.mp4", torch.stack([frame.roll(k, -1) for k in range(3)]), fps=10)
+    written, failures = R.correct_path(artifact, tmp_path / "in", tmp_path / "out", sigma=25 / 255)
+    assert not failures
+    with av.open(str(written[0])) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3

@@ -217,13 +217,15 @@ def _save_onnx(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opset: int 
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper, _example(spec), dynamo=True, dynamic_shapes=_dynamic_shapes(spec),
-            input_names=_input_names(spec), output_names=list(spec.outputs), verbose=False, **kwargs,
-        )
-    registration.setLevel(level)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper, _example(spec), dynamo=True, dynamic_shapes=_dynamic_shapes(spec),
+                input_names=_input_names(spec), output_names=list(spec.outputs), verbose=False, **kwargs,
+            )
+    finally:
+        registration.setLevel(level)
     if program is None:
         raise ExportError("torch.onnx.export returned nothing; is onnxscript installed? (pip install 'm3l[export]')")
     program.save(str(path))
