@@ -216,3 +216,10 @@ def test_video_net_corrects_a_video(tmp_path: Path) -> None:
     assert not failures
     with av.open(str(written[0])) as container:
         assert sum(1 for _ in container.decode(video=0)) == 3
+
+
+def test_inputs_mapping_to_one_output_keep_their_suffix(exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+    Image.open(photos / "a.png").save(photos / "a.jpg")  # a.png and a.jpg would both become a.png
+    written, failures = R.correct_path(exported["onnx"], photos, tmp_path / "out")
+    names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in written)
+    assert not failures and names == ["a.jpg.png", "a.png", "sub/b.png"]

@@ -385,6 +385,9 @@ def correct_path(
     if not files:
         raise RuntimeInputError(f"{source}: no images or videos found (suffixes {', '.join(sorted(IMAGE_SUFFIXES))}).")
     options = dict(output=output, tiling=tiling, **conditions)
+    # as ImageSerializer.plan_names: inputs that would map to one output keep their suffix
+    stems = [p.relative_to(base).with_suffix("").as_posix() for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    clashing = {stem for stem in stems if stems.count(stem) > 1}
     written: list[Path] = []
     failures: list[tuple[str, str]] = []
     for path in files:
@@ -397,6 +400,8 @@ def correct_path(
                 raise RuntimeInputError("a video model corrects videos, not single images")
             x, info = read_image(path, model.channels)
             suffix = f".{format.lstrip('.')}" if format else path.suffix
+            if format and rel.with_suffix("").as_posix() in clashing and path.suffix.lower() != suffix:
+                rel = rel.with_name(rel.name + suffix)
             written.append(write_image(root / rel.with_suffix(suffix), model.restore(x, **options), info, overwrite))
         except (RuntimeInputError, FileExistsError, OSError, ValueError) as exc:
             log.error("%s: %s", path, exc)
