@@ -82,6 +82,7 @@ def test_cli_refuses_to_overwrite_and_to_write_inside_input(exported: dict[str, 
     before = (tmp_path / "out" / "a.png").read_bytes()
     again = subprocess.run([*cmd, str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 1 and "exists; pass --overwrite" in again.stderr
+    assert "a.png\t" in (tmp_path / "out" / "failures.tsv").read_text()
     assert (tmp_path / "out" / "a.png").read_bytes() == before
     inside = subprocess.run([*cmd, str(photos / "out")], capture_output=True, text=True, env=env, timeout=300)
     assert inside.returncode == 2 and "inside the input folder" in inside.stderr

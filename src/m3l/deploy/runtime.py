@@ -371,7 +371,8 @@ def correct_path(
 
     Outputs keep each input's relative path (``format`` sets the suffix; None keeps the
     input's); videos become ``.mp4``. Returns (written files, failures as (path, reason));
-    one bad file does not stop the others. ``root_dir`` must not lie inside the input folder.
+    one bad file does not stop the others and failures are listed in ``root_dir/failures.tsv``.
+    ``root_dir`` must not lie inside the input folder.
     """
     model = model if isinstance(model, ExportedModel) else ExportedModel(model)
     source, root = Path(source).expanduser(), Path(root_dir).expanduser()
@@ -406,6 +407,10 @@ def correct_path(
         except (RuntimeInputError, FileExistsError, OSError, ValueError) as exc:
             log.error("%s: %s", path, exc)
             failures.append((str(path), str(exc)))
+    if failures:  # the same failures.tsv as `correct` writes
+        root.mkdir(parents=True, exist_ok=True)
+        lines = ["path\treason"] + [f"{p}\t{' '.join(r.split())}" for p, r in failures]
+        (root / "failures.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     log.info("wrote %d file(s) under %s", len(written), root)
     return written, failures
 
