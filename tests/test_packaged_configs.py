@@ -61,7 +61,7 @@ def test_restoration_net_config_instantiates(net: str, tmp_path: Path):
 
 @pytest.mark.parametrize("data", [d for d in packaged("data") if not d.startswith("mtl_")])
 def test_restoration_data_config_instantiates(data: str, tmp_path: Path):
-    cfg = compose("demo", [f"data={data}"])
+    cfg = compose("dncnn_color_gaussian", [f"data={data}"])
     _fill_required(cfg, tmp_path)
     module = Experiment(cfg).data
     assert hasattr(module, "predict_dataloader") and "correct_dir" in cfg.data
