@@ -105,18 +105,22 @@ def _min(*values: object) -> float | int:
 _new_dirs: dict[str, str] = {}
 
 
-def _new_dir(path: object) -> str:
-    """``path`` if it is free, else ``path_2``, ``path_3``...: a run never reuses a directory.
+def free_dir(path: object, empty_is_free: bool = True) -> str:
+    """``path`` if it is free, else ``path_2``, ``path_3``...: a run never reuses a directory."""
+    key = str(path)
+    candidate, n = key, 1
+    while Path(candidate).exists() and not (empty_is_free and not any(Path(candidate).iterdir())):
+        n += 1
+        candidate = f"{key}_{n}"
+    return candidate
 
-    Memoized so that every resolution of the same run directory in one process agrees.
-    """
+
+def _new_dir(path: object) -> str:
+    """:func:`free_dir`, memoized so every resolution of one run directory in a process agrees
+    (Hydra creates the directory between resolutions)."""
     key = str(path)
     if key not in _new_dirs:
-        candidate, n = key, 1
-        while Path(candidate).exists() and any(Path(candidate).iterdir()):
-            n += 1
-            candidate = f"{key}_{n}"
-        _new_dirs[key] = candidate
+        _new_dirs[key] = free_dir(key)
     return _new_dirs[key]
 
 

@@ -23,7 +23,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from m3l.config import _new_dir, _timestamp
+from m3l.config import _timestamp, free_dir
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, M3LError
 from m3l.resume import RNGStateCheckpoint
@@ -99,7 +99,7 @@ class Experiment:
         if OmegaConf.is_missing(paths, "output_dir") or paths.get("output_dir") is None:
             with open_dict(self.cfg):
                 base = Path(str(paths.runs_dir)) / str(self.cfg.name) / self.verb / _timestamp()
-                paths.output_dir = _new_dir(base)
+                paths.output_dir = free_dir(base, empty_is_free=False)
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     @property
