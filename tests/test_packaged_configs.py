@@ -108,6 +108,13 @@ def test_lightning1_gpu_keys_map_to_devices():
     assert trainer.num_nodes == 1 and type(trainer.accelerator).__name__ == "CPUAccelerator"
 
 
+def test_trainer_takes_dict_arguments():
+    # Lightning wants a real dict for max_time={hours: ..}, not an OmegaConf node
+    trainer = Experiment(compose("demo", ["+trainer.max_time={minutes: 1, seconds: 30}"])).make_trainer()
+    timer = next(cb for cb in trainer.callbacks if type(cb).__name__ == "Timer")
+    assert timer.time_remaining() == 90
+
+
 def _hydra_cfg(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module

@@ -183,7 +183,9 @@ class Experiment:
 
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         return self._instantiate(
-            "trainer", OmegaConf.create(node), callbacks=callbacks, logger=loggers or False
+            # _convert_: plain dicts/lists for Trainer arguments (e.g. max_time={hours: 1})
+            "trainer", OmegaConf.create(node), callbacks=callbacks, logger=loggers or False,
+            _convert_="all",
         )
 
     # ------------------------------------------------------------------ verbs
