@@ -24,6 +24,8 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics import Metric
 
+from m3l.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +64,14 @@ class ExactDistributedTest(Callback):
 def _unrepeated(loader: DataLoader, trainer: pl.Trainer) -> DataLoader:
     if isinstance(loader.sampler, DistributedSampler) or has_iterable_dataset(loader):
         return loader
+    size = len(loader.sampler)
+    if size < trainer.world_size:
+        # a rank without samples never logs a metric, and the others would wait for it forever
+        raise ConfigError(
+            f"The test set has {size} sample(s), fewer than the {trainer.world_size} processes of this "
+            f"run: some would get none. Test on at most {size} device(s), e.g. trainer.devices={size} "
+            "trainer.num_nodes=1."
+        )
     sampler = UnrepeatedDistributedSamplerWrapper(
         loader.sampler, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
     )
