@@ -80,6 +80,27 @@ def _png_bit_depth(path: Path) -> int | None:
     return None
 
 
+def _read_png16_colour(path: Path) -> np.ndarray | None:
+    """A 16-bit colour PNG as uint16 ``(H, W, 3|4)`` through PyAV (FFmpeg's PNG decoder);
+    None where PyAV is not installed (Pillow then gives 8-bit precision)."""
+    try:
+        import av
+    except ImportError:
+        global _WARNED_PNG16
+        if not _WARNED_PNG16:
+            log.warning("%s is a 16-bit colour PNG: without PyAV it is read at 8-bit precision. "
+                        "Install `m3l[video]` (or `pip install av`) to keep all 16 bits.", path)
+            _WARNED_PNG16 = True
+        return None
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        alpha = frame.format.name.startswith("rgba")  # rgb48be or rgba64be
+        return frame.to_ndarray(format="rgba64le" if alpha else "rgb48le")
+
+
+_WARNED_PNG16 = False
+
+
 def _to_tensor(array: np.ndarray, scale: float) -> torch.Tensor:
     if array.ndim == 2:
         array = array[:, :, None]
@@ -92,8 +113,10 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
 
     ``channels``: 1 converts to gray, 3 to RGB, None keeps gray as gray and colour as RGB.
     Alpha is never part of the tensor; it is returned in ``info.alpha`` so writers can put it
-    back. 16-bit gray (``I;16``) keeps its precision; Pillow decodes 16-bit colour PNGs at
-    8-bit precision, which is recorded as ``bit_depth=16`` so outputs are written as 16-bit.
+    back. 16-bit gray (``I;16``) keeps its precision; 16-bit colour PNGs, which Pillow can
+    only decode at 8-bit precision, are decoded by PyAV when it is installed (the ``video``
+    extra), else read at 8-bit precision with a warning; either way ``bit_depth=16`` is
+    recorded so outputs are written as 16-bit.
     Raises :class:`MediaReadError` for anything that is not a readable image.
     """
     path = Path(path)
@@ -113,6 +136,13 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
     if path.suffix.lower() == ".png" and _png_bit_depth(path) == 16:
         bit_depth = 16
     alpha = None
+    deep = _read_png16_colour(path) if bit_depth == 16 and mode in ("RGB", "RGBA") else None
+    if deep is not None:
+        if deep.shape[-1] == 4:
+            alpha = _to_tensor(deep[:, :, 3], 65535.0)
+        tensor = convert_channels(_to_tensor(deep[:, :, :3], 65535.0), channels)
+        info = ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
+        return tensor, info
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA") if mode != "LA" else img
         alpha = _to_tensor(np.asarray(rgba)[:, :, -1], 255.0)
