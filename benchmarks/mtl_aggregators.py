@@ -85,14 +85,20 @@ def measure(num_tasks: int, make: Callable[[], object], steps: int, data: dict) 
     return statistics.median(timer.times[3:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(description: str) -> tuple[argparse.Namespace, dict, int]:
+    """Command-line arguments, the two MultiMNIST training sets, the backbone's size."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8])
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     params = sum(p.numel() for p in WideTrunk().parameters())
     data = {i: MultiMNIST("train", 32 * args.steps, target="left" if i % 2 else "right", seed=i) for i in range(2)}
+    return args, data, params
+
+
+def main() -> None:
+    args, data, params = setup(__doc__)
     print(f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.steps} steps, CPU "
           f"{torch.get_num_threads()} threads; median ms/step and ratio to EW; target <= T+1")
     print("| method | " + " | ".join(f"T={t} ms | T={t} x EW" for t in args.tasks) + " |")

@@ -19,9 +19,7 @@ it without dependencies (torchvision must not be installed next to m3l's torch):
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import logging
 import statistics
 import sys
 import time
@@ -33,10 +31,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from m3l.mtl import algorithms as A
-from m3l.mtl.examples.multimnist import Classifier, MultiMNIST
+from m3l.mtl.examples.multimnist import Classifier
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mtl_aggregators import WIDTH, WideTrunk, measure  # noqa: E402
+from mtl_aggregators import WIDTH, WideTrunk, measure, setup  # noqa: E402
 
 
 def import_libmtl() -> types.ModuleType:
@@ -107,14 +105,8 @@ def libmtl_step_time(num_tasks: int, method: str, steps: int, data: dict) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8])
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    args, data, params = setup(__doc__)
     import_libmtl()
-    data = {i: MultiMNIST("train", 32 * args.steps, target="left" if i % 2 else "right", seed=i) for i in range(2)}
-    params = sum(p.numel() for p in WideTrunk().parameters())
     print(f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.steps} steps, CPU "
           f"{torch.get_num_threads()} threads; median ms/step; ratio = m3l / LibMTL (< 1: m3l faster)")
     print("| method | " + " | ".join(f"T={t} m3l | T={t} LibMTL | T={t} ratio" for t in args.tasks) + " |")
