@@ -63,6 +63,15 @@ def test_sixteen_bit_rgba_png_keeps_alpha_at_16_bits(tmp_path: Path) -> None:
     assert info.alpha is not None and float((info.alpha - a).abs().max()) <= 0.5 / 65535 + 1e-7
 
 
+def test_corrupt_sixteen_bit_colour_png_is_a_read_error(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    write_image(tmp_path / "c16.png", torch.rand(3, 32, 32), bit_depth=16)
+    data = (tmp_path / "c16.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:60])  # header intact, pixel data cut off
+    with pytest.raises(MediaReadError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+
+
 def test_sixteen_bit_colour_png_without_pyav_warns_and_reads_8_bits(tmp_path, monkeypatch, caplog) -> None:
     import m3l.data.io as io_module
 

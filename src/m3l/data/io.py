@@ -71,12 +71,13 @@ def import_av() -> Any:
     return av
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    """Bit depth from a PNG header (Pillow hides 16-bit colour PNGs behind 8-bit RGB)."""
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG header (Pillow hides 16-bit colour PNGs behind
+    8-bit RGB); None for anything else."""
     with open(path, "rb") as fh:
         head = fh.read(26)
     if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n":
-        return head[24]
+        return head[24], head[25]
     return None
 
 
@@ -92,10 +93,13 @@ def _read_png16_colour(path: Path) -> np.ndarray | None:
                         "Install `m3l[video]` (or `pip install av`) to keep all 16 bits.", path)
             _WARNED_PNG16 = True
         return None
-    with av.open(str(path)) as container:
-        frame = next(container.decode(video=0))
-        alpha = frame.format.name.startswith("rgba")  # rgb48be or rgba64be
-        return frame.to_ndarray(format="rgba64le" if alpha else "rgb48le")
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            alpha = frame.format.name.startswith("rgba")  # rgb48be or rgba64be
+            return frame.to_ndarray(format="rgba64le" if alpha else "rgb48le")
+    except Exception as err:  # FFmpeg raises several types for corrupt data
+        raise MediaReadError(path, f"not a readable 16-bit PNG ({type(err).__name__}: {err})") from err
 
 
 _WARNED_PNG16 = False
@@ -124,6 +128,14 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
         raise ValueError(f"channels must be 1 (gray), 3 (RGB) or None (as stored); got {channels!r}")
     if not path.is_file():
         raise MediaReadError(path, "no such file")
+    header = _png_header(path) if path.suffix.lower() == ".png" else None
+    if header is not None and header[0] == 16 and header[1] in (2, 6):  # 16-bit RGB / RGBA
+        deep = _read_png16_colour(path)
+        if deep is not None:
+            alpha = _to_tensor(deep[:, :, 3], 65535.0) if deep.shape[-1] == 4 else None
+            tensor = convert_channels(_to_tensor(deep[:, :, :3], 65535.0), channels)
+            mode = "RGBA" if alpha is not None else "RGB"
+            return tensor, ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
     try:
         with Image.open(path) as im:
             im.load()
@@ -133,16 +145,9 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
         raise MediaReadError(path, f"not a readable image ({type(err).__name__}: {err})") from err
 
     bit_depth = 16 if mode in _SIXTEEN_BIT_MODES else 8
-    if path.suffix.lower() == ".png" and _png_bit_depth(path) == 16:
+    if header is not None and header[0] == 16:
         bit_depth = 16
     alpha = None
-    deep = _read_png16_colour(path) if bit_depth == 16 and mode in ("RGB", "RGBA") else None
-    if deep is not None:
-        if deep.shape[-1] == 4:
-            alpha = _to_tensor(deep[:, :, 3], 65535.0)
-        tensor = convert_channels(_to_tensor(deep[:, :, :3], 65535.0), channels)
-        info = ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
-        return tensor, info
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA") if mode != "LA" else img
         alpha = _to_tensor(np.asarray(rgba)[:, :, -1], 255.0)
@@ -278,6 +283,14 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     path = Path(path)
     if not path.is_file():
         raise MediaReadError(path, "no such file")
+    header = _png_header(path) if path.suffix.lower() == ".png" else None
+    if header is not None and header[0] == 16 and header[1] in (2, 6):  # 16-bit RGB / RGBA
+        deep = _read_png16_colour(path)
+        if deep is not None:
+            alpha = _to_tensor(deep[:, :, 3], 65535.0) if deep.shape[-1] == 4 else None
+            tensor = convert_channels(_to_tensor(deep[:, :, :3], 65535.0), channels)
+            mode = "RGBA" if alpha is not None else "RGB"
+            return tensor, ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
