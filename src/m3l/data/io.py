@@ -283,14 +283,6 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     path = Path(path)
     if not path.is_file():
         raise MediaReadError(path, "no such file")
-    header = _png_header(path) if path.suffix.lower() == ".png" else None
-    if header is not None and header[0] == 16 and header[1] in (2, 6):  # 16-bit RGB / RGBA
-        deep = _read_png16_colour(path)
-        if deep is not None:
-            alpha = _to_tensor(deep[:, :, 3], 65535.0) if deep.shape[-1] == 4 else None
-            tensor = convert_channels(_to_tensor(deep[:, :, :3], 65535.0), channels)
-            mode = "RGBA" if alpha is not None else "RGB"
-            return tensor, ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
