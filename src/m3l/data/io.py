@@ -85,7 +85,7 @@ def _read_png16_colour(path: Path) -> np.ndarray | None:
     """A 16-bit colour PNG as uint16 ``(H, W, 3|4)`` through PyAV (FFmpeg's PNG decoder);
     None where PyAV is not installed (Pillow then gives 8-bit precision)."""
     try:
-        import av
+        av = import_av()
     except ImportError:
         global _WARNED_PNG16
         if not _WARNED_PNG16:
