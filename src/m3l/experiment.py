@@ -23,6 +23,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from m3l.checkpoints import check_checkpoint, load_checkpoint
 from m3l.config import _timestamp, free_dir
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, M3LError
@@ -435,21 +436,12 @@ def resolve_checkpoint(spec: str | os.PathLike, cfg: DictConfig) -> Path:
 
 
 def _check_checkpoint_safe(path: Path, trusted: bool) -> None:
-    if not trusted and path.suffix != ".safetensors":
-        _torch_load(path, trusted=False)
+    """Refuse a file that is not a checkpoint or holds pickled code (see m3l.checkpoints)."""
+    check_checkpoint(path, trusted=trusted)
 
 
 def _torch_load(path: Path, trusted: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except Exception as exc:  # noqa: BLE001 - any failure here is a bad file for the user
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise CheckpointError(
-                f"{path} contains pickled Python objects besides weights, which m3l does not load by "
-                "default (loading them can run code from the file). If you trust where the file "
-                f"comes from, pass checkpoint_trusted=true.\n  ({_first_line(exc)})"
-            ) from exc
-        raise CheckpointError(f"{path} is not a readable checkpoint: {_first_line(exc)}") from exc
+    return load_checkpoint(path, trusted=trusted)
 
 
 def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False) -> None:

@@ -111,6 +111,29 @@ def test_checkpoint_with_pickled_objects_is_refused(user, workdir, tmp_path):
     assert "checkpoint_trusted=true" in stderr
 
 
+@pytest.mark.parametrize("verb", ["test", "train"])
+def test_planted_pickle_runs_no_code_even_with_force_no_weights_only(user, workdir, tmp_path, verb):
+    from tests.test_checkpoints import plant
+
+    env, _, common = user
+    target = tmp_path / "pwned"
+    checkpoint = plant(tmp_path / "planted.ckpt", target)
+    env = {**env, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    stderr = _clean_failure(run_cli(verb, *common, f"checkpoint={checkpoint}", cwd=workdir, env=env))
+    assert "planted.ckpt" in stderr and "checkpoint_trusted=true" in stderr
+    assert not target.exists()
+
+
+def test_jpeg_as_checkpoint_is_not_a_checkpoint(user, workdir, tmp_path):
+    from PIL import Image
+
+    env, _, common = user
+    Image.new("RGB", (32, 24), (10, 120, 200)).save(tmp_path / "photo.jpg")
+    stderr = _clean_failure(run_cli("test", *common, f"checkpoint={tmp_path / 'photo.jpg'}", cwd=workdir, env=env))
+    assert "photo.jpg is not a checkpoint" in stderr and "JPEG" in stderr
+    assert "checkpoint_trusted" not in stderr
+
+
 def test_existing_run_directory_is_never_reused(user, workdir, tmp_path):
     env, _, common = user
     existing = tmp_path / "precious"

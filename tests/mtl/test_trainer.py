@@ -73,3 +73,21 @@ def test_mlflow_run_id_and_resume_or_clear_message(tmp_path, digits, adam):
     assert (tmp_path / "mlflow.db").exists() and first.run_id
     again = trainer().launch(run_id=first.run_id, max_epochs=2)
     assert again.run_id == first.run_id and again.module.current_epoch == 2
+
+
+def test_resume_refuses_a_planted_pickle_even_with_force_no_weights_only(tmp_path, digits, adam, monkeypatch):
+    from m3l.errors import CheckpointError
+    from tests.test_checkpoints import plant
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    target = tmp_path / "pwned"
+    (tmp_path / "runs" / "planted" / "checkpoints").mkdir(parents=True)
+    plant(tmp_path / "runs" / "planted" / "checkpoints" / "last.ckpt", target)
+    trainer = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path / "runs",
+                          max_epochs=1, limit_train_batches=2, **FAST)
+    with pytest.raises(CheckpointError, match="checkpoint_trusted=True") as err:
+        trainer.launch(run_id="planted")
+    assert "last.ckpt" in str(err.value)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        trainer.launch(ckpt_path=tmp_path / "runs" / "planted" / "checkpoints" / "last.ckpt")
+    assert not target.exists()

@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import nn
 
+from m3l.checkpoints import check_checkpoint
 from m3l.errors import M3LError
 from m3l.mtl.algorithms.base import Schedule
 from m3l.mtl.algorithms.joint import Joint
@@ -170,8 +171,12 @@ class Trainer:
         run_id: str | None = None,
         ckpt_path: str | Path | None = None,
         max_epochs: int | None = None,
+        checkpoint_trusted: bool = False,
     ) -> MultiTaskResults:
-        """Fit, evaluate, save artifacts; with ``run_id`` of an earlier launch, resume it."""
+        """Fit, evaluate, save artifacts; with ``run_id`` of an earlier launch (or
+        ``ckpt_path``), resume it. The checkpoint loads weights-only (see
+        :mod:`m3l.checkpoints`); ``checkpoint_trusted=True`` also loads pickled Python objects
+        from it, which can run code: only for files from a trusted source."""
         baselines = self._baseline_metrics(algorithm)
         module, data, trainer, run_id = self.build(algorithm, run_id, max_epochs)
         run_dir = self.root_dir / run_id
@@ -179,10 +184,13 @@ class Trainer:
         if ckpt_path is None and last.exists():
             ckpt_path = last
             log.info("resuming run %s from %s", run_id, last)
+        if ckpt_path is not None:
+            check_checkpoint(ckpt_path, trusted=checkpoint_trusted, trust_option="checkpoint_trusted=True")
         handler = _file_handler(run_dir / "train.log")
         try:
             module.preflight(data)
-            trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=not checkpoint_trusted)
             val = split_metrics(trainer.callback_metrics, "val")
             test: dict[str, dict[str, float]] = {}
             if any(t.test is not None for t in self.tasks):

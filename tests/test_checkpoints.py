@@ -1,0 +1,84 @@
+"""m3l.checkpoints: the one loader refuses pickled code, even when torch is told otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from m3l.checkpoints import check_checkpoint, load_checkpoint
+from m3l.errors import CheckpointError
+
+
+class Planted:
+    """Unpickling this creates the file ``target``: the stand-in for any code in a pickle."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def plant(path: Path, target: Path) -> Path:
+    """A checkpoint-shaped file (real weights) whose pickle would create ``target``."""
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "extra": Planted(target)}, path)
+    return path
+
+
+def test_planted_pickle_is_refused_even_with_force_no_weights_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    target = tmp_path / "pwned"
+    checkpoint = plant(tmp_path / "planted.ckpt", target)
+    with pytest.raises(CheckpointError, match="checkpoint_trusted=true") as err:
+        load_checkpoint(checkpoint)
+    assert "planted.ckpt" in str(err.value) and "pickled Python objects" in str(err.value)
+    with pytest.raises(CheckpointError):
+        check_checkpoint(checkpoint)
+    assert not target.exists()
+    import os
+
+    assert os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1"  # restored for the user's own code
+
+
+def test_trusted_loads_pickled_objects(tmp_path):
+    target = tmp_path / "made"
+    payload = load_checkpoint(plant(tmp_path / "planted.ckpt", target), trusted=True)
+    assert target.exists() and torch.equal(payload["state_dict"]["w"], torch.zeros(2))
+
+
+def test_weights_only_checkpoint_loads(tmp_path):
+    torch.save({"state_dict": {"w": torch.ones(3)}, "epoch": 2}, tmp_path / "ok.ckpt")
+    assert load_checkpoint(tmp_path / "ok.ckpt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "text", "zip"])
+def test_a_file_that_is_not_a_checkpoint_says_so_without_suggesting_trust(tmp_path, kind):
+    path = tmp_path / "photo.ckpt"
+    if kind == "jpeg":
+        Image.new("RGB", (16, 16), (200, 30, 30)).save(path, format="JPEG")
+    elif kind == "text":
+        path.write_text("model: dncnn\n")
+    else:
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("readme.txt", "hello")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert "photo.ckpt is not a checkpoint" in message and "trusted" not in message
+    if kind == "jpeg":
+        assert "JPEG" in message
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        check_checkpoint(path, trusted=True)  # trusting does not make an image a checkpoint
+
+
+def test_truncated_checkpoint_is_named_damaged(tmp_path):
+    torch.save({"state_dict": {"w": torch.ones(300)}}, tmp_path / "full.ckpt")
+    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "full.ckpt").read_bytes()[:400])
+    with pytest.raises(CheckpointError, match="cut.ckpt") as err:
+        load_checkpoint(tmp_path / "cut.ckpt")
+    assert "trusted" not in str(err.value)
