@@ -1,6 +1,6 @@
 """torch.hub entry points of m3l (thin: the registry, weights and cards live in m3l.hub).
 
-    model = torch.hub.load("PATH/TO/m3l", "dncnn_color_blind", source="local", pretrained=True)
+    model = torch.hub.load("PATH/TO/m3l", "ffdnet_color_blind", source="local", pretrained=True)
 
 Every entry takes ``pretrained`` and ``weights`` (a local file or an http(s) URL) and returns
 a RestorationModule; see ``m3l/hub_weights/NAME.md`` for each shipped model's card.
@@ -8,14 +8,6 @@ a RestorationModule; see ``m3l/hub_weights/NAME.md`` for each shipped model's ca
 
 dependencies = ["torch", "safetensors", "lightning"]
 
-from m3l.hub import (  # noqa: E402,F401
-    arcnn,
-    arcnn_color_jpeg,
-    dncnn,
-    dncnn_color_blind,
-    fastdvdnet,
-    ffdnet,
-    nafnet,
-    nafnet_small_color_deblur,
-    unet,
-)
+from m3l import hub as _hub  # noqa: E402
+
+globals().update({_name: getattr(_hub, _name) for _name in _hub.ENTRY_POINTS})

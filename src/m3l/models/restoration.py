@@ -8,6 +8,7 @@ prediction, and degradation metadata passed to nets that take it (``net.conditio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -20,6 +21,9 @@ from m3l.distributed import log_mean
 from m3l.deploy.tiling import pad_to_multiple, self_ensemble
 from m3l.errors import ConfigError
 from m3l.models import metrics as M
+from m3l.models.noise_level import estimate_noise_sigma
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -48,7 +52,9 @@ class RestorationModule(pl.LightningModule):
         self_ensemble: average the x8 flip/rotation ensemble at prediction.
         num_logged_examples: validation examples returned for the image-logging callback.
         predict_conditions: values for the net's ``conditions`` when the batch has none
-            (correcting real files), e.g. ``{"sigma": 0.098}`` for FFDNet at sigma 25.
+            (correcting real files), e.g. ``{"sigma": 0.098}`` for FFDNet at sigma 25. A
+            ``sigma`` that is not given (or null) is estimated per image with
+            :func:`m3l.models.noise_level.estimate_noise_sigma` (wavelet MAD).
     """
 
     def __init__(
@@ -103,11 +109,18 @@ class RestorationModule(pl.LightningModule):
         if not names:
             return {}
         meta = dict(batch.get("meta") or {})
-        size = batch["input"].shape[0]
+        x = batch["input"]
+        size = x.shape[0]
         for name in names:
-            if name not in meta and self.predict_conditions.get(name) is not None:
+            if name in meta:
+                continue
+            if self.predict_conditions.get(name) is not None:
                 value = float(self.predict_conditions[name])
-                meta[name] = torch.full((size,), value, device=batch["input"].device)
+                meta[name] = torch.full((size,), value, device=x.device)
+                self._log_condition(batch, name, meta[name], "given")
+            elif name == "sigma":
+                meta[name] = estimate_noise_sigma(_centre_frame(x)).to(x.device)
+                self._log_condition(batch, name, meta[name], "estimated")
         missing = [n for n in names if n not in meta]
         if missing:
             raise ConfigError(
@@ -117,6 +130,15 @@ class RestorationModule(pl.LightningModule):
                 f"net.predict_conditions.{missing[0]}=0.098 (on the [0, 1] scale: 25/255)."
             )
         return {n: meta[n] for n in names}
+
+    def _log_condition(self, batch: Mapping[str, Any], name: str, values: torch.Tensor, how: str) -> None:
+        """Say which level each file was corrected at (prediction only: training data has its own)."""
+        if self._trainer is None or not self.trainer.predicting:
+            return
+        files = batch.get("relpath") or [f"input {i}" for i in range(len(values))]
+        scale = 255 if name == "sigma" else 1
+        for file, value in zip(files, values.tolist()):
+            log.info("%s: %s %.2f%s (%s)", file, name, value * scale, "/255" if scale == 255 else "", how)
 
     def _check_channels(self, x: torch.Tensor, batch: Mapping[str, Any]) -> None:
         expected = self.in_channels
@@ -137,9 +159,14 @@ class RestorationModule(pl.LightningModule):
         return out
 
     def restore(self, x: torch.Tensor, **conditions: torch.Tensor) -> torch.Tensor:
-        """Forward on any size: pad to the net's multiple, run, crop back."""
+        """Forward on any size: pad to the net's multiple, run, crop back, clamp to [0, 1].
+
+        A net conditioned on ``sigma`` gets the estimated level of each image when none is given.
+        """
+        if "sigma" in tuple(getattr(self.net, "conditions", ()) or ()) and "sigma" not in conditions:
+            conditions["sigma"] = estimate_noise_sigma(_centre_frame(x))
         h, w = x.shape[-2:]
-        return self(pad_to_multiple(x, self.pad_multiple), **conditions)[..., :h, :w]
+        return self(pad_to_multiple(x, self.pad_multiple), **conditions)[..., :h, :w].clamp(0, 1)
 
     # ------------------------------------------------------------------ steps
 

@@ -33,3 +33,13 @@ def test_clear_errors() -> None:
         net(torch.rand(1, 1, 9, 8), sigma=torch.tensor([0.1]))
     with pytest.raises(ValueError, match=r"sigma of shape \(B,\)"):
         net(torch.rand(2, 1, 8, 8), sigma=torch.tensor([0.1, 0.2, 0.3]))
+
+
+def test_blind_variant_takes_no_sigma(check_forward) -> None:
+    net = FFDNet(3, depth=4, features=16, noise_map=False)
+    assert net.conditions == () and net.body[0].in_channels == 12
+    check_forward(net, torch.rand(2, 3, 14, 22), 3)
+    with pytest.raises(ValueError, match="blind: it takes no sigma"):
+        net(torch.rand(1, 3, 8, 8), sigma=torch.tensor([0.1]))
+    with pytest.raises(ValueError, match="needs sigma"):
+        FFDNet(1, depth=3, features=8)(torch.rand(1, 1, 8, 8))

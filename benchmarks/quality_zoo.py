@@ -1,0 +1,183 @@
+"""The model zoo on held-out real photos: every model with `checkpoint=pretrained`, through the
+real `correct` command, next to the degraded input and a classical baseline.
+
+    python benchmarks/zoo_photos.py --out ~/m3l-photos          # once: the photos (offline)
+    python benchmarks/quality_zoo.py --photos ~/m3l-photos [--crop 384] [--json out.json]
+
+Test photos: ``PHOTOS/test`` (12 photos of ``plasma-workspace-wallpapers``, a source no model
+was trained on), centre crops of ``--crop`` pixels, gray versions for the gray models.
+Degradations (seeded per photo, saved as 8-bit PNG files as a camera or codec would leave
+them, so noise is clipped and quantized):
+
+- noise: Gaussian, sigma 15 / 25 / 50; baseline BM3D with the true sigma (``bm3d`` package);
+  FFDNet (the authors' weights) with the true sigma and with the level m3l estimates per file;
+- JPEG: Pillow quality 10 / 20 / 30 / 40 (4:2:0 for color); baseline: the JPEG input;
+- blur: a Gaussian (sigma 2) and a motion-blur kernel (21 px) with noise sigma 1; baseline:
+  the blurred input.
+
+PSNR: RGB (or gray), 0-255, no border crop, mean over photos. ``s/MP``: the correction loop's
+own rate from the `correct` log (start-up excluded), 2 CPU threads. Machine, CPU flags and date
+are printed with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from m3l.data import degradations as D
+
+TASKS = {
+    # task -> (channels, levels, degradation(level) -> Degradation, baseline name)
+    "noise": (None, [15, 25, 50], lambda s: D.GaussianNoise(sigma=s, scale=255), "BM3D (true sigma)"),
+    "jpeg": (None, [10, 20, 30, 40], lambda q: D.JPEG(quality=q), "JPEG input"),
+    "blur": (3, ["gaussian2", "motion21"], None, "blurred input"),
+}
+# task, channels -> models with `checkpoint=pretrained` (and extra overrides for a variant)
+MODELS = {
+    ("noise", 3): [("ffdnet_color", "true sigma"), ("ffdnet_color", "estimated sigma"), ("ffdnet_color_blind", "blind")],
+    ("noise", 1): [("ffdnet_gray", "true sigma"), ("ffdnet_gray", "estimated sigma")],
+    ("jpeg", 1): [("ffdnet_jpeg_gray", "blind")],
+    ("jpeg", 3): [("ffdnet_jpeg_color", "blind")],
+    ("blur", 3): [("nafnet_small_deblur", "blind")],
+}
+
+
+def cpu_line() -> str:
+    model, flags = platform.processor() or "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(wanted) or 'none of avx2/avx512/amx'}"
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def load(path: Path, channels: int, crop: int) -> np.ndarray:
+    image = Image.open(path).convert("RGB" if channels == 3 else "L")
+    w, h = image.size
+    size = min(crop, w, h) // 8 * 8
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(image.astype(np.float32) / 255)
+    return x.permute(2, 0, 1) if x.dim() == 3 else x[None]
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    array = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0]
+
+
+def blur_degradation(name: str) -> D.Degradation:
+    blur = D.GaussianBlur(kernel_size=21, sigma=2.0) if name == "gaussian2" else D.MotionBlur(kernel_size=21)
+    return D.Chain([blur, D.GaussianNoise(sigma=1, scale=255)])
+
+
+def degrade_folder(photos: list[Path], folder: Path, channels: int, crop: int, task: str, level) -> dict[str, np.ndarray]:
+    folder.mkdir(parents=True, exist_ok=True)
+    make = TASKS[task][2] or blur_degradation
+    clean = {}
+    for i, path in enumerate(photos):
+        image = load(path, channels, crop)
+        generator = torch.Generator().manual_seed(1000 * i + zlib.crc32(str(level).encode()) % 997)
+        degraded, _ = make(level)(to_tensor(image), generator)
+        Image.fromarray(to_uint8(degraded)).save(folder / f"{path.stem}.png")
+        clean[f"{path.stem}.png"] = image
+    return clean
+
+
+def correct(model: str, variant: str, inputs: Path, out: Path, level, runs: Path) -> float:
+    """Run the real command; return seconds per megapixel of its correction loop."""
+    cmd = [sys.executable, "-m", "m3l.run.correct", f"model={model}", "checkpoint=pretrained",
+           f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={runs}", "logger=none"]
+    if variant == "true sigma":
+        cmd.append(f"net.predict_conditions.sigma={level / 255}")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    rates = re.findall(r"correct done \d+/\S* ([\d.]+) it/s", done.stdout + done.stderr)
+    pixels = sum(np.prod(Image.open(p).size) for p in inputs.glob("*.png")) / len(list(inputs.glob("*.png")))
+    return 1 / float(rates[-1]) / (pixels / 1e6) if rates else float("nan")
+
+
+def baseline(task: str, level, clean: dict[str, np.ndarray], inputs: Path) -> float:
+    values = []
+    for name, image in clean.items():
+        degraded = np.asarray(Image.open(inputs / name))
+        if task != "noise":
+            values.append(psnr(degraded, image))
+            continue
+        import bm3d
+
+        noisy = degraded.astype(np.float64) / 255
+        sigma = level / 255
+        den = bm3d.bm3d_rgb(noisy, sigma) if noisy.ndim == 3 else bm3d.bm3d(noisy, sigma)
+        values.append(psnr(np.clip(den * 255, 0, 255).round(), image))
+    return float(np.mean(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, required=True)
+    parser.add_argument("--crop", type=int, default=384)
+    parser.add_argument("--work", type=Path, default=Path("zoo_benchmark"))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", nargs="*", help="model configs to run (default: all)")
+    args = parser.parse_args()
+    photos = sorted((args.photos / "test").glob("*.png"))
+    if not photos:
+        sys.exit(f"no photos in {args.photos / 'test'}: run benchmarks/zoo_photos.py --out {args.photos}")
+    print(f"# m3l model zoo, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {cpu_line()}, torch {torch.__version__}")
+    print(f"# {len(photos)} held-out photos ({args.photos / 'test'}), centre crops {args.crop}x{args.crop}")
+    rows = []
+    header = "| task | level | model | variant | degraded input | model | baseline | baseline PSNR | model - baseline | s/MP |"
+    print(header + "\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for (task, channels), models in MODELS.items():
+        models = [m for m in models if not args.only or m[0] in args.only]
+        if not models:
+            continue
+        for level in TASKS[task][1]:
+            inputs = args.work / f"{task}{channels}" / str(level) / "input"
+            clean = degrade_folder(photos, inputs, channels, args.crop, task, level)
+            degraded = float(np.mean([psnr(np.asarray(Image.open(inputs / n)), im) for n, im in clean.items()]))
+            base = baseline(task, level, clean, inputs)
+            for model, variant in models:
+                out = args.work / f"{task}{channels}" / str(level) / f"{model}-{variant.replace(' ', '_')}"
+                s_per_mp = correct(model, variant, inputs, out, level, args.work / "runs")
+                got = float(np.mean([psnr(np.asarray(Image.open(out / n)), im) for n, im in clean.items()]))
+                row = {"task": f"{task} ({'color' if channels == 3 else 'gray'})", "level": level, "model": model,
+                       "variant": variant, "input": degraded, "output": got, "baseline": TASKS[task][3],
+                       "baseline_psnr": base, "s_per_mp": s_per_mp}
+                rows.append(row)
+                print(f"| {row['task']} | {level} | {model} | {variant} | {degraded:.2f} | {got:.2f} | {row['baseline']} "
+                      f"| {base:.2f} | {got - base:+.2f} | {s_per_mp:.2f} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": cpu_line(),
+                                         "photos": len(photos), "crop": args.crop, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Train the model zoo's shipped weights on CPU: one `m3l.run.train` command per model.
+
+    python benchmarks/zoo_photos.py --out ~/m3l-photos          # the photos (offline, Debian)
+    python benchmarks/train_zoo.py --photos ~/m3l-photos --runs ~/m3l-zoo-runs [--only NAME ...]
+
+Each recipe is a packaged model config (``src/m3l/configs/model/NAME.yaml``: net, loss,
+cosine learning-rate schedule over ``trainer.max_steps``, bf16 autocast) plus the data
+overrides below; the exact command is printed and written, with the wall time and the
+measured patches/s, to ``RUNS/zoo_runs.json``. Then
+``python src/m3l/hub_weights/make_weights.py RUNS/zoo_runs.json`` turns the best checkpoints
+into the shipped safetensors files and their cards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# model config -> (patch size, batch size, extra overrides); an epoch is ~1000 optimizer steps
+RECIPES: dict[str, tuple[int, int, list[str]]] = {
+    "ffdnet_color_blind": (64, 32, ["trainer.max_steps=6000"]),
+    "ffdnet_jpeg_gray": (64, 32, ["trainer.max_steps=6000"]),
+    "ffdnet_jpeg_color": (64, 32, ["trainer.max_steps=3000"]),
+    "nafnet_small_deblur": (128, 8, ["trainer.max_steps=2500"]),
+}
+
+
+def command(name: str, photos: Path, runs: Path) -> list[str]:
+    patch, batch, extra = RECIPES[name]
+    train = sorted((photos / "train").glob("*.png"))
+    if not train:
+        sys.exit(f"no photos in {photos / 'train'}: run benchmarks/zoo_photos.py --out {photos} first")
+    per_image = max(1, round(1000 * batch / len(train)))
+    return [
+        sys.executable, "-m", "m3l.run.train", f"model={name}",
+        f"data.train_dir={photos / 'train'}", f"data.val_dir={photos / 'val'}", f"data.test_dir={photos / 'val'}",
+        f"data.patch_size={patch}", f"data.batch_size={batch}", f"data.patches_per_image={per_image}",
+        "data.val_patch_size=256", "logger=csv", f"paths.runs_dir={runs}", *extra,
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, required=True)
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--only", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    record_file = args.runs / "zoo_runs.json"
+    records = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    for name in args.only:
+        cmd = command(name, args.photos.resolve(), args.runs.resolve())
+        print("$", " ".join(cmd[1:]), flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        (args.runs / f"{name}.log").write_text(done.stdout + done.stderr)
+        if done.returncode:
+            print(done.stderr[-3000:], file=sys.stderr)
+            sys.exit(f"{name}: training failed (log: {args.runs / f'{name}.log'})")
+        run_dir = next(line.split(":", 1)[1].strip() for line in done.stdout.splitlines()[::-1]
+                       if line.startswith("Run directory:"))
+        patch, batch, extra = RECIPES[name]
+        steps = next(int(o.split("=")[1]) for o in extra if o.startswith("trainer.max_steps="))
+        records[name] = {
+            "command": "python -m m3l.run.train " + " ".join(cmd[4:]), "run_dir": run_dir,
+            "wall_s": round(wall, 1), "steps": steps, "patch": patch, "batch": batch,
+            "patches_per_s": round(steps * batch / wall, 1),
+            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads default",
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        record_file.write_text(json.dumps(records, indent=2))
+        print(f"{name}: {wall / 60:.1f} min, {records[name]['patches_per_s']} patches/s -> {run_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
