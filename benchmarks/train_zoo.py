@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-# model config -> (patch size, batch size, extra overrides); an epoch is ~1000 optimizer steps
+# model config -> (patch size, batch size, extra overrides); one epoch covers the whole run and
+# validation (checkpoint selection) runs every 500 steps, the last at the final step
 RECIPES: dict[str, tuple[int, int, list[str]]] = {
-    "ffdnet_color_blind": (64, 32, ["trainer.max_steps=6000"]),
-    "ffdnet_jpeg_gray": (64, 32, ["trainer.max_steps=6000"]),
-    "ffdnet_jpeg_color": (64, 32, ["trainer.max_steps=3000"]),
-    "nafnet_small_deblur": (128, 8, ["trainer.max_steps=2500"]),
+    "ffdnet_color_blind": (64, 32, ["trainer.max_steps=3500"]),
+    "ffdnet_jpeg_gray": (64, 32, ["trainer.max_steps=3000"]),
+    "ffdnet_jpeg_color": (64, 32, ["trainer.max_steps=2500"]),
+    "nafnet_small_deblur": (128, 8, ["trainer.max_steps=1500"]),
 }
 
 
@@ -35,12 +37,13 @@ def command(name: str, photos: Path, runs: Path) -> list[str]:
     train = sorted((photos / "train").glob("*.png"))
     if not train:
         sys.exit(f"no photos in {photos / 'train'}: run benchmarks/zoo_photos.py --out {photos} first")
-    per_image = max(1, round(1000 * batch / len(train)))
+    steps = next(int(o.split("=")[1]) for o in extra if o.startswith("trainer.max_steps="))
+    per_image = math.ceil((steps + 10) * batch / len(train))
     return [
         sys.executable, "-m", "m3l.run.train", f"model={name}",
         f"data.train_dir={photos / 'train'}", f"data.val_dir={photos / 'val'}", f"data.test_dir={photos / 'val'}",
         f"data.patch_size={patch}", f"data.batch_size={batch}", f"data.patches_per_image={per_image}",
-        "data.val_patch_size=256", "logger=csv", f"paths.runs_dir={runs}", *extra,
+        "data.val_patch_size=256", "trainer.val_check_interval=500", "logger=csv", f"paths.runs_dir={runs}", *extra,
     ]
 
 

@@ -43,3 +43,18 @@ def test_blind_variant_takes_no_sigma(check_forward) -> None:
         net(torch.rand(1, 3, 8, 8), sigma=torch.tensor([0.1]))
     with pytest.raises(ValueError, match="needs sigma"):
         FFDNet(1, depth=3, features=8)(torch.rand(1, 1, 8, 8))
+
+
+def test_without_batch_norm_has_biases_he_init_and_a_small_last_layer() -> None:
+    torch.manual_seed(0)
+    net = FFDNet(3, noise_map=False, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.bias is not None and not c.bias.any() for c in convs)
+    hidden = convs[1].weight
+    assert abs(float(hidden.std()) - (2 / (96 * 9)) ** 0.5) < 0.003  # He (fan-in, ReLU)
+    assert float(convs[-1].weight.std()) < 0.1 * (1 / (96 * 9)) ** 0.5 * 1.2
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == x.shape and 0 < float(out.std()) < 0.5  # starts near "output = input"
