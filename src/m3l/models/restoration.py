@@ -136,9 +136,15 @@ class RestorationModule(pl.LightningModule):
         if self._trainer is None or not self.trainer.predicting:
             return
         files = batch.get("relpath") or [f"input {i}" for i in range(len(values))]
+        frames = batch.get("frame_index") or [None] * len(values)
         scale = 255 if name == "sigma" else 1
-        for file, value in zip(files, values.tolist()):
-            log.info("%s: %s %.2f%s (%s)", file, name, value * scale, "/255" if scale == 255 else "", how)
+        for file, frame, value in zip(files, frames, values.tolist()):
+            unit = "/255" if scale == 255 else ""
+            if frame is None:
+                log.info("%s: %s %.2f%s (%s)", file, name, value * scale, unit, how)
+            else:  # videos: the first frame at INFO, every frame at DEBUG
+                level = logging.INFO if int(frame) == 0 else logging.DEBUG
+                log.log(level, "%s frame %d: %s %.2f%s (%s)", file, int(frame), name, value * scale, unit, how)
 
     def _check_channels(self, x: torch.Tensor, batch: Mapping[str, Any]) -> None:
         expected = self.in_channels
