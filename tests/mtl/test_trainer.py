@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import pytest
 import torch
 
@@ -91,3 +92,43 @@ def test_resume_refuses_a_planted_pickle_even_with_force_no_weights_only(tmp_pat
     with pytest.raises(CheckpointError, match="pickled Python objects"):
         trainer.launch(ckpt_path=tmp_path / "runs" / "planted" / "checkpoints" / "last.ckpt")
     assert not target.exists()
+
+
+class _NaNFromEpoch(L.Callback):
+    """Makes the backbone's weights NaN when epoch ``epoch`` (0-based) starts: the loss
+    becomes NaN in that epoch and the module raises at its end."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                for p in pl_module.backbone.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_nan_in_epoch_3_leaves_the_checkpoint_of_epoch_2_to_resume(tmp_path, digits, adam):
+    from m3l.mtl.validation import NonFiniteLossError
+
+    def trainer(*callbacks):
+        return mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
+                           limit_train_batches=2, callbacks=callbacks, **FAST)
+
+    with pytest.raises(NonFiniteLossError):
+        trainer(_NaNFromEpoch(2)).launch(run_id="nan", max_epochs=4)
+    last = tmp_path / "nan" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1  # the end of epoch 2 (0-based 1)
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+
+    again = trainer().launch(run_id="nan", max_epochs=4)
+    assert again.module.current_epoch == 4 and again.module.train_steps == 8  # 4 saved + epochs 3 and 4
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_fast_dev_run_writes_no_checkpoint(tmp_path, digits, adam):
+    results = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
+                          **{**FAST, "fast_dev_run": True}).launch(run_id="debug")
+    assert results.checkpoint is None and not list(tmp_path.rglob("*.ckpt"))

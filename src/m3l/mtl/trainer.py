@@ -155,14 +155,25 @@ class Trainer:
         run_id = run_id or uuid.uuid4().hex[:12]
         run_dir = self.root_dir / run_id
         loggers.insert(0, CSVLogger(str(run_dir), name="csv"))
-        checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0)
+        callbacks = list(self.callbacks)
+        if not self.trainer_kwargs.get("fast_dev_run"):  # a debug run writes no checkpoint
+            # last.ckpt at the end of every epoch, as the commands write it: a run that fails in
+            # epoch N resumes from the end of epoch N-1. Saved at the train epoch's end, after the
+            # module's own end-of-epoch checks (a non-finite loss raises there), so a failed
+            # epoch never replaces the last good checkpoint.
+            callbacks.insert(0, ModelCheckpoint(
+                dirpath=str(run_dir / "checkpoints"), filename="last", monitor=None, save_top_k=1,
+                save_on_train_epoch_end=True, enable_version_counter=False,
+            ))
         epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
         kwargs = dict(
-            max_epochs=epochs, logger=loggers, callbacks=[checkpoint, *self.callbacks],
+            max_epochs=epochs, logger=loggers, callbacks=callbacks,
             default_root_dir=str(run_dir), enable_model_summary=False, log_every_n_steps=1,
             accelerator="auto", devices=1,
         )
         kwargs.update(self.trainer_kwargs)
+        if self.trainer_kwargs.get("fast_dev_run"):
+            kwargs["enable_checkpointing"] = False
         return module, data, L.Trainer(**kwargs), run_id
 
     def launch(
