@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import subprocess
@@ -39,6 +38,7 @@ import torch
 from PIL import Image
 
 from m3l.data import degradations as D
+from machine import cpu_line
 
 TASKS = {
     # task -> (channels, levels, degradation(level) -> Degradation, baseline name)
@@ -54,20 +54,6 @@ MODELS = {
     ("jpeg", 3): [("ffdnet_jpeg_color", "blind")],
     ("blur", 3): [("nafnet_small_deblur", "blind")],
 }
-
-
-def cpu_line() -> str:
-    model, flags = platform.processor() or "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(wanted) or 'none of avx2/avx512/amx'}"
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
