@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import cpu_line
 
 # model config -> (patch size, batch size, extra overrides); one epoch covers the whole run and
 # validation (checkpoint selection) runs every 500 steps, the last at the final step
@@ -71,10 +74,10 @@ def main() -> None:
         patch, batch, extra = RECIPES[name]
         steps = next(int(o.split("=")[1]) for o in extra if o.startswith("trainer.max_steps="))
         records[name] = {
-            "command": "python -m m3l.run.train " + " ".join(cmd[4:]), "run_dir": run_dir,
+            "command": "python -m m3l.run.train " + " ".join(cmd[3:]), "run_dir": run_dir,
             "wall_s": round(wall, 1), "steps": steps, "patch": patch, "batch": batch,
             "patches_per_s": round(steps * batch / wall, 1),
-            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads default",
+            "machine": f"{platform.machine()}, {cpu_line()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
             "date": time.strftime("%Y-%m-%d"),
         }
         record_file.write_text(json.dumps(records, indent=2))

@@ -68,7 +68,14 @@ def val_psnr(model: str, state: dict[str, torch.Tensor], val_dir: Path) -> float
     return float(np.mean(values))
 
 
+def portable(command: str, photos: str, runs: str) -> str:
+    """The recipe with this machine's folders replaced by PHOTOS and RUNS."""
+    return command.replace(photos, "PHOTOS").replace(runs, "RUNS")
+
+
 def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | None) -> str:
+    photos = record["command"].split("data.train_dir=")[1].split()[0].rsplit("/train", 1)[0]
+    runs = record["command"].split("paths.runs_dir=")[1].split()[0]
     lines = [
         f"# {name}", "",
         f"**{SUMMARIES[name]}.** Model config: `model={name}`; use it with `checkpoint=pretrained`",
@@ -77,11 +84,12 @@ def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | 
         f"Weights: `{file.name}` ({file.stat().st_size:,} bytes, {dtype}), sha256 `{sha}`. License: MIT, as m3l.", "",
         "## Training", "",
         f"- Data: {DATA}",
-        f"- Recipe (one command, after `python benchmarks/zoo_photos.py --out PHOTOS`): `{record['command']}`",
+        f"- Recipe (one command, after `python benchmarks/zoo_photos.py --out PHOTOS`): "
+        f"`{portable(record['command'], photos, runs)}`",
         f"- {record['steps']} optimizer steps, batch {record['batch']} of {record['patch']}x{record['patch']} patches, "
         "cosine learning rate to 1e-6, bf16 autocast; the checkpoint with the best validation PSNR is shipped.",
         f"- Wall time {record['wall_s'] / 60:.0f} min, {record['patches_per_s']} patches/s, on {record['machine']}; "
-        f"one CPU thread (two models trained side by side on a 2-core VM shared with other work); {record['date']}.",
+        f"one thread per model (two models trained side by side on a 2-core VM shared with other work); {record['date']}.",
         "", "## Evaluation", "",
     ]
     rows = [r for r in (zoo or {}).get("rows", []) if r["model"] == name]
@@ -126,6 +134,7 @@ def main() -> None:
         use_half = abs(full - half) < 0.01
         file = HERE / f"{name}.safetensors"
         save_file({k: v.contiguous() for k, v in (half_state if use_half else state).items()}, str(file))
+        file.chmod(0o644)
         sha = sha256_of(file)
         dtype = "float16" if use_half else "float32"
         print(f"{name}: {best[-1].name}, val PSNR fp32 {full:.3f} / fp16 {half:.3f} dB -> {dtype}, {file.stat().st_size:,} bytes")
