@@ -74,3 +74,30 @@ def random_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array.squeeze(-1) if channels == 1 else array, mode).save(path)
     return path
+
+
+def write_huge_png(path: Path, width: int = 14000, height: int = 14000, bit_depth: int = 16, color_type: int = 2) -> Path:
+    """A real, valid PNG of ``width`` x ``height`` black pixels that is small on disk (about
+    1.1 MB for 14000 x 14000 16-bit RGB): a decompression bomb, written row by row through a
+    streaming zlib compressor so that the test never holds the decoded image."""
+    import struct
+    import zlib
+
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    row = b"\x00" * (1 + width * channels * bit_depth // 8)  # filter byte + zero samples
+    compressor = zlib.compressobj(9)
+    data = b"".join([*(compressor.compress(row) for _ in range(height)), compressor.flush()])
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def huge_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 14000 x 14000 16-bit RGB PNG (196 M pixels, 1.2 GB decoded) of about 1.1 MB."""
+    return write_huge_png(tmp_path_factory.mktemp("bomb") / "bomb.png")

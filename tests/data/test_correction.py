@@ -154,3 +154,16 @@ def test_video_frames_through_the_image_serializer(video_file: Path, tmp_path: P
     predict(RestorationDataModule(correct_dir=str(video_file)), ImageSerializer(tmp_path / "frames"))
     frames = sorted((tmp_path / "frames" / "clip").iterdir())
     assert [f.name for f in frames[:2]] == ["000000.png", "000001.png"] and len(frames) == 12
+
+
+def test_symlink_loop_in_the_input_folder_is_walked_once(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    Image.new("RGB", (12, 10), (200, 10, 10)).save(inputs / "a.png")
+    Image.new("L", (9, 7), 90).save(inputs / "sub" / "b.png")
+    (inputs / "sub" / "up").symlink_to(inputs, target_is_directory=True)
+    data = ImageCorrectionDataset(inputs)
+    assert sorted(relpath for _, relpath, _ in data.items) == ["a.png", "sub/b.png"] and not data.failures
+    out = tmp_path / "out"
+    predict(RestorationDataModule(correct_dir=str(inputs)), ImageSerializer(out))
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.png", "sub/b.png"]

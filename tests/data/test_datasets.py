@@ -158,3 +158,37 @@ def test_paired_datamodule(gopro_and_sidd: Path) -> None:
     assert next(iter(dm.train_dataloader()))["input"].shape == (2, 3, 24, 24)
     dm.setup("test")
     assert next(iter(dm.test_dataloader()))["target"].shape == (1, 3, 48, 64)
+
+
+def test_symlink_loop_is_walked_once(tmp_path: Path) -> None:
+    import time
+
+    from m3l.data.datasets import list_files, list_images
+
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "a.png")
+    Image.new("RGB", (8, 8)).save(root / "sub" / "b.png")
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)  # photos/sub/loop -> photos
+    (root / "self").symlink_to(".", target_is_directory=True)  # photos/self -> photos
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "c.png")
+    (root / "linked").symlink_to(outside, target_is_directory=True)  # a real linked folder is followed
+    start = time.perf_counter()
+    names = [p.relative_to(root).as_posix() for p in list_files(root)]
+    assert time.perf_counter() - start < 1.0
+    assert sorted(names) == ["a.png", "linked/c.png", "sub/b.png"]
+    assert len(list_images(root)) == 3
+
+
+def test_training_images_over_the_pixel_limit_are_skipped_and_named(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "train"
+    root.mkdir()
+    Image.new("RGB", (40, 40)).save(root / "big.png")
+    Image.new("RGB", (10, 10)).save(root / "small.png")
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "1000")
+    data = CleanImageDataset(root, train=True, patch_size=8)
+    assert len(data.store) == 1
+    assert [f.path for f in data.failures] == [str(root / "big.png")]
+    assert "40x40 = 1,600 pixels is over the limit of 1,000" in data.failures[0].reason

@@ -124,3 +124,61 @@ def test_unreadable_video(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00" * 1000)
     with pytest.raises(MediaReadError, match="broken.mp4"):
         probe_video(bad)
+
+
+# ---------------------------------------------------------------------------- pixel limit
+
+
+def test_huge_16bit_colour_png_is_refused_from_its_header(huge_png: Path) -> None:
+    import time
+
+    assert huge_png.stat().st_size < 2_000_000
+    start = time.perf_counter()
+    with pytest.raises(MediaReadError) as err:
+        read_image(huge_png)
+    assert time.perf_counter() - start < 1.0  # nothing was decoded
+    message = str(err.value)
+    assert "bomb.png" in message and "14000x14000" in message and "M3L_MAX_IMAGE_PIXELS" in message
+
+
+def test_huge_8bit_png_is_refused_before_pillow_decodes_it(tmp_path: Path) -> None:
+    import time
+
+    from tests.conftest import write_huge_png
+
+    # 100 M pixels: over the limit, but under twice Pillow's, where Pillow only warns and decodes
+    path = write_huge_png(tmp_path / "wide.png", width=10000, height=10000, bit_depth=8, color_type=0)
+    start = time.perf_counter()
+    with pytest.raises(MediaReadError, match="10000x10000 = 100,000,000 pixels is over the limit"):
+        read_image(path)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_pixel_limit_follows_the_env_var_and_the_module_setting(tmp_path: Path, monkeypatch) -> None:
+    from m3l.deploy import runtime
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "small.jpg")
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "599")
+    for name in ("small.png", "small.jpg"):
+        with pytest.raises(MediaReadError, match="30x20 = 600 pixels is over the limit of 599"):
+            read_image(tmp_path / name)
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "600")
+    assert read_image(tmp_path / "small.jpg")[0].shape == (3, 20, 30)
+    monkeypatch.setattr(runtime, "MAX_IMAGE_PIXELS", 100)  # the module setting wins
+    with pytest.raises(MediaReadError, match="limit of 100 pixels"):
+        read_image(tmp_path / "small.jpg")
+    monkeypatch.setattr(runtime, "MAX_IMAGE_PIXELS", None)
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="M3L_MAX_IMAGE_PIXELS='lots' is not a positive whole number"):
+        read_image(tmp_path / "small.jpg")
+
+
+def test_video_frames_over_the_limit_are_refused_before_decoding(video_file: Path, monkeypatch) -> None:
+    from m3l.data.io import iter_video_frames
+
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "100")
+    with pytest.raises(MediaReadError, match="over the limit of 100 pixels"):
+        probe_video(video_file)
+    with pytest.raises(MediaReadError, match="over the limit of 100 pixels"):
+        next(iter_video_frames(video_file))

@@ -224,3 +224,39 @@ def test_inputs_mapping_to_one_output_keep_their_suffix(exported: dict[str, Path
     written, failures = R.correct_path(exported["onnx"], photos, tmp_path / "out")
     names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in written)
     assert not failures and names == ["a.jpg.png", "a.png", "sub/b.png"]
+
+
+def test_decompression_bomb_is_a_listed_failure_and_the_batch_goes_on(
+    exported: dict[str, Path], photos: Path, tmp_path: Path, huge_png: Path
+) -> None:
+    import shutil
+    import time
+
+    shutil.copy(huge_png, photos / "bomb.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos), str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "14000x14000" in done.stderr
+    assert time.perf_counter() - start < 60
+    assert (out / "a.png").is_file() and (out / "sub" / "b.png").is_file()
+    listed = (out / "failures.tsv").read_text()
+    assert f"{photos / 'bomb.png'}\t" in listed and "M3L_MAX_IMAGE_PIXELS" in listed
+
+
+def test_video_over_the_pixel_limit_is_a_listed_failure(exported: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("av")
+    from m3l.data.io import write_video
+
+    write_video(tmp_path / "in" / "clip.mp4", torch.rand(2, 3, 16, 16), fps=10)
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "255")
+    written, failures = R.correct_path(exported["onnx"], tmp_path / "in", tmp_path / "out")
+    assert not written and len(failures) == 1 and "16x16 = 256 pixels is over the limit of 255" in failures[0][1]
+
+
+def test_symlink_loop_in_the_input_folder_is_walked_once(exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+    (photos / "sub" / "up").symlink_to(photos, target_is_directory=True)
+    written, failures = R.correct_path(exported["onnx"], photos, tmp_path / "out")
+    assert not failures and sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["a.png", "sub/b.png"]

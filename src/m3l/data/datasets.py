@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
 from m3l.data.degradations import Degradation, Identity, Meta
 from m3l.data.failures import Failure, record_failure
-from m3l.data.io import MediaReadError, is_image_file, read_image
+from m3l.data.io import ImageTooLargeError, MediaReadError, is_image_file, open_image_checked, read_image
+from m3l.deploy.runtime import walk_files
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,10 @@ def as_path_list(paths: PathsLike | None) -> list[Path]:
 
 
 def list_files(root: Path) -> list[Path]:
-    """All visible files under ``root`` (recursive, sorted; hidden files and folders skipped)."""
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return files
+    """All visible files under ``root`` (recursive, sorted; hidden files and folders skipped;
+    symlinked folders followed, each real folder once, so symlink loops end): the runtime's
+    :func:`m3l.deploy.runtime.walk_files`, one rule for ``correct`` and the runtime."""
+    return walk_files(root)
 
 
 def list_images(root: str | os.PathLike[str], key: str = "data") -> list[Path]:
@@ -139,10 +137,11 @@ class _ImageStore:
             if full:
                 read_image(path, self.channels)
             else:
-                with Image.open(path) as im:
-                    im.size  # header only: cheap, catches non-images
+                with open_image_checked(path):  # header only: cheap, catches non-images and bombs
+                    pass
         except (MediaReadError, OSError, ValueError) as err:
-            reason = err.reason if isinstance(err, MediaReadError) else f"not a readable image ({err})"
+            reason = err.reason if isinstance(err, MediaReadError) else (
+                str(err) if isinstance(err, ImageTooLargeError) else f"not a readable image ({err})")
             record_failure(self.failures, path, reason)
             return False
         return True

@@ -22,6 +22,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+# the pixel limit is shared with the dependency-free runtime, which keeps the one copy
+from m3l.deploy.runtime import (  # noqa: F401 - re-exported for m3l.data users
+    MAX_IMAGE_PIXELS_ENV,
+    ImageTooLargeError,
+    open_image_checked,
+    check_image_pixels,
+    max_image_pixels,
+    png_header,
+)
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -71,14 +81,7 @@ def import_av() -> Any:
     return av
 
 
-def _png_header(path: Path) -> tuple[int, int] | None:
-    """(bit depth, colour type) from a PNG header (Pillow hides 16-bit colour PNGs behind
-    8-bit RGB); None for anything else."""
-    with open(path, "rb") as fh:
-        head = fh.read(26)
-    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n":
-        return head[24], head[25]
-    return None
+_png_header = png_header  # (bit depth, colour type, width, height) or None
 
 
 def _read_png16_colour(path: Path) -> np.ndarray | None:
@@ -95,9 +98,13 @@ def _read_png16_colour(path: Path) -> np.ndarray | None:
         return None
     try:
         with av.open(str(path)) as container:
+            context = container.streams.video[0].codec_context
+            _check_pixels(path, context.width, context.height)
             frame = next(container.decode(video=0))
             alpha = frame.format.name.startswith("rgba")  # rgb48be or rgba64be
             return frame.to_ndarray(format="rgba64le" if alpha else "rgb48le")
+    except MediaReadError:
+        raise
     except Exception as err:  # FFmpeg raises several types for corrupt data
         raise MediaReadError(path, f"not a readable 16-bit PNG ({type(err).__name__}: {err})") from err
 
@@ -129,6 +136,8 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
     if not path.is_file():
         raise MediaReadError(path, "no such file")
     header = _png_header(path) if path.suffix.lower() == ".png" else None
+    if header is not None:  # checked before PyAV or Pillow decode anything
+        _check_pixels(path, header[2], header[3])
     if header is not None and header[0] == 16 and header[1] in (2, 6):  # 16-bit RGB / RGBA
         deep = _read_png16_colour(path)
         if deep is not None:
@@ -137,10 +146,12 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
             mode = "RGBA" if alpha is not None else "RGB"
             return tensor, ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
     try:
-        with Image.open(path) as im:
+        with open_image_checked(path) as im:  # the header's size is checked before decoding
             im.load()
             mode = im.mode
             img = im.copy()
+    except ImageTooLargeError as err:
+        raise MediaReadError(path, str(err)) from err
     except Exception as err:  # Pillow raises many types for corrupt data
         raise MediaReadError(path, f"not a readable image ({type(err).__name__}: {err})") from err
 
@@ -165,6 +176,13 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
     tensor = convert_channels(tensor, channels)
     info = ImageInfo(mode=mode, bit_depth=bit_depth, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
     return tensor, info
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    try:
+        check_image_pixels(width, height)
+    except ImageTooLargeError as err:
+        raise MediaReadError(path, str(err)) from err
 
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -290,6 +308,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             height, width = stream.codec_context.height, stream.codec_context.width
+            _check_pixels(path, width, height)
             num_frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
     except MediaReadError:
         raise
@@ -311,7 +330,10 @@ def iter_video_frames(path: str | os.PathLike[str], channels: int | None = 3) ->
     av = import_av()
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaReadError(path, "no video stream")
             stream = container.streams.video[0]
+            _check_pixels(Path(path), stream.codec_context.width, stream.codec_context.height)
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 yield _frame_to_tensor(frame, channels)

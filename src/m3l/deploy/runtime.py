@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import struct
 import sys
 import tempfile
 from collections import deque
@@ -41,6 +42,142 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N",
 
 class RuntimeInputError(ValueError):
     """An artifact, a metadata file or an input the runtime cannot use, with what to do."""
+
+
+# ---------------------------------------------------------------------------- rules shared with m3l
+# This module imports nothing from m3l, so the rules that `correct` and the runtime must apply
+# alike live here, and m3l.data imports them from here: one copy, also in a lone runtime.py.
+
+#: the most pixels (width x height) an image or video frame may have to be decoded; None:
+#: ``$M3L_MAX_IMAGE_PIXELS``, else Pillow's default (89,478,485, about 9459 x 9459)
+MAX_IMAGE_PIXELS: int | None = None
+MAX_IMAGE_PIXELS_ENV = "M3L_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS's default
+
+
+class ImageTooLargeError(ValueError):
+    """An image (or video frame) whose header gives more pixels than the limit."""
+
+
+class OutputPathError(ValueError):
+    """An output path that is, or lies inside, an input (file or folder)."""
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force: :data:`MAX_IMAGE_PIXELS`, else ``$M3L_MAX_IMAGE_PIXELS``,
+    else Pillow's default."""
+    if MAX_IMAGE_PIXELS is not None:
+        return int(MAX_IMAGE_PIXELS)
+    text = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(
+            f"{MAX_IMAGE_PIXELS_ENV}={text!r} is not a positive whole number of pixels; set it to e.g. "
+            f"{2 * DEFAULT_MAX_IMAGE_PIXELS} or unset it for the default {DEFAULT_MAX_IMAGE_PIXELS}."
+        )
+    return value
+
+
+def check_image_pixels(width: int, height: int) -> None:
+    """Refuse, from the header's size and before any decoding, an image over the limit
+    (a decompression bomb: a small file that decodes to gigabytes)."""
+    limit = max_image_pixels()
+    if int(width) * int(height) > limit:
+        raise ImageTooLargeError(
+            f"{width}x{height} = {int(width) * int(height):,} pixels is over the limit of {limit:,} pixels "
+            "(a guard against decompression bombs), so it was not decoded. If the image is genuine, "
+            f"raise the limit with the environment variable {MAX_IMAGE_PIXELS_ENV}=N."
+        )
+
+
+def png_header(path: str | os.PathLike[str]) -> tuple[int, int, int, int] | None:
+    """(bit depth, colour type, width, height) from a PNG's IHDR; None for other files."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return head[24], head[25], width, height
+    return None
+
+
+def open_image_checked(path: Path) -> Image.Image:
+    """``Image.open`` (header only) with the size checked against the pixel limit."""
+    header = png_header(path)
+    if header is not None:
+        check_image_pixels(header[2], header[3])
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal, at twice its limit
+        raise ImageTooLargeError(
+            f"{exc} It was not decoded (Pillow refuses images over twice PIL.Image.MAX_IMAGE_PIXELS "
+            f"whatever {MAX_IMAGE_PIXELS_ENV} says; raise that too if the image is genuine)."
+        ) from exc
+    try:
+        check_image_pixels(*img.size)
+    except BaseException:
+        img.close()
+        raise
+    return img
+
+
+def walk_files(root: str | os.PathLike[str]) -> list[Path]:
+    """The visible files under the folder ``root``, recursively, in a stable order (hidden
+    files and folders skipped). Symlinked folders are followed, each real folder once, so a
+    symlink loop (``a/loop -> a``) is walked once instead of ~40 levels deep."""
+    files: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # reached again through a symlink: already listed
+            log.info("%s: skipped, the same folder as one already listed (%s)", dirpath, real)
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return files
+
+
+def check_output_paths(
+    inputs: Iterable[str | os.PathLike[str]], root: str | os.PathLike[str],
+    outputs: Iterable[str | os.PathLike[str]] = (), allow_inside_input: bool = False,
+) -> None:
+    """The one rule of ``correct`` and of the runtime on where outputs may go.
+
+    The output folder ``root`` may not be an input folder or lie inside one (for an input
+    file, its folder counts as the input folder), so that neither outputs nor
+    ``failures.tsv`` land among the inputs; ``allow_inside_input`` lifts that part only. No
+    output file in ``outputs`` may be an input file or lie inside an input folder (unless
+    allowed), ever. Paths are compared resolved (symlinks followed). Raises
+    :class:`OutputPathError` naming both paths.
+    """
+    sources = [Path(p).expanduser() for p in inputs]
+    trees = [(source, source.resolve() if source.is_dir() else source.resolve().parent) for source in sources]
+    if not allow_inside_input:
+        root_real = Path(root).expanduser().resolve()
+        for source, tree in trees:
+            if root_real == tree or tree in root_real.parents:
+                where = "is" if root_real == tree else "is inside"
+                raise OutputPathError(
+                    f"the output folder {root} {where} the input folder {tree} (input: {source}): outputs "
+                    "and failures.tsv could mix with or replace the inputs. Pick an output folder outside it."
+                )
+    files = {source.resolve() for source in sources if not source.is_dir()}
+    for out in outputs:
+        real = Path(out).expanduser().resolve()
+        if real in files:
+            raise OutputPathError(f"the output {out} is the input file {real}; it would be replaced. "
+                                  "Pick an output folder outside the input folder.")
+        if not allow_inside_input:
+            for source, tree in trees:
+                if tree in real.parents:
+                    raise OutputPathError(f"the output {out} would be written inside the input folder {tree} "
+                                          f"(input: {source}); pick an output folder outside it.")
 
 
 # ---------------------------------------------------------------------------- tiling (numpy)
@@ -258,7 +395,7 @@ class ExportedModel:
 def read_image(path: Path, channels: int) -> tuple[np.ndarray, dict[str, Any]]:
     """``(C, H, W)`` float32 on [0, 1] with the file's mode, bit depth and alpha."""
     try:
-        with Image.open(path) as img:
+        with open_image_checked(path) as img:
             img.load()
             mode = img.mode
             alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands() else None
@@ -270,8 +407,10 @@ def read_image(path: Path, channels: int) -> tuple[np.ndarray, dict[str, Any]]:
                 depth = 8
                 array = np.asarray(img.convert("L" if mode in _GRAY_MODES else "RGB"), dtype=np.float32) / 255.0
                 array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    except (OSError, ValueError) as exc:
-        raise RuntimeInputError(f"{path}: not a readable image ({exc})") from exc
+    except ImageTooLargeError as exc:
+        raise RuntimeInputError(f"{path}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types (DecompressionBombError, ...)
+        raise RuntimeInputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     if array.shape[0] != channels:
         array = np.repeat(array, 3, axis=0) if channels == 3 else (
             0.299 * array[0:1] + 0.587 * array[1:2] + 0.114 * array[2:3])
@@ -309,8 +448,18 @@ def _frames(path: Path, channels: int) -> tuple[Iterator[np.ndarray], float]:
         import av
     except ImportError as exc:
         raise RuntimeInputError(f"{path}: videos need PyAV: pip install av") from exc
-    container = av.open(str(path))
-    stream = container.streams.video[0]
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # noqa: BLE001 - FFmpeg raises several types
+        raise RuntimeInputError(f"{path}: not a readable video ({type(exc).__name__}: {exc})") from exc
+    try:
+        if not container.streams.video:
+            raise RuntimeInputError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        check_image_pixels(stream.codec_context.width, stream.codec_context.height)
+    except (RuntimeInputError, ImageTooLargeError) as exc:
+        container.close()
+        raise RuntimeInputError(str(exc) if isinstance(exc, RuntimeInputError) else f"{path}: {exc}") from exc
     fps = float(stream.average_rate or 25)
 
     def gen() -> Iterator[np.ndarray]:
@@ -379,9 +528,11 @@ def correct_path(
     if not source.exists():
         raise RuntimeInputError(f"{source}: no such file or folder to correct.")
     base = source if source.is_dir() else source.parent
-    if source.is_dir() and (root.resolve() == base.resolve() or base.resolve() in root.resolve().parents):
-        raise RuntimeInputError(f"the output folder {root} is inside the input folder {base}; pick another one.")
-    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    try:
+        check_output_paths([source], root)
+    except OutputPathError as exc:
+        raise RuntimeInputError(str(exc)) from exc
+    files = [p for p in walk_files(source) if p.is_file()] if source.is_dir() else [source]
     files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not p.name.startswith(".")]
     if not files:
         raise RuntimeInputError(f"{source}: no images or videos found (suffixes {', '.join(sorted(IMAGE_SUFFIXES))}).")
