@@ -32,18 +32,37 @@ RECIPES: dict[str, tuple[int, int, list[str]]] = {
     "ffdnet_jpeg_gray": (64, 32, ["trainer.max_steps=3000"]),
     "ffdnet_jpeg_color": (64, 32, ["trainer.max_steps=2500"]),
     "nafnet_small_deblur": (128, 8, ["trainer.max_steps=1500"]),
+    # second stages: fine-tune from the best weights of the first (checkpoint=STAGE1 is that
+    # run's best checkpoint exported as safetensors: weights only, a fresh cosine schedule)
+    "ffdnet_color_blind+2": (64, 32, ["trainer.max_steps=2000", "net.optimizer.lr=1e-4", "checkpoint=STAGE1"]),
+    "nafnet_small_deblur+2": (128, 8, ["trainer.max_steps=3000", "net.optimizer.lr=5e-4", "checkpoint=STAGE1"]),
 }
 
 
-def command(name: str, photos: Path, runs: Path) -> list[str]:
+def stage1_weights(base: str, records: dict, runs: Path) -> Path:
+    """The first stage's best checkpoint as a safetensors file of the module's weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    best = sorted(Path(records[base]["run_dir"]).glob("checkpoints/best*.ckpt"))
+    if not best:
+        sys.exit(f"{base}: train the first stage first (no best checkpoint in {records[base]['run_dir']})")
+    state = torch.load(best[-1], map_location="cpu", weights_only=True)["state_dict"]
+    path = runs / f"{base}-stage1.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def command(name: str, photos: Path, runs: Path, stage1: Path | None = None) -> list[str]:
     patch, batch, extra = RECIPES[name]
+    extra = [f"checkpoint={stage1}" if o == "checkpoint=STAGE1" else o for o in extra]
     train = sorted((photos / "train").glob("*.png"))
     if not train:
         sys.exit(f"no photos in {photos / 'train'}: run benchmarks/zoo_photos.py --out {photos} first")
     steps = next(int(o.split("=")[1]) for o in extra if o.startswith("trainer.max_steps="))
     per_image = math.ceil((steps + 10) * batch / len(train))
     return [
-        sys.executable, "-m", "m3l.run.train", f"model={name}",
+        sys.executable, "-m", "m3l.run.train", f"model={name.split('+')[0]}",
         f"data.train_dir={photos / 'train'}", f"data.val_dir={photos / 'val'}", f"data.test_dir={photos / 'val'}",
         f"data.patch_size={patch}", f"data.batch_size={batch}", f"data.patches_per_image={per_image}",
         "data.val_patch_size=256", "trainer.val_check_interval=500", "logger=csv", f"paths.runs_dir={runs}", *extra,
@@ -60,7 +79,9 @@ def main() -> None:
     record_file = args.runs / "zoo_runs.json"
     records = json.loads(record_file.read_text()) if record_file.is_file() else {}
     for name in args.only:
-        cmd = command(name, args.photos.resolve(), args.runs.resolve())
+        base = name.split("+")[0]
+        stage1 = stage1_weights(base, records, args.runs.resolve()) if "+" in name else None
+        cmd = command(name, args.photos.resolve(), args.runs.resolve(), stage1)
         print("$", " ".join(cmd[1:]), flush=True)
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -73,15 +94,21 @@ def main() -> None:
                        if line.startswith("Run directory:"))
         patch, batch, extra = RECIPES[name]
         steps = next(int(o.split("=")[1]) for o in extra if o.startswith("trainer.max_steps="))
-        records[name] = {
+        record = {
             "command": "python -m m3l.run.train " + " ".join(cmd[3:]), "run_dir": run_dir,
             "wall_s": round(wall, 1), "steps": steps, "patch": patch, "batch": batch,
             "patches_per_s": round(steps * batch / wall, 1),
             "machine": f"{platform.machine()}, {cpu_line()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
             "date": time.strftime("%Y-%m-%d"),
         }
+        if stage1 is None:
+            record["stages"] = [dict(record)]
+        else:  # the second stage's record keeps the first's
+            first = records[base]
+            record["stages"] = [*first.get("stages", [first]), dict(record)]
+        records[base] = record
         record_file.write_text(json.dumps(records, indent=2))
-        print(f"{name}: {wall / 60:.1f} min, {records[name]['patches_per_s']} patches/s -> {run_dir}", flush=True)
+        print(f"{name}: {wall / 60:.1f} min, {record['patches_per_s']} patches/s -> {run_dir}", flush=True)
 
 
 if __name__ == "__main__":

@@ -84,12 +84,21 @@ def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | 
         f"Weights: `{file.name}` ({file.stat().st_size:,} bytes, {dtype}), sha256 `{sha}`. License: MIT, as m3l.", "",
         "## Training", "",
         f"- Data: {DATA}",
-        f"- Recipe (one command, after `python benchmarks/zoo_photos.py --out PHOTOS`): "
-        f"`{portable(record['command'], photos, runs)}`",
-        f"- {record['steps']} optimizer steps, batch {record['batch']} of {record['patch']}x{record['patch']} patches, "
-        "cosine learning rate to 1e-6, bf16 autocast; the checkpoint with the best validation PSNR is shipped.",
-        f"- Wall time {record['wall_s'] / 60:.0f} min, {record['patches_per_s']} patches/s, on {record['machine']}; "
-        f"one thread per model (two models trained side by side on a 2-core VM shared with other work); {record['date']}.",
+        "- Recipe (after `python benchmarks/zoo_photos.py --out PHOTOS`; `benchmarks/train_zoo.py` runs it):",
+    ]
+    stages = record.get("stages") or [record]
+    for i, stage in enumerate(stages, 1):
+        what = "from scratch" if i == 1 else "fine-tuned from the best weights of stage 1 (exported by train_zoo.py)"
+        lines += [
+            f"  {i}. {what}: `{portable(stage['command'], photos, runs)}`",
+            f"     {stage['steps']} optimizer steps, batch {stage['batch']} of {stage['patch']}x{stage['patch']} patches, "
+            f"cosine learning rate to 1e-6, bf16 autocast; {stage['wall_s'] / 60:.0f} min wall, "
+            f"{stage['patches_per_s']} patches/s.",
+        ]
+    lines += [
+        "- The checkpoint with the best validation PSNR (checked every 500 steps) is shipped.",
+        f"- Machine: {record['machine']}; one thread per model (two models trained side by side on a 2-core VM "
+        f"shared with other work); {record['date']}.",
         "", "## Evaluation", "",
     ]
     rows = [r for r in (zoo or {}).get("rows", []) if r["model"] == name]
