@@ -260,3 +260,27 @@ def test_symlink_loop_in_the_input_folder_is_walked_once(exported: dict[str, Pat
     (photos / "sub" / "up").symlink_to(photos, target_is_directory=True)
     written, failures = R.correct_path(exported["onnx"], photos, tmp_path / "out")
     assert not failures and sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["a.png", "sub/b.png"]
+
+
+def test_output_rule_refuses_the_input_and_its_folder(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "photo.png").write_bytes(b"x")
+    for root in (inputs, inputs / "out"):
+        for source in (inputs, inputs / "photo.png"):
+            with pytest.raises(R.OutputPathError, match=f"the output folder {root} is") as err:
+                R.check_output_paths([source], root)
+            assert str(inputs) in str(err.value)
+    R.check_output_paths([inputs / "photo.png"], tmp_path / "out", [tmp_path / "out" / "photo.png"])
+    with pytest.raises(R.OutputPathError, match="is the input file"):
+        R.check_output_paths([inputs / "photo.png"], inputs, [inputs / "photo.png"], allow_inside_input=True)
+
+
+def test_cli_refuses_to_write_over_a_single_input_file(exported: dict[str, Path], photos: Path) -> None:
+    before = (photos / "a.png").read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    for extra in (["--overwrite"], []):
+        done = subprocess.run([sys.executable, "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos / "a.png"),
+                               str(photos), *extra], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 2 and "is the input folder" in done.stderr and str(photos) in done.stderr
+        assert (photos / "a.png").read_bytes() == before and not (photos / "failures.tsv").exists()
