@@ -167,3 +167,17 @@ def test_symlink_loop_in_the_input_folder_is_walked_once(tmp_path: Path) -> None
     out = tmp_path / "out"
     predict(RestorationDataModule(correct_dir=str(inputs)), ImageSerializer(out))
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.png", "sub/b.png"]
+
+
+def test_outputs_never_replace_an_input_file_even_when_inside_is_allowed(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    Image.new("RGB", (12, 10), (200, 10, 10)).save(tree / "a.png")
+    before = (tree / "a.png").read_bytes()
+    serializer = ImageSerializer(tree, format=None, overwrite=True, allow_inside_input=True)
+    predict(RestorationDataModule(correct_dir=str(tree)), serializer, Brighten(delta=0.3))
+    assert (tree / "a.png").read_bytes() == before
+    assert len(serializer.failures) == 1 and "is the input file" in serializer.failures[0].reason
+    with pytest.raises(ValueError, match="is the input folder") as err:  # a file's folder is its input folder
+        predict(RestorationDataModule(correct_dir=str(tree / "a.png")), ImageSerializer(tree, overwrite=True))
+    assert "serializer.root_dir" in str(err.value) and (tree / "a.png").read_bytes() == before

@@ -2,7 +2,8 @@
 
 Outputs mirror the input's relative paths under ``root_dir``. Every write is atomic (temp file
 and rename); an existing output is kept (and reported) unless ``overwrite=True``; ``root_dir``
-equal to or inside the input tree is refused unless ``allow_inside_input=True``. Inputs and
+equal to or inside the input tree is refused unless ``allow_inside_input=True``, and no output
+ever replaces an input file (one rule with the runtime: :func:`m3l.deploy.runtime.check_output_paths`). Inputs and
 outputs that failed are collected in :attr:`ImageSerializer.failures` and written to
 ``root_dir/failures.tsv`` at the end of prediction; the caller exits non-zero when the list is
 not empty (see docs/correction.md).
@@ -21,19 +22,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from m3l.data.failures import FAILURES_FILENAME, Failure, record_failure, write_failures
 from m3l.data.io import VideoWriter, convert_channels, write_image
+from m3l.deploy.runtime import OutputPathError, check_output_paths
 
 log = logging.getLogger(__name__)
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tif", "tiff"})
-
-
-def _is_within(path: Path, tree: Path) -> bool:
-    try:
-        path.resolve().relative_to(tree.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def _predictions(prediction: Any) -> torch.Tensor:
@@ -45,12 +39,10 @@ def _predictions(prediction: Any) -> torch.Tensor:
     return prediction
 
 
-def _input_tree(trainer: Any) -> Path | None:
+def _inputs(trainer: Any) -> list[Path]:
+    """The correction input (``data.correct_dir``: a folder or a file), if the datamodule has one."""
     correct_dir = getattr(getattr(trainer, "datamodule", None), "correct_dir", None)
-    if correct_dir is None:
-        return None
-    path = Path(correct_dir).expanduser()
-    return path.parent if path.is_file() else path
+    return [] if correct_dir is None else [Path(correct_dir).expanduser()]
 
 
 def _dataset_failures(trainer: Any) -> list[Failure]:
@@ -93,25 +85,44 @@ class ImageSerializer(BasePredictionWriter):
         self.written: int = 0
         self._clashing: set[str] = set()
         self._warned_gray = False
+        self._inputs: list[Path] = []
 
     # -- checks -------------------------------------------------------------------------
 
-    def check_root(self, input_tree: str | os.PathLike[str] | None) -> None:
-        """Refuse a ``root_dir`` equal to or inside the input tree unless allowed."""
-        if input_tree is None or self.allow_inside_input:
+    def check_root(self, inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None) -> None:
+        """Refuse a ``root_dir`` that is, or is inside, an input folder (for an input file, its
+        folder) unless ``allow_inside_input``: the rule of
+        :func:`m3l.deploy.runtime.check_output_paths`, shared with the runtime. Outputs are
+        then checked one by one as they are written: none may replace an input file."""
+        if inputs is None:
             return
-        if _is_within(self.root_dir, Path(input_tree)):
+        self._inputs = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
+        try:
+            check_output_paths(self._inputs, self.root_dir, allow_inside_input=self.allow_inside_input)
+        except OutputPathError as err:
             raise ValueError(
-                f"serializer.root_dir={self.root_dir} is inside the input folder {input_tree} "
-                "(data.correct_dir); outputs could mix with or replace inputs. Choose another "
-                "serializer.root_dir, or set serializer.allow_inside_input=true."
-            )
+                f"serializer.root_dir: {err} Choose another serializer.root_dir (outside data.correct_dir), "
+                "or set serializer.allow_inside_input=true (outputs still never replace an input file)."
+            ) from err
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        self.check_root(_input_tree(trainer))
+        self.check_root(_inputs(trainer))
         self.root_dir.mkdir(parents=True, exist_ok=True)
         relpaths = [item[1] for d in getattr(getattr(trainer, "datamodule", None), "predict_sets", []) for item in getattr(d, "items", [])]
         self.plan_names(relpaths)
+
+    def refused(self, path: Path, relpath: str) -> bool:
+        """Record and refuse an output that the shared rule forbids (e.g. its input file)."""
+        if not self._inputs:
+            return False
+        root = self._inputs[0]
+        source = root / relpath if root.is_dir() else root
+        try:
+            check_output_paths([*self._inputs, source], self.root_dir, [path], allow_inside_input=self.allow_inside_input)
+        except OutputPathError as err:
+            record_failure(self.failures, path, str(err))
+            return True
+        return False
 
     def plan_names(self, relpaths: Sequence[str]) -> None:
         """Note inputs that would map to the same output (``a.tif`` and ``a.webp`` both to
@@ -147,6 +158,8 @@ class ImageSerializer(BasePredictionWriter):
         """Write one image ``(C, H, W)`` with the item's metadata (relpath, mode, bit depth, alpha)."""
         relpath = item["relpath"]
         path = self.output_path(relpath, item.get("frame_index"))
+        if self.refused(path, relpath):
+            return
         if path.exists() and not self.overwrite:
             record_failure(self.failures, path, "output exists; set serializer.overwrite=true to replace it")
             return
@@ -236,6 +249,9 @@ class VideoSerializer(ImageSerializer):
         writer = self._writers.get(relpath)
         if writer is None:
             path = self.video_path(relpath)
+            if self.refused(path, relpath):
+                self._skipped.add(relpath)
+                return
             if path.exists() and not self.overwrite:
                 record_failure(self.failures, path, "output exists; set serializer.overwrite=true to replace it")
                 self._skipped.add(relpath)

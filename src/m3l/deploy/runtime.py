@@ -157,6 +157,7 @@ def check_output_paths(
     :class:`OutputPathError` naming both paths.
     """
     sources = [Path(p).expanduser() for p in inputs]
+    sources = [source for source in sources if source.exists()]  # a missing input has nothing to protect
     trees = [(source, source.resolve() if source.is_dir() else source.resolve().parent) for source in sources]
     if not allow_inside_input:
         root_real = Path(root).expanduser().resolve()
@@ -521,7 +522,8 @@ def correct_path(
     Outputs keep each input's relative path (``format`` sets the suffix; None keeps the
     input's); videos become ``.mp4``. Returns (written files, failures as (path, reason));
     one bad file does not stop the others and failures are listed in ``root_dir/failures.tsv``.
-    ``root_dir`` must not lie inside the input folder.
+    ``root_dir`` may not be or lie inside the input folder (the folder of an input file), and
+    no output replaces an input (:func:`check_output_paths`, the rule ``correct`` applies too).
     """
     model = model if isinstance(model, ExportedModel) else ExportedModel(model)
     source, root = Path(source).expanduser(), Path(root_dir).expanduser()
@@ -546,15 +548,18 @@ def correct_path(
         rel = path.relative_to(base)
         try:
             if path.suffix.lower() in VIDEO_SUFFIXES:
+                check_output_paths([source, path], root, [root / rel.with_suffix(".mp4")])
                 written.append(correct_video(model, path, root / rel.with_suffix(".mp4"), overwrite, **options))
                 continue
             if model.window:
                 raise RuntimeInputError("a video model corrects videos, not single images")
-            x, info = read_image(path, model.channels)
             suffix = f".{format.lstrip('.')}" if format else path.suffix
             if format and rel.with_suffix("").as_posix() in clashing and path.suffix.lower() != suffix:
                 rel = rel.with_name(rel.name + suffix)
-            written.append(write_image(root / rel.with_suffix(suffix), model.restore(x, **options), info, overwrite))
+            target = root / rel.with_suffix(suffix)
+            check_output_paths([source, path], root, [target])  # never an input file, whatever --overwrite says
+            x, info = read_image(path, model.channels)
+            written.append(write_image(target, model.restore(x, **options), info, overwrite))
         except (RuntimeInputError, FileExistsError, OSError, ValueError) as exc:
             log.error("%s: %s", path, exc)
             failures.append((str(path), str(exc)))
