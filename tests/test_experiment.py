@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
+from PIL import Image
 
 from m3l import Experiment, compose
 from m3l.errors import CheckpointError, ConfigError
@@ -74,3 +76,67 @@ def test_correct_without_input_or_serializer_is_explained(tmp_path: Path):
     bare = Experiment(compose("demo", [*SHORT, "~serializer"], verb="correct"))
     with pytest.raises(ConfigError, match="serializer=image_serializer"):
         bare.correct(checkpoint="last", correct_dir=tmp_path)
+
+
+def test_the_readme_snippet_runs_as_written_each_verb_in_its_own_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    from m3l.data.samples import sample_paths
+
+    photos = tmp_path / "my_photos"
+    photos.mkdir()
+    for path in sample_paths("val")[:2]:
+        shutil.copy(path, photos / path.name)
+    monkeypatch.chdir(tmp_path)
+    short = [o for o in SHORT if not o.startswith("trainer.max_epochs")]
+
+    # the README's snippet, with fewer batches to be quick
+    exp = Experiment(compose("demo", ["trainer.max_epochs=2", *short]))
+    metrics = exp.fit()
+    train_dir = exp.output_dir
+    train_config = (train_dir / "config.yaml").read_bytes()
+    exp.test(checkpoint=metrics["best_checkpoint"])
+    test_dir = exp.output_dir
+    exp.correct(checkpoint="best", correct_dir="my_photos/", root_dir="corrected/")
+    correct_dir = exp.output_dir
+
+    for path in sample_paths("val")[:2]:
+        assert Image.open(tmp_path / "corrected" / path.name).size == Image.open(path).size
+    runs = tmp_path / "runs" / "demo"
+    assert [d.relative_to(runs).parts[0] for d in (train_dir, test_dir, correct_dir)] == ["train", "test", "correct"]
+    assert (train_dir / "config.yaml").read_bytes() == train_config  # the training run is left alone
+    assert sorted(p.name for p in (train_dir / "checkpoints").iterdir())[-1] == "last.ckpt"
+    for directory, verb in ((test_dir, "test"), (correct_dir, "correct")):
+        assert OmegaConf.load(directory / "config.yaml").verb == verb
+        assert not (directory / "checkpoints").exists()
+    assert OmegaConf.load(correct_dir / "config.yaml").data.correct_dir == "my_photos/"
+
+
+def test_an_output_dir_that_holds_a_run_is_refused(tmp_path: Path):
+    first = Experiment(compose("demo", [*SHORT, "preflight_only=true"]))
+    first.fit()
+    before = sorted(p.name for p in first.output_dir.iterdir())
+    with pytest.raises(ConfigError, match=r"paths.output_dir=.* already holds a run \(config.yaml\)"):
+        Experiment(compose("demo", [*SHORT, f"paths.output_dir={first.output_dir}"]))
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="already holds files"):
+        Experiment(compose("demo", [*SHORT, f"paths.output_dir={other}"]))
+    # a given directory takes one run: a second verb would write into it
+    given = Experiment(compose("demo", [*SHORT, f"paths.output_dir={tmp_path / 'given'}", "preflight_only=true"]))
+    given.fit()
+    with pytest.raises(ConfigError, match="already ran `train` in paths.output_dir="):
+        given.test(checkpoint="last")
+    assert sorted(p.name for p in first.output_dir.iterdir()) == before
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_a_verb_that_fails_before_it_starts_leaves_no_run_dir(tmp_path: Path):
+    exp = Experiment(compose("demo", SHORT))
+    with pytest.raises(CheckpointError, match="no training run of 'demo'"):
+        exp.test(checkpoint="last")
+    with pytest.raises(CheckpointError, match="no such file"):
+        exp.cfg.checkpoint = str(tmp_path / "absent.ckpt")
+        exp.fit()
+    assert not (tmp_path / "runs").exists()

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from m3l.checkpoints import check_checkpoint, load_checkpoint
-from m3l.config import _timestamp, free_dir
+from m3l.config import _timestamp
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, M3LError
 from m3l.resume import RNGStateCheckpoint
+from m3l.rundirs import (
+    check_output_dir_free,
+    claim_dir,
+    is_unused,
+    pick_dir,
+    remove_unused,
+    resume_checkpoint,
+    warn_if_other_settings,
+)
 
 log = logging.getLogger(__name__)
+
+# the run directory an Experiment picked, by the id of the config it wrote it into
+_picked_for: dict[int, str] = {}
 
 # keys that may legitimately stay `???` in a composed config
 _OPTIONAL_MISSING = ("checkpoint",)
@@ -95,13 +108,87 @@ class Experiment:
         return str(self.cfg.get("verb", "train"))
 
     def _ensure_output_dir(self) -> None:
-        """Outside a Hydra app (notebooks), pick a fresh run directory ourselves."""
+        """Outside a Hydra app (notebooks), every verb gets a fresh run directory
+        ``runs/<name>/<verb>/<date_time>`` (picked now, created when the verb starts); a
+        directory given as ``paths.output_dir`` must be new or empty."""
         paths = self.cfg.paths
-        if OmegaConf.is_missing(paths, "output_dir") or paths.get("output_dir") is None:
+        self._verbs_run: list[str] = []  # the verbs this Experiment ran, each in its own directory
+        self.started = False  # whether the current verb got as far as running Lightning
+        self._made: list[Path] = []  # directories the current verb created
+        self._own_dirs = (
+            OmegaConf.is_missing(paths, "output_dir") or paths.get("output_dir") is None
+            # a config an earlier Experiment picked its directory in, made into a new Experiment
+            or _picked_for.get(id(self.cfg)) == str(paths.output_dir)
+        )
+        if self._own_dirs:
+            self._pick_output_dir(self.verb)
+        elif _rank_zero() and not self._is_hydra_run_dir():
+            # (Hydra's own run directory is fresh; other ranks share rank zero's)
+            check_output_dir_free(self.output_dir)
+
+    def _pick_output_dir(self, verb: str) -> None:
+        base = Path(str(self.cfg.paths.runs_dir)) / str(self.cfg.name) / verb / _timestamp()
+        with open_dict(self.cfg):
+            self.cfg.paths.output_dir = str(pick_dir(base))
+        _picked_for[id(self.cfg)] = str(self.cfg.paths.output_dir)
+        self._dir_verb = verb
+
+    def _is_hydra_run_dir(self) -> bool:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            hydra_dir = HydraConfig.get().runtime.output_dir
+        except (ValueError, ImportError):
+            return False
+        return Path(str(hydra_dir)).resolve() == self.output_dir.resolve()
+
+    @contextmanager
+    def running(self, verb: str) -> Iterator[None]:
+        """One verb: its own run directory, data and callbacks built for it; when it fails
+        before writing anything, the directory it created is removed."""
+        if self._own_dirs:
+            if self._verbs_run or self._dir_verb != verb:
+                self._pick_output_dir(verb)
+            while True:
+                try:
+                    self._made = claim_dir(self.output_dir)
+                    break
+                except FileExistsError:  # another process took it in the meantime
+                    self._pick_output_dir(verb)
+        else:
+            if self._verbs_run:
+                raise ConfigError(
+                    f"This Experiment already ran `{self._verbs_run[-1]}` in paths.output_dir={self.output_dir}; "
+                    f"m3l never writes into an existing run directory, so `{verb}` cannot run there. Leave "
+                    "paths.output_dir unset (each verb then gets its own directory under paths.runs_dir), or "
+                    "make a new Experiment with another paths.output_dir."
+                )
+            self._made = [] if self.output_dir.exists() else claim_dir(self.output_dir)
+        if self.cfg.get("verb") != verb:  # recorded in config.yaml, named in messages
             with open_dict(self.cfg):
-                base = Path(str(paths.runs_dir)) / str(self.cfg.name) / self.verb / _timestamp()
-                paths.output_dir = free_dir(base, empty_is_free=False)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+                self.cfg.verb = verb
+        self._verbs_run.append(verb)
+        for name in ("data", "callbacks", "loggers", "serializer"):  # built from this verb's config
+            self.__dict__.pop(name, None)
+        self.started = False
+        try:
+            yield
+        except CorrectionFailures:
+            raise  # the rest was corrected: a run that did its job
+        except BaseException:
+            if _rank_zero() and not self.started:
+                self.discard_if_unused()
+            raise
+
+    def discard_if_unused(self) -> bool:
+        """Remove this run's directory if it holds nothing but its config.yaml (and, under
+        Hydra, Hydra's record and log): a run that failed before it did anything."""
+        if self._made:
+            return remove_unused(self.output_dir, self._made)
+        if not self._is_hydra_run_dir() and is_unused(self.output_dir):
+            # a given directory, empty before (checked): only the config this run wrote goes
+            (self.output_dir / "config.yaml").unlink(missing_ok=True)
+        return False  # Hydra's run directory: the app removes it (m3l.run._app)
 
     @property
     def output_dir(self) -> Path:
@@ -177,6 +264,14 @@ class Experiment:
         assert isinstance(node, dict)
         _map_lightning1_keys(node)
         callbacks = [*self.callbacks, *extra_callbacks]
+        if node.get("fast_dev_run"):
+            # a debug run writes no checkpoint (Lightning would still write last.ckpt at the end,
+            # which checkpoint=last would then load)
+            from lightning.pytorch.callbacks import ModelCheckpoint
+
+            callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
+            node["enable_checkpointing"] = False
+        self.started = True
         loggers = self.loggers
         if not loggers:
             # Lightning refuses a LearningRateMonitor without a logger (logger=none)
@@ -204,6 +299,10 @@ class Experiment:
 
     def fit(self) -> dict[str, float]:
         """Train; returns the final metrics (the sweepers optimize ``cfg.monitor``)."""
+        with self.running("train"):
+            return self._fit()
+
+    def _fit(self) -> dict[str, float]:
         self._seed()
         self.save_config()
         self.preflight()
@@ -212,7 +311,12 @@ class Experiment:
         ckpt_path = None
         spec = self.cfg.get("checkpoint") or ("last" if self.cfg.get("resume") else None)
         if spec:
-            ckpt_path = resolve_checkpoint(spec, self.cfg)
+            if str(spec) == "last":  # the run of these settings, never one of others (m3l.rundirs)
+                option = "checkpoint=last" if self.cfg.get("checkpoint") else "resume=true"
+                ckpt_path = resume_checkpoint(self.cfg, self.output_dir, option)
+            else:
+                ckpt_path = resolve_checkpoint(spec, self.cfg)
+                warn_if_other_settings(ckpt_path, self.cfg)
             if ckpt_path.suffix == ".safetensors":
                 # weights only (checkpoint=pretrained or a shipped file): fine-tune from them
                 load_weights_into(self.net, ckpt_path)
@@ -252,6 +356,10 @@ class Experiment:
 
     def test(self, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
         """Evaluate the weights of ``checkpoint`` on the data's test sets."""
+        with self.running("test"):
+            return self._test(checkpoint)
+
+    def _test(self, checkpoint: str | os.PathLike | None) -> dict[str, float]:
         self._seed()
         self.save_config()
         self.load_weights(checkpoint)
@@ -289,6 +397,10 @@ class Experiment:
                 "recursively, an image or a video file)."
             )
         self._check_missing(with_serializer=True)
+        with self.running("correct"):
+            return self._correct(checkpoint)
+
+    def _correct(self, checkpoint: str | os.PathLike | None) -> Path:
         self._seed()
         self.save_config()
         self.load_weights(checkpoint)
@@ -312,6 +424,8 @@ class Experiment:
         """Write the resolved config next to the run's checkpoints and logs."""
         path = self.output_dir / "config.yaml"
         if _rank_zero():
+            if not self.output_dir.exists():
+                self._made = claim_dir(self.output_dir)
             cfg = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
             if isinstance(cfg, dict):
                 cfg.pop("m3l_choices", None)

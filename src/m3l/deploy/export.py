@@ -410,7 +410,13 @@ def export_model(
 
 
 def export_experiment(experiment: Any) -> Path:
-    """The ``export`` verb: load ``checkpoint`` into the experiment's net and export it."""
+    """The ``export`` verb: load ``checkpoint`` into the experiment's net and export it (in a
+    run directory of its own, see :meth:`m3l.Experiment.running`)."""
+    with experiment.running("export"):
+        return _export_experiment(experiment)
+
+
+def _export_experiment(experiment: Any) -> Path:
     from omegaconf import OmegaConf
 
     cfg = experiment.cfg

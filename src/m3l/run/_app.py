@@ -48,17 +48,19 @@ def _preflight_argv(verb: str, argv: list[str]) -> None:
     if not any(_override_key(a) == "model" for a in args if not a.startswith("-")):
         print(f"m3l: no model chosen.\n{_list_models(verb)}", file=sys.stderr)
         raise SystemExit(2)
+    if any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
+        return  # the other processes of a distributed run write into rank zero's directory
+    from m3l.errors import M3LError
+    from m3l.rundirs import check_output_dir_free
+
     for arg in args:
-        if _override_key(arg) in ("hydra.run.dir", "hydra.sweep.dir") and "=" in arg:
-            target = Path(arg.split("=", 1)[1]).expanduser()
-            if target.exists() and target.is_dir() and any(target.iterdir()):
-                print(
-                    f"m3l: {arg.split('=', 1)[0]}={target} already holds files of another run; m3l never "
-                    "writes into an existing run directory. Pick a new directory (or leave it out: "
-                    "every run gets a fresh one under paths.runs_dir).",
-                    file=sys.stderr,
-                )
-                raise SystemExit(2)
+        if _override_key(arg) in ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir") and "=" in arg:
+            key, value = arg.split("=", 1)
+            try:
+                check_output_dir_free(Path(value).expanduser(), key.lstrip("+~"))
+            except M3LError as exc:
+                print(f"m3l: error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
 
 
 def print_config_tree(cfg: Any) -> None:
@@ -114,12 +116,35 @@ def _is_multirun() -> bool:
         return False
 
 
+def _remove_unused_run_dir(cfg: Any, experiment: Any) -> None:
+    """A run that failed before it did anything (before Lightning started) leaves no directory:
+    Hydra's run directory goes when it holds nothing but Hydra's record, the log and the
+    config (see :func:`m3l.rundirs.is_unused`). Single runs on rank zero only: a sweep keeps
+    its failed jobs' directories."""
+    if experiment is not None and getattr(experiment, "started", False):
+        return
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        from m3l.experiment import _rank_zero
+        from m3l.rundirs import remove_unused
+
+        if _is_multirun() or not _rank_zero():
+            return
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(str(hydra_cfg.runtime.output_dir))
+        remove_unused(run_dir, stop_at=Path(str(cfg.paths.runs_dir)))
+    except Exception:  # noqa: BLE001 - tidying up must never hide the error being reported
+        log.debug("could not remove the unused run directory", exc_info=True)
+
+
 def make_main(verb: str) -> Callable[[], Any]:
     """The ``main()`` of ``python -m m3l.run.<verb>``."""
 
     def job(cfg: Any) -> Any:
         from m3l.errors import CorrectionFailures, M3LError
 
+        experiment = None
         try:
             from m3l.experiment import Experiment, _rank_zero
 
@@ -142,10 +167,15 @@ def make_main(verb: str) -> Callable[[], Any]:
                 return str(export_experiment(experiment))
             raise ValueError(f"unknown verb {verb}")
         except M3LError as exc:
+            if not isinstance(exc, CorrectionFailures):
+                _remove_unused_run_dir(cfg, experiment)
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or _is_multirun():
                 raise
             print(f"m3l: error: {exc}", file=sys.stderr)
             raise SystemExit(1 if isinstance(exc, CorrectionFailures) else 2) from None
+        except BaseException:
+            _remove_unused_run_dir(cfg, experiment)
+            raise
 
     def main() -> Any:
         import hydra

@@ -1,0 +1,245 @@
+"""Run directories: nothing is written into an existing one, a run that failed before it did
+anything leaves none behind, and ``resume=true`` resumes the run the user means.
+
+A run directory (``runs/<name>/<verb>/<date_time>/``) holds the resolved ``config.yaml``,
+``checkpoints/``, logs and, under a Hydra app, Hydra's ``.hydra/`` record and ``<verb>.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from m3l.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+# what a run writes before it has done anything: Hydra's record and log, m3l's config.yaml
+_BOOKKEEPING_FILES = ("config.yaml",)
+_BOOKKEEPING_DIRS = (".hydra",)
+# top-level config keys that may differ between a run and its resumption
+_RESUME_KEYS = ("paths", "checkpoint", "resume", "checkpoint_trusted", "preflight_only", "m3l_choices", "hydra")
+# how long to train: a run may be resumed to train longer (the difference is logged)
+_LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.min_epochs", "trainer.min_steps")
+
+
+# ---------------------------------------------------------------------------- fresh directories
+
+
+def check_output_dir_free(path: Path, key: str = "paths.output_dir") -> None:
+    """Refuse ``path`` as a new run's directory when it exists and is not empty."""
+    if not path.is_dir() or not any(path.iterdir()):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{key}={path} is a file, not a directory. Pass a new directory, or leave "
+                              f"{key} out: every run gets a fresh one under paths.runs_dir.")
+        return
+    markers = [name for name in ("config.yaml", "checkpoints", ".hydra") if (path / name).exists()]
+    markers += sorted(p.name for p in path.glob("*.log"))[:2]
+    what = f"a run ({', '.join(markers)})" if markers else "files"
+    raise ConfigError(
+        f"{key}={path} already holds {what}; m3l never writes into an existing run directory. Leave "
+        f"{key} out (every run gets a fresh directory under paths.runs_dir) or pass a new, empty one."
+    )
+
+
+_picked: set[str] = set()
+
+
+def pick_dir(base: Path) -> Path:
+    """``base``, else ``base_2``, ``base_3``...: the first that does not exist and that this
+    process has not picked before (two runs started in the same second get two)."""
+    candidate, n = str(base), 1
+    while Path(candidate).exists() or candidate in _picked:
+        n += 1
+        candidate = f"{base}_{n}"
+    _picked.add(candidate)
+    return Path(candidate)
+
+
+def claim_dir(path: Path) -> list[Path]:
+    """Create ``path`` (which must not exist: another process may have just taken it, then
+    :class:`FileExistsError`); returns the directories created, outermost first."""
+    made = []
+    parent = path.parent
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir()
+    return [*reversed(made), path]
+
+
+# ---------------------------------------------------------------------------- removing unused ones
+
+
+def is_unused(path: Path) -> bool:
+    """Whether ``path`` holds nothing but what a run writes before it does anything (its
+    config.yaml, Hydra's ``.hydra/`` and ``<verb>.log``) and empty directories."""
+    if not path.is_dir():
+        return False
+    for entry in path.iterdir():
+        if entry.is_symlink():
+            return False
+        if entry.is_dir():
+            if entry.name in _BOOKKEEPING_DIRS:
+                if any(not f.is_file() or f.is_symlink() for f in entry.rglob("*") if not f.is_dir()):
+                    return False
+            elif any(not f.is_dir() for f in entry.rglob("*")):
+                return False
+        elif entry.name not in _BOOKKEEPING_FILES and entry.suffix != ".log":  # Hydra's <verb>.log
+            return False
+    return True
+
+
+def remove_unused(path: Path, made: list[Path] | None = None, stop_at: Path | None = None) -> bool:
+    """Remove the run directory ``path`` if it is unused (see :func:`is_unused`), then those of
+    ``made`` (directories this run created) and the parents below ``stop_at`` left empty."""
+    if not is_unused(path):
+        return False
+    shutil.rmtree(path)
+    log.info("Removed the unused run directory %s", path)
+    parents = [p for p in reversed(made or []) if p != path]
+    if stop_at is not None:
+        stop = stop_at.resolve()
+        parent = path.resolve().parent
+        while parent != stop and stop in parent.parents:
+            parents.append(parent)
+            parent = parent.parent
+    for parent in parents:
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            pass
+    return True
+
+
+# ---------------------------------------------------------------------------- settings of a run
+
+
+def run_settings(cfg: Any) -> dict[str, Any]:
+    """The resolved config of a run as a plain dict, the way ``config.yaml`` records it."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(container, dict)
+    container.pop("m3l_choices", None)
+    # through YAML, so that a config and one read back from config.yaml compare equal
+    loaded = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(container)), resolve=False)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(key, value then, value now)`` of the settings that differ, ignoring the keys that
+    name the run's own directories (``paths``, checkpoint and log dirs) and how it was started
+    (``checkpoint``, ``resume``)."""
+
+    def relevant(settings: Mapping[str, Any]) -> dict[str, Any]:
+        own = str((settings.get("paths") or {}).get("output_dir") or "")
+        flat = _flatten({k: v for k, v in settings.items() if k not in _RESUME_KEYS})
+        return {k: v for k, v in flat.items() if not (own and isinstance(v, str) and own in v)}
+
+    a, b = relevant(then), relevant(now)
+    missing = "(not set)"
+    return [(key, a.get(key, missing), b.get(key, missing)) for key in sorted(a.keys() | b.keys())
+            if a.get(key, missing) != b.get(key, missing)]
+
+
+def describe(diffs: list[tuple[str, Any, Any]], limit: int = 4) -> str:
+    parts = [f"{key}: {then!r} there, {now!r} now" for key, then, now in diffs[:limit]]
+    more = f"; and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(parts) + more
+
+
+# ---------------------------------------------------------------------------- resume
+
+
+@dataclass
+class _Candidate:
+    run_dir: Path
+    started: float
+    last: Path | None
+    diffs: list[tuple[str, Any, Any]] | None = field(default=None)  # None: no config.yaml
+
+
+def _candidates(root: Path, now: Mapping[str, Any], exclude: Path) -> list[_Candidate]:
+    dirs = {p.parent for p in root.glob("**/config.yaml") if ".hydra" not in p.parent.parts}
+    dirs |= {p.parent.parent for p in root.glob("**/checkpoints/last*.ckpt") if p.is_file()}
+    found = []
+    for run_dir in dirs:
+        if run_dir.resolve() == exclude.resolve():
+            continue
+        lasts = [p for p in (run_dir / "checkpoints").glob("last*.ckpt") if p.is_file()]
+        config = run_dir / "config.yaml"
+        diffs = None
+        if config.is_file():
+            try:
+                diffs = differences(run_settings(OmegaConf.load(config)), now)
+            except Exception:  # noqa: BLE001 - an unreadable config.yaml: settings unknown
+                diffs = None
+        started = (config if config.is_file() else run_dir).stat().st_mtime
+        found.append(_Candidate(run_dir, started, max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None, diffs))
+    return sorted(found, key=lambda c: c.started, reverse=True)
+
+
+def resume_checkpoint(cfg: Any, output_dir: Path, option: str) -> Path:
+    """The ``last`` checkpoint of the run that ``resume=true`` (or ``checkpoint=last``) means:
+    the newest training run of ``cfg.name`` with the same settings. Refuses, listing the runs
+    there are, when that run has no checkpoint or no run has these settings."""
+    root = Path(str(cfg.paths.runs_dir)) / str(cfg.name) / "train"
+    candidates = _candidates(root, run_settings(cfg), output_dir)
+    with_checkpoint = [c for c in candidates if c.last is not None]
+    if not with_checkpoint:
+        raise CheckpointError(
+            f"checkpoint=last: no training run of '{cfg.name}' has a last checkpoint under {root}. "
+            "Train it first (python -m m3l.run.train model=...) or pass checkpoint=PATH."
+        )
+    same = [c for c in candidates if c.diffs is not None and all(key in _LENGTH_KEYS for key, _, _ in c.diffs)]
+    if same and same[0].last is not None:
+        chosen = same[0]
+        longer = f", to train for another length ({describe(chosen.diffs)})" if chosen.diffs else ""
+        (log.warning if chosen.diffs else log.info)(
+            "%s resumes the newest run of '%s' with these settings, %s%s", option, cfg.name, chosen.run_dir, longer)
+        return chosen.last
+    listing = "\n".join(
+        f"  {c.last}  ({'same settings' if c in same else 'settings unknown: no config.yaml' if c.diffs is None else 'other settings: ' + describe(c.diffs)})"
+        for c in with_checkpoint[:8]
+    )
+    if same:
+        reason = (f"the newest run of '{cfg.name}' with these settings, {same[0].run_dir}, has no checkpoint "
+                  "(it stopped before the end of its first epoch): there is nothing of it to resume.")
+    else:
+        reason = f"no training run of '{cfg.name}' under {root} has these settings."
+    raise CheckpointError(
+        f"{option}: {reason}\nRuns with a last checkpoint, newest first:\n{listing}\n"
+        "To continue one of them, pass its file as checkpoint=PATH (it then trains with the settings "
+        f"given now); to start a new run, leave out {option}."
+    )
+
+
+def warn_if_other_settings(checkpoint: Path, cfg: Any) -> None:
+    """Say so when ``checkpoint`` comes from a run whose config.yaml has other settings."""
+    config = checkpoint.parent.parent / "config.yaml"
+    if not config.is_file():
+        return
+    try:
+        diffs = differences(run_settings(OmegaConf.load(config)), run_settings(cfg))
+    except Exception:  # noqa: BLE001 - an unreadable config.yaml: nothing to compare
+        return
+    if diffs:
+        log.warning("%s comes from a run with other settings (%s); it continues with the settings given now.",
+                    checkpoint, describe(diffs))
+
