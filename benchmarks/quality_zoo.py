@@ -27,6 +27,7 @@ import argparse
 import json
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -98,6 +99,7 @@ def degrade_folder(photos: list[Path], folder: Path, channels: int, crop: int, t
 
 def correct(model: str, variant: str, inputs: Path, out: Path, level, runs: Path) -> float:
     """Run the real command; return seconds per megapixel of its correction loop."""
+    shutil.rmtree(out, ignore_errors=True)  # the benchmark's own scratch output of an earlier run
     cmd = [sys.executable, "-m", "m3l.run.correct", f"model={model}", "checkpoint=pretrained",
            f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={runs}", "logger=none"]
     if variant == "true sigma":

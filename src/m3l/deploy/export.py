@@ -185,7 +185,8 @@ def _reference(module: nn.Module, spec: ExportSpec, case: tuple[torch.Tensor, ..
             outputs = module(pad_to_multiple(x, spec.pad_multiple))
             return [outputs[name][..., :h, :w] for name in spec.outputs]
         named = dict(zip(spec.conditions, conditions))
-        return [module.restore(x, **named)]
+        # restore() without its final clamp: the graph returns unclamped values (the runtime clamps)
+        return [module(pad_to_multiple(x, spec.pad_multiple), **named)[..., :h, :w]]
 
 
 # ---------------------------------------------------------------------------- per format
