@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m3l.deploy.runtime import temp_file_beside
 from m3l.errors import M3LError
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def download(url: str, sha256: str | None, filename: str | None = None, timeout:
             log.warning("cached %s does not match its sha256; downloading it again", target)
             target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=target.parent)
+    fd, tmp_name = temp_file_beside(target)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310
@@ -271,7 +271,7 @@ def imported_weights(entry: WeightEntry) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    fd, tmp_name = temp_file_beside(target)
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in convert().items()}, tmp_name,

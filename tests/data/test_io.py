@@ -182,3 +182,24 @@ def test_video_frames_over_the_limit_are_refused_before_decoding(video_file: Pat
         probe_video(video_file)
     with pytest.raises(MediaReadError, match="over the limit of 100 pixels"):
         next(iter_video_frames(video_file))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_follow_the_users_umask(tmp_path, umask: int) -> None:
+    """Atomic writes go through mkstemp (0600); the renamed output must get the umask's mode."""
+    import os
+
+    import torch
+
+    from m3l.data.io import write_image
+    from m3l.deploy.runtime import temp_file_beside
+
+    old = os.umask(umask)
+    try:
+        out = write_image(tmp_path / f"out{umask:o}.png", torch.rand(3, 8, 8))
+        fd, name = temp_file_beside(tmp_path / "x.bin")
+        os.close(fd)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(name).st_mode & 0o777 == 0o666 & ~umask

@@ -284,3 +284,16 @@ def test_cli_refuses_to_write_over_a_single_input_file(exported: dict[str, Path]
                                str(photos), *extra], capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 2 and "is the input folder" in done.stderr and str(photos) in done.stderr
         assert (photos / "a.png").read_bytes() == before and not (photos / "failures.tsv").exists()
+
+
+def test_runtime_and_export_outputs_follow_the_users_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        model = export_model(tiny_dncnn(), tmp_path / "m.onnx", fmt="onnx", name="m", sizes=[(20, 22)])
+        written = R.write_image(tmp_path / "o" / "a.png", np.zeros((3, 8, 8), np.float32), {"mode": "RGB"})
+    finally:
+        os.umask(old)
+    assert model.stat().st_mode & 0o777 == 0o644
+    assert written.stat().st_mode & 0o777 == 0o644

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from m3l.deploy.runtime import (  # noqa: F401 - re-exported for m3l.data users
     check_image_pixels,
     max_image_pixels,
     png_header,
+    temp_file_beside,
 )
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def convert_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
 
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    return temp_file_beside(path, ".part")
 
 
 def atomic_write(path: str | os.PathLike[str], writer: Any) -> Path:

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from m3l.deploy.runtime import temp_file_beside
 from m3l.deploy.tiling import pad_to_multiple
 from m3l.errors import M3LError
 
@@ -366,7 +366,7 @@ def export_model(
     module = module.eval().cpu()
     spec = describe(module, name, tiling)
     wrapper = ExportWrapper(module, spec).eval()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=FORMATS[fmt], dir=output.parent)
+    fd, tmp_name = temp_file_beside(output, FORMATS[fmt])
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -143,6 +143,17 @@ def walk_files(root: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
+def temp_file_beside(path: str | os.PathLike[str], suffix: str = "") -> tuple[int, str]:
+    """``tempfile.mkstemp`` in ``path``'s folder, with the permissions the user's umask gives a
+    new file (mkstemp makes 0600; an output renamed from it would stay private)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+    return fd, name
+
+
 def check_output_paths(
     inputs: Iterable[str | os.PathLike[str]], root: str | os.PathLike[str],
     outputs: Iterable[str | os.PathLike[str]] = (), allow_inside_input: bool = False,
@@ -434,7 +445,7 @@ def write_image(path: Path, x: np.ndarray, info: dict[str, Any], overwrite: bool
     array = array[..., 0] if array.shape[2] == 1 else array
     img = Image.fromarray(array)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = temp_file_beside(path, path.suffix)
     os.close(fd)
     try:
         img.save(tmp, format=Image.registered_extensions().get(suffix))
@@ -483,7 +494,7 @@ def correct_video(model: ExportedModel, source: Path, target: Path, overwrite: b
     frames, fps = _frames(source, model.channels)
     inputs: Iterable[np.ndarray] = sliding_windows(frames, int(model.window)) if model.window else frames
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    fd, tmp = temp_file_beside(target, target.suffix)
     os.close(fd)
     try:
         container = av.open(tmp, mode="w", format="matroska" if target.suffix == ".mkv" else None)
