@@ -9,7 +9,11 @@ from __future__ import annotations
 
 
 class M3LError(Exception):
-    """A problem with the user's input, with a message that says what to do."""
+    """A problem with the user's input, with a message that says what to do.
+
+    ``exit_code`` is the status the commands exit with: 2 for usage and config errors."""
+
+    exit_code = 2
 
 
 class ConfigError(M3LError):
@@ -22,3 +26,12 @@ class CheckpointError(M3LError):
 
 class CorrectionFailures(M3LError):
     """Some inputs of a correction run could not be read or written (the rest were)."""
+
+    exit_code = 1
+
+
+class CorrectionInterrupted(M3LError):
+    """A correction run stopped on SIGTERM (or Ctrl+C) after finishing the file it was writing;
+    the inputs not yet corrected are listed in ``failures.tsv``."""
+
+    exit_code = 143

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from m3l.checkpoints import check_checkpoint, load_checkpoint
 from m3l.config import _timestamp
 from m3l.distributed import ExactDistributedTest
-from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, M3LError
+from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, CorrectionInterrupted, M3LError
 from m3l.resume import RNGStateCheckpoint
 from m3l.rundirs import (
     check_output_dir_free,
@@ -173,8 +173,8 @@ class Experiment:
         self.started = False
         try:
             yield
-        except CorrectionFailures:
-            raise  # the rest was corrected: a run that did its job
+        except (CorrectionFailures, CorrectionInterrupted):
+            raise  # the rest was corrected (or stopped cleanly): the run's record stays
         except BaseException:
             if _rank_zero() and not self.started:
                 self.discard_if_unused()
@@ -406,9 +406,16 @@ class Experiment:
         self.load_weights(checkpoint)
         serializer = self.serializer
         trainer = self.make_trainer(extra_callbacks=[serializer])
-        trainer.predict(self.net, datamodule=self.data, return_predictions=False)
-        failures = _collect_failures(self.data, serializer)
         out = Path(str(self.cfg.serializer.root_dir))
+        try:
+            trainer.predict(self.net, datamodule=self.data, return_predictions=False)
+        except CorrectionInterrupted as stop:
+            left = sum(1 for f in serializer.failures if f.reason.startswith("not corrected: the run was stopped"))
+            raise CorrectionInterrupted(
+                f"{stop} {left} input(s) not corrected yet are listed in {out / 'failures.tsv'}. To finish, run "
+                "the same command again with serializer.skip_existing=true (it keeps what is written)."
+            ) from None
+        failures = _collect_failures(self.data, serializer)
         if failures:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in failures)
             raise CorrectionFailures(

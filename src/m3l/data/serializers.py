@@ -7,12 +7,20 @@ ever replaces an input file (one rule with the runtime: :func:`m3l.deploy.runtim
 outputs that failed are collected in :attr:`ImageSerializer.failures` and written to
 ``root_dir/failures.tsv`` at the end of prediction; the caller exits non-zero when the list is
 not empty (see docs/correction.md).
+
+Stopping: on SIGTERM (what a scheduler sends before its kill) or Ctrl+C the writer finishes
+the batch it is writing, drops any partial video, lists every input not corrected in
+``failures.tsv`` and stops with :class:`m3l.errors.CorrectionInterrupted` (exit status 143).
+The same happens on any crash mid-run. A kill that gives no time (SIGKILL) can leave partial
+``.<name>.<random>.part`` files: the next run writing into the same ``root_dir`` removes them
+first. ``skip_existing=True`` keeps the outputs a stopped run finished and corrects the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +28,11 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from m3l.data.correction import VideoCorrectionDataset
 from m3l.data.failures import FAILURES_FILENAME, Failure, record_failure, write_failures
 from m3l.data.io import VideoWriter, convert_channels, write_image
 from m3l.deploy.runtime import OutputPathError, check_output_paths
+from m3l.errors import CorrectionInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,31 @@ def _predictions(prediction: Any) -> torch.Tensor:
         shape = tuple(prediction.shape) if isinstance(prediction, torch.Tensor) else type(prediction).__name__
         raise ValueError(f"serializer: predict_step must return a (B, C, H, W) tensor or {{'output': tensor}}, got {shape}")
     return prediction
+
+
+# the name of m3l's temporary output files: see m3l.deploy.runtime.temp_file_beside
+_PARTIAL = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")
+
+
+def remove_partial_files(root: Path) -> list[Path]:
+    """Remove the temporary ``.<name>.<random>.part`` files that a killed run left under
+    ``root`` (m3l writes every output to one and renames it when complete)."""
+    removed = []
+    if not root.is_dir():
+        return removed
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if _PARTIAL.match(name):
+                path = Path(folder) / name
+                try:
+                    path.unlink()
+                except OSError as err:
+                    log.warning("could not remove the partial file %s left by an earlier run: %s", path, err)
+                    continue
+                removed.append(path)
+    if removed:
+        log.warning("removed %d partial file(s) left under %s by an earlier run that was killed", len(removed), root)
+    return removed
 
 
 def _inputs(trainer: Any) -> list[Path]:
@@ -73,6 +108,7 @@ class ImageSerializer(BasePredictionWriter):
         allow_inside_input: bool = False,
         keep_mode: bool = True,
         jpeg_quality: int = 95,
+        skip_existing: bool = False,
     ) -> None:
         super().__init__(write_interval="batch")
         if bit_depth not in ("input", 8, 16):
@@ -81,8 +117,14 @@ class ImageSerializer(BasePredictionWriter):
         self.format = format.lower().lstrip(".") if format else None
         self.bit_depth, self.overwrite, self.allow_inside_input = bit_depth, overwrite, allow_inside_input
         self.keep_mode, self.jpeg_quality = keep_mode, jpeg_quality
+        self.skip_existing = bool(skip_existing)
+        if self.skip_existing and self.overwrite:
+            raise ValueError("serializer: skip_existing=true and overwrite=true contradict each other; choose one")
         self.failures: list[Failure] = []
         self.written: int = 0
+        self.kept: int = 0
+        self._planned: list[str] = []
+        self._done: set[str] = set()
         self._clashing: set[str] = set()
         self._warned_gray = False
         self._inputs: list[Path] = []
@@ -108,8 +150,12 @@ class ImageSerializer(BasePredictionWriter):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.check_root(_inputs(trainer))
         self.root_dir.mkdir(parents=True, exist_ok=True)
-        relpaths = [item[1] for d in getattr(getattr(trainer, "datamodule", None), "predict_sets", []) for item in getattr(d, "items", [])]
+        if trainer.global_rank == 0:
+            remove_partial_files(self.root_dir)
+        sets = getattr(getattr(trainer, "datamodule", None), "predict_sets", [])
+        relpaths = [item[1] for d in sets for item in getattr(d, "items", [])]
         self.plan_names(relpaths)
+        self._planned = relpaths + [video[1] for d in sets if isinstance(d, VideoCorrectionDataset) for video in d.videos]
 
     def refused(self, path: Path, relpath: str) -> bool:
         """Record and refuse an output that the shared rule forbids (e.g. its input file)."""
@@ -154,14 +200,25 @@ class ImageSerializer(BasePredictionWriter):
             log.warning("the net outputs gray images for colour inputs (data.channels=1): writing gray files")
         return x
 
+    def exists(self, path: Path) -> bool:
+        """Whether ``path`` is already there: with ``skip_existing`` it is kept (complete, since
+        every output is renamed into place whole), otherwise it is a failure unless ``overwrite``."""
+        if not path.exists() or self.overwrite:
+            return False
+        if self.skip_existing:
+            self.kept += 1
+        else:
+            record_failure(
+                self.failures, path,
+                "output exists; set serializer.overwrite=true to replace it, or serializer.skip_existing=true to keep it",
+            )
+        return True
+
     def write_image_item(self, x: torch.Tensor, item: dict[str, Any]) -> None:
         """Write one image ``(C, H, W)`` with the item's metadata (relpath, mode, bit depth, alpha)."""
         relpath = item["relpath"]
         path = self.output_path(relpath, item.get("frame_index"))
-        if self.refused(path, relpath):
-            return
-        if path.exists() and not self.overwrite:
-            record_failure(self.failures, path, "output exists; set serializer.overwrite=true to replace it")
+        if self.refused(path, relpath) or self.exists(path):
             return
         suffix = path.suffix.lower().lstrip(".")
         depth = item.get("bit_depth") or 8 if self.bit_depth == "input" else self.bit_depth
@@ -188,6 +245,33 @@ class ImageSerializer(BasePredictionWriter):
             h, w = item.get("height"), item.get("width")
             x = outputs[i, :, :h, :w] if h and w else outputs[i]
             self.write_item(x, item)
+            if item.get("frame_index") is None:
+                self._done.add(item["relpath"])
+        if getattr(trainer, "received_sigterm", False):
+            raise CorrectionInterrupted(f"correction stopped by SIGTERM; {self._progress()}")
+
+    def _progress(self) -> str:
+        kept = f", {self.kept} kept from an earlier run" if self.kept else ""
+        return f"{self.written} file(s) written{kept} under {self.root_dir}"
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """A stop (SIGTERM, Ctrl+C) or a crash mid-run: drop partial outputs, list every input
+        not corrected, write ``failures.tsv``."""
+        if isinstance(exception, (CorrectionInterrupted, KeyboardInterrupt)):
+            reason = "not corrected: the run was stopped (SIGTERM or Ctrl+C) before this input"
+        else:
+            reason = f"not corrected: the run failed before this input ({type(exception).__name__}: {exception})"
+        self.abort_open()
+        failed = {Path(f.path) for f in self.failures}
+        root = next(iter(self._inputs), None)
+        for relpath in self._planned:
+            source = (root / relpath) if root is not None and root.is_dir() else (root or Path(relpath))
+            if relpath not in self._done and source not in failed:
+                record_failure(self.failures, source, reason)
+        self.finalize(_dataset_failures(trainer), trainer.global_rank, trainer.world_size)
+
+    def abort_open(self) -> None:
+        """Drop outputs still being written (none for images: each is written whole)."""
 
     # -- end ------------------------------------------------------------------------------
 
@@ -249,12 +333,9 @@ class VideoSerializer(ImageSerializer):
         writer = self._writers.get(relpath)
         if writer is None:
             path = self.video_path(relpath)
-            if self.refused(path, relpath):
+            if self.refused(path, relpath) or self.exists(path):
                 self._skipped.add(relpath)
-                return
-            if path.exists() and not self.overwrite:
-                record_failure(self.failures, path, "output exists; set serializer.overwrite=true to replace it")
-                self._skipped.add(relpath)
+                self._done.add(relpath)
                 return
             codec = "ffv1" if self.lossless else "h264"
             writer = self._writers[relpath] = VideoWriter(path, fps=float(item.get("fps") or 25.0), codec=codec, crf=self.crf)
@@ -265,13 +346,21 @@ class VideoSerializer(ImageSerializer):
             del self._writers[relpath]
             self._skipped.add(relpath)
             record_failure(self.failures, self.video_path(relpath), f"write failed ({type(err).__name__}: {err})")
+            self._done.add(relpath)
             return
         num_frames = item.get("num_frames")
         if num_frames is not None and int(item["frame_index"]) >= int(num_frames) - 1:
             self._close(relpath)
 
+    def abort_open(self) -> None:
+        for relpath, writer in list(self._writers.items()):
+            writer.abort()
+            del self._writers[relpath]
+            log.warning("dropped the partial output %s: the run stopped before its last frame", writer.path)
+
     def _close(self, relpath: str) -> None:
         writer = self._writers.pop(relpath)
+        self._done.add(relpath)
         try:
             writer.close()
             self.written += 1

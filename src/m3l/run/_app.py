@@ -142,7 +142,7 @@ def make_main(verb: str) -> Callable[[], Any]:
     """The ``main()`` of ``python -m m3l.run.<verb>``."""
 
     def job(cfg: Any) -> Any:
-        from m3l.errors import CorrectionFailures, M3LError
+        from m3l.errors import M3LError
 
         experiment = None
         try:
@@ -167,12 +167,12 @@ def make_main(verb: str) -> Callable[[], Any]:
                 return str(export_experiment(experiment))
             raise ValueError(f"unknown verb {verb}")
         except M3LError as exc:
-            if not isinstance(exc, CorrectionFailures):
+            if exc.exit_code == 2:  # a usage or config error: nothing was done
                 _remove_unused_run_dir(cfg, experiment)
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or _is_multirun():
                 raise
             print(f"m3l: error: {exc}", file=sys.stderr)
-            raise SystemExit(1 if isinstance(exc, CorrectionFailures) else 2) from None
+            raise SystemExit(exc.exit_code) from None
         except BaseException:
             _remove_unused_run_dir(cfg, experiment)
             raise
