@@ -1,5 +1,10 @@
 """Save and load the backbone and each head separately: safetensors + a JSON card.
 
+The :class:`SaveArtifacts` callback writes them at the end of every fit, from the Python
+``Trainer`` and from the command line alike (a :class:`~m3l.mtl.MultiTaskModule` adds it
+itself), into ``<run dir>/artifacts/``: ``backbone.safetensors``, ``heads/<head>.safetensors``
+and a ``.json`` card beside each.
+
 A card records the class (``module:qualname``), the constructor's keyword arguments when the
 class was declared with ``@mtl.backbone``/``@mtl.head`` (so it can be rebuilt), parameter
 shapes, task names and metrics. ``load_backbone``/``load_head`` rebuild the class from the
@@ -16,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -186,6 +192,55 @@ def save_module(module: Any, directory: str | Path, metrics: Mapping[str, Mappin
     return paths
 
 
+def metrics_by_head(flat: Mapping[str, Any], prefix: str) -> dict[str, dict[str, float]]:
+    """``{"val/left/acc": x}`` -> ``{"left": {"acc": x}}`` for one prefix."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in flat.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == prefix:
+            out.setdefault(parts[1], {})[parts[2]] = float(value)
+    return out
+
+
+class SaveArtifacts(L.Callback):
+    """Save the backbone and every head (safetensors + cards) when a fit ends.
+
+    Args:
+        dirpath: where to write; default ``<trainer.default_root_dir>/artifacts`` (the run
+            directory of ``python -m m3l.run.train`` and of :class:`m3l.mtl.Trainer`).
+
+    The cards carry the validation metrics; a test run on the same trainer afterwards
+    rewrites them with the test metrics. Every MLflow logger of the trainer receives the
+    folder as run artifacts. Only rank zero writes; a ``fast_dev_run`` writes nothing.
+    """
+
+    def __init__(self, dirpath: str | Path | None = None) -> None:
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.paths: dict[str, Path] = {}
+        self.val_metrics: dict[str, dict[str, float]] = {}
+
+    def directory(self, trainer: L.Trainer) -> Path:
+        return self.dirpath if self.dirpath is not None else Path(trainer.default_root_dir) / "artifacts"
+
+    def save(self, trainer: L.Trainer, module: Any, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        if not trainer.is_global_zero or trainer.fast_dev_run:  # a debug run leaves no weights
+            return
+        directory = self.directory(trainer)
+        self.paths = save_module(module, directory, metrics)
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "MLFlowLogger":
+                logger.experiment.log_artifacts(logger.run_id, str(directory))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.val_metrics = metrics_by_head(trainer.callback_metrics, "val")
+        self.save(trainer, pl_module, self.val_metrics)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self.paths:  # this trainer trained them: record the test metrics in the cards
+            test = metrics_by_head(trainer.callback_metrics, "test")
+            self.save(trainer, pl_module, {**self.val_metrics, **test})
+
+
 def _probe_out_channels(module: Any) -> int | None:
     from m3l.mtl.validation import contract_of
 
@@ -200,6 +255,6 @@ def _probe_out_channels(module: Any) -> int | None:
 
 
 __all__ = [
-    "ArtifactError", "load_backbone", "load_head", "read_card", "save_backbone", "save_head",
-    "save_module",
+    "ArtifactError", "SaveArtifacts", "load_backbone", "load_head", "metrics_by_head", "read_card",
+    "save_backbone", "save_head", "save_module",
 ]

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from m3l.mtl.algorithms.base import GradientAggregator, Schedule, StepContext
 from m3l.mtl.algorithms.jacobian import JacobianAggregator, RepresentationNotSupportedError
 from m3l.mtl.algorithms.joint import Joint
+from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
 from m3l.mtl.tasks import Objective, Task
 from m3l.mtl.validation import NonFiniteLossError, check_task_names, preflight
@@ -57,6 +58,8 @@ class MultiTaskModule(L.LightningModule):
         head_optimizer, head_scheduler: defaults for the heads (a task's own win).
         freeze_backbone: keep the backbone fixed (new task on a trained backbone).
         finite_check_every_n_steps: how often the NaN/inf check syncs with the device.
+        save_artifacts: save the backbone and heads (safetensors + cards) under
+            ``<run dir>/artifacts`` when a fit ends (:class:`~m3l.mtl.artifacts.SaveArtifacts`).
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class MultiTaskModule(L.LightningModule):
         head_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         freeze_backbone: bool = False,
         finite_check_every_n_steps: int = 25,
+        save_artifacts: bool = True,
     ) -> None:
         super().__init__()
         tasks = list(tasks)
@@ -90,6 +94,7 @@ class MultiTaskModule(L.LightningModule):
         self.head_scheduler_factory = head_scheduler or scheduler
         self.freeze_backbone = bool(freeze_backbone)
         self.finite_check_every_n_steps = max(1, int(finite_check_every_n_steps))
+        self.save_artifacts = bool(save_artifacts)
         if self.freeze_backbone:
             self.backbone.requires_grad_(False)
         self.metrics = nn.ModuleDict(
@@ -453,6 +458,12 @@ class MultiTaskModule(L.LightningModule):
             ", ".join(f"{k}={v:.4g}" for k, v in losses.items()),
         )
         return losses
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The artifacts writer, unless the trainer already has one (or it is turned off)."""
+        trainer = self._trainer
+        present = trainer is not None and any(isinstance(c, SaveArtifacts) for c in trainer.callbacks)
+        return [SaveArtifacts()] if self.save_artifacts and not present else []
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["m3l_mtl"] = {"train_steps": self.train_steps, "objectives": self.objective_names}

