@@ -132,3 +132,14 @@ def test_fast_dev_run_writes_no_checkpoint(tmp_path, digits, adam):
     results = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
                           **{**FAST, "fast_dev_run": True}).launch(run_id="debug")
     assert results.checkpoint is None and not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(("name", "fix"), [
+    ("algorithm", r"launch\(mtl.Sequential"), ("use_mlflow", "mlflow=True"), ("device", "accelerator="),
+    ("config", "config.ini"), ("max_epoch", "did you mean max_epochs"),
+])
+def test_unknown_arguments_fail_at_construction_with_the_equivalent(tasks, name, fix):
+    from m3l.mtl.validation import TrainerArgumentError
+
+    with pytest.raises(TrainerArgumentError, match=rf"(?s)unknown argument {name}=.*fix: .*{fix}"):
+        mtl.Trainer(LeNet(), tasks, **{name: "x"})

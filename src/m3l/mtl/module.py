@@ -10,6 +10,7 @@ the losses. Logged keys: ``train/loss``, ``train/<head>/loss``, ``weights/<head>
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
 from m3l.mtl.tasks import Objective, Task
-from m3l.mtl.validation import NonFiniteLossError, check_task_names, preflight
+from m3l.mtl.validation import NonFiniteLossError, SchedulerMonitorError, check_task_names, preflight
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,14 @@ class MultiTaskModule(L.LightningModule):
         optimizer: factory for the backbone's optimizer (``partial``/Hydra ``_partial_``).
         scheduler: factory ``scheduler(optimizer)`` for the backbone (stepped per epoch).
         head_optimizer, head_scheduler: defaults for the heads (a task's own win).
-        freeze_backbone: keep the backbone fixed (new task on a trained backbone).
+        freeze_backbone: keep the backbone fixed, weights and normalization statistics
+            (a new task on a trained backbone).
         finite_check_every_n_steps: how often the NaN/inf check syncs with the device.
         save_artifacts: save the backbone and heads (safetensors + cards) under
             ``<run dir>/artifacts`` when a fit ends (:class:`~m3l.mtl.artifacts.SaveArtifacts`).
+        scheduler_monitor: the logged key (e.g. ``val/left/acc``) given to schedulers whose
+            ``step`` needs a metric (``ReduceLROnPlateau``); default: the validation loss, else
+            the epoch's mean training loss (as EMTL stepped them).
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class MultiTaskModule(L.LightningModule):
         freeze_backbone: bool = False,
         finite_check_every_n_steps: int = 25,
         save_artifacts: bool = True,
+        scheduler_monitor: str | None = None,
     ) -> None:
         super().__init__()
         tasks = list(tasks)
@@ -95,6 +101,7 @@ class MultiTaskModule(L.LightningModule):
         self.freeze_backbone = bool(freeze_backbone)
         self.finite_check_every_n_steps = max(1, int(finite_check_every_n_steps))
         self.save_artifacts = bool(save_artifacts)
+        self.scheduler_monitor = scheduler_monitor
         if self.freeze_backbone:
             self.backbone.requires_grad_(False)
         self.metrics = nn.ModuleDict(
@@ -116,8 +123,19 @@ class MultiTaskModule(L.LightningModule):
         self.train_steps = 0
         self.preflight_done = False
         self._roles: list[str] = []
+        self._scheduler_roles: list[str] = []
         self._eval_sums: dict[str, list[Tensor]] = {}
         self._index_cache: dict[tuple[str, ...], Tensor] = {}
+
+    def train(self, mode: bool = True) -> MultiTaskModule:
+        """As ``nn.Module.train``; a frozen backbone keeps its normalization layers in eval
+        mode, so their running statistics (BatchNorm) stay those it was trained with."""
+        super().train(mode)
+        if mode and self.freeze_backbone:
+            for layer in self.backbone.modules():
+                if isinstance(layer, nn.modules.batchnorm._NormBase):  # noqa: SLF001 - BatchNorm/InstanceNorm
+                    layer.eval()
+        return self
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Any, task: str | None = None) -> dict[str, Any]:
@@ -141,13 +159,14 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self) -> Any:
-        optimizers, schedulers, roles = [], [], []
+        optimizers, schedulers, roles, scheduler_roles = [], [], [], []
         if not self.freeze_backbone:
             opt = self.optimizer_factory(p for p in self.backbone.parameters() if p.requires_grad)
             optimizers.append(opt)
             roles.append("backbone")
             if self.scheduler_factory is not None:
                 schedulers.append(self.scheduler_factory(opt))
+                scheduler_roles.append("backbone")
         for task in self.tasks:
             params = [p for o in task.objectives for p in o.head.parameters() if p.requires_grad]
             if not params:
@@ -158,11 +177,12 @@ class MultiTaskModule(L.LightningModule):
             factory = task.scheduler or self.head_scheduler_factory
             if factory is not None:
                 schedulers.append(factory(opt))
+                scheduler_roles.append(f"task:{task.name}")
         weighting_opt = self.weighting.make_optimizer(self.optimizer_factory)
         if weighting_opt is not None:
             optimizers.append(weighting_opt)
             roles.append("weighting")
-        self._roles = roles
+        self._roles, self._scheduler_roles = roles, scheduler_roles
         return optimizers, schedulers
 
     def _optimizers_for(self, task_names: Iterable[str]) -> list[Any]:
@@ -355,11 +375,42 @@ class MultiTaskModule(L.LightningModule):
         self._raise_if_not_finite()
         means = self.epoch_loss_sum / self.epoch_loss_count.clamp_min(1)
         self.weighting.on_train_epoch_end(means, self.current_epoch)
+        self._step_schedulers(means, self.epoch_loss_count > 0)
         self.epoch_loss_sum.zero_()
         self.epoch_loss_count.zero_()
+
+    def _step_schedulers(self, means: Tensor, trained: Tensor) -> None:
+        """Step each scheduler once per epoch; those of tasks not trained this epoch (Sequential,
+        Alternating) wait. A scheduler whose ``step`` needs a metric (``ReduceLROnPlateau``)
+        gets ``scheduler_monitor`` when set, else the validation loss (``val/loss`` for the
+        backbone, ``val/<head>/loss`` summed over a task's heads), else this epoch's mean
+        training loss of the objectives concerned."""
         schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
-            scheduler.step()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []
+        if schedulers and not self._scheduler_roles:
+            self.configure_optimizers()  # restored without configure_optimizers on this instance
+        trained_names = {n for n, t in zip(self.objective_names, trained.tolist()) if t}
+        for scheduler, role in zip(schedulers, self._scheduler_roles):
+            heads = self.objective_names if role == "backbone" else [
+                o.name for o in self.task_by_name[role.removeprefix("task:")].objectives
+            ]
+            if not trained_names.intersection(heads):
+                continue
+            if _step_needs_metric(scheduler):
+                scheduler.step(self._scheduler_metric(role, heads, means, trained_names))
+            else:
+                scheduler.step()
+
+    def _scheduler_metric(self, role: str, heads: list[str], means: Tensor, trained: set[str]) -> float:
+        metrics = self.trainer.callback_metrics
+        if self.scheduler_monitor is not None:
+            if self.scheduler_monitor not in metrics:
+                raise SchedulerMonitorError(self.scheduler_monitor, role, sorted(metrics))
+            return float(metrics[self.scheduler_monitor])
+        keys = ["val/loss"] if role == "backbone" else [f"val/{h}/loss" for h in heads]
+        if all(k in metrics for k in keys):
+            return float(sum(float(metrics[k]) for k in keys))
+        return float(sum(float(means[self.objective_names.index(h)]) for h in heads if h in trained))
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, split: str, batch: Any) -> None:
@@ -520,6 +571,17 @@ def _write_grads(params: Sequence[nn.Parameter], flat: Tensor | None) -> None:
         assert flat is not None
         p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone()
         offset += n
+
+
+def _step_needs_metric(scheduler: Any) -> bool:
+    """Whether ``scheduler.step`` takes a required first argument (``ReduceLROnPlateau``)."""
+    try:
+        params = list(inspect.signature(scheduler.step).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0].default is inspect.Parameter.empty and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+    )
 
 
 def _is_metric(metric: Any) -> bool:

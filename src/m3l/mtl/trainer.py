@@ -33,6 +33,7 @@ from m3l.mtl.data import MultiTaskDataModule
 from m3l.mtl.delta_m import delta_m
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
+from m3l.mtl.validation import TrainerArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ class Trainer:
     Args:
         backbone: the shared ``nn.Module``.
         tasks: :class:`Task` / :class:`MultiHeadTask` with their datasets.
-        optimizer, scheduler, head_optimizer, head_scheduler, freeze_backbone: as
-            :class:`MultiTaskModule`.
+        optimizer, scheduler, head_optimizer, head_scheduler, freeze_backbone,
+            scheduler_monitor: as :class:`MultiTaskModule`.
         max_epochs: epochs (default: one round of the schedule).
         root_dir: where logs, checkpoints and artifacts go.
         logger: any Lightning logger(s), in addition to the CSV file.
@@ -78,7 +79,9 @@ class Trainer:
             ``"single_task"`` to train each task alone with the same settings first.
         callbacks: extra Lightning callbacks (e.g. :class:`~m3l.mtl.diagnostics.Diagnostics`).
         num_workers: loader workers per task.
-        trainer_kwargs: passed to ``lightning.Trainer`` (e.g. ``limit_train_batches``).
+        trainer_kwargs: passed to ``lightning.Trainer`` (e.g. ``limit_train_batches``); any
+            other name fails here, naming m3l's equivalent (EMTL's ``algorithm``,
+            ``use_mlflow``, ``device``, ... included).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class Trainer:
         head_optimizer: Callable[..., Any] | None = None,
         head_scheduler: Callable[..., Any] | None = None,
         freeze_backbone: bool = False,
+        scheduler_monitor: str | None = None,
         max_epochs: int | None = None,
         root_dir: str | Path = "m3l_runs",
         logger: Logger | Iterable[Logger] | None = None,
@@ -101,10 +105,12 @@ class Trainer:
         num_workers: int = 0,
         **trainer_kwargs: Any,
     ) -> None:
+        check_trainer_kwargs(trainer_kwargs)
         self.backbone, self.tasks = backbone, list(tasks)
         self.module_kwargs = dict(
             optimizer=optimizer, scheduler=scheduler, head_optimizer=head_optimizer,
             head_scheduler=head_scheduler, freeze_backbone=freeze_backbone,
+            scheduler_monitor=scheduler_monitor,
         )
         self.max_epochs, self.root_dir = max_epochs, Path(root_dir)
         self.loggers = [logger] if isinstance(logger, Logger) else list(logger or [])
@@ -237,6 +243,50 @@ class Trainer:
             )
             out.update(alone.launch(Joint()).metrics)
         return out
+
+
+# names users bring from EMTL (and Lightning 1.x) -> what m3l takes instead
+_EQUIVALENTS = {
+    "algorithm": "pass the algorithm to launch(): Trainer(backbone, tasks).launch(mtl.Sequential(epochs_per_task=3))",
+    "use_mlflow": "mlflow=True",
+    "device": "accelerator='cpu' or 'gpu' (and devices=N): Lightning moves the models and batches",
+    "config": "m3l reads no config.ini: pass the settings as arguments, or run a Hydra config "
+    "(python -m m3l.run.train model=...); see docs/migrating.md",
+    "epochs": "max_epochs=N (or the algorithm's own, e.g. mtl.Sequential(epochs_per_task=N))",
+    "optimizer_fn": "optimizer=functools.partial(torch.optim.Adam, lr=...)",
+    "optimizer_params": "optimizer=functools.partial(torch.optim.Adam, **params)",
+    "scheduler_fn": "scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=...)",
+    "scheduler_params": "scheduler=functools.partial(SchedulerClass, **params)",
+    "dataloader_params": "Task(batch_size=...) per task and num_workers=... here",
+    "mlflow_database": "mlflow.set_tracking_uri(...) before launch() (honoured), or "
+    "logger=m3l.tracking.MLFlowLogger(tracking_uri=...)",
+    "mlflow_experiment": "experiment_name=... (or mlflow.set_experiment(...) before launch())",
+    "mlflow_tags": "logger=m3l.tracking.MLFlowLogger(tags={...})",
+    "mlflow_params": "nothing: the Trainer's settings are logged as MLflow params",
+    "rmc_lookback": "callbacks=[mtl.diagnostics.Capacity(lookback=N)]",
+    "gpus": "accelerator='gpu', devices=N",
+}
+
+
+def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments that neither m3l's Trainer nor ``lightning.Trainer`` takes."""
+    import difflib
+    import inspect
+
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    for name in kwargs:
+        if name in accepted:
+            continue
+        own = set(inspect.signature(Trainer.__init__).parameters) - {"self", "trainer_kwargs"}
+        if name in _EQUIVALENTS:
+            fix = _EQUIVALENTS[name]
+        else:
+            close = difflib.get_close_matches(name, sorted(accepted | own), n=3)
+            fix = f"did you mean {' or '.join(close)}?" if close else "remove it"
+        raise TrainerArgumentError(
+            f"mtl.Trainer got an unknown argument {name}={kwargs[name]!r}: it is neither an m3l "
+            f"Trainer argument nor a lightning.Trainer one.\n  fix: {fix}"
+        )
 
 
 def _directions(module: MultiTaskModule) -> Callable[[str, str], bool]:

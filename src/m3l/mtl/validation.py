@@ -103,6 +103,22 @@ class NonFiniteLossError(MTLValidationError):
         )
 
 
+class SchedulerMonitorError(MTLValidationError):
+    """The metric a scheduler should follow was not logged."""
+
+    def __init__(self, key: str, role: str, available: Sequence[str]) -> None:
+        super().__init__(
+            f"scheduler_monitor={key!r}: the {role.replace('task:', 'task ')} scheduler needs that metric "
+            f"(its step() takes one, e.g. ReduceLROnPlateau) but it was not logged this epoch; logged: "
+            f"{', '.join(available) or 'nothing'}.\n  fix: set scheduler_monitor to one of those keys, or "
+            "give the tasks a val dataset (then val/loss is used by default)"
+        )
+
+
+class TrainerArgumentError(MTLValidationError):
+    """``mtl.Trainer`` got an argument it does not take."""
+
+
 class ContractDeclarationError(MTLValidationError):
     """A decorator was applied to something that cannot keep its promise."""
 
