@@ -155,3 +155,103 @@ def test_declared_dataset_shape(digits):
     task.train = Declared(digits["left/train"])
     with pytest.raises(v.DatasetStructureError, match=r"(?s)declares input_shape \(3, 32, 32\) but yields input tensor \(1, 36, 36\)"):
         preflight(LeNet(), [task])
+
+
+class DigitMasks(Dataset):
+    """Segmentation on real digits: the mask of the left digit's pixels (from MultiMNIST)."""
+
+    def __init__(self, base: Dataset, as_dict: bool = False) -> None:
+        self.base, self.as_dict = base, as_dict
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image = self.base[i][0]
+        mask = (image[0] > 0.5).long()
+        if self.as_dict:
+            return {"input": image, "target": mask, "size": torch.tensor(image.shape[-2:])}
+        return image, mask
+
+
+class ConvTrunk(nn.Module):
+    """A small convolutional backbone: (B, 1, 36, 36) -> (B, 8, 9, 9)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                    nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class UpsamplingHead(nn.Module):
+    """EMTL's segmentation head pattern: per-pixel logits resized to ``original_shape``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classify = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x, original_shape):
+        size = tuple(int(s) for s in (original_shape[0] if torch.is_tensor(original_shape) and original_shape.dim() == 2
+                                      else original_shape))
+        return nn.functional.interpolate(self.classify(x), size=size, mode="bilinear", align_corners=False)
+
+
+def _segmentation(digits, **kwargs) -> mtl.Task:
+    as_dict = kwargs.pop("as_dict", False)
+    return mtl.Task("seg", UpsamplingHead(), nn.CrossEntropyLoss(), train=DigitMasks(digits["left/train"], as_dict),
+                    val=DigitMasks(digits["left/val"], as_dict), batch_size=16, **kwargs)
+
+
+def test_head_taking_more_than_the_features_is_named_with_the_fix(digits):
+    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)UpsamplingHead\)\.forward requires original_shape.*"
+                       r"and the task passes nothing else.*head_inputs="):
+        preflight(ConvTrunk(), [_segmentation(digits)])
+
+
+@pytest.mark.parametrize("source", [lambda x: x.shape[-2:], "size"])
+def test_head_inputs_from_the_input_or_the_batch_train_and_predict(tmp_path, digits, adam, source):
+    as_dict = isinstance(source, str)
+    task = _segmentation(digits, head_inputs={"original_shape": source}, as_dict=as_dict)
+    results = mtl.Trainer(ConvTrunk(), [task], optimizer=adam, root_dir=tmp_path, max_epochs=1,
+                          limit_train_batches=2, **FAST).launch()
+    assert results.metrics["seg"]["loss"] < 1.0
+    x = task.val[0]["input" if as_dict else 0][None]
+    extra = {} if not as_dict else {"original_shape": (36, 36)}
+    with torch.no_grad():
+        assert results.module.eval()(x, task="seg", **extra)["seg"].shape == (1, 2, 36, 36)
+
+
+def test_head_inputs_key_missing_from_the_batch_is_named(digits):
+    task = _segmentation(digits, head_inputs={"original_shape": "shape"}, as_dict=True)
+    with pytest.raises(v.DatasetStructureError, match=r"(?s)head_inputs\['original_shape'\] = 'shape' cannot be read.*'size'"):
+        preflight(ConvTrunk(), [task])
+
+
+def test_head_failing_inside_names_the_layer_not_the_first_one(digits):
+    deep = nn.Sequential(nn.Linear(50, 20), nn.ReLU(), nn.Linear(30, 10))
+    task = mtl.Task("left", deep, nn.CrossEntropyLoss(), train=digits["left/train"])
+    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)in its submodule '2' \(Linear\(in_features=30.*on input "
+                       r"tensor \(32, 20\).*fix: the features passed the head's first layers; fix submodule '2'") as err:
+        preflight(LeNet(), [task])
+    assert "first layer" not in str(err.value).split("fix:")[1].split("first layers")[1]
+    first = mtl.Task("left", nn.Sequential(nn.Linear(40, 10)), nn.CrossEntropyLoss(), train=digits["left/train"])
+    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)fix: make the head's first layer \('0'\) accept"):
+        preflight(LeNet(), [first])
+
+
+def test_head_bug_in_its_own_forward_points_at_the_line(digits):
+    class Buggy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(50, 10)
+
+        def forward(self, x):
+            return self.fc(x).softmax(dim=3)
+
+    task = mtl.Task("left", Buggy(), nn.CrossEntropyLoss(), train=digits["left/train"])
+    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)at .*test_validation.py:\d+ \(return self.fc\(x\).softmax.*"
+                       r"error is in the head's own forward\(\)"):
+        preflight(LeNet(), [task])

@@ -198,8 +198,9 @@ class Diagnostics(L.Callback):
                 feats = pl_module.backbone(inputs)
                 if isinstance(feats, Tensor):
                     features.append(feats.detach())
+                extra = task.head_kwargs(task_batch, inputs)
                 for objective in task.objectives:
-                    losses.append(objective.criterion(objective.head(feats), targets[objective.name]))
+                    losses.append(objective.criterion(objective.head(feats, **extra), targets[objective.name]))
         if features:
             joined = torch.cat([f.flatten(2).mean(-1) if f.dim() > 2 else f for f in features])
             out["diag/feature_entropy"] = normalized_entropy(joined)

@@ -138,11 +138,17 @@ class MultiTaskModule(L.LightningModule):
         return self
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Any, task: str | None = None) -> dict[str, Any]:
-        """Predictions ``{head: output}`` of every head (or of ``task``'s heads)."""
+    def forward(self, x: Any, task: str | None = None, **head_inputs: Any) -> dict[str, Any]:
+        """Predictions ``{head: output}`` of every head (or of ``task``'s heads). Heads that
+        take extra arguments get those their task computes from ``x`` (``head_inputs``
+        functions) and the keyword arguments given here."""
         features = self.backbone(x)
-        objectives = self.task_by_name[task].objectives if task else self.objectives
-        return {o.name: o.head(features) for o in objectives}
+        tasks = [self.task_by_name[task]] if task else self.tasks
+        out = {}
+        for t in tasks:
+            extra = {k: v(x) for k, v in t.head_inputs.items() if callable(v)} | head_inputs
+            out.update({o.name: o.head(features, **extra) for o in t.objectives})
+        return out
 
     def _task_losses(
         self, task: Task, batch: Any, features_out: dict[str, Any] | None = None
@@ -151,7 +157,8 @@ class MultiTaskModule(L.LightningModule):
         features = self.backbone(inputs)
         if features_out is not None:
             features_out[task.name] = features
-        predictions = {o.name: o.head(features) for o in task.objectives}
+        extra = task.head_kwargs(batch, inputs)
+        predictions = {o.name: o.head(features, **extra) for o in task.objectives}
         losses = {
             o.name: o.weight * o.criterion(predictions[o.name], targets[o.name]) for o in task.objectives
         }
@@ -456,8 +463,9 @@ class MultiTaskModule(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, task_batch in merge_task_batches(batch).items():
-            inputs, _ = self.task_by_name[name].split_batch(task_batch)
-            out.update(self(inputs, task=name))
+            task = self.task_by_name[name]
+            inputs, _ = task.split_batch(task_batch)
+            out.update(self(inputs, task=name, **task.head_kwargs(task_batch, inputs)))
         return out
 
     # ------------------------------------------------------------------ lifecycle

@@ -10,6 +10,12 @@ diagnostics work on objectives, data loading on tasks.
 Samples may be ``(input, target)`` pairs or dicts (``input_key``/``target_key``); for a
 :class:`MultiHeadTask` the target is a dict with one entry per head (or the sample dict holds
 one key per head).
+
+A head is called as ``head(features)``; a head whose ``forward`` takes more (EMTL's
+segmentation head takes ``original_shape``) gets it from ``head_inputs``: ``{argument:
+source}`` where the source is a key of dict samples, a position in tuple samples
+(``(input, target, extra)``), or a function of the backbone's input batch, e.g.
+``{"original_shape": lambda x: x.shape[-2:]}``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,15 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 MetricFn = Callable[[Tensor, Tensor], Tensor]
+HeadInput = str | int | Callable[[Any], Any]
+
+
+def resolve_head_inputs(head_inputs: Mapping[str, HeadInput], batch: Any, inputs: Any) -> dict[str, Any]:
+    """The extra keyword arguments of a task's heads for one (collated) batch."""
+    out: dict[str, Any] = {}
+    for name, source in head_inputs.items():
+        out[name] = source(inputs) if callable(source) else batch[source]
+    return out
 
 
 @dataclass
@@ -61,6 +76,9 @@ class Task:
         optimizer, scheduler: factories (``functools.partial`` / Hydra ``_partial_``) for this
             task's head; default to the module's head optimizer/scheduler.
         input_key, target_key: keys of dict samples.
+        head_inputs: ``{argument: source}``, extra keyword arguments of the head's forward:
+            a key of dict samples, a position in tuple samples, or a function of the
+            backbone's input batch (``lambda x: x.shape[-2:]``).
     """
 
     def __init__(
@@ -79,8 +97,10 @@ class Task:
         scheduler: Callable[..., Any] | None = None,
         input_key: str = "input",
         target_key: str = "target",
+        head_inputs: Mapping[str, HeadInput] | None = None,
     ) -> None:
         self.name = name
+        self.head_inputs = dict(head_inputs or {})
         self.train, self.val, self.test = train, val, test
         self.batch_size = int(batch_size)
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -113,6 +133,10 @@ class Task:
         inputs, target = batch[0], batch[1]
         return inputs, {self.name: target}
 
+    def head_kwargs(self, batch: Any, inputs: Any) -> dict[str, Any]:
+        """The extra arguments of this task's heads for ``batch`` (see ``head_inputs``)."""
+        return resolve_head_inputs(self.head_inputs, batch, inputs) if self.head_inputs else {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, heads={[o.name for o in self.objectives]})"
 
@@ -128,7 +152,7 @@ class MultiHeadTask(Task):
         weights: ``{head_name: float}`` constant loss factors (default 1).
         higher_is_better: ``{head_name: {metric: bool}}``.
         other arguments: as :class:`Task`. A sample is ``(input, {head: target})`` or a dict
-        with ``input_key`` and one key per head.
+        with ``input_key`` and one key per head; ``head_inputs`` go to every head.
     """
 
     def __init__(
@@ -146,10 +170,12 @@ class MultiHeadTask(Task):
         optimizer: Callable[..., Any] | None = None,
         scheduler: Callable[..., Any] | None = None,
         input_key: str = "input",
+        head_inputs: Mapping[str, HeadInput] | None = None,
     ) -> None:
         from m3l.mtl.validation import MissingCriterionError
 
         self.name = name
+        self.head_inputs = dict(head_inputs or {})
         self.train, self.val, self.test = train, val, test
         self.batch_size = int(batch_size)
         self.optimizer, self.scheduler = optimizer, scheduler

@@ -291,16 +291,116 @@ def _expected_in(head_module: nn.Module) -> tuple[str, int] | None:
     return None
 
 
+class TracedFailure(Exception):
+    """A module raised; which of its submodules was running, on what input, where."""
+
+    def __init__(self, error: BaseException, submodule: str | None, layer: nn.Module | None,
+                 received: Any, at_first_layer: bool) -> None:
+        super().__init__(str(error))
+        self.error, self.submodule, self.layer = error, submodule, layer
+        self.received, self.at_first_layer = received, at_first_layer
+
+    def where(self) -> str:
+        """`` in submodule 'x' (Linear(...)) on input ..., raised at file:line`` (or less)."""
+        text = ""
+        if self.submodule is not None:
+            text += f", in its submodule {self.submodule!r} ({self.layer!r}) on input {describe(self.received)}"
+        frame = _user_frame(self.error)
+        if frame is not None:
+            text += f", at {frame.filename}:{frame.lineno} ({frame.line})"
+        return text
+
+
+def _user_frame(error: BaseException) -> Any:
+    """The innermost traceback frame outside torch: the line of user code that failed."""
+    import os
+    import traceback
+
+    torch_dir = os.path.dirname(torch.__file__)
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(torch_dir)]
+    return frames[-1] if frames else None
+
+
+def run_traced(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``module(*args, **kwargs)``; on an exception, a :class:`TracedFailure` naming the
+    innermost submodule that was running and the input it received."""
+    stack: list[tuple[str, nn.Module, Any]] = []
+    names = {id(m): n for n, m in module.named_modules() if n}
+    first = next((n for n, m in module.named_modules() if n and any(True for _ in m.parameters(recurse=False))), None)
+
+    def enter(layer: nn.Module, inputs: Any) -> None:
+        if id(layer) in names:
+            stack.append((names[id(layer)], layer, inputs[0] if len(inputs) == 1 else inputs))
+
+    def leave(layer: nn.Module, inputs: Any, output: Any) -> None:
+        if id(layer) in names and stack:
+            stack.pop()
+
+    handles = [h for m in module.modules() if m is not module
+               for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    try:
+        return module(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - re-raised with where it happened
+        name, layer, received = stack[-1] if stack else (None, None, None)
+        raise TracedFailure(err, name, layer, received, name is not None and name == first) from err
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def missing_arguments(module: nn.Module, given_positional: int, given: Mapping[str, Any]) -> list[str]:
+    """Required parameters of ``module.forward`` left unset by ``given_positional`` positional
+    and the ``given`` keyword arguments."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    missing = []
+    positional = given_positional
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) and positional > 0:
+            positional -= 1
+            continue
+        if param.default is param.empty and param.name not in given:
+            missing.append(param.name)
+    return missing
+
+
+def check_head_inputs(task: Task, batch: Any, inputs: Any) -> dict[str, Any]:
+    """The task's ``head_inputs`` for one batch, with a named error when one cannot be read."""
+    extra: dict[str, Any] = {}
+    for name, source in task.head_inputs.items():
+        try:
+            extra[name] = source(inputs) if callable(source) else batch[source]
+        except Exception as err:  # noqa: BLE001
+            kind = "dict with keys " + str(list(batch)) if isinstance(batch, Mapping) else describe(batch)
+            raise DatasetStructureError(
+                f"task {task.name!r}: head_inputs[{name!r}] = {source!r} cannot be read from the "
+                f"batch ({kind}): {type(err).__name__}: {err}\n  fix: use a key of the dataset's dict "
+                "samples, a position in its tuple samples (0 is the input), or a function of the input batch"
+            ) from err
+    return extra
+
+
 def check_backbone_output(backbone_module: nn.Module, task: Task, inputs: Any) -> Any:
     """Run the backbone on a task's batch, turning failures into named errors."""
     try:
-        features = backbone_module(inputs)
-    except Exception as err:  # noqa: BLE001 - re-raised with context
+        features = run_traced(backbone_module, inputs)
+    except TracedFailure as failure:
+        err = failure.error
+        if failure.at_first_layer or failure.submodule is None:
+            fix = ("make the task's dataset yield inputs the backbone accepts (channels, size, dtype "
+                   "float32), or adapt the backbone's first layer")
+        else:
+            fix = (f"the input passed the backbone's first layers; fix submodule {failure.submodule!r} "
+                   "(or the layer before it) for what it received")
         raise BackboneOutputError(
             f"task {task.name!r}: backbone {_name(backbone_module)!r} failed on the task's "
-            f"input {describe(inputs)}: {type(err).__name__}: {err}\n  fix: make the task's "
-            f"dataset yield inputs the backbone accepts (channels, size, dtype float32), or "
-            f"adapt the backbone's first layer"
+            f"input {describe(inputs)}{failure.where()}: {type(err).__name__}: {err}\n  fix: {fix}"
         ) from err
     declared = contract_of(backbone_module)
     out = declared.options.get("out_channels") if declared else None
@@ -314,8 +414,10 @@ def check_backbone_output(backbone_module: nn.Module, task: Task, inputs: Any) -
     return features
 
 
-def check_head(objective: Objective, backbone_module: nn.Module, features: Any) -> Any:
-    """Run a head on the backbone's output, with an input-width check first."""
+def check_head(objective: Objective, backbone_module: nn.Module, features: Any,
+               extra: Mapping[str, Any] | None = None) -> Any:
+    """Run a head on the backbone's output (and the task's ``head_inputs``), with an
+    input-width and a required-arguments check first."""
     head_name = objective.name
     expected = _expected_in(objective.head)
     if expected is not None and isinstance(features, Tensor) and features.dim() > 1:
@@ -327,14 +429,32 @@ def check_head(objective: Objective, backbone_module: nn.Module, features: Any) 
                 f"{want} input channels; backbone {_name(backbone_module)!r} produces {got} "
                 f"({describe(features)}): set head.{attr}={got}"
             )
+    extra = dict(extra or {})
+    missing = missing_arguments(objective.head, 1, extra)
+    if missing:
+        raise HeadInputMismatchError(
+            f"task {objective.task!r}: head {head_name!r} ({_name(objective.head)}).forward requires "
+            f"{', '.join(missing)} besides the features, and the task passes "
+            f"{sorted(extra) or 'nothing else'}.\n  fix: say where {missing[0]} comes from: "
+            f"Task(..., head_inputs={{{missing[0]!r}: 'key'}}) for a key of dict samples (or a "
+            f"position in tuple samples), or a function of the input batch, e.g. "
+            f"head_inputs={{'original_shape': lambda x: x.shape[-2:]}}"
+        )
     try:
-        return objective.head(features)
-    except Exception as err:  # noqa: BLE001
+        return run_traced(objective.head, features, **extra)
+    except TracedFailure as failure:
+        err = failure.error
+        if failure.at_first_layer:
+            fix = f"make the head's first layer ({failure.submodule!r}) accept the backbone's output ({describe(features)})"
+        elif failure.submodule is None:
+            fix = "the error is in the head's own forward(), not in one of its layers: fix the line above"
+        else:
+            fix = (f"the features passed the head's first layers; fix submodule {failure.submodule!r} "
+                   "(or the layer before it) for what it received")
         raise HeadInputMismatchError(
             f"task {objective.task!r}: head {head_name!r} ({_name(objective.head)}) failed on "
-            f"backbone {_name(backbone_module)!r} output {describe(features)}: "
-            f"{type(err).__name__}: {err}\n  fix: make the head's first layer accept the "
-            f"backbone's output (shape {describe(features)})"
+            f"backbone {_name(backbone_module)!r} output {describe(features)}{failure.where()}: "
+            f"{type(err).__name__}: {err}\n  fix: {fix}"
         ) from err
 
 
@@ -438,8 +558,9 @@ def preflight(
             continue
         inputs, targets = task.split_batch(batches[task.name])
         features = check_backbone_output(backbone_module, task, inputs)
+        extra = check_head_inputs(task, batches[task.name], inputs)
         for objective in task.objectives:
-            prediction = check_head(objective, backbone_module, features)
+            prediction = check_head(objective, backbone_module, features, extra)
             loss = check_criterion(objective, prediction, targets[objective.name])
             check_metrics(objective, prediction, targets[objective.name])
             losses[objective.name] = float(loss)
