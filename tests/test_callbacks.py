@@ -62,3 +62,82 @@ def test_log_image_reaches_tensorboard(tmp_path: Path):
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     assert "examples/0" in events.Tags()["images"]
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+@pytest.mark.parametrize(
+    ("logged", "expected"),
+    [
+        (["train_loss", "val_loss"], ("val_loss", "min")),
+        (["val/loss", "val/psnr", "val/ssim"], ("val/psnr", "max")),
+        (["val_accuracy", "val_loss"], ("val_accuracy", "max")),
+        (["val/left/acc", "val/right/acc"], ("val/left/acc", "max")),
+        (["val/heatmap_loss"], ("val/heatmap_loss", "min")),
+        (["validation_error"], ("validation_error", "min")),
+        (["train_loss", "lr-Adam"], None),
+        (["val/score"], None),
+        ([], None),
+    ],
+)
+def test_pick_monitor(logged, expected):
+    from m3l.callbacks import pick_monitor
+
+    assert pick_monitor(logged) == expected
+
+
+def _fit(module: pl.LightningModule, tmp_path: Path, monitor: str | None = "val/psnr", epochs: int = 2) -> pl.Trainer:
+    from lightning.pytorch.demos.boring_classes import BoringDataModule
+
+    from m3l.callbacks import MonitoredCheckpoint
+
+    checkpoint = MonitoredCheckpoint(
+        dirpath=tmp_path / "checkpoints", filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
+        monitor=monitor, mode="max", save_top_k=1, save_last=True,
+    )
+    trainer = pl.Trainer(
+        max_epochs=epochs, limit_train_batches=4, limit_val_batches=2, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[checkpoint], accelerator="cpu", num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=BoringDataModule())
+    return trainer
+
+
+def test_a_module_that_logs_nothing_keeps_last_only(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """Lightning's own BoringModel (logs no metric) trains past epoch 1 under m3l's default."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    with caplog.at_level(logging.WARNING, logger="m3l.callbacks"):
+        trainer = _fit(BoringModel(), tmp_path, epochs=3)
+    assert trainer.current_epoch == 3
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
+    warnings = [r.getMessage() for r in caplog.records if "monitor='val/psnr'" in r.getMessage()]
+    assert len(warnings) == 1 and "BoringModel" in warnings[0] and "keeping only last.ckpt" in warnings[0]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_the_metric_the_module_logs_is_picked(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    class LogsValLoss(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            loss = self.step(batch)
+            self.log("val_loss", loss)
+            return {"x": loss}
+
+    with caplog.at_level(logging.WARNING, logger="m3l.callbacks"):
+        trainer = _fit(LogsValLoss(), tmp_path, epochs=3)
+    callback = trainer.checkpoint_callback
+    assert callback.monitor == "val_loss" and callback.mode == "min"
+    assert any("lowest val_loss" in r.getMessage() for r in caplog.records)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert len(names) == 2 and "last.ckpt" in names and names[0].startswith("best-epoch")
+    assert float(callback.best_model_score) == pytest.approx(min(float(v) for v in callback.best_k_models.values()))
+
+
+def test_monitor_null_keeps_last_only(tmp_path: Path):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    _fit(BoringModel(), tmp_path, monitor=None)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]

@@ -1,16 +1,18 @@
-"""Callbacks m3l adds to Lightning's: a progress display that suits where it runs, and
+"""Callbacks m3l adds to Lightning's: a progress display that suits where it runs, a
+checkpoint callback that copes with modules that do not log the configured metric, and
 restoration examples logged as images to every logger that can show them."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,112 @@ class LogProgressBar(ProgressBar):
     def on_predict_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         done = trainer.predict_loop.batch_progress.current.completed
         self._report("correct done", done, float("inf"), force=True)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+# words in a metric's name and whether higher is better, most telling first
+_METRIC_DIRECTIONS = (
+    ("psnr", "max"), ("ssim", "max"), ("acc", "max"), ("f1", "max"), ("iou", "max"), ("dice", "max"),
+    ("auc", "max"), ("map", "max"), ("loss", "min"), ("mse", "min"), ("mae", "min"), ("rmse", "min"),
+    ("lpips", "min"), ("error", "min"), ("err", "min"), ("nll", "min"),
+)
+
+
+def pick_monitor(logged: list[str]) -> tuple[str, str] | None:
+    """The validation metric to rank checkpoints by among ``logged`` names, and its mode.
+
+    Only names that say they are validation metrics (``val/...``, ``val_...``,
+    ``validation...``) and whose direction the name tells (PSNR, SSIM, accuracy: max; loss,
+    MSE, error: min) qualify; None when none does.
+    """
+    val = [name for name in logged if name.lower().startswith("val")]
+    for word, mode in _METRIC_DIRECTIONS:
+        for name in val:
+            if any(token.startswith(word) for token in re.split(r"[^a-z0-9]+", name.lower())[1:]):
+                return name, mode
+    return None
+
+
+class MonitoredCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that does not stop a run whose module does not log the
+    configured ``monitor`` (``val/psnr`` by default, what m3l's modules log).
+
+    At the first validation whose metrics lack it, the callback ranks checkpoints by the
+    metric the module logs that :func:`pick_monitor` finds, or, with none, keeps only
+    ``last.ckpt``; either way with one warning that says how to choose (``monitor=``,
+    ``monitor_mode=``). ``monitor=null`` keeps only ``last.ckpt`` too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._configured_monitor, self._configured_mode = self.monitor, self.mode
+        self._last_only = self.monitor is None and bool(self.save_last)
+        self._last_saved_step: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        # keyed by what was configured, so a resumed run finds its state whatever was picked
+        return self._generate_state_key(
+            monitor=self._configured_monitor, mode=self._configured_mode, every_n_train_steps=self._every_n_train_steps,
+            every_n_epochs=self._every_n_epochs, train_time_interval=self._train_time_interval,
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        monitor = state_dict.get("monitor")
+        if monitor != self.monitor:  # a metric picked in the interrupted run: pick the same
+            self._use_monitor(monitor, state_dict.get("mode", self.mode))
+        super().load_state_dict(state_dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "mode": self.mode}
+
+    def _use_monitor(self, monitor: str | None, mode: str) -> None:
+        self.monitor = monitor
+        if monitor is None:
+            self._last_only = bool(self.save_last)
+            return
+        self.mode = mode
+        self.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
+
+    def _metrics_are_final(self, trainer: pl.Trainer) -> bool:
+        """True once a validation has run, or when there is none to wait for."""
+        if trainer.fit_loop.epoch_loop.val_loop._has_run:
+            return True
+        batches = trainer.num_val_batches
+        return not trainer.enable_validation or not (sum(batches) if isinstance(batches, list) else batches)
+
+    def _replace_monitor(self, trainer: pl.Trainer, candidates: dict[str, torch.Tensor]) -> None:
+        logged = sorted(k for k in candidates if k not in ("epoch", "step"))
+        picked = pick_monitor(logged)
+        module = type(trainer.lightning_module).__name__
+        missing = f"The checkpoint metric monitor={self.monitor!r} is not logged by {module} (it logs: {', '.join(logged) or 'nothing'})"
+        how = "Set monitor=METRIC monitor_mode=min|max (in the model config or on the command line) to choose"
+        if picked is not None:
+            message = f"{missing}; the best checkpoint is now the one with the {'highest' if picked[1] == 'max' else 'lowest'} {picked[0]}. {how}."
+            self._use_monitor(*picked)
+        else:
+            message = (
+                f"{missing}, and none of those is a validation metric whose name says if higher is better: keeping "
+                f"only last.ckpt (checkpoint=best will not find one; use checkpoint=last). {how}."
+            )
+            self._use_monitor(None, self.mode)
+        if trainer.is_global_zero:
+            log.warning(message)
+
+    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        if self.monitor is not None and self.monitor not in monitor_candidates and self._metrics_are_final(trainer):
+            self._replace_monitor(trainer, monitor_candidates)
+        if self._last_only:
+            self._save_last_checkpoint(trainer, monitor_candidates)
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        if self._last_only and self._last_saved_step == trainer.global_step and self.last_model_path:
+            return  # already saved at this step (by the top-k save above)
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_saved_step = trainer.global_step
 
 
 # ------------------------------------------------------------------------------ images

@@ -162,8 +162,11 @@ register_resolvers()
 
 # Keys that Lightning 1.x had and the seed's configs use; they are not in the trainer config
 # (so that ``${oc.select:trainer.gpus,1}`` falls back to its default), so a plain
-# ``trainer.gpus=4`` on the command line is turned into ``++trainer.gpus=4``.
-_ADDABLE_KEYS = ("trainer.gpus", "trainer.nodes")
+# ``trainer.gpus=4`` on the command line is turned into ``++trainer.gpus=4``. The seed's data
+# config template has no ``correct_dir`` key while its correct command sets
+# ``data.correct_dir=...``: added the same way (whether the datamodule takes it is checked by
+# :class:`m3l.Experiment`).
+_ADDABLE_KEYS = ("trainer.gpus", "trainer.nodes", "data.correct_dir")
 _OVERRIDE = re.compile(r"^(?P<prefix>[+~]*)(?P<key>[\w./@-]+)=(?P<value>.*)$", re.S)
 
 

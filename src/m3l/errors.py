@@ -35,3 +35,7 @@ class CorrectionInterrupted(M3LError):
     the inputs not yet corrected are listed in ``failures.tsv``."""
 
     exit_code = 143
+
+
+class PredictionFormatError(M3LError):
+    """``predict_step`` returned something no serializer can write."""

@@ -235,7 +235,29 @@ class Experiment:
 
     @cached_property
     def data(self) -> pl.LightningDataModule:
+        self._check_correct_dir_taken()
         return self._instantiate_group("data")
+
+    def _check_correct_dir_taken(self) -> None:
+        """``data.correct_dir`` may be set on any data config (the seed's template has no such
+        key); say clearly when the datamodule it would be passed to does not take it."""
+        node = self._select("data")
+        if node is None or "correct_dir" not in node:
+            return
+        target = node.get("_target_")
+        if target is None:
+            raise ConfigError(
+                "data.correct_dir is set but no data config is selected: the model config must select "
+                f"one (`- /data: NAME` in its defaults) or pass data=NAME. Available: {', '.join(_options('data'))}"
+            )
+        if not _takes_argument(str(target), "correct_dir"):
+            raise ConfigError(
+                f"data.correct_dir is set, but the datamodule of {_config_source(self.cfg, 'data.correct_dir')}, "
+                f"{target}, takes no `correct_dir` argument, so it has no input to correct. m3l corrects "
+                f"through the datamodule's predict_dataloader: give {str(target).rsplit('.', 1)[-1]}.__init__ a "
+                "`correct_dir=None` parameter and read the inputs from it in predict_dataloader (see "
+                "docs/own-model.md), or correct with a data config that has one (e.g. data=samples)."
+            )
 
     @cached_property
     def net(self) -> pl.LightningModule:
@@ -465,6 +487,20 @@ def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
         if isinstance(child, (DictConfig, ListConfig)) and not child._is_none() and not child._is_interpolation():
             found.extend(missing_keys(child, f"{full}."))
     return found
+
+
+def _takes_argument(target: str, name: str) -> bool:
+    """Whether the callable ``target`` names has a parameter ``name`` (or ``**kwargs``); True
+    when it cannot be told (an import error is reported by the instantiation itself)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        params = inspect.signature(get_object(target)).parameters
+    except Exception:  # noqa: BLE001 - not importable or no signature: instantiation reports it
+        return True
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _first_line(exc: BaseException) -> str:

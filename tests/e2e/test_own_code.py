@@ -6,6 +6,7 @@ configs in ~/.config/m3l: train, test with the checkpoint, correct a folder.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from tests.conftest import OWN_CODE, cli_env, random_image, run_cli
 pytestmark = pytest.mark.slow
 
 
+def _own_code_path() -> str:
+    """The example package first, then whatever PYTHONPATH the tests run with (a checkout's src)."""
+    return os.pathsep.join(p for p in (str(OWN_CODE), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def _install_user_configs(home: Path) -> Path:
     target = home / ".config" / "m3l"
     shutil.copytree(OWN_CODE / "configs", target)
@@ -24,7 +30,7 @@ def _install_user_configs(home: Path) -> Path:
 
 
 def test_walkthrough_train_test_correct(tmp_path: Path, photo_dirs: Path, workdir: Path):
-    env = cli_env(tmp_path, PYTHONPATH=str(OWN_CODE))
+    env = cli_env(tmp_path, PYTHONPATH=_own_code_path())
     _install_user_configs(Path(env["HOME"]))
     common = ["model=my_model", f"data.root_dir={photo_dirs}"]
 
@@ -65,7 +71,7 @@ def test_project_config_path_wins_over_home(tmp_path: Path, photo_dirs: Path, wo
     (project / "net" / "my_net.yaml").write_text(
         "_target_: my_library.net.MyRestorationNetwork\nn_layers: 3\nwidth: 8\nepsilon: 0.001\n"
     )
-    env = cli_env(tmp_path, PYTHONPATH=str(OWN_CODE), M3L_CONFIG_PATH=str(project))
+    env = cli_env(tmp_path, PYTHONPATH=_own_code_path(), M3L_CONFIG_PATH=str(project))
     _install_user_configs(Path(env["HOME"]))
     result = run_cli(
         "train", "model=my_model", f"data.root_dir={photo_dirs}", "debug=fdr", "--cfg", "job", "--resolve",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from m3l.data.correction import VideoCorrectionDataset
 from m3l.data.failures import FAILURES_FILENAME, Failure, record_failure, write_failures
 from m3l.data.io import VideoWriter, convert_channels, write_image
 from m3l.deploy.runtime import OutputPathError, check_output_paths
-from m3l.errors import CorrectionInterrupted
+from m3l.errors import CorrectionInterrupted, PredictionFormatError
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,65 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N",
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tif", "tiff"})
 
 
-def _predictions(prediction: Any) -> torch.Tensor:
-    if isinstance(prediction, dict):
-        prediction = prediction["output"]
-    if not isinstance(prediction, torch.Tensor) or prediction.ndim != 4:
-        shape = tuple(prediction.shape) if isinstance(prediction, torch.Tensor) else type(prediction).__name__
-        raise ValueError(f"serializer: predict_step must return a (B, C, H, W) tensor or {{'output': tensor}}, got {shape}")
-    return prediction
+ACCEPTED_FORMS = (
+    "a (B, C, H, W) tensor (written at the batch's `relpath`s, or as numbered files 00000.png, "
+    "00001.png, ... when the batch has none), a tuple (images, paths) of a (B, C, H, W) tensor and B "
+    "paths relative to serializer.root_dir, or a dict with the tensor under 'output' (other keys: "
+    "per-item metadata such as 'relpath')"
+)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}: ({', '.join(type(v).__name__ for v in value[:4])})"
+    if isinstance(value, Mapping):
+        return f"a dict with keys {sorted(map(str, value))}"
+    return f"a {type(value).__name__}"
+
+
+def _images(value: Any, returned: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.ndim != 4:
+        raise PredictionFormatError(f"serializer: predict_step returned {_describe(returned)}; expected {ACCEPTED_FORMS}.")
+    return value
+
+
+def prediction_items(prediction: Any, batch: Any) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """The images of one ``predict_step`` result and one metadata dict per image.
+
+    Metadata comes from the batch when it is a dict (m3l's correction items: ``relpath``,
+    ``mode``, ``bit_depth``...), then from the prediction (a tuple's paths, a dict's other
+    keys). Items without a ``relpath`` are numbered by the caller.
+    """
+    extra: dict[str, Any] = {}
+    if isinstance(prediction, Mapping):
+        if "output" not in prediction:
+            raise PredictionFormatError(f"serializer: predict_step returned {_describe(prediction)} without 'output'; expected {ACCEPTED_FORMS}.")
+        images = _images(prediction["output"], prediction)
+        extra = {k: v for k, v in prediction.items() if k != "output"}
+    elif isinstance(prediction, (tuple, list)) and len(prediction) == 2 and isinstance(prediction[0], torch.Tensor):
+        images = _images(prediction[0], prediction)
+        paths = prediction[1]
+        paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+        if not isinstance(paths, Sequence) or len(paths) != images.shape[0] or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+            raise PredictionFormatError(
+                f"serializer: predict_step returned (images of shape {tuple(images.shape)}, {_describe(prediction[1])}); "
+                f"the paths must be {images.shape[0]} strings, one per image. Expected {ACCEPTED_FORMS}."
+            )
+        extra = {"relpath": [os.fspath(p) for p in paths]}
+    else:
+        images = _images(prediction, prediction)
+    meta = {**(batch if isinstance(batch, Mapping) else {}), **extra}
+    items = []
+    for i in range(images.shape[0]):
+        item = {key: (value[i] if isinstance(value, (list, tuple, torch.Tensor)) and not _scalar(value) else value) for key, value in meta.items() if key != "input"}
+        items.append({k: (v.item() if isinstance(v, torch.Tensor) and v.ndim == 0 else v) for k, v in item.items()})
+    return images, items
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim == 0
 
 
 # the name of m3l's temporary output files: see m3l.deploy.runtime.temp_file_beside
@@ -128,6 +180,7 @@ class ImageSerializer(BasePredictionWriter):
         self._clashing: set[str] = set()
         self._warned_gray = False
         self._inputs: list[Path] = []
+        self._counted = 0  # numbered outputs written by this rank without batch indices
 
     # -- checks -------------------------------------------------------------------------
 
@@ -236,12 +289,14 @@ class ImageSerializer(BasePredictionWriter):
         self.write_image_item(x, item)
 
     def write_on_batch_end(
-        self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+        self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        outputs = _predictions(prediction)
-        for i in range(outputs.shape[0]):
-            item = {key: (value[i] if isinstance(value, (list, tuple, torch.Tensor)) else value) for key, value in batch.items() if key != "input"}
-            item = {k: (v.item() if isinstance(v, torch.Tensor) and v.ndim == 0 else v) for k, v in item.items()}
+        outputs, items = prediction_items(prediction, batch)
+        for i, item in enumerate(items):
+            if item.get("relpath") is None:
+                item["relpath"] = self.numbered_name(trainer, batch_indices, i, dataloader_idx)
+            elif not self._relative_inside(item):
+                continue
             h, w = item.get("height"), item.get("width")
             x = outputs[i, :, :h, :w] if h and w else outputs[i]
             self.write_item(x, item)
@@ -272,6 +327,28 @@ class ImageSerializer(BasePredictionWriter):
 
     def abort_open(self) -> None:
         """Drop outputs still being written (none for images: each is written whole)."""
+
+    def numbered_name(self, trainer: Any, batch_indices: Any, i: int, dataloader_idx: int) -> str:
+        """``00000.png, 00001.png, ...`` for outputs whose batch names no file: the sample's index
+        in its dataset (Lightning's ``batch_indices``: distinct on every DDP rank), else a count
+        interleaved across ranks; a folder per predict dataloader when there are several."""
+        if batch_indices is not None and i < len(batch_indices):
+            index = int(batch_indices[i])
+        else:
+            world, rank = int(getattr(trainer, "world_size", 1) or 1), int(getattr(trainer, "global_rank", 0) or 0)
+            index = self._counted * world + rank
+            self._counted += 1
+        loaders = getattr(trainer, "num_predict_batches", None) or [0]
+        folder = f"dataloader_{dataloader_idx}/" if len(loaders) > 1 else ""
+        return f"{folder}{index:05d}.{self.format or 'png'}"
+
+    def _relative_inside(self, item: dict[str, Any]) -> bool:
+        """A path from the prediction must stay under ``root_dir``: refused (and recorded) otherwise."""
+        relpath = Path(str(item["relpath"]))
+        if relpath.is_absolute() or ".." in relpath.parts:
+            record_failure(self.failures, relpath, "the path predict_step gave leaves serializer.root_dir; give paths relative to it")
+            return False
+        return True
 
     # -- end ------------------------------------------------------------------------------
 
