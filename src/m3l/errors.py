@@ -2,7 +2,8 @@
 
 An :class:`M3LError` is a mistake the user can fix (a config key, a path, a checkpoint). The
 command-line entry points print its message without a traceback (set ``HYDRA_FULL_ERROR=1``
-to see one) and exit with status 2.
+to see one) and exit with :attr:`M3LError.exit_code`: 2 for usage and config errors, 1 when
+some inputs failed (the rest were done), 143 when stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ class M3LError(Exception):
     exit_code = 2
 
 
-class ConfigError(M3LError):
-    """A config is missing a value, names an unknown target, or does not fit together."""
+class ConfigError(M3LError, ValueError):
+    """A config is missing a value, names an unknown target, has a value out of range, or
+    does not fit together (a ``ValueError`` too, for callers that catch those)."""
 
 
 class CheckpointError(M3LError):

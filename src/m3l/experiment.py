@@ -201,6 +201,11 @@ class Experiment:
         try:
             return instantiate(node, **kwargs)
         except InstantiationException as exc:
+            cause = exc.__cause__
+            while cause is not None and not isinstance(cause, M3LError):
+                cause = cause.__cause__
+            if cause is not None:  # the target's own check: its message already says what to do
+                raise type(cause)(f"{cause} (building '{key}' from {_config_source(self.cfg, key)})") from exc
             text = str(exc)
             detail = "\n  ".join(
                 line.strip() for line in text.splitlines()

@@ -8,6 +8,7 @@ A run directory (``runs/<name>/<verb>/<date_time>/``) holds the resolved ``confi
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,18 @@ def pick_dir(base: Path) -> Path:
         candidate = f"{base}_{n}"
     _picked.add(candidate)
     return Path(candidate)
+
+
+def check_creatable_dir(path: Path, key: str) -> None:
+    """Refuse (:class:`ConfigError` naming ``key``) a folder that cannot be created or written:
+    its nearest existing ancestor is a file, or not writable."""
+    ancestor = path.expanduser().absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{key}: cannot create {path}: {ancestor} is a file, not a folder. Choose another folder.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: cannot write into {ancestor} (permission denied). Choose a folder you can write to.")
 
 
 def claim_dir(path: Path) -> list[Path]:

@@ -192,3 +192,26 @@ def test_training_images_over_the_pixel_limit_are_skipped_and_named(tmp_path: Pa
     assert len(data.store) == 1
     assert [f.path for f in data.failures] == [str(root / "big.png")]
     assert "40x40 = 1,600 pixels is over the limit of 1,000" in data.failures[0].reason
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"batch_size": -1}, "data.batch_size must be an integer >= 1, got -1"),
+        ({"batch_size": 2.5}, "data.batch_size must be an integer >= 1, got 2.5"),
+        ({"val_batch_size": 0}, "data.val_batch_size"),
+        ({"num_workers": -2}, "data.num_workers must be an integer >= 0"),
+        ({"patch_size": "abc"}, "data.patch_size"),
+        ({"patches_per_image": 0}, "data.patches_per_image"),
+        ({"val_patch_size": -8}, "data.val_patch_size must be an integer >= 1 or null"),
+        ({"channels": 2}, "data.channels must be 1 (gray) or 3 (RGB)"),
+    ],
+)
+def test_datamodule_options_out_of_range_name_the_key(options, expected):
+    from m3l.data.datamodules import RestorationDataModule
+    from m3l.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        RestorationDataModule(**options)
+    assert expected in str(caught.value)
+    assert isinstance(caught.value, ValueError)  # callers catching ValueError still do

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from m3l.data.degradations import (
     jpeg_compress,
     motion_kernel,
 )
+import m3l.data.degradations as deg
 from m3l.data.io import read_image
 from m3l.data.samples import sample_paths
 from torch.utils.data import default_collate
@@ -176,3 +178,26 @@ def test_bad_arguments_say_what_is_expected(make, message: str) -> None:
 def test_bad_shape_message() -> None:
     with pytest.raises(ValueError, match=r"\(\.\.\., C, H, W\).*got shape \(5, 8, 8\)"):
         add_gaussian_noise(torch.rand(5, 8, 8), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: deg.GaussianNoise(sigma=-1), "[0, inf]"),
+        (lambda: deg.GaussianNoise(sigma_range=[-5, 10]), "[0, inf]"),
+        (lambda: deg.GaussianNoise(sigma="abc"), "expected numbers"),
+        (lambda: deg.PoissonGaussianNoise(peak=0), "(0, inf]"),
+        (lambda: deg.GaussianBlur(sigma=0), "(0, inf]"),
+        (lambda: deg.GaussianBlur(kernel_size=20, sigma=1.0), "odd integer"),
+        (lambda: deg.MotionBlur(kernel_size=1), "odd integer >= 3"),
+        (lambda: deg.JPEG(quality=0), "[1, 100]"),
+        (lambda: deg.JPEG(quality_range=[5, 101]), "[1, 100]"),
+        (lambda: deg.VideoH264(crf=60), "[0, 51]"),
+        (lambda: deg.RandomChoice([deg.Identity()], weights=[-1]), "weights must be >= 0"),
+    ],
+)
+def test_out_of_range_levels_are_config_errors(build, expected):
+    from m3l.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        build()

@@ -33,6 +33,7 @@ from m3l.data.datasets import (
 from m3l.data.degradations import Degradation, Identity, Meta
 from m3l.data.failures import Failure, record_failure
 from m3l.data.io import MediaReadError, is_image_file, is_video_file, probe_video, read_image, read_video
+from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class VideoClipDataset(Dataset):
         key: str = "data.train_dir",
     ) -> None:
         if target not in ("center", "clip"):
-            raise ValueError(f"{key}: target must be 'center' or 'clip', got {target!r}")
+            raise ConfigError(f"{key}: target must be 'center' or 'clip', got {target!r}")
         self.failures: list[Failure] = []
         self.sequences = find_sequences(roots, self.failures, key)
         self.clip_length, self.degradation, self.train = int(clip_length), degradation or Identity(), train
@@ -196,7 +197,7 @@ class PhotoPanClipDataset(Dataset):
         key: str = "data.train_dir",
     ) -> None:
         if target not in ("center", "clip"):
-            raise ValueError(f"{key}: target must be 'center' or 'clip', got {target!r}")
+            raise ConfigError(f"{key}: target must be 'center' or 'clip', got {target!r}")
         self.failures: list[Failure] = []
         self.photos: list[tuple[str, torch.Tensor]] = []
         for root in as_path_list(roots):

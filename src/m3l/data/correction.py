@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from m3l.data.datasets import list_files, relative_path
 from m3l.data.failures import Failure, record_failure
 from m3l.data.io import MediaReadError, ImageInfo, is_image_file, is_video_file, iter_video_frames, probe_video, read_image
+from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class VideoCorrectionDataset(IterableDataset):
 
     def __init__(self, path: str | os.PathLike[str], channels: int = 3, window: int = 1) -> None:
         if window < 1 or window % 2 == 0:
-            raise ValueError(f"VideoCorrectionDataset: window must be odd and >= 1, got {window}")
+            raise ConfigError(f"VideoCorrectionDataset: window must be odd and >= 1, got {window}")
         self.failures: list[Failure] = []
         self.root, _, videos = scan_correction_inputs(path, self.failures)
         self.channels, self.window = channels, window
@@ -170,7 +171,7 @@ def collate_correction(items: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("collate_correction: empty batch")
     shapes = {tuple(item["input"].shape) for item in items}
     if len(shapes) > 1:
-        raise ValueError(f"collate_correction: items of different sizes {sorted(shapes)} cannot share a batch; use batch size 1")
+        raise ConfigError(f"collate_correction: items of different sizes {sorted(shapes)} cannot share a batch; use batch size 1")
     batch: dict[str, Any] = {"input": torch.stack([item["input"] for item in items])}
     for key in items[0]:
         if key != "input":

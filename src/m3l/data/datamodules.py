@@ -20,6 +20,7 @@ from m3l.data.correction import ImageCorrectionDataset, VideoCorrectionDataset, 
 from m3l.data.datasets import CleanImageDataset, PairedImageDataset, PathsLike
 from m3l.data.degradations import Degradation
 from m3l.data.failures import Failure
+from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,26 @@ def collate_samples(items: list[dict[str, Any]]) -> dict[str, Any]:
         return default_collate(items)
     except RuntimeError as err:
         shapes = sorted({tuple(item["input"].shape) for item in items})
-        raise ValueError(
+        raise ConfigError(
             f"cannot batch samples of shapes {shapes}: set data.val_batch_size=1 or data.val_patch_size=N "
             "to evaluate whole images of different sizes"
         ) from err
+
+
+def check_int(key: str, value: Any, minimum: int = 1, optional: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (None allowed when ``optional``), or a
+    :class:`ConfigError` naming the config key ``key``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key} must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number != float(value) or number < minimum:
+        raise ConfigError(f"{key} must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}")
+    return number
 
 
 def _named_sets(dirs: TestDirs, default_name: str) -> dict[str, PathsLike]:
@@ -56,10 +73,12 @@ class _DataModuleBase(L.LightningDataModule):
     def __init__(self, correct_dir: str | os.PathLike[str] | None, channels: int, batch_size: int, val_batch_size: int, num_workers: int) -> None:
         super().__init__()
         if channels not in (1, 3):
-            raise ValueError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels!r}")
+            raise ConfigError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels!r}")
         self.correct_dir = correct_dir
         self.channels = int(channels)
-        self.batch_size, self.val_batch_size, self.num_workers = int(batch_size), int(val_batch_size), int(num_workers)
+        self.batch_size = check_int("data.batch_size", batch_size)
+        self.val_batch_size = check_int("data.val_batch_size", val_batch_size)
+        self.num_workers = check_int("data.num_workers", num_workers, minimum=0)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_sets: dict[str, Dataset] = {}
@@ -94,7 +113,7 @@ class _DataModuleBase(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
-            raise ValueError("no training data: set data.train_dir")
+            raise ConfigError("no training data: set data.train_dir")
         return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=len(self.train_set) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -102,7 +121,7 @@ class _DataModuleBase(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         if not self.test_sets:
-            raise ValueError("no test data: set data.test_dir (a folder, a list, or name: folder pairs)")
+            raise ConfigError("no test data: set data.test_dir (a folder, a list, or name: folder pairs)")
         loaders = [self._loader(d, self.val_batch_size, shuffle=False) for d in self.test_sets.values()]
         return loaders[0] if len(loaders) == 1 else loaders
 
@@ -126,7 +145,7 @@ class _DataModuleBase(L.LightningDataModule):
 
     def setup_predict(self) -> None:
         if self.correct_dir is None:
-            raise ValueError("nothing to correct: set data.correct_dir to a folder (recursive), an image or a video")
+            raise ConfigError("nothing to correct: set data.correct_dir to a folder (recursive), an image or a video")
         images = ImageCorrectionDataset(self.correct_dir, self.channels)
         self.predict_sets = [images]
         if images.videos:
@@ -149,6 +168,14 @@ class _DataModuleBase(L.LightningDataModule):
         if len(loaders) == 2 and len(self.predict_sets[0]) == 0:
             return loaders[1]
         return loaders[0] if len(loaders) == 1 else loaders
+
+
+def _patch_options(patch_size: Any, patches_per_image: Any, val_patch_size: Any) -> tuple[int, int, int | None]:
+    return (
+        check_int("data.patch_size", patch_size),
+        check_int("data.patches_per_image", patches_per_image),
+        check_int("data.val_patch_size", val_patch_size, optional=True),
+    )
 
 
 class RestorationDataModule(_DataModuleBase):
@@ -186,7 +213,7 @@ class RestorationDataModule(_DataModuleBase):
         self.degradation = degradation
         self.val_degradation = val_degradation or degradation
         self.test_degradation = test_degradation or self.val_degradation
-        self.patch_size, self.patches_per_image, self.val_patch_size = patch_size, patches_per_image, val_patch_size
+        self.patch_size, self.patches_per_image, self.val_patch_size = _patch_options(patch_size, patches_per_image, val_patch_size)
         self.seed, self.cache_images, self.augment = seed, cache_images, augment
 
     def _eval_set(self, dirs: PathsLike, degradation: Degradation | None, key: str) -> CleanImageDataset:
@@ -242,7 +269,8 @@ class PairedDataModule(_DataModuleBase):
         super().__init__(correct_dir, channels, batch_size, val_batch_size, num_workers)
         self.dirs = {"train": (train_dir, train_target_dir), "val": (val_dir, val_target_dir), "test": (test_dir, test_target_dir)}
         self.input_token, self.target_token, self.root_dir = input_token, target_token, root_dir
-        self.patch_size, self.patches_per_image, self.val_patch_size, self.augment = patch_size, patches_per_image, val_patch_size, augment
+        self.patch_size, self.patches_per_image, self.val_patch_size = _patch_options(patch_size, patches_per_image, val_patch_size)
+        self.augment = augment
 
     def build(self, split: str) -> PairedImageDataset | None:
         input_dir, target_dir = self.dirs[split]
@@ -286,10 +314,13 @@ class VideoDataModule(_DataModuleBase):
     ) -> None:
         super().__init__(correct_dir, channels, batch_size, val_batch_size, num_workers)
         if clips_from not in ("video", "photos"):
-            raise ValueError(f"data.clips_from must be 'video' or 'photos', got {clips_from!r}")
+            raise ConfigError(f"data.clips_from must be 'video' or 'photos', got {clips_from!r}")
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
-        self.degradation, self.clips_from, self.clip_length = degradation, clips_from, int(clip_length)
-        self.patch_size, self.val_patch_size, self.clips_per_sequence = patch_size, val_patch_size, clips_per_sequence
+        self.degradation, self.clips_from = degradation, clips_from
+        self.clip_length = check_int("data.clip_length", clip_length)
+        self.patch_size = check_int("data.patch_size", patch_size)
+        self.val_patch_size = check_int("data.val_patch_size", val_patch_size, optional=True)
+        self.clips_per_sequence = check_int("data.clips_per_sequence", clips_per_sequence)
         self.max_eval_clips, self.per_frame_params, self.target, self.max_speed = max_eval_clips, per_frame_params, target, max_speed
         self.predict_window = int(predict_window if predict_window is not None else (self.clip_length if target == "center" else 1))
         self.seed = seed

@@ -23,6 +23,7 @@ from m3l.data.degradations import Degradation, Identity, Meta
 from m3l.data.failures import Failure, record_failure
 from m3l.data.io import ImageTooLargeError, MediaReadError, is_image_file, open_image_checked, read_image
 from m3l.deploy.runtime import walk_files
+from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class _ImageStore:
     def __init__(self, roots: PathsLike, channels: int | None, cache: bool, key: str, verify: bool) -> None:
         self.roots = as_path_list(roots)
         if not self.roots:
-            raise ValueError(f"{key}: no folder given")
+            raise ConfigError(f"{key}: no folder given")
         self.channels, self.cache, self.key = channels, cache, key
         self.failures: list[Failure] = []
         self._cache: dict[int, torch.Tensor] = {}
@@ -290,7 +291,7 @@ class PairedImageDataset(Dataset):
         x, _ = read_image(path, self.channels)
         y, _ = read_image(target_path, self.channels)
         if x.shape != y.shape:
-            raise ValueError(f"{path} is {tuple(x.shape)} but its target {target_path} is {tuple(y.shape)}; pairs must match")
+            raise ConfigError(f"{path} is {tuple(x.shape)} but its target {target_path} is {tuple(y.shape)}; pairs must match")
         if self.train:
             generator = training_generator()
             x, y = pad_to_min_size(x, self.patch_size), pad_to_min_size(y, self.patch_size)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from m3l.data.io import convert_channels, import_av, tensor_to_array
+from m3l.errors import ConfigError
 
 Meta = dict[str, torch.Tensor]
 
@@ -62,7 +63,7 @@ def add_poisson_gaussian_noise(
     """Shot noise ``Poisson(peak * x) / peak`` plus read noise ``N(0, sigma^2)``."""
     _check_image(x, "add_poisson_gaussian_noise")
     if peak <= 0:
-        raise ValueError(f"add_poisson_gaussian_noise: peak must be > 0, got {peak}")
+        raise ConfigError(f"add_poisson_gaussian_noise: peak must be > 0, got {peak}")
     shot = torch.poisson(x.clamp(0, 1) * peak, generator=generator) / peak
     noisy = shot + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
     return noisy.clamp(0, 1) if clip else noisy
@@ -74,7 +75,7 @@ def add_poisson_gaussian_noise(
 def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, angle: float = 0.0) -> torch.Tensor:
     """A ``(size, size)`` Gaussian kernel summing to 1; anisotropic with ``sigma_y`` and ``angle`` (radians)."""
     if size % 2 == 0 or size < 1:
-        raise ValueError(f"gaussian_kernel: size must be odd and positive, got {size}")
+        raise ConfigError(f"gaussian_kernel: size must be odd and positive, got {size}")
     sigma_y = sigma_x if sigma_y is None else sigma_y
     r = torch.arange(size, dtype=torch.float64) - size // 2
     yy, xx = torch.meshgrid(r, r, indexing="ij")
@@ -91,7 +92,7 @@ def motion_kernel(size: int, generator: torch.Generator | None = None, steps: in
     scaled to fit the kernel, and splatted bilinearly.
     """
     if size % 2 == 0 or size < 3:
-        raise ValueError(f"motion_kernel: size must be odd and >= 3, got {size}")
+        raise ConfigError(f"motion_kernel: size must be odd and >= 3, got {size}")
     angle = _uniform(0, 2 * math.pi, generator)
     turns = torch.randn(steps, generator=generator) * jitter
     headings = angle + torch.cumsum(turns * (1.0 / math.sqrt(steps)) * 4, dim=0)
@@ -165,9 +166,9 @@ def jpeg_compress(x: torch.Tensor, quality: int, chroma_subsampling: str = "4:2:
     """Encode and decode through Pillow's JPEG at ``quality`` (1..100); gray stays gray."""
     _check_image(x, "jpeg_compress")
     if not 1 <= int(quality) <= 100:
-        raise ValueError(f"jpeg_compress: quality must be in 1..100, got {quality}")
+        raise ConfigError(f"jpeg_compress: quality must be in 1..100, got {quality}")
     if chroma_subsampling not in _SUBSAMPLING:
-        raise ValueError(f"jpeg_compress: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}")
+        raise ConfigError(f"jpeg_compress: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}")
     flat = x.reshape(-1, *x.shape[-3:])
     out = []
     for img in flat:
@@ -250,15 +251,32 @@ def _level(value: float | None, value_range: Sequence[float] | None, scale: floa
         low, high = (float(v) / scale for v in value_range)
         return _uniform(low, high, generator)
     if value is None:
-        raise ValueError(f"{name}: give a fixed value or a range")
+        raise ConfigError(f"{name}: give a fixed value or a range")
     return float(value) / scale
 
 
-def _check_range(name: str, value: Any, value_range: Any) -> None:
+def _check_kernel_size(name: str, size: Any, minimum: int) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size < minimum or size % 2 == 0:
+        raise ConfigError(f"{name}: kernel_size must be an odd integer >= {minimum}, got {size!r}")
+
+
+def _check_range(
+    name: str, value: Any, value_range: Any, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> None:
+    """A degradation's level: exactly one of a fixed value and a ``[low, high]`` range, inside
+    the allowed interval (``low`` excluded when ``low_open``)."""
     if (value is None) == (value_range is None):
-        raise ValueError(f"{name}: give exactly one of a fixed value and a range, got {value!r} and {value_range!r}")
-    if value_range is not None and (len(value_range) != 2 or float(value_range[0]) > float(value_range[1])):
-        raise ValueError(f"{name}: a range is [low, high] with low <= high, got {list(value_range)!r}")
+        raise ConfigError(f"{name}: give exactly one of a fixed value and a range, got {value!r} and {value_range!r}")
+    try:
+        values = [float(value)] if value is not None else [float(v) for v in value_range]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected numbers, got {value if value is not None else value_range!r}") from None
+    if value_range is not None and (len(values) != 2 or values[0] > values[1]):
+        raise ConfigError(f"{name}: a range is [low, high] with low <= high, got {list(value_range)!r}")
+    below = (lambda v: v <= low) if low_open else (lambda v: v < low)
+    if any((low is not None and below(v)) or (high is not None and v > high) for v in values):
+        interval = f"{'(' if low_open else '['}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+        raise ConfigError(f"{name}: every level must lie in {interval}, got {value if value is not None else list(value_range)!r}")
 
 
 class Identity(Degradation):
@@ -272,7 +290,7 @@ class GaussianNoise(Degradation):
     """Additive white Gaussian noise, fixed ``sigma`` or uniform in ``sigma_range`` (blind)."""
 
     def __init__(self, sigma: float | None = None, sigma_range: Sequence[float] | None = None, scale: float = 1.0, clip: bool = False) -> None:
-        _check_range("GaussianNoise(sigma, sigma_range)", sigma, sigma_range)
+        _check_range("GaussianNoise(sigma, sigma_range)", sigma, sigma_range, low=0.0)
         self.sigma, self.sigma_range, self.scale, self.clip = sigma, sigma_range, float(scale), clip
 
     def sample(self, generator):
@@ -297,9 +315,10 @@ class PoissonGaussianNoise(Degradation):
         scale: float = 1.0,
         clip: bool = False,
     ) -> None:
-        _check_range("PoissonGaussianNoise(peak, peak_range)", peak, peak_range)
+        _check_range("PoissonGaussianNoise(peak, peak_range)", peak, peak_range, low=0.0, low_open=True)
         if sigma_range is not None:
             sigma = None
+        _check_range("PoissonGaussianNoise(sigma, sigma_range)", sigma, sigma_range, low=0.0)
         self.peak, self.peak_range, self.sigma, self.sigma_range = peak, peak_range, sigma, sigma_range
         self.scale, self.clip = float(scale), clip
 
@@ -331,7 +350,8 @@ class GaussianBlur(Degradation):
     ) -> None:
         if sigma is not None:
             sigma_range = None
-        _check_range("GaussianBlur(sigma, sigma_range)", sigma, sigma_range)
+        _check_range("GaussianBlur(sigma, sigma_range)", sigma, sigma_range, low=0.0, low_open=True)
+        _check_kernel_size("GaussianBlur", kernel_size, minimum=1)
         self.kernel_size, self.sigma, self.sigma_range, self.anisotropic = int(kernel_size), sigma, sigma_range, anisotropic
 
     def sample(self, generator):
@@ -353,6 +373,9 @@ class MotionBlur(Degradation):
     """Blur along a random camera-shake trajectory (:func:`motion_kernel`)."""
 
     def __init__(self, kernel_size: int = 21, jitter: float = 0.6) -> None:
+        _check_kernel_size("MotionBlur", kernel_size, minimum=3)
+        if float(jitter) < 0:
+            raise ConfigError(f"MotionBlur: jitter must be >= 0, got {jitter!r}")
         self.kernel_size, self.jitter = int(kernel_size), float(jitter)
 
     def sample(self, generator):
@@ -369,9 +392,9 @@ class JPEG(Degradation):
     """JPEG through Pillow at ``quality`` or uniform in ``quality_range``; quality is in the meta."""
 
     def __init__(self, quality: int | None = None, quality_range: Sequence[int] | None = None, chroma_subsampling: str = "4:2:0") -> None:
-        _check_range("JPEG(quality, quality_range)", quality, quality_range)
+        _check_range("JPEG(quality, quality_range)", quality, quality_range, low=1, high=100)
         if chroma_subsampling not in _SUBSAMPLING:
-            raise ValueError(f"JPEG: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}")
+            raise ConfigError(f"JPEG: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}")
         self.quality, self.quality_range, self.chroma_subsampling = quality, quality_range, chroma_subsampling
 
     def sample(self, generator):
@@ -392,7 +415,7 @@ class VideoH264(Degradation):
     temporal = True
 
     def __init__(self, crf: int | None = None, crf_range: Sequence[int] | None = None, preset: str = "veryfast") -> None:
-        _check_range("VideoH264(crf, crf_range)", crf, crf_range)
+        _check_range("VideoH264(crf, crf_range)", crf, crf_range, low=0, high=51)
         self.crf, self.crf_range, self.preset = crf, crf_range, preset
 
     def sample(self, generator):
@@ -440,7 +463,7 @@ class Chain(Degradation):
 
     def __init__(self, steps: Sequence[Degradation]) -> None:
         if not steps:
-            raise ValueError("Chain: give at least one step")
+            raise ConfigError("Chain: give at least one step")
         self.steps = list(steps)
         self.temporal = any(s.temporal for s in self.steps)
 
@@ -470,9 +493,11 @@ class RandomChoice(Degradation):
 
     def __init__(self, choices: Sequence[Degradation], weights: Sequence[float] | None = None) -> None:
         if not choices:
-            raise ValueError("RandomChoice: give at least one choice")
+            raise ConfigError("RandomChoice: give at least one choice")
         if weights is not None and len(weights) != len(choices):
-            raise ValueError(f"RandomChoice: {len(choices)} choices but {len(weights)} weights")
+            raise ConfigError(f"RandomChoice: {len(choices)} choices but {len(weights)} weights")
+        if weights is not None and (any(float(w) < 0 for w in weights) or sum(float(w) for w in weights) <= 0):
+            raise ConfigError(f"RandomChoice: weights must be >= 0 with a positive sum, got {list(weights)!r}")
         self.choices = list(choices)
         self.weights = torch.tensor(list(weights) if weights is not None else [1.0] * len(choices), dtype=torch.float64)
         self.temporal = any(c.temporal for c in self.choices)

@@ -31,6 +31,7 @@ from m3l.deploy.runtime import (  # noqa: F401 - re-exported for m3l.data users
     png_header,
     temp_file_beside,
 )
+from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
     """
     path = Path(path)
     if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1 (gray), 3 (RGB) or None (as stored); got {channels!r}")
+        raise ConfigError(f"channels must be 1 (gray), 3 (RGB) or None (as stored); got {channels!r}")
     if not path.is_file():
         raise MediaReadError(path, "no such file")
     header = _png_header(path) if path.suffix.lower() == ".png" else None

@@ -31,8 +31,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from m3l.data.correction import VideoCorrectionDataset
 from m3l.data.failures import FAILURES_FILENAME, Failure, record_failure, write_failures
 from m3l.data.io import VideoWriter, convert_channels, write_image
-from m3l.deploy.runtime import OutputPathError, check_output_paths
-from m3l.errors import CorrectionInterrupted, PredictionFormatError
+from m3l.deploy.runtime import OutputPathError, check_output_paths, temp_file_beside
+from m3l.errors import ConfigError, CorrectionInterrupted, PredictionFormatError
 
 log = logging.getLogger(__name__)
 
@@ -164,18 +164,19 @@ class ImageSerializer(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="batch")
         if bit_depth not in ("input", 8, 16):
-            raise ValueError(f"serializer.bit_depth must be 'input', 8 or 16, got {bit_depth!r}")
+            raise ConfigError(f"serializer.bit_depth must be 'input', 8 or 16, got {bit_depth!r}")
         self.root_dir = Path(root_dir).expanduser()
         self.format = format.lower().lstrip(".") if format else None
         self.bit_depth, self.overwrite, self.allow_inside_input = bit_depth, overwrite, allow_inside_input
         self.keep_mode, self.jpeg_quality = keep_mode, jpeg_quality
         self.skip_existing = bool(skip_existing)
         if self.skip_existing and self.overwrite:
-            raise ValueError("serializer: skip_existing=true and overwrite=true contradict each other; choose one")
+            raise ConfigError("serializer: skip_existing=true and overwrite=true contradict each other; choose one")
         self.failures: list[Failure] = []
         self.written: int = 0
         self.kept: int = 0
         self._planned: list[str] = []
+        self._ready = False
         self._done: set[str] = set()
         self._clashing: set[str] = set()
         self._warned_gray = False
@@ -195,20 +196,34 @@ class ImageSerializer(BasePredictionWriter):
         try:
             check_output_paths(self._inputs, self.root_dir, allow_inside_input=self.allow_inside_input)
         except OutputPathError as err:
-            raise ValueError(
+            raise ConfigError(
                 f"serializer.root_dir: {err} Choose another serializer.root_dir (outside data.correct_dir), "
                 "or set serializer.allow_inside_input=true (outputs still never replace an input file)."
             ) from err
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.check_root(_inputs(trainer))
-        self.root_dir.mkdir(parents=True, exist_ok=True)
+        self.check_writable()
         if trainer.global_rank == 0:
             remove_partial_files(self.root_dir)
         sets = getattr(getattr(trainer, "datamodule", None), "predict_sets", [])
         relpaths = [item[1] for d in sets for item in getattr(d, "items", [])]
         self.plan_names(relpaths)
+        self._ready = True
         self._planned = relpaths + [video[1] for d in sets if isinstance(d, VideoCorrectionDataset) for video in d.videos]
+
+    def check_writable(self) -> None:
+        """Create ``root_dir`` and write a probe file in it, or a :class:`ConfigError` naming it."""
+        try:
+            self.root_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = temp_file_beside(self.root_dir / "write-probe", ".part")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise ConfigError(
+                f"serializer.root_dir: cannot write into {self.root_dir} ({err.strerror or err}). "
+                "Choose a folder you can write to (it is created if missing)."
+            ) from None
 
     def refused(self, path: Path, relpath: str) -> bool:
         """Record and refuse an output that the shared rule forbids (e.g. its input file)."""
@@ -312,6 +327,8 @@ class ImageSerializer(BasePredictionWriter):
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """A stop (SIGTERM, Ctrl+C) or a crash mid-run: drop partial outputs, list every input
         not corrected, write ``failures.tsv``."""
+        if not self._ready:  # failed in setup (e.g. a bad root_dir): nothing was written
+            return
         if isinstance(exception, (CorrectionInterrupted, KeyboardInterrupt)):
             reason = "not corrected: the run was stopped (SIGTERM or Ctrl+C) before this input"
         else:

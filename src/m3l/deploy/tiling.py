@@ -31,6 +31,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from m3l.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 Blend = Literal["gaussian", "linear", "none"]
@@ -131,14 +133,14 @@ class TiledPredictor:
         pad_multiple: int | None = None,
     ) -> None:
         if blend not in ("gaussian", "linear", "none"):
-            raise ValueError(f"blend must be 'gaussian', 'linear' or 'none', got {blend!r}.")
+            raise ConfigError(f"blend must be 'gaussian', 'linear' or 'none', got {blend!r}.")
         if overlap < 0 or 2 * overlap >= tile_size:
-            raise ValueError(
+            raise ConfigError(
                 f"TiledPredictor needs 0 <= overlap < tile_size / 2, got overlap={overlap}, "
                 f"tile_size={tile_size}."
             )
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
         self.tile_size = tile_size
         self.overlap = overlap
         self.batch_size = batch_size
@@ -178,7 +180,7 @@ class TiledPredictor:
         tile = max(multiple, (self.tile_size // multiple) * multiple)
         overlap = -(-self.overlap // multiple) * multiple
         if 2 * overlap >= tile:
-            raise ValueError(
+            raise ConfigError(
                 f"TiledPredictor: with the pad multiple {multiple}, tile_size {self.tile_size} "
                 f"becomes {tile} and overlap {self.overlap} becomes {overlap}; the tile must be "
                 "more than twice the overlap. Raise tile_size or lower overlap."
@@ -249,7 +251,7 @@ def sliding_windows(frames: Iterable[torch.Tensor], size: int) -> Iterator[torch
     frames are held at once, so a video never has to fit in memory.
     """
     if size < 1 or size % 2 == 0:
-        raise ValueError(f"sliding_windows needs an odd window size, got {size}.")
+        raise ConfigError(f"sliding_windows needs an odd window size, got {size}.")
     half = size // 2
     it = iter(frames)
     try:

@@ -51,16 +51,25 @@ def _preflight_argv(verb: str, argv: list[str]) -> None:
     if any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
         return  # the other processes of a distributed run write into rank zero's directory
     from m3l.errors import M3LError
-    from m3l.rundirs import check_output_dir_free
+    from m3l.rundirs import check_creatable_dir, check_output_dir_free
 
+    folders = [("M3L_RUNS_DIR", os.environ.get("M3L_RUNS_DIR") or "runs")]
     for arg in args:
-        if _override_key(arg) in ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir") and "=" in arg:
-            key, value = arg.split("=", 1)
-            try:
-                check_output_dir_free(Path(value).expanduser(), key.lstrip("+~"))
-            except M3LError as exc:
-                print(f"m3l: error: {exc}", file=sys.stderr)
-                raise SystemExit(2) from None
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if key in ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir", "paths.runs_dir") and value:
+            folders = [f for f in folders if not (key == "paths.runs_dir" and f[0] == "M3L_RUNS_DIR")]
+            folders.append((key, value))
+    try:
+        for key, value in folders:
+            if "${" in value:
+                continue  # an interpolation: Hydra resolves it
+            if key != "paths.runs_dir" and key != "M3L_RUNS_DIR":
+                check_output_dir_free(Path(value).expanduser(), key)
+            check_creatable_dir(Path(value), key)
+    except M3LError as exc:
+        print(f"m3l: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def print_config_tree(cfg: Any) -> None:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from m3l.errors import ConfigError
+
 SPLITS = ("train", "val")
 
 
 def sample_dir(split: str) -> str:
     """Absolute path of the built-in ``train`` or ``val`` photos."""
     if split not in SPLITS:
-        raise ValueError(f"m3l.samples: split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"m3l.samples: split must be one of {SPLITS}, got {split!r}")
     path = Path(__file__).resolve().parent / split
     if not path.is_dir():
         raise FileNotFoundError(f"the built-in sample photos are missing from {path}; reinstall m3l")
