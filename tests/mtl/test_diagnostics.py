@@ -54,3 +54,22 @@ def test_callback_logs_metrics_and_plots_to_tensorboard(tmp_path, tasks, adam):
     events = EventAccumulator(tb.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert {"diag/weights", "diag/grad_cosine"} <= set(events.Tags()["images"])
+
+
+def test_alternating_logs_no_stale_loss_or_capacity_for_the_idle_task(tmp_path, digits, adam):
+    import csv
+
+    from .conftest import make_task
+
+    diagnostics = d.Diagnostics(every_n_steps=1, k=1, plot_every_n_steps=0)
+    tasks = [make_task(digits, "left"), make_task(digits, "right")]  # 3 batches each
+    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, callbacks=[diagnostics],
+                          **FAST).launch(mtl.Alternating())
+    rows = [r for r in csv.DictReader((results.log_dir / "csv" / "version_0" / "metrics.csv").open()) if r.get("train/loss")]
+    assert len(rows) == 6
+    for row in rows[:3]:  # left's pass
+        assert row["train/left/loss"] and not row.get("train/right/loss") and not row.get("diag/residual_capacity/right")
+    for row in rows[3:]:  # right's pass: nothing about left
+        assert row["train/right/loss"] and not row.get("train/left/loss") and not row.get("diag/residual_capacity/left")
+    assert len(diagnostics.losses["left"]) == 2 and len(diagnostics.losses["right"]) == 2  # k + 1, only trained steps
+    assert [float(r["train/left/loss"]) for r in rows[1:3]] == pytest.approx(list(diagnostics.losses["left"]), rel=1e-5)

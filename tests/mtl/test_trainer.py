@@ -10,6 +10,7 @@ import torch
 
 from m3l import mtl
 from m3l.mtl.artifacts import load_backbone, load_head
+from torchmetrics.classification import MulticlassAccuracy
 
 from .conftest import FAST, LeNet, make_task
 
@@ -143,3 +144,33 @@ def test_unknown_arguments_fail_at_construction_with_the_equivalent(tasks, name,
 
     with pytest.raises(TrainerArgumentError, match=rf"(?s)unknown argument {name}=.*fix: .*{fix}"):
         mtl.Trainer(LeNet(), tasks, **{name: "x"})
+
+
+def test_without_val_sets_train_and_test_are_evaluated_every_epoch(tmp_path, digits, adam):
+    import csv
+
+    tasks = [mtl.Task(side, make_task(digits, side).head, torch.nn.CrossEntropyLoss(), train=digits[f"{side}/train"],
+                      test=digits[f"{side}/test"], metrics={"acc": MulticlassAccuracy(num_classes=10, average="micro")})
+             for side in ("left", "right")]
+    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=2, eval_splits=("train", "test"),
+                          limit_train_batches=2, enable_progress_bar=False, accelerator="cpu").launch(mtl.Alternating())
+    rows = list(csv.DictReader((results.log_dir / "csv" / "version_0" / "metrics.csv").open()))
+    for split in ("train", "test"):
+        for head in ("left", "right"):
+            values = [float(r[f"eval_{split}/{head}/acc"]) for r in rows if r.get(f"eval_{split}/{head}/acc")]
+            assert len(values) == 2 and all(0.0 <= v <= 1.0 for v in values)  # one per epoch
+            assert sum(1 for r in rows if r.get(f"eval_{split}/{head}/loss")) == 2
+        assert sum(1 for r in rows if r.get(f"eval_{split}/loss")) == 2
+    assert set(results.epoch_eval) == {"train", "test"} and set(results.epoch_eval["train"]["left"]) == {"acc", "loss"}
+    # the full train split is evaluated: 96 samples, not the 2 training batches
+    assert results.epoch_eval["train"]["left"]["acc"] * 96 == pytest.approx(round(results.epoch_eval["train"]["left"]["acc"] * 96), abs=1e-4)
+
+
+def test_eval_splits_are_checked_and_reachable_from_the_command_line():
+    from m3l.config import compose
+    from m3l.errors import M3LError
+
+    with pytest.raises(M3LError, match=r"eval_splits=\['train', 'valid'\].*e.g. eval_splits=\[train, test\]"):
+        mtl.MultiTaskDataModule({"left": {"train": []}}, eval_splits=["train", "valid"])
+    cfg = compose("mtl_multimnist", ["data.eval_splits=[train,test]"])
+    assert list(cfg.data.eval_splits) == ["train", "test"]

@@ -65,6 +65,11 @@ class MultiTaskDataModule(L.LightningDataModule):
         batch_size: one size for every task, or ``{task: size}``.
         num_workers: loader workers per task.
         shuffle: shuffle the train splits.
+        eval_splits: the splits evaluated at the end of every training epoch, logged as
+            ``val/<head>/<metric>``, ``eval_train/<head>/<metric>`` and
+            ``eval_test/<head>/<metric>`` (with ``<prefix>/<head>/loss`` and
+            ``<prefix>/loss``). Default ``["val"]``; ``["train", "test"]`` is what EMTL did
+            each epoch (a full pass over each training set costs as much as training on it).
         correct_dir: accepted for the command line's data contract; unused for multi-task.
     """
 
@@ -75,6 +80,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         num_workers: int = 0,
         shuffle: bool = True,
         pin_memory: bool = False,
+        eval_splits: Sequence[str] = ("val",),
         correct_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -93,6 +99,16 @@ class MultiTaskDataModule(L.LightningDataModule):
                 )
         self.batch_size = batch_size
         self.num_workers, self.shuffle, self.pin_memory = num_workers, shuffle, pin_memory
+        if isinstance(eval_splits, str):
+            eval_splits = [eval_splits]
+        unknown = [s for s in eval_splits if s not in SPLITS]
+        if unknown or len(set(eval_splits)) != len(list(eval_splits)):
+            raise M3LError(
+                f"MultiTaskDataModule: eval_splits={list(eval_splits)}; expected distinct splits among "
+                f"{list(SPLITS)}, e.g. eval_splits=[train, test] to evaluate both every epoch as EMTL did"
+            )
+        self.eval_splits = list(eval_splits)
+        self.val_loader_splits: list[str] = []
 
     @classmethod
     def from_tasks(cls, tasks: Sequence[Task], **kwargs: Any) -> MultiTaskDataModule:
@@ -115,7 +131,7 @@ class MultiTaskDataModule(L.LightningDataModule):
             return int(self.batch_size.get(task, 32))
         return int(self.batch_size)
 
-    def task_loader(self, task: str, split: str) -> DataLoader:
+    def task_loader(self, task: str, split: str, shuffle: bool | None = None) -> DataLoader:
         """The loader of one task's split; its batches are ``{task: batch}``."""
         dataset = self.dataset(task, split)
         if dataset is None:
@@ -123,7 +139,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size_of(task),
-            shuffle=self.shuffle and split == "train",
+            shuffle=(self.shuffle and split == "train") if shuffle is None else shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
@@ -148,7 +164,16 @@ class MultiTaskDataModule(L.LightningDataModule):
         return schedule.train_loader(loaders, epoch)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return list(self._loaders("val").values())
+        """One loader per task and split of ``eval_splits`` (in that order); the split of loader
+        ``i`` is ``val_loader_splits[i]``. The train split is read in order, unshuffled."""
+        loaders, splits = [], []
+        for split in self.eval_splits:
+            for name in self.datasets:
+                if self.dataset(name, split) is not None:
+                    loaders.append(self.task_loader(name, split, shuffle=False))
+                    splits.append(split)
+        self.val_loader_splits = splits
+        return loaders
 
     def test_dataloader(self) -> list[DataLoader]:
         return list(self._loaders("test").values())

@@ -163,7 +163,10 @@ class Diagnostics(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(getattr(pl_module, "train_steps", trainer.global_step))
         metrics = trainer.callback_metrics
-        for name in getattr(pl_module, "objective_names", []):
+        batches = merge_task_batches(batch)
+        # only the objectives this step trained: an idle task's last loss is not a new value
+        present = [o.name for t in batches for o in pl_module.task_by_name[t].objectives]
+        for name in present:
             loss = metrics.get(f"train/{name}/loss")
             if loss is not None:
                 queue = self.losses.setdefault(name, deque(maxlen=self.k + 1))
@@ -173,7 +176,11 @@ class Diagnostics(L.Callback):
                 self._record(f"weights/{name}", step, float(weight))
         if step % self.every_n_steps:
             return
-        values = self.compute(pl_module, merge_task_batches(batch))
+        idle = {f"diag/residual_capacity/{n}" for n in getattr(pl_module, "objective_names", []) if n not in present}
+        forget = getattr(pl_module, "forget_step_values", None)
+        if forget is not None:
+            forget(idle)
+        values = self.compute(pl_module, batches)
         for key, value in values.items():
             self._record(key, step, value)
         pl_module.log_dict(values, on_step=True, on_epoch=False, batch_size=1)
@@ -185,7 +192,10 @@ class Diagnostics(L.Callback):
         out: dict[str, float] = {}
         for layer, share in independent_capacity(pl_module.backbone, self.threshold).items():
             out[f"diag/weak_weights/{layer}"] = share
+        present = {o.name for t in batches for o in pl_module.task_by_name[t].objectives}
         for name, queue in self.losses.items():
+            if name not in present:  # not trained in this step: its capacity did not change
+                continue
             rmc = residual_model_capacity(list(queue), self.k)
             if rmc == rmc:
                 out[f"diag/residual_capacity/{name}"] = rmc

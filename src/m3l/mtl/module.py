@@ -114,7 +114,7 @@ class MultiTaskModule(L.LightningModule):
                         for o in self.objectives
                     }
                 )
-                for split in ("val", "test")
+                for split in ("val", "test", "eval_train", "eval_test")
             }
         )
         self.register_buffer("first_bad_step", torch.full((len(self.objectives),), -1, dtype=torch.long), persistent=False)
@@ -124,7 +124,7 @@ class MultiTaskModule(L.LightningModule):
         self.preflight_done = False
         self._roles: list[str] = []
         self._scheduler_roles: list[str] = []
-        self._eval_sums: dict[str, list[Tensor]] = {}
+        self._eval_sums: dict[str, dict[str, list[Tensor]]] = {}
         self._index_cache: dict[tuple[str, ...], Tensor] = {}
 
     def train(self, mode: bool = True) -> MultiTaskModule:
@@ -254,6 +254,8 @@ class MultiTaskModule(L.LightningModule):
         self.train_steps += 1
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=1)
         self.log_dict({f"train/{n}/loss": stacked[i].detach() for i, n in enumerate(names)}, batch_size=1)
+        if len(names) < len(self.objective_names):
+            self.forget_step_values({f"train/{n}/loss" for n in self.objective_names if n not in losses})
         if joint:
             weights = self.weighting.last_weights
             if weights.numel() == len(names):
@@ -261,6 +263,18 @@ class MultiTaskModule(L.LightningModule):
         if self.train_steps % self.finite_check_every_n_steps == 0:
             self._raise_if_not_finite()
         return total.detach()
+
+    def forget_step_values(self, keys: Iterable[str]) -> None:
+        """Lightning re-sends a key's last step value at every later step of the epoch; a value
+        about an objective idle in this step (Alternating, Sequential) must not be re-logged as
+        if it were new. Its entries are marked reset, as Lightning does at an epoch's end."""
+        results = getattr(self._trainer, "_results", None) if self._trainer is not None else None
+        keys = set(keys)
+        if results is None or not keys:
+            return
+        for entry in results.values():
+            if getattr(getattr(entry, "meta", None), "name", None) in keys:
+                entry.has_reset = True
 
     def _aggregate_backward(self, losses: Tensor, context: StepContext, features: Mapping[str, Any]) -> Tensor:
         """Heads get the gradient of the sum; shared parameters the aggregated Jacobian.
@@ -429,7 +443,7 @@ class MultiTaskModule(L.LightningModule):
             for o in task.objectives:
                 pred, target = predictions[o.name], targets[o.name]
                 self.log(f"{split}/{o.name}/loss", losses[o.name], batch_size=size, add_dataloader_idx=False)
-                acc = self._eval_sums.setdefault(o.name, [])
+                acc = self._eval_sums.setdefault(split, {}).setdefault(o.name, [])
                 acc.append(losses[o.name].detach() * size)
                 acc.append(torch.as_tensor(float(size), device=losses[o.name].device))
                 for metric_name, metric in o.metrics.items():
@@ -441,24 +455,32 @@ class MultiTaskModule(L.LightningModule):
                     else:
                         self.log(key, metric(pred, target), batch_size=size, add_dataloader_idx=False)
 
-    def _log_total(self, split: str) -> None:
-        if not self._eval_sums:
-            return
-        total = sum(torch.stack(v[0::2]).sum() / torch.stack(v[1::2]).sum() for v in self._eval_sums.values())
-        self.log(f"{split}/loss", total, add_dataloader_idx=False)
+    def _log_totals(self) -> None:
+        """``<split>/loss``: the sum over heads of each head's mean loss on that split."""
+        for split, sums in self._eval_sums.items():
+            total = sum(torch.stack(v[0::2]).sum() / torch.stack(v[1::2]).sum() for v in sums.values())
+            self.log(f"{split}/loss", total, add_dataloader_idx=False)
         self._eval_sums = {}
 
+    def eval_prefix(self, dataloader_idx: int) -> str:
+        """The logged prefix of a validation loader: ``val``, or ``eval_train`` / ``eval_test``
+        for the train and test splits a datamodule evaluates every epoch (``eval_splits``)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        splits = getattr(datamodule, "val_loader_splits", None)
+        split = splits[dataloader_idx] if splits and dataloader_idx < len(splits) else "val"
+        return "val" if split == "val" else f"eval_{split}"
+
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate("val", batch)
+        self._evaluate(self.eval_prefix(dataloader_idx), batch)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_total("val")
+        self._log_totals()
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        self._log_total("test")
+        self._log_totals()
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -48,6 +48,8 @@ class MultiTaskResults:
     delta_m: float | None = None
     baselines: dict[str, dict[str, float]] | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
+    #: the last epoch's evaluation of the train/test splits (``eval_splits``): {split: {head: {metric: v}}}
+    epoch_eval: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     run_id: str | None = None
     checkpoint: Path | None = None
     log_dir: Path | None = None
@@ -79,6 +81,8 @@ class Trainer:
             ``"single_task"`` to train each task alone with the same settings first.
         callbacks: extra Lightning callbacks (e.g. :class:`~m3l.mtl.diagnostics.Diagnostics`).
         num_workers: loader workers per task.
+        eval_splits: the splits evaluated every epoch (``("train", "test")`` as EMTL did); see
+            :class:`MultiTaskDataModule`.
         trainer_kwargs: passed to ``lightning.Trainer`` (e.g. ``limit_train_batches``); any
             other name fails here, naming m3l's equivalent (EMTL's ``algorithm``,
             ``use_mlflow``, ``device``, ... included).
@@ -103,6 +107,7 @@ class Trainer:
         baselines: Mapping[str, Mapping[str, float]] | str | None = None,
         callbacks: Iterable[Callback] = (),
         num_workers: int = 0,
+        eval_splits: Sequence[str] = ("val",),
         **trainer_kwargs: Any,
     ) -> None:
         check_trainer_kwargs(trainer_kwargs)
@@ -117,6 +122,7 @@ class Trainer:
         self.mlflow, self.experiment_name = mlflow, experiment_name
         self.baselines = baselines
         self.callbacks, self.num_workers = list(callbacks), num_workers
+        self.eval_splits = list(eval_splits)
         self.trainer_kwargs = trainer_kwargs
         if baselines == "single_task":
             self._initial = (copy.deepcopy(backbone), [copy_task(t) for t in self.tasks])
@@ -145,7 +151,10 @@ class Trainer:
         """The module, datamodule, Lightning trainer and run id a launch would use."""
         algorithm = algorithm or Joint()
         module = MultiTaskModule(self.backbone, self.tasks, algorithm=algorithm, **self.module_kwargs)
-        data = MultiTaskDataModule.from_tasks(self.tasks, num_workers=self.num_workers)
+        data = MultiTaskDataModule.from_tasks(self.tasks, num_workers=self.num_workers, eval_splits=self.eval_splits)
+        if "val" in self.eval_splits and all(t.val is None for t in self.tasks):
+            log.info("no task has a val set: nothing is evaluated during training; eval_splits=('train', "
+                     "'test') evaluates those every epoch, as EMTL did")
         loggers = list(self.loggers)
         if self.mlflow:
             mlflow_logger = self._mlflow_logger(run_id)
@@ -202,6 +211,7 @@ class Trainer:
             trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None,
                         weights_only=not checkpoint_trusted)
             val = split_metrics(trainer.callback_metrics, "val")
+            epoch_eval = {s: split_metrics(trainer.callback_metrics, f"eval_{s}") for s in ("train", "test")}
             test: dict[str, dict[str, float]] = {}
             if any(t.test is not None for t in self.tasks):
                 results = trainer.test(module, datamodule=data, verbose=False)
@@ -220,7 +230,7 @@ class Trainer:
             _remove_handler(handler)
         return MultiTaskResults(
             metrics=metrics, val=val, test=test, delta_m=score, baselines=baselines,
-            artifacts=artifacts, run_id=run_id, checkpoint=last if last.exists() else None,
+            artifacts=artifacts, epoch_eval={k: v for k, v in epoch_eval.items() if v}, run_id=run_id, checkpoint=last if last.exists() else None,
             log_dir=run_dir, module=module,
         )
 
