@@ -1,0 +1,168 @@
+"""JPEG files as what they are: quantized DCT coefficients, chroma subsampling and
+quantization tables (read with `jpeglib <https://pypi.org/project/jpeglib/>`_, the ``jpeg``
+extra), and their exact decoding to pixels on tensors.
+
+:func:`read_jpeg_coefficients` reads a file (or bytes); :meth:`JPEGCoefficients.to_pixels`
+decodes the coefficients with m3l's own block IDCT (:mod:`m3l.dct`), bit-identical to libjpeg's
+decoder with its default integer IDCT (``JDCT_ISLOW``) and plain chroma upsampling
+(``do_fancy_upsampling = FALSE``); :func:`encode_jpeg` writes real JPEG files with libjpeg
+through Pillow at a quality or with custom quantization tables.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from m3l.data.io import MediaReadError, tensor_to_array
+from m3l.dct import blocks_to_plane, block_idct_islow, quantization_plane, upsample_chroma, ycbcr_to_rgb_libjpeg
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+_INSTALL = "install the jpeg extra: pip install 'm3l[jpeg]'"
+
+
+def import_jpeglib() -> Any:
+    """The ``jpeglib`` module, or an ImportError that says how to install it."""
+    try:
+        import jpeglib
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(f"reading JPEG coefficients needs jpeglib: {_INSTALL}") from err
+    return jpeglib
+
+
+@dataclass(frozen=True)
+class JPEGCoefficients:
+    """A JPEG file's content: per component (Y, then Cb, Cr for colour) the plane of quantized
+    coefficients (int16, :mod:`m3l.dct` layout), its quantization table and sampling factors.
+
+    ``coefficients[i]`` covers ``ceil`` of the component's size to whole blocks; ``height`` and
+    ``width`` are the image's own size.
+    """
+
+    coefficients: tuple[torch.Tensor, ...]
+    tables: tuple[torch.Tensor, ...]
+    sampling: tuple[tuple[int, int], ...]
+    height: int
+    width: int
+    progressive: bool = False
+
+    @property
+    def is_color(self) -> bool:
+        return len(self.coefficients) == 3
+
+    @property
+    def chroma_factor(self) -> tuple[int, int]:
+        """How many luma samples one chroma sample covers, ``(vertical, horizontal)``: (2, 2)
+        for 4:2:0, (1, 2) for 4:2:2, (1, 1) for 4:4:4 and gray files."""
+        if not self.is_color:
+            return (1, 1)
+        (ly, lx), (cy, cx) = self.sampling[0], self.sampling[1]
+        return (ly // cy, lx // cx)
+
+    @property
+    def subsampling(self) -> str:
+        return {(1, 1): "4:4:4", (1, 2): "4:2:2", (2, 2): "4:2:0"}.get(self.chroma_factor, "x".join(map(str, self.chroma_factor)))
+
+    def dequantized(self, component: int) -> torch.Tensor:
+        """Coefficients times their table (int64): the DCT of the level-shifted samples."""
+        plane = self.coefficients[component].to(torch.int64)
+        return plane * quantization_plane(self.tables[component].to(torch.int64), *plane.shape)
+
+    def to_pixels(self) -> torch.Tensor:
+        """Decode to ``(C, H, W)`` uint8 exactly as libjpeg does with ``JDCT_ISLOW`` and plain
+        upsampling (C = 1 for gray files, 3 = RGB for colour)."""
+        planes = [upsample_chroma(block_idct_islow(self.dequantized(i)), self.factor_of(i)) for i in range(len(self.coefficients))]
+        h, w = self.height, self.width
+        if not self.is_color:
+            return planes[0][None, :h, :w]
+        return ycbcr_to_rgb_libjpeg(torch.stack([p[:h, :w] for p in planes]))
+
+    def factor_of(self, component: int) -> tuple[int, int]:
+        (ly, lx), (cy, cx) = self.sampling[0], self.sampling[component]
+        return (ly // cy, lx // cx)
+
+
+def _open(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), "<bytes>"
+    path = Path(source)
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as err:
+        raise MediaReadError(path, f"cannot be read ({err.strerror or err})") from err
+
+
+def _kind(data: bytes) -> str:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return f"a {im.format} image"
+    except Exception:  # noqa: BLE001 - only naming what the file is
+        return "not an image"
+
+
+def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoefficients:
+    """Read a JPEG file (a path or its bytes) without decoding it to pixels.
+
+    Raises :class:`m3l.data.io.MediaReadError` naming the file and the reason for anything that
+    is not a readable 8-bit gray or YCbCr JPEG (PNGs, CMYK JPEGs, truncated files...).
+    """
+    data, name = _open(source)
+    if not data.startswith(JPEG_MAGIC):
+        raise MediaReadError(name, f"not a JPEG file ({_kind(data)}): QGAC reads the DCT coefficients of JPEG files only")
+    jpeglib = import_jpeglib()
+    with tempfile.TemporaryDirectory(prefix="m3l-jpeg-") as tmp:
+        path = Path(tmp) / "input.jpg"
+        path.write_bytes(data)
+        try:
+            jpeg = jpeglib.read_dct(str(path))
+            jpeg.load()
+            components = [jpeg.Y] + ([jpeg.Cb, jpeg.Cr] if jpeg.has_chrominance else [])
+            qt, table_of = np.asarray(jpeg.qt), list(jpeg.quant_tbl_no)
+            sampling = [tuple(int(v) for v in f) for f in np.asarray(jpeg.samp_factor)]
+            space, n = str(jpeg.jpeg_color_space), int(jpeg.num_components)
+            height, width, progressive = int(jpeg.height), int(jpeg.width), bool(jpeg.progressive_mode)
+        except OSError as err:
+            raise MediaReadError(name, f"corrupt or truncated JPEG ({err})") from err
+    if n not in (1, 3) or "CMYK" in space or "YCCK" in space:
+        raise MediaReadError(name, f"a {space.replace('JCS_', '')} JPEG with {n} components: only gray and YCbCr JPEGs are supported")
+    if n == 3 and (sampling[1] != sampling[2] or any(l % c for l, c in zip(sampling[0], sampling[1]))):
+        raise MediaReadError(name, f"unsupported chroma sampling factors {sampling}: expected 4:4:4, 4:2:2 or 4:2:0")
+    planes = tuple(blocks_to_plane(torch.from_numpy(np.ascontiguousarray(c, dtype=np.int16))) for c in components)
+    tables = tuple(torch.from_numpy(qt[table_of[i]].astype(np.int32)) for i in range(n))
+    return JPEGCoefficients(planes, tables, tuple(sampling), height, width, progressive)
+
+
+def encode_jpeg(
+    image: torch.Tensor,
+    quality: int | None = None,
+    tables: Sequence[Sequence[int]] | None = None,
+    subsampling: str = "4:2:0",
+) -> bytes:
+    """Encode ``(C, H, W)`` (C = 1 or 3, floats in [0, 1] or uint8) as a JPEG file with libjpeg
+    (through Pillow): at ``quality`` (1..100) or with custom ``tables`` (a luma and, for colour,
+    a chroma table of 64 ints in row-major order)."""
+    if (quality is None) == (tables is None):
+        raise ValueError("encode_jpeg: give quality or tables (not both)")
+    if subsampling not in SUBSAMPLING:
+        raise ValueError(f"encode_jpeg: subsampling must be one of {sorted(SUBSAMPLING)}, got {subsampling!r}")
+    array = image.permute(1, 2, 0).numpy() if image.dtype == torch.uint8 else tensor_to_array(image)
+    array = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    options: dict[str, Any] = {"subsampling": SUBSAMPLING[subsampling]}
+    if quality is not None:
+        if not 1 <= int(quality) <= 100:
+            raise ValueError(f"encode_jpeg: quality must be in 1..100, got {quality}")
+        options["quality"] = int(quality)
+    else:
+        options["qtables"] = [[int(v) for v in t] for t in tables]  # type: ignore[union-attr]
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
