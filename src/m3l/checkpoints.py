@@ -9,20 +9,34 @@ is ignored while m3l checks a file: it is not an opt-in for one file.
 
 Files that are not checkpoints at all (an image, a text file, a zip of something else) are
 named as such, without suggesting to trust them.
+
+Here too: which file a ``checkpoint=`` value names (:func:`resolve_checkpoint`: a path,
+``last``/``best`` of the newest run, ``pretrained``), loading weights into a net
+(:func:`load_weights_into`), and resuming exactly (:class:`RNGStateCheckpoint`: Lightning's
+checkpoints restore weights, optimizer, schedulers, loops and callbacks but not the random
+number generators, so the shuffling, dropout and augmentations after a resume would differ
+from the uninterrupted run; it stores the Python, NumPy and torch generator states in every
+checkpoint and puts them back on load).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import random
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from m3l.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 #: what the commands call the opt-in, for messages
 CLI_TRUST_OPTION = "checkpoint_trusted=true"
@@ -154,3 +168,131 @@ def check_checkpoint(path: str | os.PathLike[str], trusted: bool = False, trust_
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------- which file, and into a net
+
+
+def resolve_checkpoint(spec: str | os.PathLike, cfg: Any) -> Path:
+    """A checkpoint path from ``spec``: a file, ``last`` / ``best`` of the newest run, or
+    ``pretrained``: the weights that belong to the packaged model config (see m3l.hub)."""
+    text = str(spec)
+    if text == "pretrained":
+        from m3l import hub
+
+        from m3l.config import config_choices
+
+        model = config_choices(cfg).get("model") or str(cfg.name)
+        try:
+            return hub.pretrained_weights(str(model))
+        except hub.HubError as exc:
+            raise CheckpointError(str(exc)) from exc
+    if text in ("last", "best"):
+        root = Path(str(cfg.paths.runs_dir)) / str(cfg.name) / "train"
+        pattern = "last*.ckpt" if text == "last" else "best*.ckpt"
+        found = [p for p in root.glob(f"**/checkpoints/{pattern}") if p.is_file()]
+        if not found:
+            raise CheckpointError(
+                f"checkpoint={text}: no training run of '{cfg.name}' has a {text} checkpoint under "
+                f"{root}. Train it first (python -m m3l.run.train model=...) or pass checkpoint=PATH."
+            )
+        return max(found, key=lambda p: p.stat().st_mtime)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        hint = " It is a directory: pass the .ckpt file inside it." if path.is_dir() else ""
+        raise CheckpointError(
+            f"checkpoint={text}: no such file.{hint} Pass a .ckpt or .safetensors file, "
+            "checkpoint=last / checkpoint=best for the newest training run of this model, or "
+            "checkpoint=pretrained for the weights m3l has for this model config."
+        )
+    return path
+
+
+def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False) -> None:
+    """Load a Lightning checkpoint's ``state_dict`` (or a plain/safetensors state dict)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        payload = load_checkpoint(path, trusted=trusted)
+        state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} holds no state_dict: it is not a model checkpoint.")
+    own = module.state_dict()
+    inner = getattr(module, "net", None)
+    if isinstance(inner, torch.nn.Module) and state and not any(k.startswith("net.") for k in state):
+        # the weights of the plain net alone (the form m3l.hub ships): prefix them
+        state = {f"net.{k}": v for k, v in state.items()}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [f"{path} does not match the net {type(module).__name__}:"]
+        if mismatched:
+            parts.append("  shape mismatches: " + "; ".join(mismatched[:5]))
+            parts.append(
+                "  (a different width/depth or number of channels? gray vs color is data.channels=1|3)"
+            )
+        if missing:
+            parts.append(f"  missing in checkpoint: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"  not in the net: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        parts.append("Use the model config the checkpoint was trained with (its run dir has config.yaml).")
+        raise CheckpointError("\n".join(parts))
+    module.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------------- resuming exactly
+class RNGStateCheckpoint(Callback):
+    """Saves the global RNG states with each checkpoint and restores them on resume.
+
+    In a distributed run every rank saves and restores its own states (Lightning keeps one
+    callback state per checkpoint, written by rank zero, so ranks resume from rank zero's
+    states; with the seeding of ``seed_everything(workers=True)`` that is the same stream
+    the data samplers use).
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": _numpy_state(),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        random.setstate(_as_python_state(state_dict["python"]))
+        _set_numpy_state(state_dict["numpy"])
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            states = state_dict["cuda"]
+            if len(states) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(states)
+        log.info("Restored the random number generators of the checkpoint.")
+
+
+def _numpy_state() -> dict[str, Any]:
+    """NumPy's legacy global state as tensors and numbers (loadable with ``weights_only``)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_state(state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
+
+def _as_python_state(state: Any) -> tuple:
+    """``random.setstate`` wants tuples; a checkpoint may hand back lists."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)

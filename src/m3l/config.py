@@ -236,3 +236,15 @@ def open_dict(cfg: DictConfig):
     from omegaconf import open_dict as _open_dict
 
     return _open_dict(cfg)
+
+
+def config_choices(cfg: Any) -> dict[str, Any]:
+    """The config group choices (``model``, ``data``, ...) a composed config was made from."""
+    if "m3l_choices" in cfg:
+        return dict(cfg.m3l_choices)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:
+        return {}

@@ -24,11 +24,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from m3l.checkpoints import check_checkpoint, load_checkpoint
+from m3l.checkpoints import RNGStateCheckpoint, check_checkpoint, load_weights_into, resolve_checkpoint
 from m3l.config import _timestamp
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, CorrectionInterrupted, M3LError
-from m3l.resume import RNGStateCheckpoint
 from m3l.rundirs import (
     check_output_dir_free,
     claim_dir,
@@ -51,23 +50,12 @@ _OPTIONAL_MISSING = ("checkpoint",)
 def _config_source(cfg: DictConfig, key: str) -> str:
     """Where the config of ``key`` comes from, e.g. ``net/dncnn.yaml``, for messages."""
     group = key.split(".")[0]
-    choices = _choices(cfg)
+    choices = config_choices(cfg)
     choice = choices.get(group)
     if choice:
         return f"{group}/{choice}.yaml (key '{key}')"
     model = choices.get("model")
     return f"model/{model}.yaml (key '{key}')" if model else f"key '{key}'"
-
-
-def _choices(cfg: DictConfig) -> dict[str, Any]:
-    if "m3l_choices" in cfg:
-        return dict(cfg.m3l_choices)
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return dict(HydraConfig.get().runtime.choices)
-    except ValueError:
-        return {}
 
 
 def _rank_zero() -> bool:
@@ -350,7 +338,7 @@ class Experiment:
                 log.info("Fine-tuning from the weights of %s", ckpt_path)
                 ckpt_path = None
             else:
-                _check_checkpoint_safe(ckpt_path, bool(self.cfg.get("checkpoint_trusted")))
+                check_checkpoint(ckpt_path, trusted=bool(self.cfg.get("checkpoint_trusted")))
                 log.info("Resuming from %s", ckpt_path)
         # RNGStateCheckpoint: a resumed run continues the random streams of the interrupted one
         trainer = self.make_trainer(extra_callbacks=[RNGStateCheckpoint()])
@@ -575,87 +563,3 @@ def report_metrics(title: str, metrics: Mapping[str, Any], output_dir: Path) -> 
                 f"output {out:.2f} dB (gain {out - inp:+.2f} dB)"
             )
     console.print(f"Run directory: {output_dir}")
-
-
-# ---------------------------------------------------------------------------- checkpoints
-
-
-def resolve_checkpoint(spec: str | os.PathLike, cfg: DictConfig) -> Path:
-    """A checkpoint path from ``spec``: a file, ``last`` / ``best`` of the newest run, or
-    ``pretrained``: the weights that belong to the packaged model config (see m3l.hub)."""
-    text = str(spec)
-    if text == "pretrained":
-        from m3l import hub
-
-        model = _choices(cfg).get("model") or str(cfg.name)
-        try:
-            return hub.pretrained_weights(str(model))
-        except hub.HubError as exc:
-            raise CheckpointError(str(exc)) from exc
-    if text in ("last", "best"):
-        root = Path(str(cfg.paths.runs_dir)) / str(cfg.name) / "train"
-        pattern = "last*.ckpt" if text == "last" else "best*.ckpt"
-        found = [p for p in root.glob(f"**/checkpoints/{pattern}") if p.is_file()]
-        if not found:
-            raise CheckpointError(
-                f"checkpoint={text}: no training run of '{cfg.name}' has a {text} checkpoint under "
-                f"{root}. Train it first (python -m m3l.run.train model=...) or pass checkpoint=PATH."
-            )
-        return max(found, key=lambda p: p.stat().st_mtime)
-    path = Path(text).expanduser()
-    if not path.is_file():
-        hint = " It is a directory: pass the .ckpt file inside it." if path.is_dir() else ""
-        raise CheckpointError(
-            f"checkpoint={text}: no such file.{hint} Pass a .ckpt or .safetensors file, "
-            "checkpoint=last / checkpoint=best for the newest training run of this model, or "
-            "checkpoint=pretrained for the weights m3l has for this model config."
-        )
-    return path
-
-
-def _check_checkpoint_safe(path: Path, trusted: bool) -> None:
-    """Refuse a file that is not a checkpoint or holds pickled code (see m3l.checkpoints)."""
-    check_checkpoint(path, trusted=trusted)
-
-
-def _torch_load(path: Path, trusted: bool) -> Any:
-    return load_checkpoint(path, trusted=trusted)
-
-
-def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False) -> None:
-    """Load a Lightning checkpoint's ``state_dict`` (or a plain/safetensors state dict)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        payload = _torch_load(path, trusted)
-        state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path} holds no state_dict: it is not a model checkpoint.")
-    own = module.state_dict()
-    inner = getattr(module, "net", None)
-    if isinstance(inner, torch.nn.Module) and state and not any(k.startswith("net.") for k in state):
-        # the weights of the plain net alone (the form m3l.hub ships): prefix them
-        state = {f"net.{k}": v for k, v in state.items()}
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
-        for k in own
-        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [f"{path} does not match the net {type(module).__name__}:"]
-        if mismatched:
-            parts.append("  shape mismatches: " + "; ".join(mismatched[:5]))
-            parts.append(
-                "  (a different width/depth or number of channels? gray vs color is data.channels=1|3)"
-            )
-        if missing:
-            parts.append(f"  missing in checkpoint: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"  not in the net: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-        parts.append("Use the model config the checkpoint was trained with (its run dir has config.yaml).")
-        raise CheckpointError("\n".join(parts))
-    module.load_state_dict(state)
