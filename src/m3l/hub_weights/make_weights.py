@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,10 @@ SUMMARIES = {
     "ffdnet_jpeg_gray": "JPEG artifact removal of gray photos (quality 10-40): blind FFDNet 15x64",
     "ffdnet_jpeg_color": "JPEG artifact removal of color photos (quality 10-40, 4:2:0): blind FFDNet 12x96",
     "nafnet_small_deblur": "Deblurring of color photos (Gaussian and motion blur, 21 px kernels): NAFNet width 16",
+    "qgac": "JPEG artifact correction of color JPEG files from their DCT coefficients and quantization tables: QGAC, 2.8M weights",
 }
+# training precision when it is not bf16 autocast
+PRECISION = {"qgac": "float32"}
 # what the zoo benchmark says against issue 12's targets (held-out photos; see docs/models.md)
 STATUS = {
     "ffdnet_color_blind": (
@@ -82,7 +86,7 @@ def val_psnr(model: str, state: dict[str, torch.Tensor], val_dir: Path) -> float
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255)
         x = (x.permute(2, 0, 1) if x.dim() == 3 else x[None])[None, :, :256, :256]
         degraded, meta = degradation(x[0], torch.Generator().manual_seed(i))
-        conditions = {k: meta[k].reshape(1) for k in getattr(module.net, "conditions", ())}
+        conditions = {k: meta[k][None] for k in getattr(module.net, "conditions", ())}
         with torch.no_grad():
             out = module.restore(degraded[None], **conditions)
         values.append(float(10 * torch.log10(1 / torch.mean((out - x) ** 2))))
@@ -92,6 +96,11 @@ def val_psnr(model: str, state: dict[str, torch.Tensor], val_dir: Path) -> float
 def portable(command: str, photos: str, runs: str) -> str:
     """The recipe with this machine's folders replaced by PHOTOS and RUNS."""
     return command.replace(photos, "PHOTOS").replace(runs, "RUNS")
+
+
+def _val_interval(record: dict) -> str:
+    """The last ``trainer.val_check_interval`` of the recipe (later overrides win)."""
+    return re.findall(r"trainer\.val_check_interval=(\d+)", record["command"])[-1]
 
 
 def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | None) -> str:
@@ -114,11 +123,11 @@ def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | 
         lines += [
             f"  {i}. {what}: `{portable(stage['command'], photos, stage_runs)}`",
             f"     {stage['steps']} optimizer steps, batch {stage['batch']} of {stage['patch']}x{stage['patch']} patches, "
-            f"cosine learning rate to 1e-6, bf16 autocast; {stage['wall_s'] / 60:.0f} min wall, "
+            f"cosine learning rate to 1e-6, {PRECISION.get(name, 'bf16 autocast')}; {stage['wall_s'] / 60:.0f} min wall, "
             f"{stage['patches_per_s']} patches/s.",
         ]
     lines += [
-        "- The checkpoint with the best validation PSNR (checked every 500 steps) is shipped.",
+        f"- The checkpoint with the best validation PSNR (checked every {_val_interval(record)} steps) is shipped.",
         f"- Machine: {record['machine']}; one thread per model (two models trained side by side on a 2-core VM "
         f"shared with other work); {record['date']}.",
         "", "## Evaluation", "",
