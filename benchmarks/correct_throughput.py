@@ -72,7 +72,7 @@ def main() -> None:
         def compiled() -> None:
             def restore(t: torch.Tensor) -> torch.Tensor:
                 h, w = t.shape[-2:]
-                from m3l.deploy.tiling import pad_to_multiple
+                from m3l.models.tiling import pad_to_multiple
 
                 out = compiled_net(pad_to_multiple(t, module.pad_multiple))[..., :h, :w]
                 return t + out if module.residual else out

@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from m3l.deploy.tiling import TiledPredictor
+from m3l.models.tiling import TiledPredictor
 from m3l.models.nets.dncnn import DnCNN
 
 log = logging.getLogger("benchmarks.tiling")

@@ -16,7 +16,7 @@ from PIL import Image
 from m3l.data.samples import sample_paths
 from m3l.deploy import runtime as R
 from m3l.deploy.export import export_model
-from m3l.deploy.tiling import TiledPredictor
+from m3l.models.tiling import TiledPredictor
 from m3l.models.nets import DnCNN
 from m3l.models.restoration import RestorationModule
 
@@ -189,7 +189,7 @@ def test_multitask_heads_and_missing_condition(tmp_path: Path, photos: Path) -> 
 
 @pytest.mark.parametrize("frames", [1, 2, 4, 7])
 def test_numpy_sliding_windows_equal_torch(frames: int) -> None:
-    from m3l.deploy.tiling import sliding_windows
+    from m3l.models.tiling import sliding_windows
 
     stream = [np.full((1, 2, 2), k, dtype=np.float32) for k in range(frames)]
     got = list(R.sliding_windows(stream, 5))

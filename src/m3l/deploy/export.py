@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from m3l.deploy.runtime import temp_file_beside
-from m3l.deploy.tiling import pad_to_multiple
+from m3l.models.tiling import pad_to_multiple
 from m3l.errors import M3LError
 
 log = logging.getLogger(__name__)

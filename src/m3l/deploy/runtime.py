@@ -3,7 +3,7 @@
 ONNX artifacts need only numpy, Pillow and onnxruntime (no torch, Lightning or Hydra);
 ``.pt2`` and TorchScript artifacts need torch only. Videos need PyAV (``av``). Images are
 corrected like ``python -m m3l.run.correct``: padded to the net's multiple, cut into the same
-tiles (:class:`m3l.deploy.tiling.TiledPredictor`'s layout and blending, here in numpy),
+tiles (:class:`m3l.models.tiling.TiledPredictor`'s layout and blending, here in numpy),
 clamped to [0, 1], and written under the output folder at each input's relative path
 (``.png`` by default, gray stays gray, alpha is put back, existing files are never replaced
 unless asked)::
@@ -197,7 +197,7 @@ def check_output_paths(
 
 def pad_to_size(x: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pad the last two axes at the bottom/right: reflection, or edge for tiny inputs
-    (the rule of :func:`m3l.deploy.tiling.pad_to_size`)."""
+    (the rule of :func:`m3l.models.tiling.pad_to_size`)."""
     h, w = x.shape[-2:]
     ph, pw = height - h, width - w
     if ph == 0 and pw == 0:
@@ -255,7 +255,7 @@ def tiled(
     fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, multiple: int = 1, tile_size: int = 512,
     overlap: int = 32, batch_size: int = 4, blend: str = "gaussian",
 ) -> np.ndarray:
-    """:class:`m3l.deploy.tiling.TiledPredictor` on numpy: ``x`` is ``(C, H, W)`` or
+    """:class:`m3l.models.tiling.TiledPredictor` on numpy: ``x`` is ``(C, H, W)`` or
     ``(T, C, H, W)``; ``fn`` maps a batch of padded tiles to ``(N, C, h, w)``."""
     tile = max(multiple, (tile_size // multiple) * multiple)
     if 2 * (-(-overlap // multiple) * multiple) >= tile:
@@ -285,7 +285,7 @@ def tiled(
 
 def sliding_windows(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """Centred windows ``(size, C, H, W)`` over a stream of frames, ends repeated (as
-    :func:`m3l.deploy.tiling.sliding_windows`)."""
+    :func:`m3l.models.tiling.sliding_windows`)."""
     half = size // 2
     it = iter(frames)
     first = next(it, None)

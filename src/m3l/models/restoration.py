@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from m3l.distributed import log_mean
-from m3l.deploy.tiling import pad_to_multiple, self_ensemble
+from m3l.models.tiling import pad_to_multiple, self_ensemble
 from m3l.errors import ConfigError
 from m3l.models import metrics as M
 from m3l.models.noise_level import estimate_noise_sigma
@@ -48,7 +48,7 @@ class RestorationModule(pl.LightningModule):
             JPEG/SR do; RGB otherwise.
         metric_crop_border: pixels cropped from each border before metrics.
         metric_psnrb: also report PSNR-B (for JPEG artifact removal).
-        tiler: a :class:`m3l.deploy.tiling.TiledPredictor` used by ``predict_step``.
+        tiler: a :class:`m3l.models.tiling.TiledPredictor` used by ``predict_step``.
         self_ensemble: average the x8 flip/rotation ensemble at prediction.
         num_logged_examples: validation examples returned for the image-logging callback.
         predict_conditions: values for the net's ``conditions`` when the batch has none

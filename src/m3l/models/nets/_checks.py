@@ -20,7 +20,7 @@ def check_multiple(net: str, x: torch.Tensor, multiple: int) -> None:
     if multiple > 1 and (h % multiple or w % multiple):
         raise ValueError(
             f"{net} needs H and W to be multiples of {multiple} (its pad_multiple), got H={h}, "
-            f"W={w}. Pad the input first (e.g. m3l.deploy.tiling.pad_to_multiple) and crop "
+            f"W={w}. Pad the input first (e.g. m3l.models.tiling.pad_to_multiple) and crop "
             "the output back."
         )
 

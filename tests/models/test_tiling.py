@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from m3l.deploy.tiling import TiledPredictor, pad_to_multiple, self_ensemble, sliding_windows
+from m3l.models.tiling import TiledPredictor, pad_to_multiple, self_ensemble, sliding_windows
 
 
 def conv_net(layers: int, channels: int = 3, seed: int = 0) -> nn.Module:
@@ -178,3 +178,11 @@ def test_tiles_stay_on_the_pad_multiple_grid(size: tuple[int, int]) -> None:
         whole = net(pad_to_multiple(x, 2))[..., : size[0], : size[1]]
         tiled = TiledPredictor(40, 16, blend="linear")(net, x)
     assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_the_old_import_path_is_the_same_code():
+    """Configs written for m3l 0.1 name ``m3l.deploy.tiling.TiledPredictor``: it still resolves."""
+    from m3l.deploy import tiling as old
+    from m3l.models import tiling as new
+
+    assert old.TiledPredictor is new.TiledPredictor and old.sliding_windows is new.sliding_windows
