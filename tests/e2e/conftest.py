@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import REPO, cli_env
 
@@ -91,3 +92,15 @@ def wandb_records(run_file: Path) -> Iterator[object]:
             record = wandb_internal_pb2.Record()
             record.ParseFromString(buffer)
             yield record
+
+
+@pytest.fixture
+def demo_checkpoint(tmp_path: Path) -> Path:
+    """The demo model's (untrained) weights as a checkpoint, without a training run."""
+    from m3l import compose
+    from m3l.experiment import Experiment
+
+    net = Experiment(compose("demo", [f"paths.runs_dir={tmp_path / 'api_runs'}"])).net
+    path = tmp_path / "demo.ckpt"
+    torch.save({"state_dict": net.state_dict()}, path)
+    return path

@@ -16,18 +16,6 @@ from tests.conftest import random_image, run_cli
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def demo_checkpoint(tmp_path: Path) -> Path:
-    """The demo model's (untrained) weights as a checkpoint, without a training run."""
-    from m3l import compose
-    from m3l.experiment import Experiment
-
-    net = Experiment(compose("demo", [f"paths.runs_dir={tmp_path / 'api_runs'}"])).net
-    path = tmp_path / "demo.ckpt"
-    torch.save({"state_dict": net.state_dict()}, path)
-    return path
-
-
 def test_correct_lists_a_decompression_bomb_and_corrects_the_rest(
     workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path, huge_png: Path
 ):

@@ -6,22 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import random_image, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def demo_checkpoint(tmp_path: Path) -> Path:
-    from m3l import compose
-    from m3l.experiment import Experiment
-
-    net = Experiment(compose("demo", [f"paths.runs_dir={tmp_path / 'api_runs'}"])).net
-    path = tmp_path / "demo.ckpt"
-    torch.save({"state_dict": net.state_dict()}, path)
-    return path
 
 
 def _one_error_line(result, *expected: str) -> str:
