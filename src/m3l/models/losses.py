@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import L1Loss, MSELoss
 
+from m3l.errors import ConfigError
+
 __all__ = ["L1Loss", "MSELoss", "CharbonnierLoss", "PSNRLoss", "WeightedSum"]
 
 
@@ -78,20 +80,20 @@ class WeightedSum(nn.Module):
         else:
             named = {str(i): loss for i, loss in enumerate(losses)}
         if not named:
-            raise ValueError("WeightedSum needs at least one loss, got none.")
+            raise ConfigError("WeightedSum needs at least one loss, got none.")
         if weights is None:
             w = {k: 1.0 for k in named}
         elif isinstance(weights, Mapping):
             unknown = set(weights) - set(named)
             if unknown:
-                raise ValueError(
+                raise ConfigError(
                     f"WeightedSum: weights name {sorted(unknown)} but the losses are {sorted(named)}."
                 )
             w = {k: float(weights.get(k, 1.0)) for k in named}
         else:
             weights = list(weights)
             if len(weights) != len(named):
-                raise ValueError(
+                raise ConfigError(
                     f"WeightedSum: expected {len(named)} weights (one per loss), got {len(weights)}."
                 )
             w = {k: float(v) for k, v in zip(named, weights)}

@@ -24,6 +24,8 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
+from m3l.errors import ConfigError
+
 Reduction = Literal["mean", "none"]
 
 __all__ = ["rgb_to_y", "psnr", "ssim", "psnrb", "blocking_effect_factor"]
@@ -57,7 +59,7 @@ def _prepare(
     if pred.dim() != 4:
         raise ValueError(f"{name} expects (B, C, H, W) or (C, H, W), got {tuple(pred.shape)}.")
     if crop_border < 0:
-        raise ValueError(f"{name}: crop_border must be >= 0, got {crop_border}.")
+        raise ConfigError(f"{name}: crop_border must be >= 0, got {crop_border}.")
     if crop_border:
         h, w = pred.shape[-2:]
         if 2 * crop_border >= min(h, w):
@@ -79,7 +81,7 @@ def _reduce(values: torch.Tensor, reduction: Reduction) -> torch.Tensor:
         return values.mean()
     if reduction == "none":
         return values
-    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
+    raise ConfigError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
 
 
 def _psnr_from_mse(mse: torch.Tensor, data_range: float) -> torch.Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from m3l.errors import ConfigError
 from m3l.models.nets._checks import check_image
 
 
@@ -41,7 +42,7 @@ class DnCNN(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 2:
-            raise ValueError(f"DnCNN needs depth >= 2 (first and last conv), got {depth}.")
+            raise ConfigError(f"DnCNN needs depth >= 2 (first and last conv), got {depth}.")
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         layers: list[nn.Module] = [

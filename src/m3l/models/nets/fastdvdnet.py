@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from m3l.errors import ConfigError
 from m3l.models.nets._checks import check_multiple, sigma_map
 
 
@@ -76,7 +77,7 @@ class FastDVDnet(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int | None = None, noise_map: bool = True) -> None:
         super().__init__()
         if out_channels not in (None, in_channels):
-            raise ValueError(
+            raise ConfigError(
                 f"FastDVDnet restores frames in place: out_channels must equal in_channels "
                 f"({in_channels}), got {out_channels}."
             )

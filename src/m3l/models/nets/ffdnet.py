@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from m3l.errors import ConfigError
 from m3l.models.nets._checks import check_image, sigma_map
 
 
@@ -57,7 +58,7 @@ class FFDNet(nn.Module):
         depth = depth or (15 if gray else 12)
         features = features or (64 if gray else 96)
         if depth < 2:
-            raise ValueError(f"FFDNet needs depth >= 2, got {depth}.")
+            raise ConfigError(f"FFDNet needs depth >= 2, got {depth}.")
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.noise_map = noise_map

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from m3l.errors import ConfigError
 from m3l.models.nets._checks import check_image
 
 
@@ -93,7 +94,7 @@ class NAFNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
-            raise ValueError(
+            raise ConfigError(
                 f"NAFNet needs as many decoder as encoder scales, got enc_blocks={list(enc_blocks)} "
                 f"and dec_blocks={list(dec_blocks)}."
             )

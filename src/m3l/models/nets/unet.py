@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from m3l.errors import ConfigError
 from m3l.models.nets._checks import check_image, sigma_map
 
 
@@ -58,7 +59,7 @@ class UNet(nn.Module):
         super().__init__()
         features = list(features)
         if len(features) < 2:
-            raise ValueError(f"UNet needs at least 2 scales, got features={features}.")
+            raise ConfigError(f"UNet needs at least 2 scales, got features={features}.")
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.noise_map = noise_map
