@@ -8,6 +8,9 @@ one set of parameters across its frames.
 
 Levels are on the [0, 1] scale; configs may write them on another scale with ``scale``
 (``GaussianNoise(sigma=25, scale=255)`` is sigma 25/255).
+
+This module is long on purpose: it is the catalogue of degradations (the functions and the
+configurable classes over them), read top to bottom by whoever writes a data config.
 """
 
 from __future__ import annotations

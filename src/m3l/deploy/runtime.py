@@ -12,7 +12,9 @@ unless asked)::
     python -m m3l.deploy.runtime ffdnet.onnx noisy.png out/ --sigma 25
 
 This module imports nothing from m3l, so it also runs as a single file
-(``python runtime.py ...``) next to an artifact and its ``.json`` metadata.
+(``python runtime.py ...``) next to an artifact and its ``.json`` metadata. It is long on
+purpose: being one self-contained file is its job, so reading, tiling, running and writing
+all live here.
 """
 
 from __future__ import annotations
