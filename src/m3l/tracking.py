@@ -5,6 +5,9 @@
   is logged as an artifact (``config.yaml``) besides the flattened parameters, and the run
   directory is a tag.
 * :func:`sqlite_uri` turns a path into the ``sqlite:///...`` URL MLflow and Optuna expect.
+* :func:`active_mlflow` reads what the user set with ``mlflow.set_tracking_uri`` /
+  ``mlflow.set_experiment`` (or ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_NAME``), which
+  m3l's MLflow loggers honour; :func:`set_run_tags` tags a logger's run.
 
 W&B, TensorBoard and CSV need nothing beyond their configs in ``configs/logger/``.
 """
@@ -33,6 +36,35 @@ def sqlite_uri(path: str | Path) -> str:
     return f"{_SQLITE}{target}"
 
 
+def active_mlflow() -> tuple[str | None, str | None]:
+    """``(tracking_uri, experiment_name)`` the user set in this process, each ``None`` when
+    unset: ``mlflow.set_tracking_uri(...)`` or ``MLFLOW_TRACKING_URI``, and
+    ``mlflow.set_experiment(...)`` or ``MLFLOW_EXPERIMENT_NAME`` / ``MLFLOW_EXPERIMENT_ID``."""
+    import os
+
+    try:
+        import mlflow
+        from mlflow.tracking import fluent
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+    except ImportError:
+        return os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    uri = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
+    experiment_id = getattr(fluent, "_active_experiment_id", None) or os.environ.get("MLFLOW_EXPERIMENT_ID")
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if experiment_id:
+        found = mlflow.tracking.MlflowClient(uri).get_experiment(str(experiment_id))
+        name = found.name if found is not None else name
+    return uri, name
+
+
+@rank_zero_only
+def set_run_tags(logger: Any, tags: Mapping[str, Any]) -> None:
+    """Tag the run of an MLflow logger (any other logger is left alone)."""
+    if type(logger).__name__ == "MLFlowLogger" and tags:
+        for key, value in tags.items():
+            logger.experiment.set_tag(logger.run_id, str(key), str(value))
+
+
 def _local_store_path(tracking_uri: str) -> Path | None:
     """The folder of a sqlite tracking store (file stores keep their own artifacts)."""
     if tracking_uri.startswith(_SQLITE):
@@ -50,6 +82,10 @@ class MLFlowLogger(_LightningMLFlowLogger):
             defaults to ``mlartifacts/`` beside the store; for a server, the server decides.
         run_dir: the m3l run directory, recorded as the tag ``m3l.run_dir``.
         **kwargs: the arguments of ``lightning.pytorch.loggers.MLFlowLogger``.
+
+    Without ``tracking_uri`` (or ``experiment_name``) the ones set with
+    ``mlflow.set_tracking_uri`` / ``mlflow.set_experiment`` are used. Every run is tagged
+    ``m3l.version``.
     """
 
     def __init__(
@@ -60,6 +96,11 @@ class MLFlowLogger(_LightningMLFlowLogger):
         tags: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if tracking_uri is None or kwargs.get("experiment_name") is None:
+            user_uri, user_experiment = active_mlflow()
+            tracking_uri = tracking_uri or user_uri
+            if kwargs.get("experiment_name") is None:
+                kwargs["experiment_name"] = user_experiment or "lightning_logs"
         if tracking_uri and tracking_uri.startswith(_SQLITE):
             tracking_uri = sqlite_uri(tracking_uri[len(_SQLITE):])
         store = _local_store_path(tracking_uri) if tracking_uri else None
@@ -67,7 +108,9 @@ class MLFlowLogger(_LightningMLFlowLogger):
             artifact_location = (store / "mlartifacts").resolve().as_uri()
         elif artifact_location and "://" not in artifact_location and ":" not in artifact_location[:3]:
             artifact_location = Path(artifact_location).expanduser().resolve().as_uri()
-        all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        from m3l import __version__
+
+        all_tags = {"m3l.version": __version__, **{str(k): str(v) for k, v in (tags or {}).items()}}
         if run_dir:
             all_tags["m3l.run_dir"] = str(Path(run_dir).resolve())
         super().__init__(tracking_uri=tracking_uri, artifact_location=artifact_location, tags=all_tags, **kwargs)

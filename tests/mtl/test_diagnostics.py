@@ -73,3 +73,69 @@ def test_alternating_logs_no_stale_loss_or_capacity_for_the_idle_task(tmp_path, 
         assert row["train/right/loss"] and not row.get("train/left/loss") and not row.get("diag/residual_capacity/left")
     assert len(diagnostics.losses["left"]) == 2 and len(diagnostics.losses["right"]) == 2  # k + 1, only trained steps
     assert [float(r["train/left/loss"]) for r in rows[1:3]] == pytest.approx(list(diagnostics.losses["left"]), rel=1e-5)
+
+
+# ----------------------------------------------------- EMTL's capacity measures, by hand
+def _tiny_net() -> torch.nn.Module:
+    layer = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.1, -0.2], [0.3, -0.4]]))
+        layer.bias.copy_(torch.tensor([0.5, -0.5]))
+    return torch.nn.Sequential(layer)
+
+
+def test_i_capacity_by_hand():
+    # weight |w| = .1 .2 .3 .4: mean .25, unbiased std sqrt(.05 / 3) = .1291, threshold
+    # max(.25 - .1291, .001) = .1209: only .1 is under it -> 1/4.
+    # bias |b| = .5 .5: std 0, threshold .5: both -> 2/2. I-Capacity = (.25 + 1) / 2
+    assert d.i_capacity(_tiny_net()) == pytest.approx(0.625)
+    # m3l's independent_capacity: |w| < .01 * .4 -> none: a different, stricter measure
+    assert d.independent_capacity(_tiny_net()) == {"0": 0.0}
+    # the floor: every |w| = 0 -> threshold .001 -> all weak
+    zeros = torch.nn.Linear(3, 3)
+    torch.nn.init.zeros_(zeros.weight), torch.nn.init.zeros_(zeros.bias)
+    assert d.i_capacity(zeros) == 1.0
+
+
+def test_dd_capacity_by_hand():
+    # two features over four samples: a = 0 0 1 1, b = 0 0 0 1; 2 bins each
+    # Entropy: a -> (2, 2): 1 bit / 1 bit = 1; b -> (3, 1): H(.75, .25) / ln 2 = .811278
+    # Correlation: r(a, b) = (.5 / 3) / sqrt(1/3 * .25) = 1 / sqrt(3) = .57735
+    # DD-Capacity = (.57735 - .905639 + 1) / 2 = .335856
+    features = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    values = d.dd_capacity(features, bins=2)
+    assert values["Entropy"] == pytest.approx((1 + 0.811278) / 2, abs=1e-5)
+    assert values["Correlation"] == pytest.approx(3 ** -0.5, abs=1e-5)
+    assert values["DD-Capacity"] == pytest.approx(0.335856, abs=1e-5)
+
+
+def test_residual_and_ad_capacity_by_hand():
+    rmc = d.ResidualCapacity(lookback=2)
+    # losses 4, 3: the window is not full -> 1, 1; then 2 against 4 -> .5; 1 against 3 -> 2/3; 5 against 2 -> 0
+    assert [rmc.update("a", x) for x in (4.0, 3.0, 2.0, 1.0, 5.0)] == pytest.approx([1, 1, 0.5, 2 / 3, 0])
+    assert d.ad_capacity({}) == 1.0
+    assert d.ad_capacity({"a": 0.5, "b": 0.005}) == 0.5  # one of two heads above .01
+    assert d.ad_capacity({"a": 0.5, "b": 0.5}, previous=0.5) == 0.5  # never rises
+
+
+def test_capacity_callback_logs_emtl_names_each_epoch(tmp_path, digits, adam):
+    from .conftest import make_task
+
+    capacity = d.Capacity(lookback=1)
+    tasks = [mtl.Task(side, make_task(digits, side).head, torch.nn.CrossEntropyLoss(), train=digits[f"{side}/train"],
+                      test=digits[f"{side}/test"]) for side in ("left", "right")]
+    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=3, callbacks=[capacity],
+                          eval_splits=("train", "test"), **FAST).launch(mtl.Sequential(epochs_per_task=1))
+    history = capacity.history
+    assert len(history) == 3
+    assert {"capacity/I-Capacity", "capacity/DD-Capacity", "capacity/Entropy", "capacity/Correlation",
+            "capacity/AD-Capacity"} <= set(history[0])
+    # Sequential: epoch 1 trains left only, epoch 2 right only, epoch 3 left again
+    assert "capacity/RMC/left" in history[0] and "capacity/RMC/right" not in history[0]
+    assert "capacity/RMC/right" in history[1] and "capacity/RMC/left" not in history[1]
+    assert history[0]["capacity/RMC/left"] == 1.0  # the first value of a lookback of 1
+    # epoch 3's RMC compares left's full-train-set loss with epoch 1's (lookback 1)
+    assert 0.0 <= history[2]["capacity/RMC/left"] < 1.0
+    assert history[2]["capacity/I-Capacity"] == pytest.approx(d.i_capacity(results.module.backbone))
+    assert all(0.0 <= h["capacity/DD-Capacity"] <= 1.0 for h in history)
+    assert history[2]["capacity/AD-Capacity"] <= history[1]["capacity/AD-Capacity"] <= 1.0

@@ -174,3 +174,45 @@ def test_eval_splits_are_checked_and_reachable_from_the_command_line():
         mtl.MultiTaskDataModule({"left": {"train": []}}, eval_splits=["train", "valid"])
     cfg = compose("mtl_multimnist", ["data.eval_splits=[train,test]"])
     assert list(cfg.data.eval_splits) == ["train", "test"]
+
+
+@pytest.fixture
+def user_mlflow(monkeypatch, tmp_path):
+    """mlflow.set_tracking_uri / set_experiment as an EMTL user calls them, undone afterwards."""
+    mlflow = pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'm3l[mlflow]')")
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.setattr(utils, "_tracking_uri", utils._tracking_uri)
+    monkeypatch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'user' / 'mlflow.db'}"
+    (tmp_path / "user").mkdir()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("EMTL Example")
+    return uri
+
+
+def test_mlflow_honours_the_users_store_and_experiment_with_params_and_tags(tmp_path, digits, adam, user_mlflow):
+    from mlflow.tracking import MlflowClient
+
+    import m3l
+
+    results = mtl.Trainer(LeNet(), [make_task(digits, "left"), make_task(digits, "right", batch_size=16)], optimizer=adam,
+                          root_dir=tmp_path / "runs", mlflow=True, max_epochs=1, limit_train_batches=1,
+                          **FAST).launch(mtl.Joint(mtl.GradNorm()))
+    assert not (tmp_path / "runs" / "mlflow.db").exists()  # the user's store, not m3l's default
+    client = MlflowClient(user_mlflow)
+    experiment = client.get_experiment_by_name("EMTL Example")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == results.run_id and run.info.status == "FINISHED"
+    tags, params = run.data.tags, run.data.params
+    assert tags["m3l.version"] == m3l.__version__ and tags["m3l.tasks"] == "left,right"
+    assert tags["m3l.algorithm"] == "Joint(weighting=GradNorm)"
+    assert params["algorithm"] == "Joint(weighting=GradNorm)"
+    assert params["optimizer"] == "torch.optim.adam.Adam(lr=0.003)"
+    assert params["tasks/right/batch_size"] == "16" and params["tasks/left/samples/train"] == "96"
+    assert params["backbone"].startswith("m3l.mtl.examples.multimnist.LeNet(") and params["max_epochs"] == "1"
+    assert "val/left/acc" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"backbone.safetensors", "heads", "config.yaml"} <= artifacts

@@ -12,6 +12,21 @@ MLflow; a PNG under the log dir otherwise).
   ``max(0, (L_{t-k} - L_t) / L_{t-k})``, the relative loss decrease over ``k`` steps.
 - gradient conflict: pairwise cosine similarity of the task gradients on the shared
   parameters (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020).
+
+EMTL's capacity measures, under EMTL's names, logged once per epoch by the :class:`Capacity`
+callback (``capacity/I-Capacity``, ``capacity/Entropy``, ``capacity/Correlation``,
+``capacity/DD-Capacity``, ``capacity/AD-Capacity``, ``capacity/RMC/<head>``):
+
+- :func:`i_capacity` (I-Capacity): per parameter tensor (weights, biases, normalization scales),
+  the share of entries with ``|w| <= max(mean|w| - std|w|, 0.001)``, averaged over tensors.
+  Not the same quantity as :func:`independent_capacity` (share under 1% of the layer's
+  largest weight, weight matrices only), which reads far lower on the same backbone.
+- :func:`dd_capacity` (DD-Capacity): ``(Correlation - Entropy + 1) / 2`` of the backbone's
+  features, Entropy with 100 bins per feature.
+- :class:`ResidualCapacity` (RMC): per head, ``max(0, (L_{e-k} - L_e) / L_{e-k})`` of its
+  per-epoch loss over a lookback of ``k`` epochs (1 until ``k`` epochs are known).
+- :func:`ad_capacity` (AD-Capacity): the share of heads whose RMC exceeds 0.01, never
+  increasing over a run.
 """
 
 from __future__ import annotations
@@ -34,7 +49,8 @@ log = logging.getLogger(__name__)
 
 
 def independent_capacity(module: nn.Module, threshold: float = 0.01) -> dict[str, float]:
-    """Share of weakly active weights per layer (weights of dim >= 2)."""
+    """Share of weakly active weights per layer (weights of dim >= 2): ``|w| < threshold *
+    max|w|``. A stricter measure than EMTL's I-Capacity (:func:`i_capacity`)."""
     out = {}
     for name, param in module.named_parameters():
         if param.dim() < 2:
@@ -94,6 +110,133 @@ def gradient_cosines(jacobian: Tensor, names: Sequence[str]) -> dict[tuple[str, 
         for i in range(len(names))
         for j in range(i + 1, len(names))
     }
+
+
+# ------------------------------------------------------------- EMTL's capacity measures
+def i_capacity(module: nn.Module, min_threshold: float = 0.001) -> float:
+    """EMTL's I-Capacity: the mean over parameter tensors of the share of entries whose
+    magnitude is at most ``max(mean - std, min_threshold)`` of that tensor's magnitudes (std
+    unbiased; a tensor with one entry has std 0)."""
+    shares = []
+    for param in module.parameters():
+        magnitude = param.detach().abs().flatten().float()
+        spread = magnitude.std() if magnitude.numel() > 1 else magnitude.new_zeros(())
+        threshold = max(float(magnitude.mean() - spread), min_threshold)
+        shares.append(float((magnitude <= threshold).float().mean()))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def dd_capacity(features: Tensor, bins: int = 100) -> dict[str, float]:
+    """EMTL's data-dependent capacity of features ``(N, D)`` (or ``(N, C, ...)``, averaged per
+    channel): ``Entropy`` (normalized, ``bins`` per feature), ``Correlation`` (mean absolute
+    Pearson r between distinct features; constant features, whose r is undefined, are left
+    out where EMTL returned NaN) and ``DD-Capacity = (Correlation - Entropy + 1) / 2``."""
+    entropy = normalized_entropy(features, bins=bins)
+    correlation = mean_abs_correlation(features)
+    return {"Entropy": entropy, "Correlation": correlation, "DD-Capacity": (correlation - entropy + 1) / 2}
+
+
+class ResidualCapacity:
+    """EMTL's residual model capacity (RMC) of each head from its per-epoch losses.
+
+    The first ``lookback`` values of a head give 1; afterwards ``max(0, (old - loss) / old)``
+    where ``old`` is the loss ``lookback`` updates earlier.
+    """
+
+    def __init__(self, lookback: int = 5) -> None:
+        self.lookback = int(lookback)
+        self.losses: dict[str, deque[float]] = {}
+        self.values: dict[str, float] = {}
+
+    def update(self, head: str, loss: float) -> float:
+        window = self.losses.setdefault(head, deque(maxlen=self.lookback))
+        if len(window) < self.lookback:
+            value = 1.0
+        else:
+            old = window[0]
+            value = max(0.0, (old - loss) / old) if old else 0.0
+        window.append(float(loss))
+        self.values[head] = value
+        return value
+
+
+def ad_capacity(rmcs: Mapping[str, float], min_threshold: float = 0.01, previous: float = 1.0) -> float:
+    """EMTL's AD-Capacity: the share of heads whose RMC exceeds ``min_threshold``, at most
+    ``previous`` (the value never rises over a run); 1 when no RMC is known yet."""
+    if not rmcs:
+        return 1.0
+    share = sum(1 for v in rmcs.values() if v > min_threshold) / len(rmcs)
+    return min(share, previous)
+
+
+class Capacity(L.Callback):
+    """EMTL's capacity measures once per training epoch (``capacity/...``).
+
+    Args:
+        lookback: epochs of the residual model capacity (EMTL's ``rmc_lookback``).
+        min_threshold: I-Capacity's smallest threshold.
+        ad_threshold: the RMC above which a head still counts as learning (AD-Capacity).
+        bins: Entropy's histogram bins.
+        max_samples: at most this many feature rows for the DD-Capacity.
+
+    A head's epoch loss is its ``eval_train/<head>/loss`` (the full pass over its training
+    set that EMTL used, with ``eval_splits`` holding ``train``), else ``val/<head>/loss``,
+    else its mean training loss of the epoch. Only heads trained in the epoch get a new RMC;
+    the others keep theirs. The features for the DD-Capacity are the backbone's outputs on the
+    evaluated test split (EMTL's choice), else on the val split; with neither, no DD-Capacity.
+    EMTL measured after each task's pass under alternating training; m3l measures once per
+    epoch, after every task's pass.
+    """
+
+    def __init__(self, lookback: int = 5, min_threshold: float = 0.001, ad_threshold: float = 0.01,
+                 bins: int = 100, max_samples: int = 10000) -> None:
+        self.min_threshold, self.ad_threshold = min_threshold, ad_threshold
+        self.bins, self.max_samples = bins, max_samples
+        self.rmc = ResidualCapacity(lookback)
+        self.ad = 1.0
+        self.features: dict[str, list[Tensor]] = {}
+        self.history: list[dict[str, float]] = []
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.features = {}
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if trainer.sanity_checking:
+            return
+        prefix = pl_module.eval_prefix(dataloader_idx) if hasattr(pl_module, "eval_prefix") else "val"
+        if prefix not in ("val", "eval_test"):
+            return
+        rows = self.features.setdefault(prefix, [])
+        if sum(len(f) for f in rows) >= self.max_samples:
+            return
+        with torch.no_grad():
+            for name, task_batch in merge_task_batches(batch).items():
+                inputs, _ = pl_module.task_by_name[name].split_batch(task_batch)
+                feats = pl_module.backbone(inputs)
+                if isinstance(feats, Tensor):
+                    rows.append((feats.flatten(2).mean(-1) if feats.dim() > 2 else feats).float().cpu())
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # runs after the epoch's validation and before the module resets its epoch losses
+        metrics = trainer.callback_metrics
+        counts = pl_module.epoch_loss_count.tolist()
+        means = (pl_module.epoch_loss_sum / pl_module.epoch_loss_count.clamp_min(1)).tolist()
+        values: dict[str, float] = {"capacity/I-Capacity": i_capacity(pl_module.backbone, self.min_threshold)}
+        for i, head in enumerate(pl_module.objective_names):
+            if not counts[i]:
+                continue  # not trained this epoch
+            loss = next((float(metrics[k]) for k in (f"eval_train/{head}/loss", f"val/{head}/loss") if k in metrics), means[i])
+            values[f"capacity/RMC/{head}"] = self.rmc.update(head, loss)
+        self.ad = ad_capacity(self.rmc.values, self.ad_threshold, self.ad)
+        values["capacity/AD-Capacity"] = self.ad
+        rows = self.features.get("eval_test") or self.features.get("val")
+        if rows:
+            joined = torch.cat(rows)[: self.max_samples]
+            values.update({f"capacity/{k}": v for k, v in dd_capacity(joined, self.bins).items()})
+        self.features = {}
+        self.history.append(values)
+        pl_module.log_dict(values, on_step=False, on_epoch=True, batch_size=1)
 
 
 def log_image(logger: Any, key: str, image: np.ndarray, step: int) -> None:

@@ -26,6 +26,7 @@ from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
 from m3l.mtl.tasks import Objective, Task
 from m3l.mtl.validation import NonFiniteLossError, SchedulerMonitorError, check_task_names, preflight
+from m3l.tracking import set_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +499,16 @@ class MultiTaskModule(L.LightningModule):
                 log.info("%s: reloading the train loader every epoch", self.algorithm)
                 trainer.reload_dataloaders_every_n_epochs = 1
 
+    def tracking_tags(self) -> dict[str, str]:
+        """Run tags for experiment trackers: m3l's version, the tasks, the algorithm."""
+        from m3l import __version__
+
+        return {"m3l.version": __version__, "m3l.tasks": ",".join(t.name for t in self.tasks),
+                "m3l.algorithm": repr(self.algorithm)}
+
     def on_fit_start(self) -> None:
+        for logger in self.loggers:
+            set_run_tags(logger, self.tracking_tags())
         datamodule = getattr(self.trainer, "datamodule", None)
         if not self.preflight_done and datamodule is not None:
             self.preflight(datamodule)

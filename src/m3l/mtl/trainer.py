@@ -4,7 +4,10 @@ It builds the same objects as the command line (a :class:`MultiTaskModule`, a
 :class:`MultiTaskDataModule` and a ``lightning.Trainer``), fits, evaluates, saves the
 backbone and heads as artifacts and returns a :class:`MultiTaskResults`. Metrics go to the
 console (logging), to ``<root>/<run_id>/train.log``, to a CSV file, and to any Lightning
-logger given (``mlflow=True`` adds an MLFlowLogger on ``sqlite:///<root>/mlflow.db``).
+logger given (``mlflow=True`` adds an MLFlowLogger: on the tracking URI and experiment set
+with ``mlflow.set_tracking_uri`` / ``mlflow.set_experiment`` when the user set them, else on
+``sqlite:///<root>/mlflow.db``). The Trainer's settings are logged as parameters (and
+``hparams.yaml``), m3l's version, the tasks and the algorithm as run tags.
 Launching again with the returned ``run_id`` resumes the same run from its last checkpoint.
 """
 
@@ -76,7 +79,11 @@ class Trainer:
         max_epochs: epochs (default: one round of the schedule).
         root_dir: where logs, checkpoints and artifacts go.
         logger: any Lightning logger(s), in addition to the CSV file.
-        mlflow: add an MLFlowLogger (``sqlite:///<root_dir>/mlflow.db``); needs ``mlflow``.
+        mlflow: add an MLFlowLogger (needs ``mlflow``): on the tracking URI set with
+            ``mlflow.set_tracking_uri`` (or ``MLFLOW_TRACKING_URI``), else
+            ``sqlite:///<root_dir>/mlflow.db``.
+        experiment_name: the MLflow experiment; default: the one set with
+            ``mlflow.set_experiment`` (or ``MLFLOW_EXPERIMENT_NAME``), else ``m3l-mtl``.
         baselines: single-task metrics ``{head: {metric: value}}`` for Delta_m, or
             ``"single_task"`` to train each task alone with the same settings first.
         callbacks: extra Lightning callbacks (e.g. :class:`~m3l.mtl.diagnostics.Diagnostics`).
@@ -103,7 +110,7 @@ class Trainer:
         root_dir: str | Path = "m3l_runs",
         logger: Logger | Iterable[Logger] | None = None,
         mlflow: bool = False,
-        experiment_name: str = "m3l-mtl",
+        experiment_name: str | None = None,
         baselines: Mapping[str, Mapping[str, float]] | str | None = None,
         callbacks: Iterable[Callback] = (),
         num_workers: int = 0,
@@ -135,15 +142,31 @@ class Trainer:
                 "mlflow=True needs the mlflow package.\n  fix: pip install 'm3l[mlflow]', or "
                 "pass logger=... (TensorBoardLogger, WandbLogger, CSVLogger) instead"
             )
-        from lightning.pytorch.loggers import MLFlowLogger
+        from m3l.tracking import MLFlowLogger, active_mlflow
 
+        user_uri, user_experiment = active_mlflow()
+        experiment = self.experiment_name or user_experiment or "m3l-mtl"
+        if user_uri is not None:  # the store the user chose; its artifacts where it keeps them
+            return MLFlowLogger(tracking_uri=user_uri, experiment_name=experiment, run_id=run_id)
         self.root_dir.mkdir(parents=True, exist_ok=True)
         return MLFlowLogger(
-            experiment_name=self.experiment_name,
+            experiment_name=experiment,
             tracking_uri=f"sqlite:///{self.root_dir.resolve() / 'mlflow.db'}",
             run_id=run_id,
             artifact_location=str((self.root_dir / "mlruns").resolve().as_uri()),
         )
+
+    def settings(self, algorithm: Schedule | None = None) -> dict[str, Any]:
+        """What this launch is made of, logged as the run's parameters."""
+        algorithm = algorithm or Joint()
+        return {
+            "backbone": _describe(self.backbone),
+            "tasks": {t.name: _describe_task(t) for t in self.tasks},
+            "algorithm": repr(algorithm),
+            **{k: _describe(v) for k, v in self.module_kwargs.items()},
+            "max_epochs": self.max_epochs, "eval_splits": list(self.eval_splits),
+            "num_workers": self.num_workers, "trainer": {k: _describe(v) for k, v in self.trainer_kwargs.items()},
+        }
 
     def build(
         self, algorithm: Schedule | None = None, run_id: str | None = None, max_epochs: int | None = None
@@ -207,6 +230,9 @@ class Trainer:
             check_checkpoint(ckpt_path, trusted=checkpoint_trusted, trust_option="checkpoint_trusted=True")
         handler = _file_handler(run_dir / "train.log")
         try:
+            params = self.settings(algorithm)
+            for lg in trainer.loggers:
+                lg.log_hyperparams(params)
             module.preflight(data)
             trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None,
                         weights_only=not checkpoint_trusted)
@@ -297,6 +323,43 @@ def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
             f"mtl.Trainer got an unknown argument {name}={kwargs[name]!r}: it is neither an m3l "
             f"Trainer argument nor a lightning.Trainer one.\n  fix: {fix}"
         )
+
+
+def _describe(value: Any) -> Any:
+    """A loggable description: plain values as they are, functions and partials by name and
+    arguments, modules by class (with their recorded constructor arguments)."""
+    import functools
+
+    from m3l.mtl.validation import INIT_ARGS_ATTR
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, functools.partial):
+        args = ", ".join([*map(repr, value.args), *(f"{k}={v!r}" for k, v in value.keywords.items())])
+        return f"{_qualname(value.func)}({args})"
+    if isinstance(value, nn.Module):
+        init = getattr(value, INIT_ARGS_ATTR, None)
+        return f"{_qualname(type(value))}({', '.join(f'{k}={v!r}' for k, v in (init or {}).items())})"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return _qualname(value)
+    return repr(value)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__name__)}".lstrip(".")
+
+
+def _describe_task(task: Task) -> dict[str, Any]:
+    return {
+        "heads": {o.name: _describe(o.head) for o in task.objectives},
+        "criterion": {o.name: _describe(o.criterion) for o in task.objectives},
+        "metrics": {o.name: sorted(o.metrics) for o in task.objectives},
+        "batch_size": task.batch_size,
+        "samples": {split: len(ds) for split, ds in task.datasets().items() if ds is not None and hasattr(ds, "__len__")},
+        "optimizer": _describe(task.optimizer), "scheduler": _describe(task.scheduler),
+    }
 
 
 def _directions(module: MultiTaskModule) -> Callable[[str, str], bool]:

@@ -58,16 +58,23 @@ class LeNetDigits(Dataset):
             if size > len(order):
                 raise M3LError(f"LeNetDigits: {source} {split} has {len(order)} samples; size={size} asks for more")
             order = np.sort(np.random.default_rng(7).choice(order, size, replace=False))
-        self.images = torch.from_numpy(np.ascontiguousarray(images[order]))
+        raw = torch.from_numpy(np.ascontiguousarray(images[order]))
+        # resized and normalized once (float16: 2 KiB per image, 120 MB for Fashion-MNIST's 60,000)
+        self.images = torch.cat([_prepare(chunk) for chunk in raw.split(4096)])
         self.labels = torch.from_numpy(labels[order])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        image = self.images[i].float().div_(255)[None, None]
-        image = F.interpolate(image, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0]
-        return (image - MEAN) / STD, self.labels[i]
+        return self.images[i].float(), self.labels[i]
+
+
+def _prepare(images: Tensor) -> Tensor:
+    """uint8 ``(N, 28, 28)`` -> normalized float16 ``(N, 1, 32, 32)`` (bilinear resize)."""
+    x = images.float().div_(255).unsqueeze(1)
+    x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    return ((x - MEAN) / STD).half()
 
 
 @contract.backbone(out_channels=400)
