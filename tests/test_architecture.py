@@ -15,11 +15,7 @@ from tests.conftest import REPO
 SRC = REPO / "src"
 
 #: circles that exist today (docs/architecture.md, "Known debts"); remove an entry when it is gone
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"m3l.mtl.algorithms.base", "m3l.mtl.algorithms.equal"}),
-    frozenset({"m3l.mtl.tasks", "m3l.mtl.validation"}),
-    frozenset({"m3l.mtl.algorithms", "m3l.mtl.algorithms.alternating", "m3l.mtl.data"}),
-}
+KNOWN_CIRCLES: set[frozenset[str]] = set()
 
 MAX_LINES = 450  # "about 400"
 #: long modules without a reason in their docstring yet (debts); remove an entry when it is split

@@ -32,20 +32,6 @@ class TaskCollate:
         return {self.task: default_collate(samples)}
 
 
-class ChainedLoader:
-    """All batches of each loader in turn (a sized iterable Lightning can train on)."""
-
-    def __init__(self, loaders: Sequence[DataLoader]) -> None:
-        self.loaders = list(loaders)
-
-    def __len__(self) -> int:
-        return sum(len(loader) for loader in self.loaders)
-
-    def __iter__(self) -> Any:
-        for loader in self.loaders:
-            yield from loader
-
-
 def merge_task_batches(batch: Any) -> dict[str, Any]:
     """``{task: batch}`` from what a (combined) loader yields."""
     if isinstance(batch, (list, tuple)):

@@ -172,7 +172,7 @@ class MultiHeadTask(Task):
         input_key: str = "input",
         head_inputs: Mapping[str, HeadInput] | None = None,
     ) -> None:
-        from m3l.mtl.validation import MissingCriterionError
+        from m3l.mtl.errors import MissingCriterionError
 
         self.name = name
         self.head_inputs = dict(head_inputs or {})

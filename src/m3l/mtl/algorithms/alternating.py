@@ -7,13 +7,26 @@ Sequence to Sequence Learning", ICLR 2016, https://arxiv.org/abs/1511.06114.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch.utils.data import DataLoader
 
 from m3l.mtl.algorithms.base import Schedule
-from m3l.mtl.data import ChainedLoader
+
+
+class ChainedLoader:
+    """All batches of each loader in turn (a sized iterable Lightning can train on)."""
+
+    def __init__(self, loaders: Sequence[DataLoader]) -> None:
+        self.loaders = list(loaders)
+
+    def __len__(self) -> int:
+        return sum(len(loader) for loader in self.loaders)
+
+    def __iter__(self) -> Any:
+        for loader in self.loaders:
+            yield from loader
 
 
 class Alternating(Schedule):

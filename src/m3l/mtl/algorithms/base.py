@@ -138,8 +138,6 @@ class Schedule:
     reloads_each_epoch: bool = False
 
     def __init__(self, weighting: Weighting | GradientAggregator | None = None) -> None:
-        from m3l.mtl.algorithms.equal import EqualWeighting
-
         self.weighting = weighting if weighting is not None else EqualWeighting()
 
     def train_loader(self, loaders: Mapping[str, DataLoader], epoch: int) -> Any:
@@ -156,3 +154,13 @@ class Schedule:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(weighting={type(self.weighting).__name__})"
+
+
+class EqualWeighting(Weighting):
+    """Equal weighting (EW), the default of every schedule: every objective has weight 1 (task metadata ``weight`` already scales its loss)."""
+
+    def weights(self, losses: Tensor, context: StepContext) -> Tensor:
+        return torch.ones_like(losses)
+
+    def combine(self, losses: Tensor, context: StepContext) -> Tensor:
+        return losses.sum()
