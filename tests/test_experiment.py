@@ -140,3 +140,15 @@ def test_a_verb_that_fails_before_it_starts_leaves_no_run_dir(tmp_path: Path):
         exp.cfg.checkpoint = str(tmp_path / "absent.ckpt")
         exp.fit()
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_targets_own_config_error_names_the_config_file(tmp_path):
+    """A check inside the target (here the datamodule's) reaches the user unwrapped, with the
+    config file it came from."""
+    from m3l import compose
+    from m3l.errors import ConfigError
+    from m3l.experiment import Experiment
+
+    experiment = Experiment(compose("demo", [f"paths.runs_dir={tmp_path}", "data.batch_size=-1"]))
+    with pytest.raises(ConfigError, match=r"data.batch_size must be an integer >= 1, got -1 \(building 'data' from data/samples_gaussian.yaml"):
+        experiment.data

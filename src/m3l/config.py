@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -238,7 +239,7 @@ def open_dict(cfg: DictConfig):
     return _open_dict(cfg)
 
 
-def config_choices(cfg: Any) -> dict[str, Any]:
+def config_choices(cfg: DictConfig) -> dict[str, Any]:
     """The config group choices (``model``, ``data``, ...) a composed config was made from."""
     if "m3l_choices" in cfg:
         return dict(cfg.m3l_choices)

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from m3l.checkpoints import RNGStateCheckpoint, check_checkpoint, load_weights_into, resolve_checkpoint
-from m3l.config import _timestamp
+from m3l.config import _timestamp, config_choices
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, CorrectionInterrupted, M3LError
 from m3l.rundirs import (

@@ -4,6 +4,8 @@ inputs, symlink loops. Every bad input is a listed failure; nothing of the user'
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,10 +36,7 @@ def test_correct_lists_a_decompression_bomb_and_corrects_the_rest(
     assert "bomb.png\t14000x14000 = 196,000,000 pixels is over the limit" in listed
 
 
-def _start_correct(*args: str, cwd: Path, env: dict[str, str]) -> "subprocess.Popen[str]":
-    import subprocess
-    import sys
-
+def _start_correct(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "m3l.run.correct", *args],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -9,23 +9,22 @@ prediction, and degradation metadata passed to nets that take it (``net.conditio
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from m3l.distributed import log_mean
-from m3l.models.tiling import pad_to_multiple, self_ensemble
 from m3l.errors import ConfigError
 from m3l.models import metrics as M
 from m3l.models.noise_level import estimate_noise_sigma
+from m3l.models.tiling import pad_to_multiple, self_ensemble
+from m3l.optim import OptimizerFactory
 
 log = logging.getLogger(__name__)
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 

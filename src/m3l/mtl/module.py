@@ -26,11 +26,11 @@ from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
 from m3l.mtl.tasks import Objective, Task
 from m3l.mtl.validation import NonFiniteLossError, SchedulerMonitorError, check_task_names, preflight
+from m3l.optim import OptimizerFactory
 from m3l.tracking import set_run_tags
 
 log = logging.getLogger(__name__)
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

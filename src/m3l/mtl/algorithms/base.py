@@ -11,7 +11,7 @@ returns the update direction; gradient methods such as PCGrad or MGDA plug in th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+from m3l.optim import OptimizerFactory
+
 
 
 @dataclass
