@@ -6,35 +6,60 @@ task, Adam (lr 1e-3) on all parameters. A step is forward of every task, the met
 backward/aggregation and the optimizer step (data loading excluded on both sides). m3l runs
 through Lightning (``MultiTaskModule`` + ``Joint``), LibMTL through its own ``HPS``
 architecture mixed with its weighting class, as its ``Trainer`` does. Methods are those both
-libraries have, with the same hyperparameters (CAGrad c=0.5, GradVac beta=0.5). GradDrop differs:
-m3l drops on parameter gradients, LibMTL on representation gradients. LibMTL's ``IMTL`` is the hybrid IMTL (loss scaling + IMTL-G), m3l's is
-IMTL-G alone: compare that row with care. Medians over ``--steps`` steps after 3 warm-up steps.
+libraries have, with the same hyperparameters (CAGrad c=0.5, GradVac beta=0.5). LibMTL's
+``IMTL`` is the hybrid IMTL (loss scaling + IMTL-G), m3l's is IMTL-G alone: compare that row
+with care. GradDrop rows use one input and T heads (m3l: a ``MultiHeadTask``; LibMTL:
+``multi_input=False``), since GradDrop on the representation needs one shared pass: once
+like for like (both on the representation), once m3l's parameter variant beside LibMTL's.
+
+Timing on a busy shared machine: m3l and LibMTL run interleaved, ``--rounds`` times each
+(alternating which goes first), ``--steps`` steps per run after 3 warm-up steps; each round
+gives the ratio of the two medians, and the table quotes the median of those ratios, for
+wall time and for the step's own CPU time (``time.thread_time``; with ``--threads 1``, the
+default, all the step's work runs on that thread, so CPU time does not count the time spent
+waiting for a core). ``--rss``: peak resident memory at T=8, each library and method in a
+fresh process.
 
 LibMTL 1.1.5 declares torchvision as a dependency but only its ResNet model uses it; install
 it without dependencies (torchvision must not be installed next to m3l's torch):
 
     pip install --no-deps LibMTL==1.1.5
-    python benchmarks/mtl_vs_libmtl.py [--steps 20] [--tasks 2 4 8]
+    python benchmarks/mtl_vs_libmtl.py [--steps 12] [--rounds 3] [--tasks 4 8] [--rss]
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import importlib.util
+import json
+import logging
+import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import types
+import warnings
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from m3l import mtl
 from m3l.mtl import algorithms as A
-from m3l.mtl.examples.multimnist import Classifier
+from m3l.mtl.examples.multimnist import Classifier, MultiMNIST
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mtl_aggregators import WIDTH, WideTrunk, measure, setup  # noqa: E402
+from machine import cpu_line  # noqa: E402
+from mtl_aggregators import WIDTH, WideTrunk  # noqa: E402
+
+WARMUP = 3
 
 
 def import_libmtl() -> types.ModuleType:
@@ -53,29 +78,89 @@ def import_libmtl() -> types.ModuleType:
     return sys.modules["LibMTL"]
 
 
-# name -> (m3l factory, LibMTL weighting class name, LibMTL weight_args, LibMTL rep_grad)
-METHODS = {
-    "EW": (A.EqualWeighting, "EW", {}, False),
-    "PCGrad": (A.PCGrad, "PCGrad", {}, False),
-    "MGDA": (A.MGDA, "MGDA", {"mgda_gn": "none"}, False),
-    "CAGrad": (lambda: A.CAGrad(c=0.5), "CAGrad", {"calpha": 0.5, "rescale": 1}, False),
-    "IMTL (m3l: IMTL-G)": (A.IMTLG, "IMTL", {}, False),
-    "GradVac": (lambda: A.GradVac(beta=0.5), "GradVac", {"beta": 0.5}, False),
-    # m3l's GradDrop works on parameter gradients only, LibMTL's on the representation only
-    "GradDrop (m3l: parameters, LibMTL: representation)": (A.GradDrop, "GradDrop", {"leak": 0.0}, True),
+# name -> (m3l factory, LibMTL weighting class, LibMTL weight_args, LibMTL rep_grad, one input)
+METHODS: dict[str, tuple[Any, str, dict, bool, bool]] = {
+    "EW": (A.EqualWeighting, "EW", {}, False, False),
+    "PCGrad": (A.PCGrad, "PCGrad", {}, False, False),
+    "MGDA": (A.MGDA, "MGDA", {"mgda_gn": "none"}, False, False),
+    "CAGrad": (lambda: A.CAGrad(c=0.5), "CAGrad", {"calpha": 0.5, "rescale": 1}, False, False),
+    "IMTL (m3l: IMTL-G)": (A.IMTLG, "IMTL", {}, False, False),
+    "GradVac": (lambda: A.GradVac(beta=0.5), "GradVac", {"beta": 0.5}, False, False),
+    "GradDrop, both on the representation (one input)": (
+        lambda: A.GradDrop(wrt="representation"), "GradDrop", {"leak": 0.0}, True, True),
+    "GradDrop, m3l parameters / LibMTL representation (one input)": (
+        A.GradDrop, "GradDrop", {"leak": 0.0}, True, True),
 }
 
 
-def libmtl_step_time(num_tasks: int, method: str, steps: int, data: dict) -> float:
+class TimeBoth(L.Callback):
+    """Wall and thread-CPU time of each training step."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.cpu.append(time.thread_time() - self._cpu)
+        self.wall.append(time.perf_counter() - self._wall)
+
+
+class ManyHeads(Dataset):
+    """One overlaid image, T targets (alternately the left and the right digit)."""
+
+    def __init__(self, base: MultiMNIST, num_tasks: int) -> None:
+        self.base, self.names = base, [f"t{i}" for i in range(num_tasks)]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        labels = (self.base.right[i], self.base.left[i])
+        return self.base.images[i], {n: labels[k % 2] for k, n in enumerate(self.names)}
+
+
+def load_data(steps: int) -> dict:
+    size = 32 * (steps + WARMUP)
+    data = {i: MultiMNIST("train", size, target="left" if i % 2 else "right", seed=i) for i in range(2)}
+    data["both"] = MultiMNIST("train", size, target="both", seed=5)
+    return data
+
+
+def m3l_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[float, float]:
+    make, *_, one_input = METHODS[method]
+    torch.manual_seed(0)
+    if one_input:
+        heads = {f"t{i}": Classifier(in_features=WIDTH) for i in range(num_tasks)}
+        tasks = [mtl.MultiHeadTask("all", heads, {n: nn.CrossEntropyLoss() for n in heads},
+                                   train=ManyHeads(data["both"], num_tasks), batch_size=32)]
+    else:
+        tasks = [mtl.Task(f"t{i}", Classifier(in_features=WIDTH), nn.CrossEntropyLoss(), train=data[i % 2],
+                          batch_size=32) for i in range(num_tasks)]
+    module = mtl.MultiTaskModule(WideTrunk(), tasks, algorithm=mtl.Joint(make()), finite_check_every_n_steps=10_000)
+    timer = TimeBoth()
+    with tempfile.TemporaryDirectory() as root:
+        trainer = L.Trainer(
+            max_epochs=1, limit_train_batches=steps + WARMUP, limit_val_batches=0, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[timer], default_root_dir=root, devices=1, num_sanity_val_steps=0, accelerator="cpu",
+        )
+        trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
+    return statistics.median(timer.wall[WARMUP:]), statistics.median(timer.cpu[WARMUP:])
+
+
+def libmtl_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[float, float]:
     libmtl = import_libmtl()
-    _, weighting_name, weight_args, rep_grad = METHODS[method]
+    _, weighting_name, weight_args, rep_grad, one_input = METHODS[method]
     weighting = getattr(libmtl.weighting, weighting_name)
     names = [f"t{i}" for i in range(num_tasks)]
 
     class Model(libmtl.architecture.HPS, weighting):  # what LibMTL's Trainer builds
         def __init__(self) -> None:
             decoders = nn.ModuleDict({n: Classifier(in_features=WIDTH) for n in names})
-            super().__init__(names, WideTrunk, decoders, rep_grad, True, torch.device("cpu"))
+            super().__init__(names, WideTrunk, decoders, rep_grad, not one_input, torch.device("cpu"))
             self.init_param()
 
         def zero_grad_share_params(self) -> None:
@@ -87,53 +172,138 @@ def libmtl_step_time(num_tasks: int, method: str, steps: int, data: dict) -> flo
     model = Model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    loaders = [iter(DataLoader(data[i % 2], batch_size=32, shuffle=True, drop_last=True)) for i in range(num_tasks)]
-    times = []
-    for _ in range(steps):
-        batches = [next(it) for it in loaders]
-        start = time.perf_counter()
+    if one_input:
+        loader = iter(DataLoader(data["both"], batch_size=32, shuffle=True, drop_last=True))
+    else:
+        loaders = [iter(DataLoader(data[i % 2], batch_size=32, shuffle=True, drop_last=True)) for i in range(num_tasks)]
+    wall, cpu = [], []
+    for _ in range(steps + WARMUP):
+        batches = next(loader) if one_input else [next(it) for it in loaders]
+        start_wall, start_cpu = time.perf_counter(), time.thread_time()
         model.train()
         losses = torch.zeros(num_tasks)
-        for tn, name in enumerate(names):
-            x, y = batches[tn]
-            losses[tn] = loss_fn(model(x, name)[name], y)
+        if one_input:
+            x, y = batches
+            preds = model(x)
+            for tn, name in enumerate(names):
+                losses[tn] = loss_fn(preds[name], (y["right"], y["left"])[tn % 2])
+        else:
+            for tn, name in enumerate(names):
+                x, y = batches[tn]
+                losses[tn] = loss_fn(model(x, name)[name], y)
         optimizer.zero_grad()
         model.backward(losses, **weight_args)
         optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[3:])
+        cpu.append(time.thread_time() - start_cpu)
+        wall.append(time.perf_counter() - start_wall)
+    return statistics.median(wall[WARMUP:]), statistics.median(cpu[WARMUP:])
+
+
+def compare(num_tasks: int, method: str, steps: int, rounds: int, data: dict) -> dict[str, Any]:
+    """Interleaved rounds; medians of per-round ratios (m3l / LibMTL) for wall and CPU time."""
+    ours, theirs, errors = [], [], []
+    for r in range(rounds):
+        for lib in (("m3l", "libmtl") if r % 2 == 0 else ("libmtl", "m3l")):
+            try:
+                (ours if lib == "m3l" else theirs).append(
+                    (m3l_times if lib == "m3l" else libmtl_times)(num_tasks, method, steps, data))
+            except Exception as exc:  # noqa: BLE001 - reported under the table
+                errors.append(f"{lib}: {type(exc).__name__}: {exc}".splitlines()[0])
+                break
+    out: dict[str, Any] = {"errors": sorted(set(errors))}
+    for i, kind in enumerate(("wall", "cpu")):
+        if ours:
+            out[f"m3l_{kind}"] = statistics.median(t[i] for t in ours)
+        if theirs:
+            out[f"libmtl_{kind}"] = statistics.median(t[i] for t in theirs)
+        pairs = list(zip(ours, theirs))
+        if pairs:
+            out[f"ratio_{kind}"] = statistics.median(a[i] / b[i] for a, b in pairs)
+    return out
+
+
+def rss_child(lib: str, method: str, num_tasks: int, steps: int) -> None:
+    """Run one library's method in this (fresh) process; print RSS before and peak, in MB."""
+    data = load_data(steps)
+    before = _current_rss_mb()
+    (m3l_times if lib == "m3l" else libmtl_times)(num_tasks, method, steps, data)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"before": before, "peak": peak}))
+
+
+def _current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_table(num_tasks: int, steps: int) -> list[str]:
+    lines = [f"peak RSS at T={num_tasks}, MB (a fresh process each; both import torch, Lightning, m3l and "
+             "LibMTL; 'training' = peak minus the RSS before the first step)",
+             "| method | m3l peak | m3l training | LibMTL peak | LibMTL training |", "|---|---:|---:|---:|---:|"]
+    for method in METHODS:
+        cells = []
+        for lib in ("m3l", "libmtl"):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--rss-child", lib, method, str(num_tasks), str(steps)],
+                capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            try:
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                cells += [f"{r['peak']:.0f}", f"{r['peak'] - r['before']:.0f}"]
+            except (IndexError, ValueError):
+                cells += ["failed", "-"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
-    args, data, params = setup(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tasks", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD")
+    parser.add_argument("--rss", action="store_true", help="also the peak-RSS table at the largest T")
+    parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    if args.rss_child:
+        lib, method, tasks, steps = args.rss_child
+        rss_child(lib, method, int(tasks), int(steps))
+        return
     import_libmtl()
-    print(f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.steps} steps, CPU "
-          f"{torch.get_num_threads()} threads; median ms/step; ratio = m3l / LibMTL (< 1: m3l faster)")
-    print("| method | " + " | ".join(f"T={t} m3l | T={t} LibMTL | T={t} ratio" for t in args.tasks) + " |")
-    print("|---|" + "---:|---:|---:|" * len(args.tasks))
+    data = load_data(args.steps)
+    params = sum(p.numel() for p in WideTrunk().parameters())
+    print(f"# m3l / LibMTL 1.1.5, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
+          f"{args.threads} thread(s), busy shared machine")
+    print(f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.rounds} interleaved rounds x "
+          f"{args.steps} steps; ms = median step time; ratio = median over rounds of m3l/LibMTL (< 1: m3l faster)")
+    head = "| method | " + " | ".join(
+        f"T={t} m3l ms | T={t} LibMTL ms | T={t} ratio wall | T={t} ratio CPU" for t in args.tasks) + " |"
+    print(head)
+    print("|---|" + "---:|---:|---:|---:|" * len(args.tasks))
     notes: list[str] = []
-    for name, (make, *_rest) in METHODS.items():
+    for method in args.methods:
         cells = []
         for t in args.tasks:
-            ours = theirs = None
-            # alternate which library runs first so neither always gets the warmer caches
-            order = ("m3l", "libmtl") if t % 4 else ("libmtl", "m3l")
-            for lib in order:
-                try:
-                    if lib == "m3l":
-                        ours = measure(t, make, args.steps, data) * 1e3
-                    else:
-                        theirs = libmtl_step_time(t, name, args.steps, data) * 1e3
-                except Exception as exc:  # noqa: BLE001 - reported under the table
-                    notes.append(f"{name}, T={t}, {lib}: {type(exc).__name__}: {exc}".splitlines()[0])
+            r = compare(t, method, args.steps, args.rounds, data)
+            notes += [f"{method}, T={t}, {e}" for e in r["errors"]]
             cells += [
-                f"{ours:.1f}" if ours else "failed",
-                f"{theirs:.1f}" if theirs else "failed",
-                f"{ours / theirs:.2f}" if ours and theirs else "-",
+                f"{r['m3l_wall'] * 1e3:.1f}" if "m3l_wall" in r else "failed",
+                f"{r['libmtl_wall'] * 1e3:.1f}" if "libmtl_wall" in r else "failed",
+                f"{r['ratio_wall']:.2f}" if "ratio_wall" in r else "-",
+                f"{r['ratio_cpu']:.2f}" if "ratio_cpu" in r else "-",
             ]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {method} | " + " | ".join(cells) + " |", flush=True)
     for note in notes:
         print(f"failed: {note}")
+    if args.rss:
+        print()
+        print("\n".join(rss_table(max(args.tasks), args.steps)))
 
 
 if __name__ == "__main__":

@@ -305,7 +305,7 @@ class Diagnostics(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(getattr(pl_module, "train_steps", trainer.global_step))
-        metrics = trainer.callback_metrics
+        metrics = {**trainer.callback_metrics, **getattr(pl_module, "step_metrics", {})}
         batches = merge_task_batches(batch)
         # only the objectives this step trained: an idle task's last loss is not a new value
         present = [o.name for t in batches for o in pl_module.task_by_name[t].objectives]

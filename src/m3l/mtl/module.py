@@ -127,6 +127,8 @@ class MultiTaskModule(L.LightningModule):
         self._scheduler_roles: list[str] = []
         self._eval_sums: dict[str, dict[str, list[Tensor]]] = {}
         self._index_cache: dict[tuple[str, ...], Tensor] = {}
+        #: this step's ``train/<head>/loss`` and ``weights/<head>`` (logged every log_every_n_steps)
+        self.step_metrics: dict[str, Tensor] = {}
 
     def train(self, mode: bool = True) -> MultiTaskModule:
         """As ``nn.Module.train``; a frozen backbone keeps its normalization layers in eval
@@ -254,13 +256,16 @@ class MultiTaskModule(L.LightningModule):
         self.epoch_loss_count.index_add_(0, idx, torch.ones_like(self.epoch_loss_count[idx]))
         self.train_steps += 1
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=1)
-        self.log_dict({f"train/{n}/loss": stacked[i].detach() for i, n in enumerate(names)}, batch_size=1)
+        step_metrics = {f"train/{n}/loss": loss for n, loss in zip(names, stacked.detach())}
         if len(names) < len(self.objective_names):
             self.forget_step_values({f"train/{n}/loss" for n in self.objective_names if n not in losses})
         if joint:
             weights = self.weighting.last_weights
             if weights.numel() == len(names):
-                self.log_dict({f"weights/{n}": weights[i] for i, n in enumerate(names)}, batch_size=1)
+                step_metrics.update({f"weights/{n}": w for n, w in zip(names, weights)})
+        self.step_metrics = step_metrics
+        if self._logs_per_objective(batch_idx):
+            self.log_dict(step_metrics, batch_size=1)
         if self.train_steps % self.finite_check_every_n_steps == 0:
             self._raise_if_not_finite()
         return total.detach()
@@ -276,6 +281,23 @@ class MultiTaskModule(L.LightningModule):
         for entry in results.values():
             if getattr(getattr(entry, "meta", None), "name", None) in keys:
                 entry.has_reset = True
+
+    def _logs_per_objective(self, batch_idx: int) -> bool:
+        """Whether this step logs the per-objective losses and weights: on the steps Lightning
+        writes to the loggers (every ``log_every_n_steps``) and on an epoch's last batch.
+
+        Every ``self.log`` call costs Lightning some dictionary work (2T calls a step), and on
+        the other steps no logger would see the values; ``trainer.callback_metrics`` still
+        holds them at the end of each epoch. Callbacks that want every step read
+        :attr:`step_metrics`.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        try:
+            return bool(trainer._logger_connector.should_update_logs) or batch_idx + 1 >= trainer.num_training_batches  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - a loop Lightning does not know: log every step, as before
+            return True
 
     def _aggregate_backward(self, losses: Tensor, context: StepContext, features: Mapping[str, Any]) -> Tensor:
         """Heads get the gradient of the sum; shared parameters the aggregated Jacobian.
@@ -304,14 +326,11 @@ class MultiTaskModule(L.LightningModule):
             _write_grads(heads, head_grad)
             return losses.sum()
         if getattr(agg, "wrt", "parameters") == "representation":
-            return self._aggregate_representation(losses, scaled, inv_scale, shared, heads, features, world)
-        rows, head_grad = [], None
-        for t in range(len(scaled)):
-            grad = _flat_grad(scaled[t], shared + heads, retain_graph=t < len(scaled) - 1)
-            rows.append(grad[: _numel(shared)])
-            head_part = grad[_numel(shared) :]
-            head_grad = head_part if head_grad is None else head_grad + head_part
-        jacobian, head_grad = _mean_over_ranks(world, torch.stack(rows), head_grad)
+            return self._aggregate_representation(
+                losses, scaled, inv_scale, shared, heads, features, world, context.names
+            )
+        jacobian, head_grad = self._objective_rows(scaled, context.names, shared, heads, retain_last=False)
+        jacobian, head_grad = _mean_over_ranks(world, jacobian, head_grad)
         if inv_scale is not None:
             jacobian = jacobian * inv_scale
             if not bool(torch.isfinite(jacobian).all()):  # the scaler syncs each step anyway
@@ -336,10 +355,13 @@ class MultiTaskModule(L.LightningModule):
         heads: list[nn.Parameter],
         features: Mapping[str, Any],
         world: int,
+        names: Sequence[str] | None = None,
     ) -> Tensor:
-        """MGDA-UB style: weights from the Gramian of the gradients on the backbone's output."""
+        """MGDA-UB style: weights from the Gramian of the gradients on the backbone's output;
+        methods with a rule of their own (GradDrop) act on those per-sample gradients."""
         agg = self.weighting
         assert isinstance(agg, JacobianAggregator)
+        names = list(names) if names is not None else self.objective_names[: len(scaled)]
         if len(features) != 1 or not isinstance(next(iter(features.values())), Tensor):
             found = {k: type(v).__name__ for k, v in features.items()}
             raise RepresentationNotSupportedError(
@@ -349,28 +371,62 @@ class MultiTaskModule(L.LightningModule):
                 f"{type(agg).__name__}(wrt='parameters') for tasks with their own datasets"
             )
         rep = next(iter(features.values()))
-        rows, head_grad = [], None
-        for t in range(len(scaled)):
-            grad = torch.autograd.grad(scaled[t], [rep] + heads, retain_graph=True, allow_unused=True)
-            rows.append(_flatten(grad[:1], [rep]).float())
-            head_part = _flatten(grad[1:], heads)
-            head_grad = head_part if head_grad is None else head_grad + head_part
-        rep_jacobian = torch.stack(rows)
+        rep_jacobian, head_grad = self._objective_rows(scaled, names, [rep], heads, retain_last=True)
         unscaled = rep_jacobian * inv_scale if inv_scale is not None else rep_jacobian
-        gramian = unscaled @ unscaled.T
-        if world > 1:  # the batch is split over ranks: the full Gramian is the sum, each loss a mean
-            torch.distributed.all_reduce(gramian)
-            gramian = gramian / world**2
-        if inv_scale is not None and not bool(torch.isfinite(gramian).all()):
-            weights = torch.ones_like(gramian[0])  # non-finite: the scaler sees it and skips the step
+        if agg.representation_rule:  # GradDrop: its own rule; each rank drops on its own samples
+            update = agg.representation_gradient(unscaled.view(len(names), *rep.shape), rep)
+            if inv_scale is not None:
+                update = update / inv_scale
+            rep_grad = update.view_as(rep).to(rep.dtype)
         else:
-            weights = agg.weights_from_gramian(gramian)
-        rep_grad = (weights.to(rep_jacobian) @ rep_jacobian).view_as(rep).to(rep.dtype)
+            gramian = unscaled @ unscaled.T
+            if world > 1:  # the batch is split over ranks: the full Gramian is the sum, each loss a mean
+                torch.distributed.all_reduce(gramian)
+                gramian = gramian / world**2
+            if inv_scale is not None and not bool(torch.isfinite(gramian).all()):
+                weights = torch.ones_like(gramian[0])  # non-finite: the scaler sees it and skips the step
+            else:
+                weights = agg.weights_from_gramian(gramian)
+            rep_grad = (weights.to(rep_jacobian) @ rep_jacobian).view_as(rep).to(rep.dtype)
         shared_grad = _flatten(torch.autograd.grad(rep, shared, grad_outputs=rep_grad, allow_unused=True), shared)
         shared_grad, head_grad = _mean_over_ranks(world, shared_grad, head_grad)
         _write_grads(shared, shared_grad)
         _write_grads(heads, head_grad)
         return losses.sum()
+
+    def _objective_rows(
+        self, scaled: Tensor, names: Sequence[str], inputs: list[Tensor], heads: list[nn.Parameter], retain_last: bool
+    ) -> tuple[Tensor, Tensor]:
+        """The Jacobian ``[T, N]`` of the objectives on ``inputs`` and the heads' summed gradient.
+
+        One backward pass per objective, on ``inputs`` and that objective's own head only (an
+        objective's loss reaches no other head), written straight into preallocated buffers:
+        no per-row zeros for the other heads, no concatenation, no stacking.
+        """
+        total = _numel(inputs)
+        dtype = inputs[0].dtype if inputs else scaled.dtype
+        jacobian = torch.zeros(len(names), total, device=scaled.device, dtype=torch.float32 if dtype != torch.float64 else dtype)
+        head_grad = torch.zeros(_numel(heads), device=scaled.device, dtype=heads[0].dtype if heads else dtype)
+        offsets, offset = {}, 0
+        for p in heads:
+            offsets[id(p)] = offset
+            offset += p.numel()
+        for t, name in enumerate(names):
+            own = [p for p in self.heads[name].parameters() if id(p) in offsets]
+            if not inputs and not own:
+                continue
+            grads = torch.autograd.grad(
+                scaled[t], inputs + own, retain_graph=retain_last or t < len(names) - 1, allow_unused=True
+            )
+            start = 0
+            for x, g in zip(inputs, grads[: len(inputs)]):
+                if g is not None:
+                    jacobian[t, start : start + x.numel()] = g.reshape(-1)
+                start += x.numel()
+            for p, g in zip(own, grads[len(inputs) :]):
+                if g is not None:
+                    head_grad[offsets[id(p)] : offsets[id(p)] + p.numel()] += g.reshape(-1)
+        return jacobian, head_grad
 
     def _grad_scaler(self) -> Any:
         """The fp16 GradScaler of the trainer's precision plugin, if any."""
@@ -605,11 +661,13 @@ def _mean_over_ranks(world: int, *tensors: Tensor | None) -> tuple[Any, ...]:
 
 
 def _write_grads(params: Sequence[nn.Parameter], flat: Tensor | None) -> None:
+    """Each parameter's ``.grad`` becomes its slice of ``flat`` (a view: ``flat`` is a fresh
+    buffer no one else holds, so no copy; the slices are disjoint)."""
     offset = 0
     for p in params:
         n = p.numel()
         assert flat is not None
-        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone()
+        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).detach()
         offset += n
 
 

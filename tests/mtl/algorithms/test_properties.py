@@ -131,9 +131,12 @@ def test_weights_from_the_gramian_match_weights_from_the_jacobian(name):
 
 
 @pytest.mark.parametrize("name", ["graddrop", "config"])
-def test_unweighted_methods_refuse_the_representation_and_update_every(name):
-    with pytest.raises(mtl.algorithms.RepresentationNotSupportedError, match="wrt='parameters'"):
-        AGGREGATORS[name](wrt="representation")
+def test_unweighted_methods_refuse_update_every_and_config_the_representation(name):
+    if name == "config":
+        with pytest.raises(mtl.algorithms.RepresentationNotSupportedError, match="wrt='parameters'"):
+            AGGREGATORS[name](wrt="representation")
+    else:  # coordinate-wise: it acts on the representation's per-sample Jacobian itself
+        assert AGGREGATORS[name](wrt="representation").wrt == "representation"
     with pytest.raises(Exception, match="update_every=1"):
         AGGREGATORS[name](update_every=4)
 

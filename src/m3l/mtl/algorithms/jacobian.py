@@ -8,8 +8,11 @@ Each method module (``pcgrad.py``, ``mgda.py``, ...) only names its paper and bu
 * ``wrt="representation"``: the weights are computed from the Gramian ``[T, T]`` of the
   gradients on the backbone's output (the shared representation, as MGDA-UB in Sener and
   Koltun, NeurIPS 2018) and the shared parameters receive the gradient of ``sum_t w_t L_t``.
-  Only methods whose update is a weighted sum of the task gradients allow it; the others
-  raise :class:`RepresentationNotSupportedError`.
+  Only methods whose update is a weighted sum of the task gradients allow it, and methods
+  with their own rule on the per-sample gradients of the representation (GradDrop, as Chen
+  et al. (2020) and LibMTL apply it: :meth:`representation_gradient`), whose result is
+  back-propagated through the backbone. The others raise
+  :class:`RepresentationNotSupportedError`.
 * ``update_every=k``: the weights are recomputed every ``k`` steps and reused in between,
   where a step costs one backward pass like equal weighting (Navon et al., "Multi-Task
   Learning as a Bargaining Game", ICML 2022, Sec. 5.3). Weighted methods only.
@@ -68,12 +71,14 @@ class JacobianAggregator(GradientAggregator):
 
     Subclasses implement :meth:`build` (the torchjd aggregator for ``T`` objectives) and set
     :attr:`weighted` (the update is ``w @ J``), :attr:`gramian_only` (the weights depend on
-    ``J`` only through ``J @ J.T``) and :attr:`stochastic` (random: DDP ranks broadcast
-    rank 0's update so they stay identical).
+    ``J`` only through ``J @ J.T``), :attr:`representation_rule` (it implements
+    :meth:`representation_gradient`, its own rule on the representation's per-sample
+    gradients) and :attr:`stochastic` (random: DDP ranks broadcast rank 0's update so they stay identical).
     """
 
     weighted: bool = True
     gramian_only: bool = True
+    representation_rule: bool = False
     stochastic: bool = False
     #: the extra a method needs beyond torch (named in the error when it is missing)
     extra: str | None = None
@@ -87,13 +92,13 @@ class JacobianAggregator(GradientAggregator):
             )
         if int(update_every) < 1:
             raise M3LError(f"{type(self).__name__}: update_every must be >= 1; got {update_every!r}")
-        if wrt == "representation" and not (self.weighted and self.gramian_only):
+        if wrt == "representation" and not ((self.weighted and self.gramian_only) or self.representation_rule):
             raise RepresentationNotSupportedError(
                 f"{type(self).__name__} cannot use gradients on the shared representation: its update "
-                "is not a weighted sum of the task gradients, so weights computed on the "
-                "representation do not define an update of the shared parameters.\n"
+                "is not a weighted sum of the task gradients and it has no rule of its own for the "
+                "representation, so it defines no update of the shared parameters from there.\n"
                 f"  fix: {type(self).__name__}(wrt='parameters'), or pick a weighted method "
-                "(MGDA, IMTLG, CAGrad, NashMTL, PCGrad, UPGrad, DualProj, AlignedMTL, GradVac)"
+                "(MGDA, IMTLG, CAGrad, NashMTL, PCGrad, UPGrad, DualProj, AlignedMTL, GradVac) or GradDrop"
             )
         if int(update_every) > 1 and not self.weighted:
             raise M3LError(
@@ -168,6 +173,11 @@ class JacobianAggregator(GradientAggregator):
         self._calls += 1
         self.last_weights = torch.zeros(0, device=jacobian.device)
         return agg(jacobian).to(dtype)
+
+    def representation_gradient(self, per_sample: Tensor, representation: Tensor) -> Tensor:
+        """The gradient ``[B, ...]`` of the representation from the objectives' per-sample
+        gradients ``[T, B, ...]`` (methods with :attr:`representation_rule` only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no rule on the representation")
 
     def extra_repr(self) -> str:
         return f"wrt={self.wrt!r}, update_every={self.update_every}"
