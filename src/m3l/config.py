@@ -225,7 +225,7 @@ def compose(
     with open_dict(cfg):
         if OmegaConf.is_interpolation(cfg, "name"):
             cfg.name = choices.get("model") or verb
-        if "hydra:" in str(cfg.paths._get_node("output_dir")._value()):
+        if "hydra:" in str(OmegaConf.to_container(cfg.paths, resolve=False).get("output_dir")):
             cfg.paths.output_dir = None  # Hydra's run dir; m3l.Experiment picks one per verb
         del cfg["hydra"]
         cfg.m3l_choices = OmegaConf.create(dict(choices))

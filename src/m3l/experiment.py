@@ -476,8 +476,10 @@ def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
         if OmegaConf.is_missing(cfg, key):
             found.append(full)
             continue
-        child = cfg._get_node(key)
-        if isinstance(child, (DictConfig, ListConfig)) and not child._is_none() and not child._is_interpolation():
+        if OmegaConf.is_interpolation(cfg, key):
+            continue  # not resolved here: its target is checked where it lives
+        child = cfg[key]
+        if isinstance(child, (DictConfig, ListConfig)):
             found.extend(missing_keys(child, f"{full}."))
     return found
 
