@@ -20,7 +20,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.mark.parametrize("model", MODELS)
 def test_model_fast_dev_run(model: str, workdir: Path, env: dict[str, str]):
-    if model == "mtl_multifashion" and not FASHION.is_dir():
+    if model in ("mtl_multifashion", "mtl_fmnist_mnist") and not FASHION.is_dir():
         pytest.skip(f"{FASHION} is missing (Debian package dataset-fashion-mnist; .ci/run installs it)")
     result = run_cli("train", f"model={model}", "debug=fdr", "logger=none", cwd=workdir, env=env)
     assert result.returncode == 0, result.stderr[-4000:]

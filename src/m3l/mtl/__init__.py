@@ -24,6 +24,7 @@ from m3l.mtl.algorithms import (
     UncertaintyWeighting,
     Weighting,
 )
+from m3l.mtl import diagnostics
 from m3l.mtl.data import MultiTaskDataModule
 from m3l.mtl.delta_m import delta_m
 from m3l.mtl.module import MultiTaskModule
@@ -42,5 +43,5 @@ __all__ = [
     "GradNorm", "GradientAggregator", "Joint", "MTLValidationError", "MultiHeadTask",
     "MultiTaskDataModule", "MultiTaskModule", "MultiTaskResults", "Objective", "RandomWeighting",
     "Schedule", "Sequential", "Task", "Trainer", "UncertaintyWeighting", "Weighting",
-    "backbone", "criterion", "delta_m", "head", "task_dataset",
+    "backbone", "criterion", "delta_m", "diagnostics", "head", "task_dataset",
 ]

@@ -87,7 +87,8 @@ class Trainer:
         baselines: single-task metrics ``{head: {metric: value}}`` for Delta_m, or
             ``"single_task"`` to train each task alone with the same settings first.
         callbacks: extra Lightning callbacks (e.g. :class:`~m3l.mtl.diagnostics.Diagnostics`).
-        num_workers: loader workers per task.
+        num_workers, pin_memory: the loaders' (EMTL's ``dataloader_params``; the batch size is
+            each task's own).
         eval_splits: the splits evaluated every epoch (``("train", "test")`` as EMTL did); see
             :class:`MultiTaskDataModule`.
         trainer_kwargs: passed to ``lightning.Trainer`` (e.g. ``limit_train_batches``); any
@@ -114,6 +115,7 @@ class Trainer:
         baselines: Mapping[str, Mapping[str, float]] | str | None = None,
         callbacks: Iterable[Callback] = (),
         num_workers: int = 0,
+        pin_memory: bool = False,
         eval_splits: Sequence[str] = ("val",),
         **trainer_kwargs: Any,
     ) -> None:
@@ -130,6 +132,7 @@ class Trainer:
         self.baselines = baselines
         self.callbacks, self.num_workers = list(callbacks), num_workers
         self.eval_splits = list(eval_splits)
+        self.pin_memory = pin_memory
         self.trainer_kwargs = trainer_kwargs
         if baselines == "single_task":
             self._initial = (copy.deepcopy(backbone), [copy_task(t) for t in self.tasks])
@@ -165,7 +168,7 @@ class Trainer:
             "algorithm": repr(algorithm),
             **{k: _describe(v) for k, v in self.module_kwargs.items()},
             "max_epochs": self.max_epochs, "eval_splits": list(self.eval_splits),
-            "num_workers": self.num_workers, "trainer": {k: _describe(v) for k, v in self.trainer_kwargs.items()},
+            "num_workers": self.num_workers, "pin_memory": self.pin_memory, "trainer": {k: _describe(v) for k, v in self.trainer_kwargs.items()},
         }
 
     def build(
@@ -174,7 +177,9 @@ class Trainer:
         """The module, datamodule, Lightning trainer and run id a launch would use."""
         algorithm = algorithm or Joint()
         module = MultiTaskModule(self.backbone, self.tasks, algorithm=algorithm, **self.module_kwargs)
-        data = MultiTaskDataModule.from_tasks(self.tasks, num_workers=self.num_workers, eval_splits=self.eval_splits)
+        data = MultiTaskDataModule.from_tasks(
+            self.tasks, num_workers=self.num_workers, pin_memory=self.pin_memory, eval_splits=self.eval_splits
+        )
         if "val" in self.eval_splits and all(t.val is None for t in self.tasks):
             log.info("no task has a val set: nothing is evaluated during training; eval_splits=('train', "
                      "'test') evaluates those every epoch, as EMTL did")
@@ -274,7 +279,7 @@ class Trainer:
             log.info("single-task baseline: %s", task.name)
             alone = Trainer(
                 copy.deepcopy(backbone), [copy_task(task)], max_epochs=epochs,
-                root_dir=self.root_dir / "baselines", num_workers=self.num_workers,
+                root_dir=self.root_dir / "baselines", num_workers=self.num_workers, pin_memory=self.pin_memory,
                 **self.module_kwargs, **self.trainer_kwargs,
             )
             out.update(alone.launch(Joint()).metrics)
@@ -293,7 +298,7 @@ _EQUIVALENTS = {
     "optimizer_params": "optimizer=functools.partial(torch.optim.Adam, **params)",
     "scheduler_fn": "scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=...)",
     "scheduler_params": "scheduler=functools.partial(SchedulerClass, **params)",
-    "dataloader_params": "Task(batch_size=...) per task and num_workers=... here",
+    "dataloader_params": "Task(batch_size=...) per task, and num_workers=..., pin_memory=... here",
     "mlflow_database": "mlflow.set_tracking_uri(...) before launch() (honoured), or "
     "logger=m3l.tracking.MLFlowLogger(tracking_uri=...)",
     "mlflow_experiment": "experiment_name=... (or mlflow.set_experiment(...) before launch())",
