@@ -139,3 +139,16 @@ def test_capacity_callback_logs_emtl_names_each_epoch(tmp_path, digits, adam):
     assert history[2]["capacity/I-Capacity"] == pytest.approx(d.i_capacity(results.module.backbone))
     assert all(0.0 <= h["capacity/DD-Capacity"] <= 1.0 for h in history)
     assert history[2]["capacity/AD-Capacity"] <= history[1]["capacity/AD-Capacity"] <= 1.0
+
+
+def test_documented_gap_between_independent_capacity_and_i_capacity():
+    """docs/multi-task.md: 0.013 (m3l's measure) vs EMTL's I-Capacity on the same initialized LeNet trunk."""
+    from m3l.mtl.examples.fmnist_mnist import LeNetConvolutions
+
+    torch.manual_seed(0)
+    backbone = LeNetConvolutions()
+    weak = d.independent_capacity(backbone)
+    assert sum(weak.values()) / len(weak) == pytest.approx(0.013, abs=5e-4)
+    assert d.i_capacity(backbone) == pytest.approx(0.607, abs=5e-4)
+    # the BatchNorm tensors (scales all 1, shifts all 0) count entirely
+    assert d.i_capacity(backbone.cnn1[1]) == 1.0
