@@ -316,7 +316,7 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
         deltas, per_task = [], {t: [] for t in bench.tasks}
         for s in seeds:
             m, base = get(lib, method, s), baselines[s]
-            if m is None or any(v is None for v in base.values()):
+            if not m or any(v is None for v in base.values()):
                 continue
             deltas.append(delta_m({t: {bench.metric: m[t]} for t in bench.tasks},
                                   {t: {bench.metric: base[t]} for t in bench.tasks},
@@ -347,7 +347,8 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
         elif not with_libmtl:
             theirs = "not run"
         else:
-            theirs = fmt(dm("libmtl", m)[0])
+            errors = {r["error"] for s in seeds if (r := results.get((bench.name, "libmtl", m, s, scale))) and "error" in r}
+            theirs = f"failed ({sorted(errors)[0][:60]})" if errors else fmt(dm("libmtl", m)[0])
         label = "IMTL-G (LibMTL: IMTL hybrid)" if m == "IMTL-G" else m
         lines.append(f"| {label} | " + " | ".join(fmt(per_task[t], 1) for t in bench.tasks)
                      + f" | {fmt(deltas)} | {theirs} | {len(deltas)} |")
@@ -390,16 +391,24 @@ def main(argv: list[str] | None = None) -> int:
                 if key in results:
                     continue
                 start = time.perf_counter()
-                metrics = run_job(bench, lib, method, seed)
+                error = None
+                try:
+                    metrics = run_job(bench, lib, method, seed)
+                except Exception as exc:  # noqa: BLE001 - LibMTL's own limits are reported, not fatal
+                    if lib != "libmtl":
+                        raise
+                    metrics, error = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
                 record = {"bench": bench.name, "lib": lib, "method": method, "seed": seed, "scale": scale,
                           "metrics": metrics, "seconds": round(time.perf_counter() - start, 1),
                           "date": str(datetime.date.today())}
+                if error:
+                    record["error"] = error
                 results[key] = record
                 with results_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 print(f"  {bench.name} {lib:6s} {method:12s} seed {seed}: "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()) + f" ({record['seconds']} s)",
-                      flush=True)
+                      + (error or ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+                      + f" ({record['seconds']} s)", flush=True)
     for bench in benches:
         print(f"\n## {bench.name}: {bench.budget}; seeds {seeds}\n")
         print("\n".join(summarize(bench, results, methods, seeds, scale, with_libmtl)), flush=True)
