@@ -5,7 +5,7 @@ pixel-domain JPEG models, all through the real `correct` command with `checkpoin
     python benchmarks/quality_qgac.py --photos ~/m3l-photos [--crop 384] [--json out.json]
 
 Test photos: ``PHOTOS/test`` (12 photos of ``plasma-workspace-wallpapers``, a source no model
-was trained on), centre crops of ``--crop`` pixels (multiples of 16), written by libjpeg
+was trained on), centre crops of ``--crop`` pixels (multiples of 8), written by libjpeg
 through Pillow at quality 10 / 20 / 30 / 40 (colour 4:2:0, and gray versions).
 
 - ``JPEG input``: the file as libjpeg decodes it (Pillow, fancy upsampling), what a viewer shows;
@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 from machine import cpu_line
+from quality_zoo import load
 from m3l.models.metrics import psnrb as psnrb_metric
 
 QUALITIES = [10, 20, 30, 40]
@@ -46,14 +47,6 @@ MODELS = {1: ["ffdnet_jpeg_gray", "qgac"], 3: ["ffdnet_jpeg_color", "qgac"]}
 # tabulated again by FBCNN (Jiang et al., ICCV 2021, Table 3): the anchor for our numbers.
 PAPER_LIVE1_COLOR = {10: (25.69, 24.20, 27.62, 27.43), 20: (28.06, 26.49, 29.88, 29.56),
                      30: (29.37, 27.84, 31.17, 30.77), 40: (30.28, 28.84, 32.05, 31.61)}
-
-
-def load(path: Path, channels: int, crop: int) -> np.ndarray:
-    image = Image.open(path).convert("RGB" if channels == 3 else "L")
-    w, h = image.size
-    size = min(crop, w, h) // 16 * 16
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
 def tensor(image: np.ndarray) -> torch.Tensor:
