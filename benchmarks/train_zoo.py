@@ -33,7 +33,7 @@ RECIPES: dict[str, tuple[int, int, list[str]]] = {
     "ffdnet_jpeg_color": (64, 32, ["trainer.max_steps=2500"]),
     "nafnet_small_deblur": (128, 8, ["trainer.max_steps=1500"]),
     # DCT domain (needs m3l[jpeg]); capped at 45 min of a busy shared 2-core machine
-    "qgac": (64, 16, ["trainer.max_steps=1200", "+trainer.max_time=00:00:45:00", "trainer.val_check_interval=300"]),
+    "qgac": (64, 16, ["trainer.max_steps=500", "+trainer.max_time=00:00:40:00", "trainer.val_check_interval=100"]),
     # second stages: fine-tune from the best weights of the first (checkpoint=STAGE1 is that
     # run's best checkpoint exported as safetensors: weights only, a fresh cosine schedule)
     "ffdnet_color_blind+2": (64, 32, ["trainer.max_steps=2000", "net.optimizer.lr=1e-4", "checkpoint=STAGE1"]),

@@ -35,23 +35,28 @@ def test_gray_net_reads_y_only():
     assert net(x[:, :1], dct_y, qt).shape == (1, 1, 24, 16)
 
 
-def test_with_a_zero_residual_the_output_is_the_decoded_input():
-    x, dct_y, qt, dct_c, f = _inputs(1, 32, 32, (2, 2))
-    net = QGAC(3, **SMALL)
-    for module in (net.fusion.body[-1].conv, net.color_net.decode.to_weight, net.color_net.decode.to_bias):
-        torch.nn.init.zeros_(module.weight)
-        torch.nn.init.zeros_(module.bias)
-    with torch.no_grad():
-        torch.nn.init.zeros_(net.fusion.body[-1].conv.bias)
-        out = net(x, dct_y, qt, dct_c, f)
+@pytest.mark.parametrize("frequency_net", [True, False])
+def test_a_fresh_net_is_the_decoder_with_live_gradients(frequency_net):
+    x, dct_y, qt, dct_c, f = _inputs(2, 32, 32, (2, 2))
+    net = QGAC(3, **SMALL, frequency_net=frequency_net)
+    out = net(x, dct_y, qt, dct_c, f)
     y = block_idct(dct_y.double()) + LEVEL
     c = upsample_chroma(block_idct(dct_c.double()), (2, 2)) + LEVEL
     assert torch.allclose(out.double(), ycbcr_to_rgb(torch.cat([y, c], 1)), atol=1e-5)
+    # one step later the first filter manifold learns (a small init everywhere starves it)
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (net(x, dct_y, qt, dct_c, f) - x).abs().mean().backward()
+        optimizer.step()
+    assert net.blocks_in.encode.to_weight.weight.grad.norm() > 1e-9  # 1e-12 with a 0.1-scaled init
 
 
 def test_the_quantization_table_changes_the_correction():
     x, dct_y, qt, dct_c, f = _inputs(1, 16, 16, (2, 2))
-    net = QGAC(3, **SMALL, init_scale=1.0)
+    net = QGAC(3, **SMALL)
+    for head in (net.fusion.body[-1].conv, net.color_net.decode.to_weight):  # as after training
+        torch.nn.init.normal_(head.weight, std=0.1)
     with torch.no_grad():
         a, b = net(x, dct_y, qt, dct_c, f), net(x, dct_y, qt * 2, dct_c, f)
     assert (a - b).abs().max() > 1e-4

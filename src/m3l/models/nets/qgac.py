@@ -233,6 +233,8 @@ class QGAC(nn.Module):
         color_features: block features of the colour network (paper 32).
         joint_color: restore Cb and Cr together (follow-up paper) instead of one shared net
             applied to each (paper).
+        init_scale: factor on the He initialization of every convolution (the residual
+            heads start at zero whatever it is).
 
     ``forward(x, dct_y, qt, dct_c=None, chroma_factor=None)``: ``x`` is only the decoded image
     whose size the output takes; ``dct_y`` ``(B, 1, H8, W8)`` and ``dct_c`` ``(B, 2, Hc, Wc)``
@@ -254,7 +256,7 @@ class QGAC(nn.Module):
         plane_channels: int = 64,
         color_features: int = 32,
         joint_color: bool = False,
-        init_scale: float = 0.1,
+        init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -278,6 +280,15 @@ class QGAC(nn.Module):
                 module.weight.data.mul_(init_scale)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        # the layers that produce the residuals start at zero: the net starts as the decoder,
+        # with O(1) activations inside (a small init everywhere makes the gradients vanish
+        # through the stacked filter manifolds: 1e-12 at the first layer with a 0.1 scale)
+        heads = [self.fusion.body[-1].conv] if frequency_net else [self.blocks_in.decode.to_weight, self.blocks_in.decode.to_bias]
+        if self.color_net is not None:
+            heads += [self.color_net.decode.to_weight, self.color_net.decode.to_bias]
+        for module in heads:
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
 
     def restore_y(self, q_y: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Restored Y coefficients (the input plus the predicted residual)."""
