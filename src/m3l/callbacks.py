@@ -224,6 +224,56 @@ class MonitoredCheckpoint(ModelCheckpoint):
         self._last_saved_step = trainer.global_step
 
 
+# ------------------------------------------------------------------------------ inference
+
+
+class FastInference(Callback):
+    """Runs the forward of ``correct`` and ``test`` on the fastest backend that reproduces
+    it (:class:`m3l.deploy.backends.InferenceBackend`): installed on m3l's restoration
+    modules when prediction or testing starts, removed when it ends. Other modules run as
+    they are (one log line says so)."""
+
+    def __init__(self, backend: str = "auto", precision: str = "auto", name: str = "model", config_text: str = "") -> None:
+        from m3l.deploy.backends import check_choice
+
+        check_choice(backend, precision)
+        self.backend, self.precision, self.name, self.config_text = backend, precision, name, config_text
+        self.installed: Any = None
+
+    def _install(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        from m3l.deploy.backends import InferenceBackend
+
+        if not hasattr(module, "inference_forward"):
+            if trainer.is_global_zero:
+                log.info("backend=%s: eager PyTorch (%s runs its own predict/test steps)", self.backend, type(module).__name__)
+            return
+        batches = trainer.num_predict_batches if trainer.predicting else trainer.num_test_batches
+        calls = sum(int(b) for b in batches if b != float("inf")) if isinstance(batches, list) else None
+        self.installed = InferenceBackend(
+            module, self.backend, self.precision, name=self.name, config_text=self.config_text, expected_calls=calls
+        )
+        module.inference_forward = self.installed
+
+    def _remove(self, module: pl.LightningModule) -> None:
+        if hasattr(module, "inference_forward"):
+            module.inference_forward = None
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install(trainer, pl_module)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove(pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install(trainer, pl_module)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove(pl_module)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._remove(pl_module)
+
+
 # ------------------------------------------------------------------------------ images
 
 

@@ -379,7 +379,7 @@ class Experiment:
         self.save_config()
         self.load_weights(checkpoint)
         # ExactDistributedTest: with several processes, each test sample is seen exactly once
-        trainer = self.make_trainer(extra_callbacks=[ExactDistributedTest()])
+        trainer = self.make_trainer(extra_callbacks=[ExactDistributedTest(), self.fast_inference()])
         results = trainer.test(self.net, datamodule=self.data)
         metrics: dict[str, float] = {}
         for item in results:
@@ -420,7 +420,7 @@ class Experiment:
         self.save_config()
         self.load_weights(checkpoint)
         serializer = self.serializer
-        trainer = self.make_trainer(extra_callbacks=[serializer])
+        trainer = self.make_trainer(extra_callbacks=[serializer, self.fast_inference()])
         out = Path(str(self.cfg.serializer.root_dir))
         try:
             trainer.predict(self.net, datamodule=self.data, return_predictions=False)
@@ -439,6 +439,18 @@ class Experiment:
             )
         log.info("Corrected files are in %s", out)
         return out
+
+    def fast_inference(self) -> pl.Callback:
+        """The callback that runs ``correct``'s and ``test``'s forward on the fastest backend
+        (``backend=``, ``precision=``; see :mod:`m3l.deploy.backends`)."""
+        from m3l.callbacks import FastInference
+
+        net = OmegaConf.select(self.cfg, "net.net")
+        config_text = OmegaConf.to_yaml(net, resolve=True) if net is not None else ""
+        return FastInference(
+            backend=str(self.cfg.get("backend", "auto")), precision=str(self.cfg.get("precision", "auto")),
+            name=str(self.cfg.name), config_text=config_text,
+        )
 
     # ------------------------------------------------------------------ records
 

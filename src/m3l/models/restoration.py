@@ -88,6 +88,9 @@ class RestorationModule(pl.LightningModule):
         self.self_ensemble = self_ensemble
         self.num_logged_examples = num_logged_examples
         self.predict_conditions = dict(predict_conditions or {})
+        # what runs the forward in restore() when set: an m3l.deploy.backends.InferenceBackend
+        # (installed for correct/test by m3l.callbacks.FastInference); None: this module
+        self.inference_forward: Callable[..., torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ net plumbing
 
@@ -171,7 +174,8 @@ class RestorationModule(pl.LightningModule):
         if "sigma" in tuple(getattr(self.net, "conditions", ()) or ()) and "sigma" not in conditions:
             conditions["sigma"] = estimate_noise_sigma(_centre_frame(x))
         h, w = x.shape[-2:]
-        return self(pad_to_multiple(x, self.pad_multiple), **conditions)[..., :h, :w].clamp(0, 1)
+        forward = self.inference_forward if self.inference_forward is not None and not self.training else self
+        return forward(pad_to_multiple(x, self.pad_multiple), **conditions)[..., :h, :w].clamp(0, 1)
 
     # ------------------------------------------------------------------ steps
 

@@ -1,0 +1,378 @@
+"""Inference backends for ``correct`` and ``test``: the same restoration forward run by eager
+PyTorch, ``torch.compile`` or ONNX Runtime, in fp32 or bf16, picked on the first input.
+
+A :class:`InferenceBackend` stands in for a restoration module's forward (a padded batch and
+the net's conditions in, the unclamped output with the residual added out, as
+:class:`m3l.deploy.export.ExportWrapper`). On its first call it builds the candidates that
+``backend`` and ``precision`` allow, runs each on a crop of that first input next to the
+module as it is (the reference), and keeps the fastest one that reproduces the reference:
+fp32 backends to :data:`PARITY_TOLERANCE` (max abs difference), bf16 ones to
+:data:`BF16_MIN_PSNR` dB PSNR against the fp32 output. It says what it picked, and why
+not the others, in one log line; anything that fails falls back to eager.
+
+- ``eager``: PyTorch on a copy of the net in ``channels_last`` memory format (oneDNN's
+  fastest convolution layout on CPU);
+- ``compile``: ``torch.compile`` of that copy (a one-time compilation per input shape);
+- ``onnx``: an ONNX Runtime session on the net exported by :func:`m3l.deploy.export.export_model`
+  (its own parity check included), cached in the m3l cache under a key of the weights, the
+  net and the input channels, so later runs skip the export;
+- ``auto`` (default): ``onnx`` (when ``onnxruntime`` and ``onnxscript`` are installed) and
+  ``eager``, in fp32 and, where the CPU has bf16 units (AVX512-BF16, AMX), in bf16.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from m3l.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "eager", "compile", "onnx")
+PRECISIONS = ("auto", "fp32", "bf16")
+#: largest absolute difference an fp32 backend may show against eager PyTorch
+PARITY_TOLERANCE = 1e-4
+#: smallest PSNR (dB) of a bf16 output against the fp32 one. With errors uncorrelated to the
+#: fp32 output's, 10 log10(1 + 10^(-(55 - P) / 10)) <= 0.05 dB: the PSNR of outputs up to
+#: P = 35.6 dB moves by at most 0.05 dB (see docs/correction.md#speed-backend-and-precision)
+BF16_MIN_PSNR = 55.0
+#: side of the crop of the first input the candidates are checked and timed on
+PROBE_SIDE = 192
+#: ``auto`` exports to ONNX (when not cached yet) only for jobs whose eager PyTorch time is
+#: estimated above this many seconds: the export costs a few seconds once per checkpoint
+ONNX_EXPORT_WORTH_S = 30.0
+
+Forward = Callable[..., torch.Tensor]
+
+
+def check_choice(backend: str, precision: str) -> None:
+    """Refuse an unknown ``backend=`` or ``precision=`` value, naming the accepted ones."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r} is not a backend; use one of: {', '.join(BACKENDS)} (auto picks the fastest).")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not a precision; use one of: {', '.join(PRECISIONS)}.")
+    if backend == "onnx" and precision == "bf16":
+        raise ConfigError("precision=bf16 runs on PyTorch: use backend=eager, compile or auto with it (ONNX Runtime runs fp32 here).")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has bf16 dot-product units (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _onnx_available() -> str | None:
+    """None when ONNX export and runtime are importable, else why not."""
+    import importlib.util
+
+    missing = [name for name in ("onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
+    return f"{' and '.join(missing)} not installed (pip install 'm3l[export]')" if missing else None
+
+
+def weights_key(module: nn.Module, *extra: str) -> str:
+    """A hex key of a module's weights (names, shapes, values), its structure and ``extra``."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(repr(module).encode())
+    for text in extra:
+        digest.update(text.encode())
+    return digest.hexdigest()
+
+
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR of ``a`` against ``b`` on [0, 1], in dB (inf when equal)."""
+    mse = float(torch.mean((a.float() - b.float()) ** 2))
+    return math.inf if mse == 0 else -10 * math.log10(mse)
+
+
+# ---------------------------------------------------------------------------- candidates
+
+
+def _no_autocast() -> Any:
+    """Lightning's ``trainer.precision=bf16-mixed`` (a training setting) runs predict under
+    autocast; the backends run the precision they were picked for."""
+    return torch.autocast("cpu", enabled=False)
+
+
+def _centre(x: torch.Tensor) -> torch.Tensor:
+    return x[:, x.shape[1] // 2] if x.dim() == 5 else x
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _torch_forward(module: nn.Module, dtype: torch.dtype, compile: bool = False) -> Forward:
+    """The net of ``module`` copied in ``channels_last`` (and ``dtype``); the residual is
+    added in fp32, so a bf16 net only rounds what it predicts, not the image."""
+    net = copy.deepcopy(module.net).eval().to(dtype=dtype, memory_format=torch.channels_last)
+    residual = bool(getattr(module, "residual", False))
+    if compile:
+        net = torch.compile(net)
+
+    def forward(x: torch.Tensor, **conditions: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), _no_autocast():
+            cond = {k: v.to(dtype) for k, v in conditions.items()}
+            out = net(_channels_last(x.to(dtype)), **cond).float().contiguous()
+            return _centre(x) + out if residual else out
+
+    return forward
+
+
+def onnx_artifact(module: nn.Module, cache_dir: Path, name: str, key: str, rebuild: bool = False) -> Path:
+    """The module's ONNX export in ``cache_dir`` (made and parity-checked on first use)."""
+    from m3l.deploy.export import ExportError, export_model
+
+    path = cache_dir / f"{name}-{key[:20]}.onnx"
+    if path.is_file() and not rebuild:
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        export_model(module, path, fmt="onnx", name=name, sizes=((64, 64), (75, 123)), overwrite=rebuild)
+    except ExportError:
+        if path.is_file():  # another process made it in the meantime
+            return path
+        raise
+    log.info("exported %s to ONNX in %.1f s (cached: %s)", name, time.perf_counter() - start, path)
+    return path
+
+
+def onnx_session(path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session tuned for one model at a time: all graph optimizations,
+    ``threads`` intra-op threads (torch's count by default), sequential execution."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _onnx_forward(session: Any, conditions: tuple[str, ...]) -> Forward:
+    names = [i.name for i in session.get_inputs()]
+
+    def forward(x: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
+        arrays = [x.detach().float().contiguous().numpy(), *(cond[c].detach().float().contiguous().numpy() for c in conditions)]
+        return torch.from_numpy(session.run(None, dict(zip(names, arrays)))[0])
+
+    return forward
+
+
+# ---------------------------------------------------------------------------- selection
+
+
+@dataclass
+class Candidate:
+    backend: str
+    precision: str
+    forward: Forward | None = None
+    seconds: float = math.inf
+    check: str = ""
+    failed: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+class InferenceBackend:
+    """The forward of a restoration module, run by the fastest backend that reproduces it.
+
+    Args:
+        module: a :class:`m3l.models.restoration.RestorationModule` (``net``, ``residual``).
+        backend: ``auto``, ``eager``, ``compile`` or ``onnx``.
+        precision: ``auto`` (bf16 where the CPU has the units and the output holds), ``fp32``
+            or ``bf16`` (forced, even when slower or further from fp32: with a warning).
+        cache_dir: where ONNX exports are kept (default: the m3l cache, see :mod:`m3l.hub`).
+        name: names the cached export.
+        config_text: the net's config, part of the cache key.
+        expected_calls: how many batches the job has (None: unknown); ``auto`` skips a first
+            ONNX export for jobs estimated under :data:`ONNX_EXPORT_WORTH_S` of eager time.
+    """
+
+    def __init__(
+        self, module: nn.Module, backend: str = "auto", precision: str = "auto",
+        cache_dir: str | Path | None = None, name: str = "model", config_text: str = "",
+        expected_calls: int | None = None,
+    ) -> None:
+        check_choice(backend, precision)
+        self.module, self.backend, self.precision = module, backend, precision
+        self.cache_dir, self.name, self.config_text = cache_dir, name, config_text
+        self.expected_calls = expected_calls
+        self.chosen: Candidate | None = None
+        self.candidates: list[Candidate] = []
+        self.reference_seconds = math.inf
+
+    def __call__(self, x: torch.Tensor, **conditions: torch.Tensor) -> torch.Tensor:
+        if self.chosen is None:
+            self.select(x, conditions)
+        assert self.chosen is not None and self.chosen.forward is not None
+        return self.chosen.forward(x, **conditions)
+
+    # -- what to try ---------------------------------------------------------------------
+
+    def _plan(self, x: torch.Tensor) -> tuple[list[Candidate], str]:
+        """The candidates to try, and a note on what was left out and why."""
+        if x.device.type != "cpu":
+            return [], f"the input is on {x.device.type}; m3l's fast backends are CPU ones"
+        try:
+            from m3l.deploy.export import describe
+
+            self.spec = describe(self.module, self.name)
+        except Exception as err:  # noqa: BLE001 - not a restoration module: eager as it is
+            return [], f"{type(self.module).__name__} is not a restoration module m3l can export ({err})".split(". ")[0]
+        notes = []
+        precisions = ["fp32", "bf16"] if self.precision == "auto" else [self.precision]
+        if self.precision == "auto" and not cpu_has_bf16():
+            precisions = ["fp32"]
+            notes.append("no bf16 units on this CPU")
+        backends = {"auto": ["onnx", "eager"], "eager": ["eager"], "compile": ["compile"], "onnx": ["onnx"]}[self.backend]
+        if "onnx" in backends:
+            missing = _onnx_available()
+            if missing:
+                if self.backend == "onnx":
+                    return [], f"backend=onnx needs {missing}"
+                notes.append(f"onnx: {missing}")
+                backends = [b for b in backends if b != "onnx"]
+        plan = [Candidate(b, p) for b in backends for p in precisions if not (b == "onnx" and p == "bf16")]
+        return plan, "; ".join(notes)
+
+    def _onnx_cache(self) -> tuple[Path, str]:
+        from m3l import hub
+
+        cache = Path(self.cache_dir) if self.cache_dir else hub.cache_dir() / "onnx"
+        key = weights_key(self.module.net, self.config_text, f"channels={self.spec.channels}", torch.__version__)
+        return cache, key
+
+    def _export_not_worth_it(self, x: torch.Tensor, probe: torch.Tensor) -> str:
+        """Why ``auto`` skips a first ONNX export for this job (empty: it does not)."""
+        if self.backend != "auto" or self.expected_calls is None:
+            return ""
+        cache, key = self._onnx_cache()
+        if (cache / f"{self.name}-{key[:20]}.onnx").is_file():
+            return ""
+        estimate = self.reference_seconds * x.numel() / probe.numel() * self.expected_calls
+        if estimate >= ONNX_EXPORT_WORTH_S:
+            return ""
+        return f"onnx: not exported for a job of about {estimate:.0f} s (backend=onnx to force)"
+
+    def _build(self, candidate: Candidate, rebuild: bool = False) -> Forward:
+        if candidate.backend == "onnx":
+            cache, key = self._onnx_cache()
+            self._onnx_path = onnx_artifact(self.module, cache, self.name, key, rebuild=rebuild)
+            return _onnx_forward(onnx_session(self._onnx_path), tuple(self.spec.conditions))
+        dtype = torch.bfloat16 if candidate.precision == "bf16" else torch.float32
+        return _torch_forward(self.module, dtype, compile=candidate.backend == "compile")
+
+    # -- trying ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _timed(forward: Forward, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float]:
+        out = forward(x, **conditions)  # warm-up: allocations, oneDNN primitives, compilation
+        best = math.inf
+        for _ in range(2):  # the best of two: a busy machine slows single runs down
+            start = time.perf_counter()
+            forward(x, **conditions)
+            best = min(best, time.perf_counter() - start)
+        return out, best
+
+    def _probe(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        multiple = int(getattr(self.spec, "pad_multiple", 1) or 1)
+        h, w = x.shape[-2:]
+        ph, pw = max(multiple, min(h, PROBE_SIDE) // multiple * multiple), max(multiple, min(w, PROBE_SIDE) // multiple * multiple)
+        return x[:1, ..., :ph, :pw].contiguous(), {k: v[:1] for k, v in conditions.items()}
+
+    def select(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> Candidate:
+        """Pick the backend on this (first) input; logs one line saying which and why."""
+        with _no_autocast():
+            return self._select(x, conditions)
+
+    def _select(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> Candidate:
+        eager = Candidate("eager", "fp32 as is", forward=self.module.forward)
+        plan, note = self._plan(x)
+        if not plan:
+            self.chosen = eager
+            self._say(f"eager PyTorch ({note})", warn=self.backend != "auto")
+            return eager
+        probe, probe_cond = self._probe(x, conditions)
+        with torch.inference_mode():
+            reference, self.reference_seconds = self._timed(self.module.forward, probe, probe_cond)
+        skip = self._export_not_worth_it(x, probe)
+        if skip:
+            plan = [c for c in plan if c.backend != "onnx"]
+            note = "; ".join(n for n in (note, skip) if n)
+        for candidate in plan:
+            self.candidates.append(candidate)
+            for rebuild in (False, True):  # a cached export that no longer matches is made again
+                candidate.failed = ""
+                try:
+                    candidate.forward = self._build(candidate, rebuild)
+                    out, candidate.seconds = self._timed(candidate.forward, probe, probe_cond)
+                except Exception as err:  # noqa: BLE001 - an exporter/compiler failure: try the next
+                    candidate.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                    break
+                candidate.check = self._check(candidate, out, reference)
+                if not candidate.failed or candidate.backend != "onnx":
+                    break
+        good = [c for c in plan if not c.failed]
+        faster = [c for c in good if self.backend != "auto" or c.seconds < self.reference_seconds]
+        if not faster:
+            self.chosen = eager
+            why = "; ".join(f"{c.label} {c.failed or f'not faster ({self.reference_seconds / c.seconds:.2f}x)'}" for c in plan)
+            self._say(f"eager PyTorch ({why})", warn=self.backend != "auto")
+            return eager
+        self.chosen = min(faster, key=lambda c: c.seconds)
+        others = ", ".join(
+            f"{c.label} {c.failed or f'{self.reference_seconds / c.seconds:.2f}x'}" for c in plan if c is not self.chosen
+        )
+        where = f", {self._onnx_path}" if self.chosen.backend == "onnx" else ""
+        self._say(
+            f"{self.chosen.label} ({self.reference_seconds / self.chosen.seconds:.2f}x eager on the first input, "
+            f"{self.chosen.check}{where}){'; also tried ' + others if others else ''}{'; ' + note if note else ''}"
+        )
+        return self.chosen
+
+    def _check(self, candidate: Candidate, out: torch.Tensor, reference: torch.Tensor) -> str:
+        """Whether ``out`` reproduces ``reference``; sets ``candidate.failed`` when not."""
+        if out.shape != reference.shape:
+            candidate.failed = f"output shape {tuple(out.shape)} vs eager {tuple(reference.shape)}"
+            return ""
+        if candidate.precision == "bf16":
+            value = psnr_db(out.clamp(0, 1), reference.clamp(0, 1))
+            check = f"PSNR {value:.1f} dB vs fp32"
+            if value < BF16_MIN_PSNR:
+                if self.precision == "bf16":
+                    log.warning("precision=bf16: the output is %.1f dB from fp32 (below %.0f dB); used as forced", value, BF16_MIN_PSNR)
+                else:
+                    candidate.failed = f"{check}, below {BF16_MIN_PSNR:.0f} dB"
+            return check
+        diff = float((out - reference).abs().max())
+        if not diff <= PARITY_TOLERANCE:
+            candidate.failed = f"max |diff| {diff:.2g} > {PARITY_TOLERANCE:g}"
+        return f"max |diff| {diff:.1g}"
+
+    def _say(self, text: str, warn: bool = False) -> None:
+        line = f"backend={self.backend} precision={self.precision}: {text}"
+        (log.warning if warn else log.info)(line)
+        self.summary = line

@@ -1,0 +1,164 @@
+"""Inference backends: the pick reproduces eager PyTorch on the first input (real photos),
+the ONNX export is cached by weights, failures fall back to eager with one line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from m3l.data.samples import sample_paths
+from m3l.deploy import backends as B
+from m3l.deploy.backends import InferenceBackend
+from m3l.errors import ConfigError
+from m3l.models.nets import DnCNN
+from m3l.models.restoration import RestorationModule
+
+pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+pytest.importorskip("onnxscript", reason="the export extra is not installed")
+
+
+def photo(size: tuple[int, int] = (96, 72), sigma: float = 25 / 255) -> torch.Tensor:
+    """A packaged sample photo (real), resized, with seeded Gaussian noise: (1, 3, H, W)."""
+    image = Image.open(sample_paths("val")[0]).convert("RGB").resize(size)
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return (x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1).contiguous()
+
+
+def dncnn() -> RestorationModule:
+    torch.manual_seed(0)
+    return RestorationModule(DnCNN(in_channels=3, depth=5, features=16), residual=True).eval()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export cache for the tests of this file: :func:`dncnn` is exported once."""
+    return tmp_path_factory.mktemp("onnx_cache")
+
+
+def restore(module: RestorationModule, x: torch.Tensor, backend: InferenceBackend | None) -> torch.Tensor:
+    module.inference_forward = backend
+    with torch.inference_mode():
+        return module.restore(x)
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnx", "eager"])
+def test_the_pick_reproduces_eager_pytorch(cache: Path, backend: str) -> None:
+    module, x = dncnn(), photo()
+    expected = restore(module, x, None)
+    chosen = InferenceBackend(module, backend, "fp32", cache_dir=cache, name="dncnn")
+    got = restore(module, x, chosen)
+    assert (got - expected).abs().max() <= B.PARITY_TOLERANCE
+    assert chosen.chosen is not None and chosen.summary.startswith(f"backend={backend} precision=fp32: ")
+    if backend != "auto":
+        assert chosen.chosen.backend == backend
+    assert "max |diff|" in chosen.summary or chosen.chosen.label == "eager/fp32 as is"
+
+
+def test_onnx_export_is_cached_by_weights(cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    module, x = dncnn(), photo()
+    restore(module, x, InferenceBackend(module, "onnx", "fp32", cache_dir=cache, name="dncnn"))
+    (artifact,) = cache.glob("dncnn-*.onnx")
+    first = artifact.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
+        again = InferenceBackend(module, "onnx", "fp32", cache_dir=cache, name="dncnn")
+        restore(module, x, again)
+    assert again.chosen.backend == "onnx" and artifact.stat().st_mtime_ns == first
+    assert not any("exported dncnn to ONNX" in r.getMessage() for r in caplog.records)
+    # the key: the weights, the net's structure and config, the input channels
+    key = B.weights_key(module.net, "net: a", "channels=3")
+    assert key == B.weights_key(dncnn().net, "net: a", "channels=3")
+    assert key != B.weights_key(module.net, "net: b", "channels=3") != B.weights_key(module.net, "net: a", "channels=1")
+    changed = dncnn()
+    with torch.no_grad():
+        changed.net.body[0].weight.add_(0.01)
+    assert key != B.weights_key(changed.net, "net: a", "channels=3")
+
+
+def test_a_stale_cached_export_is_made_again(cache: Path, tmp_path: Path) -> None:
+    module, other, x = dncnn(), dncnn(), photo()
+    with torch.no_grad():
+        other.net.body[0].weight.mul_(-1)
+    (cached,) = cache.glob("dncnn-*.onnx")
+    B.onnx_artifact(other, tmp_path, "stale", "0" * 20)  # a wrong graph put where this key's export lives
+    (tmp_path / "stale-00000000000000000000.onnx").replace(tmp_path / cached.name)
+    again = InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn")
+    got = restore(module, x, again)
+    assert again.chosen.backend == "onnx" and (got - restore(module, x, None)).abs().max() <= B.PARITY_TOLERANCE
+
+
+def test_a_backend_that_does_not_reproduce_eager_falls_back(cache: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(B, "PARITY_TOLERANCE", 0.0)  # ONNX Runtime differs by ~1e-7: not exact
+    module, x = dncnn(), photo()
+    chosen = InferenceBackend(module, "onnx", "fp32", cache_dir=cache, name="dncnn")
+    with caplog.at_level(logging.WARNING, logger="m3l.deploy.backends"):
+        got = restore(module, x, chosen)
+    assert chosen.chosen.label == "eager/fp32 as is"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "backend=onnx" in lines[0] and "eager PyTorch" in lines[0] and "max |diff|" in lines[0]
+    assert torch.equal(got, restore(module, x, None))
+
+
+def test_a_module_m3l_cannot_export_runs_eager_with_the_reason(caplog) -> None:
+    class Plain(torch.nn.Module):
+        def forward(self, x):
+            return x * 0.5
+
+    chosen = InferenceBackend(Plain(), "auto")
+    with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
+        out = chosen(torch.ones(1, 3, 8, 8))
+    assert torch.equal(out, torch.full((1, 3, 8, 8), 0.5))
+    assert "eager PyTorch (Plain is not a restoration module" in chosen.summary
+
+
+def test_bf16_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None:
+    """m3l's trained blind FFDNet (the zoo's weights) loses more than the bf16 threshold
+    allows: auto keeps fp32, precision=bf16 forces it with a warning; precision=fp32 never
+    tries it."""
+    from m3l import Experiment, compose
+
+    experiment = Experiment(compose("ffdnet_color_blind", [f"paths.runs_dir={tmp_path}"]))
+    experiment.load_weights("pretrained")
+    module = experiment.net.eval()
+    x = photo((64, 48))
+    with torch.inference_mode():
+        reference = module(x)
+
+    auto = InferenceBackend(module, "eager", "auto", cache_dir=tmp_path)
+    auto(x)
+    if not B.cpu_has_bf16():
+        assert [c.label for c in auto.candidates] == ["eager/fp32"]
+        pytest.skip("this CPU has no bf16 units")
+    bf16 = next(c for c in auto.candidates if c.precision == "bf16")
+    assert "PSNR" in bf16.check and auto.chosen.precision == "fp32"
+    assert bf16.failed.endswith(f"below {B.BF16_MIN_PSNR:.0f} dB")
+
+    with caplog.at_level(logging.WARNING, logger="m3l.deploy.backends"):
+        forced = InferenceBackend(module, "eager", "bf16", cache_dir=tmp_path)
+        out = forced(x)
+    assert forced.chosen.precision == "bf16" and any("used as forced" in r.getMessage() for r in caplog.records)
+    assert 35 < B.psnr_db(out.clamp(0, 1), reference.clamp(0, 1)) < B.BF16_MIN_PSNR
+
+    fp32 = InferenceBackend(module, "eager", "fp32", cache_dir=tmp_path)
+    fp32(x)
+    assert [c.precision for c in fp32.candidates] == ["fp32"]
+
+
+def test_unknown_values_are_refused() -> None:
+    with pytest.raises(ConfigError, match="backend='fast' is not a backend; use one of: auto, eager, compile, onnx"):
+        InferenceBackend(dncnn(), "fast")
+    with pytest.raises(ConfigError, match="precision='fp16'"):
+        InferenceBackend(dncnn(), "auto", "fp16")
+    with pytest.raises(ConfigError, match="precision=bf16 runs on PyTorch"):
+        InferenceBackend(dncnn(), "onnx", "bf16")
+
+
+def test_auto_skips_a_first_export_for_a_small_job(tmp_path: Path) -> None:
+    module, x = dncnn(), photo()
+    chosen = InferenceBackend(module, "auto", "fp32", cache_dir=tmp_path, name="dncnn", expected_calls=1)
+    restore(module, x, chosen)
+    assert "onnx: not exported for a job of about" in chosen.summary and not list(tmp_path.glob("*.onnx"))
