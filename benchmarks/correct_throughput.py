@@ -153,7 +153,9 @@ def run_row(args: argparse.Namespace) -> None:
         seconds = correct(src, work / f"out-{tag}", args.row_backend)
     pixels = sum(Image.open(p).size[0] * Image.open(p).size[1] for p in src.glob("*.png"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "mp": pixels / 1e6, "rss_mb": rss, "summary": lines[-1] if lines else ""}))
+    summary = lines[-1] if lines else ""
+    picked = summary.split(": ", 1)[1].split(" (")[0] if ": " in summary else ""
+    print(json.dumps({"seconds": seconds, "mp": pixels / 1e6, "rss_mb": rss, "summary": summary, "picked": picked}))
 
 
 # ---------------------------------------------------------------------------- the machine's limit
@@ -234,6 +236,7 @@ def bf16_quality(clean_dir: Path, work: Path, count: int = 12) -> list[tuple[str
     from m3l.deploy.backends import InferenceBackend, psnr_db
 
     rows = []
+    logging.getLogger("m3l.deploy.backends").setLevel(logging.ERROR)  # precision=bf16 is forced here on purpose
     photos = sorted(clean_dir.glob("*.png"))[:count]
     for label, model, degrade in (
         ("FFDNet (blind, sigma 25)", "ffdnet_color_blind", lambda x, g: add_gaussian_noise(x, 25 / 255, g, clip=True)),
@@ -327,9 +330,9 @@ def main() -> None:
         for r in rows:
             mps = r["mp"] / r["seconds"]
             gflops = mps * r["flops_per_pixel"] / 1e3
-            limit = limits["conv bf16"] if r["precision"] == "bf16" or "bf16" in r["summary"].split(":")[1][:12] else limits["conv fp32"]
+            limit = limits["conv bf16"] if r["precision"] == "bf16" or "/bf16" in r["picked"] else limits["conv fp32"]
             ratio = f"{mps / (base['mp'] / base['seconds']):.2f}" if base else "-"
-            picked = r["summary"].split(": ", 1)[1].split(" (")[0] if r["summary"] and "auto" in r["row"] else ""
+            picked = r["picked"] if "auto" in r["row"] else ""
             print(f"| {name} | {r['flops_per_pixel'] / 1e6:.3f} | {r['row']} | {mps:.3f} | {ratio} | {gflops:.0f} | "
                   f"{100 * gflops / limit:.0f}% | {r['rss_mb']:.0f} | {picked} |")
     print("\n## bf16 against fp32 on real photos (m3l's zoo weights, 12 photos, mean PSNR dB)\n")
