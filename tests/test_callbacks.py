@@ -10,7 +10,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from m3l.callbacks import LogProgressBar, log_image, progress_bar, side_by_side
+import re
+import time
+
+from m3l.callbacks import (
+    CompactModelSummary,
+    LogProgressBar,
+    TerminalProgressBar,
+    log_image,
+    progress_bar,
+    side_by_side,
+)
 
 
 class _Tiny(pl.LightningModule):
@@ -47,6 +57,56 @@ def test_non_tty_gets_log_lines_without_carriage_returns(tmp_path: Path, caplog:
     assert any(line.startswith("correct 8/8") for line in lines)
     captured = capsys.readouterr()
     assert "\r" not in captured.out + captured.err
+
+
+class _SlowValidation(_Tiny):
+    def validation_step(self, batch, batch_idx):
+        time.sleep(0.2)  # validation inside the epoch: not part of the training rate
+
+    def test_step(self, batch, batch_idx):
+        self.log("test/x", self.layer(batch[0]).mean())
+
+
+def _rates(lines: list[str], start: str) -> list[float]:
+    return [float(re.search(r"([\d.]+) (?:it|batch|file)/s", line)[1]) for line in lines if line.startswith(start)]
+
+
+def test_log_lines_rate_is_training_time_and_eval_counts_files(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    bar = LogProgressBar(log_interval_s=0)
+    trainer = pl.Trainer(max_epochs=1, callbacks=[bar], logger=False, enable_checkpointing=False,
+                         default_root_dir=tmp_path, enable_model_summary=False, num_sanity_val_steps=0)
+    one_by_one = DataLoader(TensorDataset(torch.randn(6, 4)), batch_size=1)
+    with caplog.at_level(logging.INFO, logger="m3l.callbacks"):
+        trainer.fit(_SlowValidation(), _loader(), DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=1))
+        trainer.test(_SlowValidation(), one_by_one)
+        trainer.predict(_SlowValidation(), one_by_one)
+    lines = [r.getMessage() for r in caplog.records if r.name == "m3l.callbacks"]
+    last_batch = _rates(lines, "train epoch 1/1 8/8")[0]
+    done = _rates(lines, "train epoch 1 done")[0]
+    # the epoch's rate leaves out the 0.8 s of validation, and is not inflated by it either
+    assert done <= 3 * last_batch, lines
+    assert any(line.startswith("test 3/6 (50%)") and "file/s, ETA" in line for line in lines), lines
+    assert any(line.startswith("correct 3/6 (50%)") and "file/s, ETA" in line for line in lines), lines
+    assert any(line.startswith("correct done 6/6 (100%)") for line in lines), lines
+
+
+def test_terminal_bar_counts_files_for_test_and_correct(tmp_path: Path, capsys):
+    bar = TerminalProgressBar()
+    trainer = pl.Trainer(callbacks=[bar], logger=False, default_root_dir=tmp_path, enable_model_summary=False)
+    trainer.predict(_Tiny(), DataLoader(TensorDataset(torch.randn(5, 4)), batch_size=1))
+    trainer.test(_SlowValidation(), DataLoader(TensorDataset(torch.randn(2, 4)), batch_size=2))
+    out = capsys.readouterr().out
+    assert "Correcting" in out and "5/5" in out and "file/s" in out
+    assert "Testing" in out and "batch/s" in out  # two inputs a batch: counted in batches
+
+
+def test_model_summary_is_one_line_without_zero_flops(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    trainer = pl.Trainer(max_steps=1, callbacks=[CompactModelSummary()], logger=False, enable_checkpointing=False,
+                         default_root_dir=tmp_path, enable_progress_bar=False)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(_Tiny(), _loader())
+    lines = [r.getMessage() for r in caplog.records if "parameters" in r.getMessage()]
+    assert lines == ["Model: 5 parameters, 0.0 MB [Linear]"]
 
 
 def test_log_image_reaches_tensorboard(tmp_path: Path):

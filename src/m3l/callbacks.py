@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,44 @@ def progress_bar(refresh_rate: int = 1, log_interval_s: float = 30.0) -> Progres
     seconds instead of carriage-return updates.
     """
     if _in_notebook() or sys.stderr.isatty():
-        return TQDMProgressBar(refresh_rate=refresh_rate)
+        return TerminalProgressBar(refresh_rate=refresh_rate)
     return LogProgressBar(log_interval_s=log_interval_s)
+
+
+def _unit(loaders: Any) -> str:
+    """``file`` when every loader yields one input per batch (test and correct read one file
+    at a time), else ``batch``."""
+    if loaders is None:
+        return "batch"
+    items = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+    sizes = {getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+             for loader in items}
+    return "file" if sizes == {1} else "batch"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class TerminalProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bars, with ``files/s`` and the time left for ``test`` and ``correct``."""
+
+    @property
+    def predict_description(self) -> str:
+        return "Correcting"
+
+    def init_predict_tqdm(self):  # noqa: ANN201 - Lightning's Tqdm
+        bar = super().init_predict_tqdm()
+        bar.unit = _unit(self.trainer.predict_dataloaders)
+        return bar
+
+    def init_test_tqdm(self):  # noqa: ANN201
+        bar = super().init_test_tqdm()
+        bar.unit = _unit(self.trainer.test_dataloaders)
+        return bar
 
 
 class LogProgressBar(ProgressBar):
@@ -46,7 +82,9 @@ class LogProgressBar(ProgressBar):
         self.log_interval_s = log_interval_s
         self._enabled = True
         self._last = 0.0
-        self._start = 0.0
+        self._starts: dict[str, float] = {}
+        self._paused: dict[str, float] = {}  # seconds of validation inside a train epoch
+        self._unit = "batch"
 
     def disable(self) -> None:
         self._enabled = False
@@ -58,20 +96,28 @@ class LogProgressBar(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled and self.trainer.is_global_zero
 
-    def _begin(self) -> None:
-        self._start = self._last = time.monotonic()
+    def _begin(self, stage: str) -> None:
+        self._starts[stage] = self._last = time.monotonic()
 
-    def _report(self, stage: str, done: int, total: int | float, extra: str = "", force: bool = False) -> None:
+    def _report(
+        self, stage: str, label: str, done: int, total: int | float, extra: str = "", force: bool = False,
+        unit: str = "it",
+    ) -> None:
+        """One line: ``label done/total (pct) rate unit/s, ETA``; the rate counts from the
+        start of ``stage`` (train time alone, not the validation inside an epoch)."""
         if not self.is_enabled:
             return
         now = time.monotonic()
         if not force and now - self._last < self.log_interval_s:
             return
         self._last = now
-        rate = done / max(now - self._start, 1e-9)
-        total_text = "?" if total in (None, float("inf")) else str(int(total))
-        pct = f" ({100 * done / total:.0f}%)" if total not in (None, 0, float("inf")) else ""
-        log.info("%s %d/%s%s %.2f it/s%s", stage, done, total_text, pct, rate, extra)
+        elapsed = max(now - self._starts.get(stage, now) - self._paused.get(stage, 0.0), 1e-9)
+        rate = done / elapsed
+        known = total not in (None, 0, float("inf"))
+        total_text = str(int(total)) if known else "?"
+        pct = f" ({100 * done / total:.0f}%)" if known else ""
+        eta = f", ETA {_duration((total - done) / rate)}" if known and rate > 0 and done < total else ""
+        log.info("%s %d/%s%s %.2f %s/s%s%s", label, done, total_text, pct, rate, unit, eta, extra)
 
     def _metrics_text(self, trainer: pl.Trainer, module: pl.LightningModule) -> str:
         metrics = self.get_metrics(trainer, module)
@@ -81,41 +127,77 @@ class LogProgressBar(ProgressBar):
 
     # train
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
-        self._begin()
+        self._begin("train")
+        self._paused["train"] = 0.0
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
         done = batch_idx + 1
         max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else "?"
-        stage = f"train epoch {trainer.current_epoch + 1}/{max_epochs}"
-        self._report(stage, done, self.total_train_batches, self._metrics_text(trainer, module))
+        label = f"train epoch {trainer.current_epoch + 1}/{max_epochs}"
+        self._report("train", label, done, self.total_train_batches, self._metrics_text(trainer, module))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        stage = f"train epoch {trainer.current_epoch + 1} done"
-        self._report(stage, done, self.total_train_batches, self._metrics_text(trainer, module), force=True)
+        label = f"train epoch {trainer.current_epoch + 1} done"
+        self._report("train", label, done, self.total_train_batches, self._metrics_text(trainer, module), force=True)
 
     # evaluation
     def on_validation_start(self, *_: Any) -> None:
-        self._begin()
+        self._validation_start = time.monotonic()
 
-    def on_test_start(self, *_: Any) -> None:
-        self._begin()
+    def on_validation_end(self, *_: Any) -> None:
+        if "train" in self._starts:
+            self._paused["train"] = self._paused.get("train", 0.0) + time.monotonic() - self._validation_start
 
-    def on_predict_start(self, *_: Any) -> None:
-        self._begin()
+    def on_test_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        self._begin("test")
+        self._unit = _unit(trainer.test_dataloaders)
+
+    def on_predict_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        self._begin("correct")
+        self._unit = _unit(trainer.predict_dataloaders)
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._report("test", batch_idx + 1, trainer.num_test_batches[dataloader_idx])
+        self._report("test", "test", batch_idx + 1, trainer.num_test_batches[dataloader_idx], unit=self._unit)
 
     def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._report("correct", batch_idx + 1, trainer.num_predict_batches[dataloader_idx])
+        total = trainer.num_predict_batches[dataloader_idx]
+        self._report("correct", "correct", batch_idx + 1, total, unit=self._unit)
 
     def on_test_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self._report("test done", trainer.test_loop.batch_progress.current.completed, float("inf"), force=True)
+        done = trainer.test_loop.batch_progress.current.completed
+        self._report("test", "test done", done, sum(trainer.num_test_batches), force=True, unit=self._unit)
 
     def on_predict_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         done = trainer.predict_loop.batch_progress.current.completed
-        self._report("correct done", done, float("inf"), force=True)
+        self._report("correct", "correct done", done, sum(trainer.num_predict_batches), force=True, unit=self._unit)
+
+
+class CompactModelSummary(ModelSummary):
+    """The model in one line (class, parameters, size) instead of Lightning's table; FLOPs
+    only when Lightning could count them (it needs ``example_input_array``)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_depth=1)
+
+    @staticmethod
+    def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                  total_flops, **_: Any) -> None:  # noqa: ANN001 - Lightning's signature
+        from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count as _count
+
+        def get_human_readable_count(n: int) -> str:
+            return _count(n).strip()
+
+        names = dict(summary_data).get("Type", [])
+        kinds = ", ".join(str(n) for n in names[:4]) + (", ..." if len(names) > 4 else "")
+        frozen = total_parameters - trainable_parameters
+        text = f"Model: {get_human_readable_count(int(total_parameters))} parameters"
+        if frozen:
+            text += f" ({get_human_readable_count(int(frozen))} frozen)"
+        text += f", {model_size:.1f} MB"
+        if total_flops:
+            text += f", {get_human_readable_count(int(total_flops))} FLOPs"
+        log.info("%s%s", text, f" [{kinds}]" if kinds else "")
 
 
 # ------------------------------------------------------------------------------ checkpoints

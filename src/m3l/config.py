@@ -161,23 +161,30 @@ register_resolvers()
 
 # ---------------------------------------------------------------------------- overrides
 
-# Keys that Lightning 1.x had and the seed's configs use; they are not in the trainer config
-# (so that ``${oc.select:trainer.gpus,1}`` falls back to its default), so a plain
-# ``trainer.gpus=4`` on the command line is turned into ``++trainer.gpus=4``. The seed's data
-# config template has no ``correct_dir`` key while its correct command sets
+# ``trainer.<argument>=value`` for any argument of ``lightning.pytorch.Trainer`` (and the
+# Lightning 1.x ones, mapped when the Trainer is built: see m3l.trainer_args) is turned into
+# ``++trainer.<argument>=value``: every Trainer argument is settable whether or not the trainer
+# config lists it (the 1.x keys are deliberately absent, so ``${oc.select:trainer.gpus,1}`` in
+# cluster configs falls back to its default). A name that is not an argument is left alone and
+# answered with the closest one (:func:`composition_error`).
+# The seed's data config template has no ``correct_dir`` key while its correct command sets
 # ``data.correct_dir=...``: added the same way (whether the datamodule takes it is checked by
 # :class:`m3l.Experiment`).
-_ADDABLE_KEYS = ("trainer.gpus", "trainer.nodes", "data.correct_dir")
+_ADDABLE_KEYS = ("data.correct_dir",)
 _OVERRIDE = re.compile(r"^(?P<prefix>[+~]*)(?P<key>[\w./@-]+)=(?P<value>.*)$", re.S)
 
 
 def normalize_overrides(overrides: Iterable[str]) -> list[str]:
     """Rewrite the command-line conveniences m3l accepts into plain Hydra overrides."""
+    from m3l.trainer_args import is_trainer_key
+
     result = []
     for item in overrides:
         match = _OVERRIDE.match(item)
-        if match and not match["prefix"] and match["key"] in _ADDABLE_KEYS:
-            item = "++" + item
+        if match and not match["prefix"]:
+            parts = match["key"].split(".")
+            if len(parts) == 2 and parts[0] == "trainer" and is_trainer_key(parts[1]) or match["key"] in _ADDABLE_KEYS:
+                item = "++" + item
         result.append(item)
     return result
 
@@ -249,3 +256,132 @@ def config_choices(cfg: DictConfig) -> dict[str, Any]:
         return dict(HydraConfig.get().runtime.choices)
     except ValueError:
         return {}
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+def missing_global_package(model: str) -> Path | None:
+    """The model config file of ``model`` when it lacks its ``# @package _global_`` line."""
+    path = group_options("model").get(model)
+    if path is None:
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        if not text.startswith("#"):
+            break
+        if re.match(r"#\s*@package\s+_global_\b", text):
+            return None
+    return path
+
+
+def missing_package_message(model: str, path: Path) -> str:
+    return (
+        f"model={model}: {path} has no `# @package _global_` line. A model config sets keys of the whole "
+        "config (data, net, trainer, name), so its first line must be `# @package _global_`; without it, "
+        "everything in it lands under `model.` and is ignored. Add that line at the top of the file."
+    )
+
+
+def _target_arguments(target: object) -> list[str]:
+    """Argument names of a ``_target_`` (empty when it cannot be imported or inspected)."""
+    if not isinstance(target, str):
+        return []
+    if target in ("lightning.pytorch.Trainer", "lightning.Trainer", "lightning.pytorch.trainer.trainer.Trainer"):
+        from m3l.trainer_args import trainer_parameters
+
+        return list(trainer_parameters())
+    import inspect
+
+    try:
+        from hydra.utils import get_object
+
+        obj = get_object(target)
+        params = inspect.signature(obj).parameters.values()
+    except Exception:  # noqa: BLE001 - a target we cannot inspect: no suggestions from it
+        return []
+    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"]
+
+
+def _chosen(overrides: Sequence[str], group: str) -> str | None:
+    for item in overrides:
+        match = _OVERRIDE.match(item)
+        if match and match["key"] == group:
+            return match["value"]
+    return None
+
+
+def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
+    """What went wrong in Hydra's composition of the config, said for an m3l user: a key that
+    is not in a group's config (with the closest key or ``_target_`` argument), an option of a
+    group that does not exist, a model config without ``# @package _global_``."""
+    from omegaconf import DictConfig
+
+    from m3l.trainer_args import did_you_mean
+
+    text = str(exc).strip()
+    model = _chosen(overrides, "model")
+    if model:
+        path = missing_global_package(model)
+        if path is not None:
+            return missing_package_message(model, path)
+    cause = exc.__cause__
+    parent = getattr(cause, "parent_node", None)
+    key = getattr(cause, "key", None)
+    full_key = str(getattr(cause, "full_key", "") or "")
+    if isinstance(parent, DictConfig) and key is not None and "not in struct" in str(cause):
+        group = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+        target = parent._get_node("_target_")._value() if "_target_" in parent else None
+        if group == "trainer" and str(target).startswith("lightning."):
+            from m3l.trainer_args import unknown_trainer_key
+
+            return str(unknown_trainer_key(str(key)))
+        arguments = _target_arguments(target)
+        where = f"the `{group}` config" if group else "the config"
+        if target and str(key) in arguments:
+            return (
+                f"{full_key}: {target} takes `{key}`, but {where} does not set it; add it with "
+                f"+{full_key}=VALUE."
+            )
+        keys = [str(k) for k in parent.keys() if not str(k).startswith("_")]
+        hint = did_you_mean(str(key), [*keys, *arguments])
+        known = f" ({target})" if target else ""
+        listing = ", ".join(keys)
+        add = "" if target else f" To add a new key, write +{full_key}=VALUE."
+        return f"{full_key}: {where}{known} has no key `{key}`.{hint} Its keys: {listing}.{add}"
+    missing = re.search(r"Could not find '(?P<group>[\w/]+)/(?P<name>[^']+)'", text)
+    if missing:
+        group, name = missing["group"], missing["name"]
+        options = list(group_options(group))
+        hint = did_you_mean(name, options)
+        return (
+            f"{group}={name}: no such {group} config.{hint} Available: {', '.join(options) or '(none)'}. "
+            f"Your own go in <config dir>/{group}/NAME.yaml (config dirs: $M3L_CONFIG_PATH, "
+            "~/.config/m3l, /etc/m3l)."
+        )
+    detail = f" ({cause})" if cause is not None and str(cause) and str(cause) not in text else ""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) + detail
+
+
+def cluster_launcher(name: str) -> str | None:
+    """The Hydra launcher the cluster config ``name`` selects (``override /hydra/launcher: X``
+    in its defaults), or None."""
+    path = group_options("cluster").get(name)
+    if path is None:
+        return None
+    try:
+        node = OmegaConf.load(path)
+    except Exception:  # noqa: BLE001 - a broken file: Hydra reports it when composing
+        return None
+    for entry in node.get("defaults", None) or [] if isinstance(node, DictConfig) else []:
+        if isinstance(entry, DictConfig):
+            for key, value in entry.items():
+                if str(key).split()[-1].strip("/") == "hydra/launcher":
+                    return str(value)
+    return None

@@ -28,6 +28,8 @@ from m3l.checkpoints import RNGStateCheckpoint, check_checkpoint, load_weights_i
 from m3l.config import _timestamp, config_choices
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, CorrectionInterrupted, M3LError
+from m3l.lightning_messages import quiet_lightning
+from m3l.trainer_args import check_lightning2, lightning2_kwargs, pytorch_lightning_message, upgrade_config
 from m3l.rundirs import (
     check_output_dir_free,
     claim_dir,
@@ -69,7 +71,9 @@ class Experiment:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        quiet_lightning()
         self._check_missing()
+        upgrade_config(cfg)  # every trainer key a Trainer argument of the right type; 1.x keys mapped
         self._ensure_output_dir()
 
     # ------------------------------------------------------------------ config checks
@@ -199,7 +203,9 @@ class Experiment:
                 line.strip() for line in text.splitlines()
                 if line.strip() and not line.strip().startswith(("full_key:", "object_type="))
             )
-            if "Error locating target" in text:
+            if "pytorch_lightning" in text:
+                hint = pytorch_lightning_message(key)
+            elif "Error locating target" in text:
                 hint = ("Check that the `_target_` names an importable class or function and that "
                         "your package is on PYTHONPATH (or installed).")
             else:
@@ -277,15 +283,15 @@ class Experiment:
         """A ``lightning.Trainer`` from the ``trainer`` config, with callbacks and loggers."""
         node = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         assert isinstance(node, dict)
-        _map_lightning1_keys(node)
+        node, _ = lightning2_kwargs(node)
         callbacks = [*self.callbacks, *extra_callbacks]
+        check_lightning2({"net": self.__dict__.get("net"), "data": self.__dict__.get("data"),
+                          **{f"callbacks.{type(cb).__name__}": cb for cb in callbacks}})
         if node.get("fast_dev_run"):
             # a debug run writes no checkpoint (Lightning would still write last.ckpt at the end,
             # which checkpoint=last would then load)
-            from lightning.pytorch.callbacks import ModelCheckpoint
-
-            callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
             node["enable_checkpointing"] = False
+        callbacks = [cb for cb in callbacks if not _disabled_by(node, cb)]
         self.started = True
         loggers = self.loggers
         if not loggers:
@@ -531,19 +537,16 @@ def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _map_lightning1_keys(trainer: dict[str, Any]) -> None:
-    """Map Lightning 1.x ``gpus`` / ``nodes`` onto ``accelerator``/``devices`` / ``num_nodes``."""
-    gpus = trainer.pop("gpus", None)
-    nodes = trainer.pop("nodes", None)
-    if gpus is not None:
-        gpus = int(gpus)
-        if gpus > 0:
-            trainer["accelerator"] = "gpu"
-            trainer["devices"] = gpus
-        else:
-            trainer["accelerator"] = "cpu"
-    if nodes is not None:
-        trainer["num_nodes"] = int(nodes)
+def _disabled_by(trainer: Mapping[str, Any], callback: Any) -> bool:
+    """Whether a Trainer argument turns ``callback`` off (Lightning refuses the pair)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
+
+    switches = (
+        ("enable_checkpointing", ModelCheckpoint),
+        ("enable_progress_bar", ProgressBar),
+        ("enable_model_summary", ModelSummary),
+    )
+    return any(trainer.get(key) is False and isinstance(callback, kind) for key, kind in switches)
 
 
 def _collect_failures(*sources: Any) -> list[tuple[str, str]]:
@@ -564,16 +567,20 @@ def report_metrics(title: str, metrics: Mapping[str, Any], output_dir: Path) -> 
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    paths = {k: v for k, v in metrics.items() if not isinstance(v, (int, float))}
     for key in sorted(metrics):
-        value = metrics[key]
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console = Console()
-    console.print(table)
+        if key not in paths:
+            table.add_row(key, f"{metrics[key]:.4f}" if isinstance(metrics[key], float) else str(metrics[key]))
+    Console().print(table)
     for prefix in ("val", "test"):
         out, inp = metrics.get(f"{prefix}/psnr"), metrics.get(f"{prefix}/psnr_input")
         if out is not None and inp is not None:
-            console.print(
+            print(
                 f"{'Validation' if prefix == 'val' else 'Test'} PSNR: input {inp:.2f} dB -> "
                 f"output {out:.2f} dB (gain {out - inp:+.2f} dB)"
             )
-    console.print(f"Run directory: {output_dir}")
+    # paths printed whole (Rich cuts lines at 80 columns when the output is not a terminal)
+    for key, value in sorted(paths.items()):
+        print(f"{key.replace('_', ' ').capitalize()}: {value}")
+    print(f"Run directory: {output_dir}", flush=True)
+

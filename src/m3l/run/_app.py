@@ -40,16 +40,16 @@ def _list_models(verb: str) -> str:
     )
 
 
-def _preflight_argv(verb: str, argv: list[str]) -> None:
-    """Catch what is cheaper to explain before Hydra starts."""
+def _preflight_argv(verb: str, argv: list[str]) -> list[str]:
+    """Catch what is cheaper to explain before Hydra starts; returns the arguments to run."""
     args = argv[1:]
     if any(a in _HELP_FLAGS or a.startswith("--cfg") for a in args):
-        return
+        return argv
     if not any(_override_key(a) == "model" for a in args if not a.startswith("-")):
         print(f"m3l: no model chosen.\n{_list_models(verb)}", file=sys.stderr)
         raise SystemExit(2)
     if any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
-        return  # the other processes of a distributed run write into rank zero's directory
+        return argv  # the other processes of a distributed run write into rank zero's directory
     from m3l.errors import M3LError
     from m3l.rundirs import check_creatable_dir, check_output_dir_free
 
@@ -70,6 +70,47 @@ def _preflight_argv(verb: str, argv: list[str]) -> None:
     except M3LError as exc:
         print(f"m3l: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    return _cluster_launch(verb, argv)
+
+
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
+    """``cluster=NAME`` without ``--cluster-launch`` (the seed's own command line): a cluster
+    config that selects a launcher means "submit", so submit, and say so; where the launcher
+    cannot work here (Slurm without ``sbatch``), say where to run the command instead."""
+    import shutil
+
+    args = argv[1:]
+    if any(a in _MULTIRUN_FLAGS for a in args):
+        return argv
+    name = next((a.split("=", 1)[1] for a in args if _override_key(a) == "cluster" and "=" in a), None)
+    launcher = next((a.split("=", 1)[1] for a in args if _override_key(a) == "hydra/launcher" and "=" in a), None)
+    source = f"hydra/launcher={launcher}" if launcher else None
+    if name and not launcher:
+        from m3l.config import cluster_launcher
+
+        launcher = cluster_launcher(name)
+        source = f"cluster={name}"
+    if not launcher or launcher == "basic":
+        return argv
+    if "slurm" in launcher and shutil.which("sbatch") is None:
+        print(
+            f"m3l: error: {source} submits the {verb} job to Slurm ({launcher}), but this machine has no "
+            "`sbatch`: run the same command on the cluster's submission node. To run here instead, leave out "
+            f"{source} (on a machine without GPUs, also leave out trainer.gpus). See docs/clusters-and-sweeps.md.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    where = "to Slurm" if "slurm" in launcher else "as a local subprocess"
+    print(
+        f"m3l: {source} selects the {launcher} launcher: submitting the {verb} job {where} "
+        "(as with --cluster-launch); Hydra prints the job directory. To run in this process instead, "
+        f"leave out {source}.",
+        file=sys.stderr,
+    )
+    return [argv[0], "--multirun", *args]
 
 
 def print_config_tree(cfg: Any) -> None:
@@ -108,11 +149,6 @@ def _route_lightning_logs() -> None:
             if type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
         logger.propagate = True
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_drop_advertising)
-
-
-def _drop_advertising(record: logging.LogRecord) -> bool:
-    return "Tip: For seamless cloud" not in str(record.msg)
 
 
 def _is_multirun() -> bool:
@@ -147,10 +183,97 @@ def _remove_unused_run_dir(cfg: Any, experiment: Any) -> None:
         log.debug("could not remove the unused run directory", exc_info=True)
 
 
+def print_header(verb: str, cfg: Any, experiment: Any) -> None:
+    """The few lines a run starts with: model, run directory, weights, device (the whole
+    config is in the run's config.yaml; ``print_config=true`` prints it)."""
+    from m3l.config import config_choices
+
+    choices = config_choices(cfg)
+    model = choices.get("model") or str(cfg.get("name"))
+    net = _select(cfg, "net.net._target_") or _select(cfg, "net._target_")
+    data = choices.get("data")
+    parts = [f"model {model}"]
+    if net:
+        parts.append(f"net {str(net).rsplit('.', 1)[-1]}")
+    if data:
+        parts.append(f"data {data}")
+    lines = [f"m3l {verb}: {', '.join(parts)}", f"  run directory: {experiment.output_dir}"]
+    checkpoint = cfg.get("checkpoint") if not _is_missing(cfg, "checkpoint") else None
+    if checkpoint or verb != "train":
+        lines.append(f"  weights: checkpoint={checkpoint}")
+    elif cfg.get("resume"):
+        lines.append("  weights: resume=true (the last checkpoint of the newest run with these settings)")
+    lines.append(f"  device: {_device_text(cfg)}")
+    print("\n".join(lines), flush=True)
+
+
+def _select(cfg: Any, key: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+
+
+def _is_missing(cfg: Any, key: str) -> bool:
+    from omegaconf import OmegaConf
+
+    return key in cfg and OmegaConf.is_missing(cfg, key)
+
+
+def _device_text(cfg: Any) -> str:
+    """Where the run computes, from the trainer config (Lightning 1.x keys mapped)."""
+    from omegaconf import OmegaConf
+
+    from m3l.trainer_args import lightning2_kwargs
+
+    try:
+        node = OmegaConf.to_container(cfg.trainer, resolve=True)
+        kwargs, _ = lightning2_kwargs(node)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - the header never fails a run
+        return "?"
+    accelerator = str(kwargs.get("accelerator", "auto"))
+    devices = kwargs.get("devices", "auto")
+    if accelerator == "auto":
+        import torch
+
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    text = accelerator if devices in (1, "1", None) else f"{accelerator}, devices={devices}"
+    nodes = kwargs.get("num_nodes", 1)
+    if nodes not in (1, None):
+        text += f", {nodes} nodes"
+    strategy = kwargs.get("strategy")
+    if isinstance(strategy, str) and strategy != "auto":
+        text += f", strategy={strategy}"
+    return text
+
+
+def _check_composed(cfg: Any) -> None:
+    """Problems of the composed config Hydra does not report (see m3l.config)."""
+    from omegaconf import OmegaConf
+
+    from m3l.config import config_choices, missing_global_package, missing_package_message
+    from m3l.errors import ConfigError
+
+    model = config_choices(cfg).get("model")
+    if model and OmegaConf.is_dict(cfg.get("model")):
+        path = missing_global_package(str(model))
+        if path is not None:
+            raise ConfigError(missing_package_message(str(model), path))
+
+
+# set while Hydra composes, so that its errors reach main() (which words them for m3l)
+_OWN_FULL_ERROR = "_M3L_HYDRA_FULL_ERROR_SET"
+
+
+def _restore_full_error() -> None:
+    if os.environ.pop(_OWN_FULL_ERROR, None) == "1":
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 def make_main(verb: str) -> Callable[[], Any]:
     """The ``main()`` of ``python -m m3l.run.<verb>``."""
 
     def job(cfg: Any) -> Any:
+        _restore_full_error()  # errors of the job itself get Hydra's usual report
         from m3l.errors import M3LError
 
         experiment = None
@@ -158,10 +281,12 @@ def make_main(verb: str) -> Callable[[], Any]:
             from m3l.experiment import Experiment, _rank_zero
 
             _route_lightning_logs()
-
-            if _rank_zero():
+            _check_composed(cfg)
+            if cfg.get("print_config") and _rank_zero():
                 print_config_tree(cfg)
             experiment = Experiment(cfg)
+            if _rank_zero():
+                print_header(verb, cfg, experiment)
             if verb == "train":
                 metrics = experiment.fit()
                 value = metrics.get(str(cfg.get("monitor")))
@@ -188,15 +313,27 @@ def make_main(verb: str) -> Callable[[], Any]:
 
     def main() -> Any:
         import hydra
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
 
-        from m3l.config import normalize_argv, register_resolvers
+        from m3l.config import composition_error, normalize_argv, register_resolvers
 
         register_resolvers()
         sys.argv = normalize_argv(sys.argv)
-        _preflight_argv(verb, sys.argv)
+        sys.argv = _preflight_argv(verb, sys.argv)
         app = hydra.main(version_base="1.3", config_path="pkg://m3l.configs", config_name=verb)(job)
+        user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+        if not user_full_error:
+            os.environ["HYDRA_FULL_ERROR"] = "1"
+            os.environ[_OWN_FULL_ERROR] = "1"
         try:
             return app()
+        except (HydraException, OmegaConfBaseException) as exc:
+            # raised while Hydra composed the config (the job's own errors are reported by Hydra)
+            if user_full_error:
+                raise
+            print(f"m3l: error: {composition_error(exc, sys.argv[1:])}", file=sys.stderr)
+            raise SystemExit(2) from None
         except SystemExit as exc:
             # Lightning stops on SIGTERM with a bare SystemExit (status 0); say so and exit 143
             if type(exc).__name__ != "SIGTERMException":
@@ -207,5 +344,7 @@ def make_main(verb: str) -> Callable[[], Any]:
                 file=sys.stderr,
             )
             raise SystemExit(143) from None
+        finally:
+            _restore_full_error()
 
     return main
