@@ -4,11 +4,12 @@
    checkpoint that does not exist) against ``python -c "import lightning"`` (the baseline,
    ratio 1.00), run alternately, medians.
 2. Lines each of those commands prints, and the lines ``train model=demo`` prints before its
-   first progress line (output piped into a file, as in a Slurm log).
+   first progress line (output piped into a file, as in a Slurm log; one stream, unbuffered).
 
-Run it on another source tree (e.g. a snapshot of main before a change) with ``--src DIR``::
+Compare source trees in one run (e.g. a snapshot of main before a change, and this one), the
+commands of all trees alternating::
 
-    python benchmarks/cli_startup.py [--src src] [--repeats 5]
+    python benchmarks/cli_startup.py [--src before=/tmp/before/src --src after=src] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -46,47 +47,57 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parents[1] / "src")
+    parser.add_argument("--src", action="append", default=[], metavar="LABEL=DIR",
+                        help="a source tree to run (repeatable); default: this checkout's src")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    src = args.src.resolve()
+    here = Path(__file__).resolve().parents[1] / "src"
+    trees = dict(item.split("=", 1) for item in args.src) if args.src else {"this": str(here)}
+    trees = {label: Path(path).resolve() for label, path in trees.items()}
     py = sys.executable
+    commands = {
+        '`python -c "import lightning"`': [py, "-c", "import lightning"],
+        "`python -m m3l.run.train --help`": [py, "-m", "m3l.run.train", "--help"],
+        "`python -m m3l.run.test model=demo checkpoint=missing.ckpt` (fails)": [
+            py, "-m", "m3l.run.test", "model=demo", "checkpoint=missing.ckpt"],
+    }
+    demo = [py, "-m", "m3l.run.train", "model=demo", "trainer.max_epochs=1",
+            "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
+            "callbacks.progress_bar.log_interval_s=0"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        env = _env(src, work / "runs")
-        commands = {
-            '`python -c "import lightning"`': [py, "-c", "import lightning"],
-            "`python -m m3l.run.train --help`": [py, "-m", "m3l.run.train", "--help"],
-            "`python -m m3l.run.test model=demo checkpoint=missing.ckpt` (fails)": [
-                py, "-m", "m3l.run.test", "model=demo", "checkpoint=missing.ckpt"],
-        }
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        lines: dict[str, int] = {}
-        codes: dict[str, int] = {}
+        times = {(label, name): [] for label in trees for name in commands}
+        lines: dict[tuple[str, str], int] = {}
+        codes: dict[tuple[str, str], int] = {}
         for _ in range(args.repeats):
             for name, cmd in commands.items():
-                seconds, code, out = _run(cmd, env, work)
-                times[name].append(seconds)
-                lines[name], codes[name] = len(out.splitlines()), code
-        base = statistics.median(times[next(iter(commands))])
-        print(f"source: {src}\nmachine: {cpu_line()} (busy shared machine), {date.today()}\n")
-        print("| command | exit | lines printed | median s | ratio |")
-        print("|---|---:|---:|---:|---:|")
+                for label, src in trees.items():
+                    seconds, code, out = _run(cmd, _env(src, work / "runs"), work)
+                    times[label, name].append(seconds)
+                    lines[label, name], codes[label, name] = len(out.splitlines()), code
+        demo_lines = {}
+        for label, src in trees.items():
+            _, code, out = _run(demo, _env(src, work / "runs"), work)
+            text = out.splitlines()
+            first = next((i for i, line in enumerate(text) if PROGRESS.search(line)), len(text))
+            demo_lines[label] = (code, len(text), first, text)
+    print(f"machine: {cpu_line()} (busy shared machine), {date.today()}, medians of {args.repeats}")
+    for label, src in trees.items():
+        print(f"{label}: {src}")
+    print("\n| tree | command | exit | lines printed | median s | ratio to import lightning |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label in trees:
+        base = statistics.median(times[label, next(iter(commands))])
         for name in commands:
-            med = statistics.median(times[name])
-            print(f"| {name} | {codes[name]} | {lines[name]} | {med:.2f} | {med / base:.2f} |")
-
-        demo = [py, "-m", "m3l.run.train", "model=demo", "trainer.max_epochs=1",
-                "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
-                "callbacks.progress_bar.log_interval_s=0"]
-        _, code, out = _run(demo, env, work)
-        text = out.splitlines()
-        first = next((i for i, line in enumerate(text) if PROGRESS.search(line)), None)
-        before = len(text) if first is None else first
-        print(f"\n`train model=demo` (1 epoch of 2 batches, piped): exit {code}, {len(text)} lines in all, "
-              f"{before} before the first progress line")
-        if os.environ.get("CLI_STARTUP_SHOW"):
-            print("\n".join(text))
+            med = statistics.median(times[label, name])
+            print(f"| {label} | {name} | {codes[label, name]} | {lines[label, name]} | {med:.2f} | {med / base:.2f} |")
+    print("\n| tree | `train model=demo` (1 epoch of 2 batches, piped): exit | lines in all | lines before the first progress line |")
+    print("|---|---:|---:|---:|")
+    for label, (code, total, first, _) in demo_lines.items():
+        print(f"| {label} | {code} | {total} | {first} |")
+    if os.environ.get("CLI_STARTUP_SHOW"):
+        for label, (_, _, first, text) in demo_lines.items():
+            print(f"\n--- {label}: the lines before the first progress line\n" + "\n".join(text[: first + 1]))
 
 
 if __name__ == "__main__":

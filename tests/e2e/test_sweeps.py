@@ -37,7 +37,7 @@ def test_hparams_search_configs_compose(monkeypatch: pytest.MonkeyPatch, tmp_pat
                 cfg = compose("train", [f"hparams_search={search}", "model=toy", "monitor_mode=min",
                                         f"hydra/sweeper/sampler={sampler}"], return_hydra_config=True)
                 sweeper = cfg.hydra.sweeper
-                assert sweeper._target_.endswith("m3l_optuna_sweeper.sweeper.OptunaSweeper")
+                assert sweeper._target_.endswith("m3l_optuna_sweeper._sweeper.OptunaSweeper")
                 assert sweeper.direction == "min" and sweeper.study_name == "toy" and cfg.hydra.mode.name == "MULTIRUN"
                 assert sweeper.storage.startswith("sqlite:///") and sweeper.storage.endswith("toy/optuna.db")
                 extra = {"search_space": {"x": [1, 2]}} if sampler == "grid" else {}

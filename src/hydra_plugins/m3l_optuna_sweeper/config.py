@@ -66,7 +66,7 @@ class OptunaSweeperConf:
         failed, after at least ``n_jobs`` trials; 1.0 never stops.
     """
 
-    _target_: str = "hydra_plugins.m3l_optuna_sweeper.sweeper.OptunaSweeper"
+    _target_: str = "hydra_plugins.m3l_optuna_sweeper._sweeper.OptunaSweeper"
     # the sampler is built by the sweeper (the grid sampler needs the search space)
     _recursive_: bool = False
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])

@@ -334,6 +334,17 @@ def make_main(verb: str) -> Callable[[], Any]:
                 raise
             print(f"m3l: error: {composition_error(exc, sys.argv[1:])}", file=sys.stderr)
             raise SystemExit(2) from None
+        except Exception as exc:  # noqa: BLE001 - anything else outside the job: Hydra's usual report
+            if user_full_error:
+                raise
+            _restore_full_error()
+            from hydra._internal.utils import run_and_report
+
+            def reraise() -> None:
+                raise exc
+
+            run_and_report(reraise)  # prints the trimmed traceback and exits with 1
+            raise
         except SystemExit as exc:
             # Lightning stops on SIGTERM with a bare SystemExit (status 0); say so and exit 143
             if type(exc).__name__ != "SIGTERMException":
