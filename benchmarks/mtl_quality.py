@@ -17,7 +17,10 @@ Two benchmarks on real data that installs offline:
 
 Single-task baselines train the same trunk and one head with the same budget (epochs, batch,
 optimizer). Delta_m% (Maninis et al.) is computed per seed against the single-task models of
-the same seed, then averaged: mean +- std over seeds. Every method uses Adam (lr 1e-3) on all
+the same seed, then averaged: mean +- std over seeds. The "− EW" columns give each method's
+Delta_m minus EW's of the same library and seed: within one library and seed every method sees
+the same data order, which the two libraries draw differently (Lightning's sampler, a seeded
+generator), so these columns are the ones to compare across libraries. Every method uses Adam (lr 1e-3) on all
 parameters, and the final model is evaluated (no model selection). The same seed gives the
 same initial weights in m3l and LibMTL (one trunk and heads built, then copied into both).
 
@@ -312,18 +315,28 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
 
     baselines = {s: {t: (get("stl", t, s) or {}).get(t) for t in bench.tasks} for s in seeds}
 
+    def one(lib: str, method: str, s: int) -> float | None:
+        m, base = get(lib, method, s), baselines[s]
+        if not m or any(v is None for v in base.values()):
+            return None
+        return delta_m({t: {bench.metric: m[t]} for t in bench.tasks},
+                       {t: {bench.metric: base[t]} for t in bench.tasks},
+                       lambda task, metric: bench.higher_is_better)
+
     def dm(lib: str, method: str) -> tuple[list[float], dict[str, list[float]]]:
         deltas, per_task = [], {t: [] for t in bench.tasks}
         for s in seeds:
-            m, base = get(lib, method, s), baselines[s]
-            if not m or any(v is None for v in base.values()):
-                continue
-            deltas.append(delta_m({t: {bench.metric: m[t]} for t in bench.tasks},
-                                  {t: {bench.metric: base[t]} for t in bench.tasks},
-                                  lambda task, metric: bench.higher_is_better))
-            for t in bench.tasks:
-                per_task[t].append(m[t])
+            if (d := one(lib, method, s)) is not None:
+                deltas.append(d)
+                for t in bench.tasks:
+                    per_task[t].append(get(lib, method, s)[t])
         return deltas, per_task
+
+    def over_ew(lib: str, method: str) -> list[float]:
+        """Delta_m(method) - Delta_m(EW) of the same library and seed: the data order, which
+        differs between the libraries (Lightning's sampler, a seeded generator), cancels."""
+        pairs = [(one(lib, method, s), one(lib, "EW", s)) for s in seeds]
+        return [a - b for a, b in pairs if a is not None and b is not None]
 
     def fmt(values: list[float], digits: int = 2) -> str:
         if not values:
@@ -335,23 +348,25 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
 
     unit = "acc %" if bench.metric == "acc" else "PSNR dB"
     head = "| method | " + " | ".join(f"{t} {unit} (m3l)" for t in bench.tasks)
-    head += " | Delta_m% m3l | Delta_m% LibMTL | n seeds |"
-    lines = [head, "|---|" + "---:|" * (len(bench.tasks) + 3)]
+    head += " | Delta_m% m3l | Delta_m% LibMTL | m3l − EW | LibMTL − EW | n seeds |"
+    lines = [head, "|---|" + "---:|" * (len(bench.tasks) + 5)]
     stl = {t: [baselines[s][t] for s in seeds if baselines[s][t] is not None] for t in bench.tasks}
     lines.append("| single-task | " + " | ".join(fmt(stl[t], 2 if False else 1) for t in bench.tasks)
-                 + f" | 0 | 0 | {min(len(v) for v in stl.values())} |")
+                 + f" | 0 | 0 | - | - | {min(len(v) for v in stl.values())} |")
     for m in methods:
         deltas, per_task = dm("m3l", m)
         if METHODS[m][1] is None:
-            theirs = "not in LibMTL 1.1.5"
+            theirs = theirs_ew = "not in LibMTL 1.1.5"
         elif not with_libmtl:
-            theirs = "not run"
+            theirs = theirs_ew = "not run"
         else:
             errors = {r["error"] for s in seeds if (r := results.get((bench.name, "libmtl", m, s, scale))) and "error" in r}
             theirs = f"failed ({sorted(errors)[0][:60]})" if errors else fmt(dm("libmtl", m)[0])
+            theirs_ew = "-" if errors or m == "EW" else fmt(over_ew("libmtl", m))
+        ours_ew = "-" if m == "EW" else fmt(over_ew("m3l", m))
         label = "IMTL-G (LibMTL: IMTL hybrid)" if m == "IMTL-G" else m
         lines.append(f"| {label} | " + " | ".join(fmt(per_task[t], 1) for t in bench.tasks)
-                     + f" | {fmt(deltas)} | {theirs} | {len(deltas)} |")
+                     + f" | {fmt(deltas)} | {theirs} | {ours_ew} | {theirs_ew} | {len(deltas)} |")
     return lines
 
 
@@ -368,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-libmtl", action="store_true", help="m3l only, even when LibMTL is installed")
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file (resumed if present)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the tables from the results file(s) without training anything")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="more results files to read (e.g. from runs of other seeds)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -380,11 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 0.1)
     with_libmtl = libmtl_available() and not args.no_libmtl
     results_path = args.results or Path(tempfile.gettempdir()) / f"mtl_quality_{scale:g}.jsonl"
-    results = load_results(results_path)
+    results = {}
+    for path in args.merge:
+        results.update(load_results(path))
+    results.update(load_results(results_path))
     print(f"# multi-task quality, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (busy shared machine); results: {results_path}", flush=True)
     benches = [BENCHES[name](scale, args.epochs) for name in args.bench]
-    for seed in seeds:  # seed-major, so an interrupted run has whole seeds of every benchmark
+    for seed in [] if args.table_only else seeds:  # seed-major, so an interrupted run has whole seeds of every benchmark
         for bench in benches:
             for lib, method, _ in jobs_for(bench, methods, [seed], with_libmtl):
                 key = (bench.name, lib, method, seed, scale)

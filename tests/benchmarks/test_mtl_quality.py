@@ -50,7 +50,12 @@ def test_quick_mode_prints_both_tables_and_resumes(tmp_path):
             assert all(0 < v < 100 for v in per_task), cells  # accuracy in %, PSNR in dB
             assert re.fullmatch(r"[+-]\d+\.\d\d", cells[len(tasks)]), cells  # Delta_m% of one seed
             libmtl = "not in LibMTL 1.1.5" if method == "UPGrad" else "not run"
-            assert cells[len(tasks) + 1] == libmtl and cells[-1] == "1"
+            assert cells[len(tasks) + 1] == libmtl and cells[len(tasks) + 3] == libmtl and cells[-1] == "1"
+            if method == "EW":
+                assert cells[len(tasks) + 2] == "-"
+            else:  # the gain over EW of the same seed
+                gain = float(cells[len(tasks)]) - float(rows["EW"][len(tasks)])
+                assert float(cells[len(tasks) + 2]) == pytest.approx(gain, abs=0.011)
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert {(r["bench"], r["lib"]) for r in records} == {
         ("fashion", "stl"), ("fashion", "m3l"), ("allinone", "stl"), ("allinone", "m3l")}

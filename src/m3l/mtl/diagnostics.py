@@ -362,7 +362,7 @@ class Diagnostics(L.Callback):
         if len(losses) > 1:
             context = pl_module._context(names)
             if context.shared_parameters:
-                jacobian = context.gradients(torch.stack(losses))
+                jacobian = context.gradients(losses)  # the scalars: no zeros through other graphs
                 for (a, b), cos in gradient_cosines(jacobian, names).items():
                     out[f"diag/grad_cosine/{a}-vs-{b}"] = cos
         pl_module.train(was_training)

@@ -232,16 +232,18 @@ class MultiTaskModule(L.LightningModule):
         for name, task_batch in batches.items():
             losses.update(self._task_losses(self.task_by_name[name], task_batch, features)[0])
         names = [n for n in self.objective_names if n in losses]
-        stacked = torch.stack([losses[n] for n in names])
+        parts = [losses[n] for n in names]
+        stacked = torch.stack(parts)
         self._track_finite(names, stacked)
         context = self._context(names)
+        context.losses, context.objective_losses = stacked, parts
         optimizers = self._optimizers_for(batches)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         joint = self.algorithm.uses_weighting(names, self.objective_names)
         if joint and isinstance(self.weighting, GradientAggregator):
             with torch.autocast(self.device.type, enabled=False):  # aggregation math in fp32
-                total = self._aggregate_backward(stacked, context, features)
+                total = self._aggregate_backward(stacked, context, features, parts)
         elif joint:
             total = self.weighting.combine(stacked, context)
             self.manual_backward(total)
@@ -303,7 +305,9 @@ class MultiTaskModule(L.LightningModule):
         except Exception:  # noqa: BLE001 - a loop Lightning does not know: log every step, as before
             return True
 
-    def _aggregate_backward(self, losses: Tensor, context: StepContext, features: Mapping[str, Any]) -> Tensor:
+    def _aggregate_backward(
+        self, losses: Tensor, context: StepContext, features: Mapping[str, Any], parts: Sequence[Tensor] | None = None
+    ) -> Tensor:
         """Heads get the gradient of the sum; shared parameters the aggregated Jacobian.
 
         Every gradient is computed with ``torch.autograd.grad`` (DDP's reducer is never armed,
@@ -311,7 +315,10 @@ class MultiTaskModule(L.LightningModule):
         its Gramian) and the heads' gradients are averaged over ranks in one collective, so
         every rank aggregates the same matrix; random methods use rank 0's update. Under a
         GradScaler (fp16) the losses are scaled, the Jacobian unscaled before aggregation, and
-        a non-finite Jacobian is written as is so that the scaler skips the step.
+        a non-finite Jacobian is written as is so that the scaler skips the step. ``parts``: the
+        per-objective scalars ``losses`` was stacked from; each row is differentiated from its
+        own scalar (an element of the stacked tensor would send zero gradients through every
+        other objective's graph: T times the backward work with per-task backbone passes).
         """
         assert isinstance(self.weighting, GradientAggregator)
         agg = self.weighting
@@ -320,6 +327,8 @@ class MultiTaskModule(L.LightningModule):
         scaler = self._grad_scaler()
         scaled = scaler.scale(losses) if scaler is not None else losses
         inv_scale = scaler._scale.double().reciprocal().float() if scaler is not None else None  # noqa: SLF001
+        parts = list(parts) if parts is not None and len(parts) == len(losses) else list(losses)
+        rows_of = [scaler.scale(p) for p in parts] if scaler is not None else parts
         world = _world_size()
         if isinstance(agg, JacobianAggregator) and not agg.needs_recompute():
             weights = agg.reuse().to(scaled)
@@ -331,9 +340,9 @@ class MultiTaskModule(L.LightningModule):
             return losses.sum()
         if getattr(agg, "wrt", "parameters") == "representation":
             return self._aggregate_representation(
-                losses, scaled, inv_scale, shared, heads, features, world, context.names
+                losses, rows_of, inv_scale, shared, heads, features, world, context.names
             )
-        jacobian, head_grad = self._objective_rows(scaled, context.names, shared, heads, retain_last=False)
+        jacobian, head_grad = self._objective_rows(rows_of, context.names, shared, heads, retain_last=False)
         jacobian, head_grad = _mean_over_ranks(world, jacobian, head_grad)
         if inv_scale is not None:
             jacobian = jacobian * inv_scale
@@ -353,7 +362,7 @@ class MultiTaskModule(L.LightningModule):
     def _aggregate_representation(
         self,
         losses: Tensor,
-        scaled: Tensor,
+        scaled: Sequence[Tensor],
         inv_scale: Tensor | None,
         shared: list[nn.Parameter],
         heads: list[nn.Parameter],
@@ -399,7 +408,12 @@ class MultiTaskModule(L.LightningModule):
         return losses.sum()
 
     def _objective_rows(
-        self, scaled: Tensor, names: Sequence[str], inputs: list[Tensor], heads: list[nn.Parameter], retain_last: bool
+        self,
+        scaled: Sequence[Tensor],
+        names: Sequence[str],
+        inputs: list[Tensor],
+        heads: list[nn.Parameter],
+        retain_last: bool,
     ) -> tuple[Tensor, Tensor]:
         """The Jacobian ``[T, N]`` of the objectives on ``inputs`` and the heads' summed gradient.
 
@@ -408,9 +422,10 @@ class MultiTaskModule(L.LightningModule):
         no per-row zeros for the other heads, no concatenation, no stacking.
         """
         total = _numel(inputs)
-        dtype = inputs[0].dtype if inputs else scaled.dtype
-        jacobian = torch.zeros(len(names), total, device=scaled.device, dtype=torch.float32 if dtype != torch.float64 else dtype)
-        head_grad = torch.zeros(_numel(heads), device=scaled.device, dtype=heads[0].dtype if heads else dtype)
+        device = scaled[0].device
+        dtype = inputs[0].dtype if inputs else scaled[0].dtype
+        jacobian = torch.zeros(len(names), total, device=device, dtype=torch.float32 if dtype != torch.float64 else dtype)
+        head_grad = torch.zeros(_numel(heads), device=device, dtype=heads[0].dtype if heads else dtype)
         offsets, offset = {}, 0
         for p in heads:
             offsets[id(p)] = offset

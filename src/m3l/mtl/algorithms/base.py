@@ -33,13 +33,22 @@ class StepContext:
     shared_parameters: list[nn.Parameter] = field(default_factory=list)
     last_shared_parameters: list[nn.Parameter] = field(default_factory=list)
     features: Tensor | None = None
+    #: the step's losses ``[T]`` and the per-objective scalars they were stacked from
+    losses: Tensor | None = None
+    objective_losses: Sequence[Tensor] = ()
 
-    def gradients(self, losses: Tensor, parameters: Sequence[nn.Parameter] | None = None) -> Tensor:
+    def gradients(self, losses: Tensor | Sequence[Tensor], parameters: Sequence[nn.Parameter] | None = None) -> Tensor:
         """Per-objective gradients ``[T, P]`` of ``losses`` on ``parameters`` (shared ones).
 
-        The graph is retained so the caller can still back-propagate the combined loss.
+        The graph is retained so the caller can still back-propagate the combined loss. Give
+        the per-objective scalars (a list), or the step's stacked losses: differentiating an
+        element of a stacked tensor sends zero gradients through every other objective's
+        graph (autograd does not skip zeros), T times the work when each task runs its own
+        backbone pass, so the stacked losses are replaced by the scalars they came from.
         """
         params = list(parameters) if parameters is not None else self.shared_parameters
+        if losses is self.losses and len(self.objective_losses) == len(losses):
+            losses = self.objective_losses
         rows = []
         for loss in losses:
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
