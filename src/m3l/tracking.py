@@ -115,6 +115,23 @@ class MLFlowLogger(_LightningMLFlowLogger):
             all_tags["m3l.run_dir"] = str(Path(run_dir).resolve())
         super().__init__(tracking_uri=tracking_uri, artifact_location=artifact_location, tags=all_tags, **kwargs)
 
+    @property
+    def experiment(self) -> Any:
+        """Lightning's MLflow client, created without changing the process's tracking URI:
+        Lightning sets it globally and mlflow exports it as ``MLFLOW_TRACKING_URI``, so a later
+        run (or a subprocess) would otherwise go to this logger's store."""
+        if getattr(self, "_initialized", False):
+            return super().experiment
+        import mlflow
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        previous = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
+        try:
+            return super().experiment
+        finally:
+            if mlflow.get_tracking_uri() != previous or previous is None:
+                mlflow.set_tracking_uri(previous)
+
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
         """Log flattened parameters, and the whole resolved config as ``config.yaml``."""

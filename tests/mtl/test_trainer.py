@@ -71,8 +71,13 @@ def test_mlflow_run_id_and_resume_or_clear_message(tmp_path, digits, adam):
         with pytest.raises(M3LError, match="(?s)mlflow=True needs the mlflow package.*pip install 'm3l\\[mlflow\\]'"):
             trainer().launch()
         return
+    import os
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     first = trainer().launch(max_epochs=1)
     assert (tmp_path / "mlflow.db").exists() and first.run_id
+    # the process's tracking URI is left as it was (a later launch elsewhere is not redirected here)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before
     again = trainer().launch(run_id=first.run_id, max_epochs=2)
     assert again.run_id == first.run_id and again.module.current_epoch == 2
 
@@ -185,7 +190,10 @@ def user_mlflow(monkeypatch, tmp_path):
 
     monkeypatch.setattr(utils, "_tracking_uri", utils._tracking_uri)
     monkeypatch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # mlflow.set_tracking_uri / set_experiment also write these variables: undo them afterwards
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     uri = f"sqlite:///{tmp_path / 'user' / 'mlflow.db'}"
     (tmp_path / "user").mkdir()
     mlflow.set_tracking_uri(uri)
