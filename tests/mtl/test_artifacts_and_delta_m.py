@@ -73,3 +73,28 @@ def test_single_task_baselines_are_trained_for_delta_m(tmp_path, digits, adam):
     assert set(results.baselines) == {"left", "right"}
     assert results.delta_m == pytest.approx(mtl.delta_m(results.metrics, results.baselines,
                                                         lambda h, m: m != "loss"))
+
+
+def _fit(trainer_kwargs, digits):
+    import lightning as L
+
+    task = make_task(digits, "left")
+    module = mtl.MultiTaskModule(LeNet(), [task])
+    data = mtl.MultiTaskDataModule.from_tasks([task])
+    L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, enable_progress_bar=False,
+              enable_model_summary=False, accelerator="cpu", enable_checkpointing=False, **trainer_kwargs).fit(module, data)
+
+
+def test_artifacts_never_land_in_the_working_directory_nor_over_a_users_folder(tmp_path, digits, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    _fit({"logger": False}, digits)  # Lightning's default root is the working directory: nothing written there
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    mine = tmp_path / "run" / "artifacts"
+    mine.mkdir(parents=True)
+    (mine / "backbone.safetensors").write_bytes(b"the user's own file")
+    with caplog.at_level("WARNING", logger="m3l.mtl.artifacts"):
+        _fit({"logger": False, "default_root_dir": str(tmp_path / "run")}, digits)
+    assert (mine / "backbone.safetensors").read_bytes() == b"the user's own file"
+    assert "already holds files this run did not write" in caplog.text
+    _fit({"logger": False, "default_root_dir": str(tmp_path / "fresh")}, digits)
+    assert (tmp_path / "fresh" / "artifacts" / "heads" / "left.safetensors").exists()

@@ -207,7 +207,8 @@ class SaveArtifacts(L.Callback):
 
     Args:
         dirpath: where to write; default ``<trainer.default_root_dir>/artifacts`` (the run
-            directory of ``python -m m3l.run.train`` and of :class:`m3l.mtl.Trainer`).
+            directory of ``python -m m3l.run.train`` and of :class:`m3l.mtl.Trainer`); an
+            existing folder of files this run did not write is left alone.
 
     The cards carry the validation metrics; a test run on the same trainer afterwards
     rewrites them with the test metrics. Every MLflow logger of the trainer receives the
@@ -219,13 +220,33 @@ class SaveArtifacts(L.Callback):
         self.paths: dict[str, Path] = {}
         self.val_metrics: dict[str, dict[str, float]] = {}
 
-    def directory(self, trainer: L.Trainer) -> Path:
-        return self.dirpath if self.dirpath is not None else Path(trainer.default_root_dir) / "artifacts"
+    def directory(self, trainer: L.Trainer) -> Path | None:
+        """Where to write: ``dirpath``, else ``<default_root_dir>/artifacts``. A trainer left
+        with Lightning's default root (the working directory) writes into its logger's
+        versioned folder instead, or nowhere: never into the user's working directory."""
+        if self.dirpath is not None:
+            return self.dirpath
+        root = Path(trainer.default_root_dir)
+        cwd = Path.cwd().resolve()
+        if root.resolve() == cwd:
+            log_dir = trainer.log_dir
+            if log_dir is None or Path(log_dir).resolve() == cwd:
+                return None
+            root = Path(log_dir)
+        return root / "artifacts"
 
     def save(self, trainer: L.Trainer, module: Any, metrics: Mapping[str, Mapping[str, float]]) -> None:
         if not trainer.is_global_zero or trainer.fast_dev_run:  # a debug run leaves no weights
             return
         directory = self.directory(trainer)
+        if directory is None:
+            log.info("artifacts not saved: the trainer has no run directory (give it default_root_dir, "
+                     "or add SaveArtifacts(dirpath=...))")
+            return
+        if self.dirpath is None and not self.paths and directory.exists() and any(directory.iterdir()):
+            log.warning("artifacts not saved: %s already holds files this run did not write (kept); "
+                        "pass SaveArtifacts(dirpath=...) to choose another folder", directory)
+            return
         self.paths = save_module(module, directory, metrics)
         for logger in trainer.loggers:
             if type(logger).__name__ == "MLFlowLogger":
