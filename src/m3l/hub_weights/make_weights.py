@@ -34,6 +34,10 @@ SUMMARIES = {
 }
 # training precision when it is not bf16 autocast
 PRECISION = {"qgac": "float32"}
+MACHINE_NOTE = {
+    "default": "one thread per model (two models trained side by side on a 2-core VM shared with other work)",
+    "qgac": "one thread, at nice 15 on a 2-core VM busy with five other agents' work (load average 7-12)",
+}
 # what the zoo benchmark says against issue 12's targets (held-out photos; see docs/models.md)
 STATUS = {
     "ffdnet_color_blind": (
@@ -128,8 +132,7 @@ def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | 
         ]
     lines += [
         f"- The checkpoint with the best validation PSNR (checked every {_val_interval(record)} steps) is shipped.",
-        f"- Machine: {record['machine']}; one thread per model (two models trained side by side on a 2-core VM "
-        f"shared with other work); {record['date']}.",
+        f"- Machine: {record['machine']}; {MACHINE_NOTE.get(name, MACHINE_NOTE['default'])}; {record['date']}.",
         "", "## Evaluation", "",
     ]
     rows = [r for r in (zoo or {}).get("rows", []) if r["model"] == name]
