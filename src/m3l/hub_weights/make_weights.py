@@ -52,6 +52,9 @@ STATUS = {
         "**Just short of the target:** +0.78 dB over the JPEG input at quality 10 (target +0.8 dB), after "
         "2,500 CPU steps; a longer run would close it (validation PSNR was still rising)."
     ),
+    "qgac": (
+        '**Weak.** After 500 CPU steps (8K patches of 64x64, 26 min at nice 15 on a busy shared 2-core VM) the best checkpoint (step 100) gains +0.02 dB PSNR over the JPEG input on the validation photos (quality 20, Y channel), and the held-out benchmark (docs/models.md, QGAC section) shows it at the level of the JPEG input. The same net overfits one batch from 26.1 to 34.5 dB in 150 steps, so what is missing is training: the paper trained for hours on GPUs; `benchmarks/train_qgac_gpu.sh` is the prepared GPU recipe, or a CPU run 20-50x longer. For JPEG artifacts today, `model=ffdnet_jpeg_color checkpoint=pretrained` does better.'
+    ),
     "nafnet_small_deblur": (
         "**Weak.** +1.71 dB over the blurred input for a Gaussian blur (sigma 2) and +0.29 dB for a 21-px "
         "motion blur (target +3 dB): a 0.44M-parameter NAFNet after 4,500 CPU steps. The published NAFNet "
