@@ -24,7 +24,7 @@ LibMTL 1.1.5 declares torchvision as a dependency but only its ResNet model uses
 it without dependencies (torchvision must not be installed next to m3l's torch):
 
     pip install --no-deps LibMTL==1.1.5
-    python benchmarks/mtl_vs_libmtl.py [--steps 12] [--rounds 3] [--tasks 4 8] [--rss]
+    python benchmarks/mtl_vs_libmtl.py [--steps 12] [--rounds 3] [--tasks 4 8] [--rss | --rss-only]
 """
 
 from __future__ import annotations
@@ -225,22 +225,30 @@ def compare(num_tasks: int, method: str, steps: int, rounds: int, data: dict) ->
 def rss_child(lib: str, method: str, num_tasks: int, steps: int) -> None:
     """Run one library's method in this (fresh) process; print RSS before and peak, in MB."""
     data = load_data(steps)
-    before = _current_rss_mb()
+    import_libmtl()  # imported on both sides, before the peak is reset
+    before = _status_mb("VmRSS")
+    try:  # reset the peak (VmHWM) to the current RSS, so the peak is the training's
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
     (m3l_times if lib == "m3l" else libmtl_times)(num_tasks, method, steps, data)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
+    if peak != peak:  # no /proc: the whole process's peak
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"before": before, "peak": peak}))
 
 
-def _current_rss_mb() -> float:
+def _status_mb(key: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
 def rss_table(num_tasks: int, steps: int) -> list[str]:
     lines = [f"peak RSS at T={num_tasks}, MB (a fresh process each; both import torch, Lightning, m3l and "
-             "LibMTL; 'training' = peak minus the RSS before the first step)",
+             "LibMTL and load the data; then the peak is reset; 'training' = peak minus the RSS before the "
+             "first step)",
              "| method | m3l peak | m3l training | LibMTL peak | LibMTL training |", "|---|---:|---:|---:|---:|"]
     for method in METHODS:
         cells = []
@@ -266,6 +274,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD")
     parser.add_argument("--rss", action="store_true", help="also the peak-RSS table at the largest T")
+    parser.add_argument("--rss-only", action="store_true", help="only the peak-RSS table")
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -276,6 +285,9 @@ def main() -> None:
         rss_child(lib, method, int(tasks), int(steps))
         return
     import_libmtl()
+    if args.rss_only:
+        print("\n".join(rss_table(max(args.tasks), args.steps)))
+        return
     data = load_data(args.steps)
     params = sum(p.numel() for p in WideTrunk().parameters())
     print(f"# m3l / LibMTL 1.1.5, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
