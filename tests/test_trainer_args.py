@@ -36,6 +36,9 @@ def test_every_argument_is_settable_from_the_command_line():
     # a typo is left to Hydra, whose error m3l answers with the closest name
     assert normalize_overrides(["trainer.max_epoch=1", "+trainer.x=1", "trainer=cpu"]) == [
         "trainer.max_epoch=1", "+trainer.x=1", "trainer=cpu"]
+    # `+` on a listed key is refused by Hydra ("an item is already at"): any Trainer argument takes it
+    assert normalize_overrides(["+trainer.max_epochs=3", "~trainer.benchmark"]) == [
+        "++trainer.max_epochs=3", "~trainer.benchmark"]
     cfg = compose("demo", ["trainer.limit_train_batches=2", "trainer.overfit_batches=0.5", "trainer.gpus=0"])
     assert cfg.trainer.limit_train_batches == 2 and cfg.trainer.overfit_batches == 0.5
 

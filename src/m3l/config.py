@@ -181,9 +181,11 @@ def normalize_overrides(overrides: Iterable[str]) -> list[str]:
     result = []
     for item in overrides:
         match = _OVERRIDE.match(item)
-        if match and not match["prefix"]:
+        if match and match["prefix"] in ("", "+"):
             parts = match["key"].split(".")
-            if len(parts) == 2 and parts[0] == "trainer" and is_trainer_key(parts[1]) or match["key"] in _ADDABLE_KEYS:
+            if len(parts) == 2 and parts[0] == "trainer" and is_trainer_key(parts[1]):
+                item = "++" + item.lstrip("+")  # also `+trainer.max_epochs=3`, which Hydra refuses
+            elif not match["prefix"] and match["key"] in _ADDABLE_KEYS:
                 item = "++" + item
         result.append(item)
     return result
