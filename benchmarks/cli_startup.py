@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,12 +38,18 @@ def _env(src: Path, runs: Path) -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, str]:
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, int, str]:
+    """(wall s, CPU s of the command, exit code, output): CPU time is what the command costs
+    on a machine shared with other work; wall time is what its user waits."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     # one stream, unbuffered: the lines in the order a log file gets them
     proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           stdin=subprocess.DEVNULL)
-    return time.perf_counter() - start, proc.returncode, proc.stdout
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode, proc.stdout
 
 
 def main() -> None:
@@ -67,30 +74,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         times = {(label, name): [] for label in trees for name in commands}
+        cpus = {(label, name): [] for label in trees for name in commands}
         lines: dict[tuple[str, str], int] = {}
         codes: dict[tuple[str, str], int] = {}
         for _ in range(args.repeats):
             for name, cmd in commands.items():
                 for label, src in trees.items():
-                    seconds, code, out = _run(cmd, _env(src, work / "runs"), work)
+                    seconds, cpu, code, out = _run(cmd, _env(src, work / "runs"), work)
                     times[label, name].append(seconds)
+                    cpus[label, name].append(cpu)
                     lines[label, name], codes[label, name] = len(out.splitlines()), code
         demo_lines = {}
         for label, src in trees.items():
-            _, code, out = _run(demo, _env(src, work / "runs"), work)
+            _, _, code, out = _run(demo, _env(src, work / "runs"), work)
             text = out.splitlines()
             first = next((i for i, line in enumerate(text) if PROGRESS.search(line)), len(text))
             demo_lines[label] = (code, len(text), first, text)
     print(f"machine: {cpu_line()} (busy shared machine), {date.today()}, medians of {args.repeats}")
     for label, src in trees.items():
         print(f"{label}: {src}")
-    print("\n| tree | command | exit | lines printed | median s | ratio to import lightning |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("\n| tree | command | exit | lines printed | wall s | ratio | CPU s | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for label in trees:
-        base = statistics.median(times[label, next(iter(commands))])
+        first = next(iter(commands))
+        base, base_cpu = statistics.median(times[label, first]), statistics.median(cpus[label, first])
         for name in commands:
-            med = statistics.median(times[label, name])
-            print(f"| {label} | {name} | {codes[label, name]} | {lines[label, name]} | {med:.2f} | {med / base:.2f} |")
+            med, cpu = statistics.median(times[label, name]), statistics.median(cpus[label, name])
+            print(f"| {label} | {name} | {codes[label, name]} | {lines[label, name]} | {med:.2f} | {med / base:.2f} "
+                  f"| {cpu:.2f} | {cpu / base_cpu:.2f} |")
     print("\n| tree | `train model=demo` (1 epoch of 2 batches, piped): exit | lines in all | lines before the first progress line |")
     print("|---|---:|---:|---:|")
     for label, (code, total, first, _) in demo_lines.items():
