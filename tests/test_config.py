@@ -59,5 +59,5 @@ def test_user_config_overrides_packaged_one(tmp_path: Path, monkeypatch: pytest.
 def test_argv_conveniences():
     argv = ["prog", "--cluster-launch", "model=demo", "trainer.gpus=4", "trainer.nodes=2", "+trainer.gpus=1", "a=1"]
     assert config.normalize_argv(argv) == [
-        "prog", "--multirun", "model=demo", "++trainer.gpus=4", "++trainer.nodes=2", "+trainer.gpus=1", "a=1"
+        "prog", "--multirun", "model=demo", "++trainer.gpus=4", "++trainer.nodes=2", "++trainer.gpus=1", "a=1"
     ]
