@@ -135,3 +135,10 @@ def test_modules_of_pytorch_lightning_are_refused_with_the_import_to_use():
         check_lightning2({"net": _OldModule(), "data": None})
     assert "'net'" in str(info.value) and "pytorch_lightning" in str(info.value)
     check_lightning2({"net": pl.LightningModule()})
+
+
+def test_unknown_argument_in_another_group_gets_the_closest_name():
+    cfg = compose("demo", ["+data.batch_sise=3"])
+    with pytest.raises(ConfigError, match="(?s)Could not build .data.*Did you mean `batch_size`") as info:
+        Experiment(cfg).data
+    assert "unexpected keyword argument 'batch_sise'" in str(info.value)

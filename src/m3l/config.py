@@ -291,7 +291,7 @@ def missing_package_message(model: str, path: Path) -> str:
     )
 
 
-def _target_arguments(target: object) -> list[str]:
+def target_arguments(target: object) -> list[str]:
     """Argument names of a ``_target_`` (empty when it cannot be imported or inspected)."""
     if not isinstance(target, str):
         return []
@@ -344,7 +344,7 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
             from m3l.trainer_args import unknown_trainer_key
 
             return str(unknown_trainer_key(str(key)))
-        arguments = _target_arguments(target)
+        arguments = target_arguments(target)
         where = f"the `{group}` config" if group else "the config"
         if target and str(key) in arguments:
             return (

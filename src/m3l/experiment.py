@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -25,11 +26,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from m3l.checkpoints import RNGStateCheckpoint, check_checkpoint, load_weights_into, resolve_checkpoint
-from m3l.config import _timestamp, config_choices
+from m3l.config import _timestamp, config_choices, target_arguments
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, CorrectionInterrupted, M3LError
 from m3l.lightning_messages import quiet_lightning
-from m3l.trainer_args import check_lightning2, lightning2_kwargs, pytorch_lightning_message, upgrade_config
+from m3l.trainer_args import (
+    check_lightning2,
+    did_you_mean,
+    lightning2_kwargs,
+    pytorch_lightning_message,
+    upgrade_config,
+)
 from m3l.rundirs import (
     check_output_dir_free,
     claim_dir,
@@ -210,6 +217,9 @@ class Experiment:
                         "your package is on PYTHONPATH (or installed).")
             else:
                 hint = "Check the arguments in that config against the signature of its `_target_`."
+                unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
+                if unexpected and OmegaConf.is_dict(node):
+                    hint += did_you_mean(unexpected[1], target_arguments(node.get("_target_")))
             raise ConfigError(
                 f"Could not build '{key}' from {_config_source(self.cfg, key)}:\n  {detail}\n{hint}"
             ) from exc
