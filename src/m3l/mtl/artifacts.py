@@ -229,7 +229,9 @@ class SaveArtifacts(L.Callback):
         root = Path(trainer.default_root_dir)
         cwd = Path.cwd().resolve()
         if root.resolve() == cwd:
-            log_dir = trainer.log_dir
+            # the logger's own folder: ``trainer.log_dir`` would broadcast, a collective that
+            # hangs a DDP run when only rank zero gets here
+            log_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger is not None else None
             if log_dir is None or Path(log_dir).resolve() == cwd:
                 return None
             root = Path(log_dir)
