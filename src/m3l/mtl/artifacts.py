@@ -238,9 +238,11 @@ class SaveArtifacts(L.Callback):
         return root / "artifacts"
 
     def save(self, trainer: L.Trainer, module: Any, metrics: Mapping[str, Mapping[str, float]]) -> None:
-        if not trainer.is_global_zero or trainer.fast_dev_run:  # a debug run leaves no weights
+        if trainer.fast_dev_run:  # a debug run leaves no weights
             return
-        directory = self.directory(trainer)
+        directory = self.directory(trainer)  # on every rank: trainer.log_dir broadcasts under DDP
+        if not trainer.is_global_zero:
+            return
         if directory is None:
             log.info("artifacts not saved: the trainer has no run directory (give it default_root_dir, "
                      "or add SaveArtifacts(dirpath=...))")
