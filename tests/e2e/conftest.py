@@ -4,6 +4,7 @@ one real ``mlflow server`` per session."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, cli_env
+from tests.conftest import OWN_CODE, REPO, cli_env
 
 TOY_CONFIGS = Path(__file__).resolve().parent / "toy_configs"
 
@@ -104,3 +105,14 @@ def demo_checkpoint(tmp_path: Path) -> Path:
     path = tmp_path / "demo.ckpt"
     torch.save({"state_dict": net.state_dict()}, path)
     return path
+
+
+@pytest.fixture
+def user(tmp_path: Path, photo_dirs: Path):
+    """The example user package and configs (examples/own_code), installed as a user would:
+    the m3l under test first on PYTHONPATH (a checkout's src/), then the user's package."""
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(OWN_CODE)) if p)
+    env = cli_env(tmp_path, PYTHONPATH=path)
+    configs = Path(env["XDG_CONFIG_HOME"]) / "m3l"
+    shutil.copytree(OWN_CODE / "configs", configs)
+    return env, configs, ["model=my_model", f"data.root_dir={photo_dirs}"]

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import OWN_CODE, cli_env, run_cli
+from tests.conftest import OWN_CODE, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def user(tmp_path: Path, photo_dirs: Path):
-    # the m3l under test first (a checkout's src/ on PYTHONPATH), then the user's package
-    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(OWN_CODE)) if p)
-    env = cli_env(tmp_path, PYTHONPATH=path)
-    configs = Path(env["XDG_CONFIG_HOME"]) / "m3l"
-    shutil.copytree(OWN_CODE / "configs", configs)
-    return env, configs, ["model=my_model", f"data.root_dir={photo_dirs}"]
 
 
 def _clean_failure(result, code: int = 2) -> str:

@@ -19,16 +19,6 @@ pytestmark = pytest.mark.slow
 NOISE = ("Total FLOPs", "LeafSpec", "Tip:", "srun", "Error importing", "GPU available", "├──")
 
 
-@pytest.fixture
-def user(tmp_path: Path, photo_dirs: Path):
-    """The example user package and configs (examples/own_code), as a user would install them."""
-    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(OWN_CODE)) if p)
-    env = cli_env(tmp_path, PYTHONPATH=path)
-    configs = Path(env["XDG_CONFIG_HOME"]) / "m3l"
-    shutil.copytree(OWN_CODE / "configs", configs)
-    return env, configs, ["model=my_model", f"data.root_dir={photo_dirs}"]
-
-
 def _error(result: subprocess.CompletedProcess, code: int = 2) -> str:
     """The one `m3l: error:` line of a failed command (and nothing like a traceback)."""
     assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
