@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from m3l import Experiment, compose
 from m3l.config import PACKAGED_CONFIG_DIR
+from m3l.config_checks import missing_keys
 from m3l.errors import ConfigError
-from m3l.experiment import missing_keys
 
 
 def packaged(group: str) -> list[str]:

@@ -339,7 +339,7 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
     full_key = str(getattr(cause, "full_key", "") or "")
     if isinstance(parent, DictConfig) and key is not None and "not in struct" in str(cause):
         group = full_key.rsplit(".", 1)[0] if "." in full_key else ""
-        target = parent._get_node("_target_")._value() if "_target_" in parent else None
+        target = OmegaConf.to_container(parent).get("_target_") if "_target_" in parent else None
         if group == "trainer" and str(target).startswith("lightning."):
             from m3l.trainer_args import unknown_trainer_key
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -20,57 +19,42 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from m3l.checkpoints import RNGStateCheckpoint, check_checkpoint, load_weights_into, resolve_checkpoint
-from m3l.config import _timestamp, config_choices, target_arguments
-from m3l.distributed import ExactDistributedTest
-from m3l.errors import CheckpointError, ConfigError, CorrectionFailures, CorrectionInterrupted, M3LError
-from m3l.lightning_messages import quiet_lightning
-from m3l.trainer_args import (
-    check_lightning2,
-    did_you_mean,
-    lightning2_kwargs,
-    pytorch_lightning_message,
-    upgrade_config,
+from m3l.checkpoints import (
+    RNGStateCheckpoint,
+    check_checkpoint,
+    load_weights_into,
+    resolve_checkpoint,
 )
+from m3l.config import _timestamp
+from m3l.config_checks import check_correct_dir_taken, check_missing, require_group
+from m3l.distributed import ExactDistributedTest
+from m3l.errors import (
+    CheckpointError,
+    ConfigError,
+    CorrectionFailures,
+    CorrectionInterrupted,
+)
+from m3l.instantiation import instantiate_key
+from m3l.lightning_messages import quiet_lightning
+from m3l.metrics_report import collect_failures, floats, report_metrics
 from m3l.rundirs import (
     check_output_dir_free,
     claim_dir,
+    is_rank_zero,
     is_unused,
     pick_dir,
     remove_unused,
     resume_checkpoint,
     warn_if_other_settings,
 )
+from m3l.trainer_args import check_lightning2, lightning2_kwargs, upgrade_config
 
 log = logging.getLogger(__name__)
 
 # the run directory an Experiment picked, by the id of the config it wrote it into
 _picked_for: dict[int, str] = {}
-
-# keys that may legitimately stay `???` in a composed config
-_OPTIONAL_MISSING = ("checkpoint",)
-
-
-def _config_source(cfg: DictConfig, key: str) -> str:
-    """Where the config of ``key`` comes from, e.g. ``net/dncnn.yaml``, for messages."""
-    group = key.split(".")[0]
-    choices = config_choices(cfg)
-    choice = choices.get(group)
-    if choice:
-        return f"{group}/{choice}.yaml (key '{key}')"
-    model = choices.get("model")
-    return f"model/{model}.yaml (key '{key}')" if model else f"key '{key}'"
-
-
-def _rank_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0 and int(
-        os.environ.get("LOCAL_RANK", "0") or 0
-    ) == 0
 
 
 class Experiment:
@@ -79,28 +63,11 @@ class Experiment:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         quiet_lightning()
-        self._check_missing()
+        check_missing(self.cfg)
         upgrade_config(cfg)  # every trainer key a Trainer argument of the right type; 1.x keys mapped
         self._ensure_output_dir()
 
     # ------------------------------------------------------------------ config checks
-
-    def _check_missing(self, with_serializer: bool = False) -> None:
-        # the serializer (and its root_dir) is only needed by `correct`, checked there
-        skip = ("hydra.",) if with_serializer else ("hydra.", "serializer.")
-        missing = [
-            key
-            for key in missing_keys(self.cfg)
-            if not key.startswith(skip) and key not in _OPTIONAL_MISSING
-        ]
-        if missing:
-            lines = [f"  {key}  (from {_config_source(self.cfg, key)})" for key in sorted(missing)]
-            example = " ".join(f"{key}=..." for key in sorted(missing))
-            raise ConfigError(
-                "These config values are required but not set:\n"
-                + "\n".join(lines)
-                + f"\nSet them on the command line, e.g. `{example}`, or in your model config."
-            )
 
     @property
     def verb(self) -> str:
@@ -121,7 +88,7 @@ class Experiment:
         )
         if self._own_dirs:
             self._pick_output_dir(self.verb)
-        elif _rank_zero() and not self._is_hydra_run_dir():
+        elif is_rank_zero() and not self._is_hydra_run_dir():
             # (Hydra's own run directory is fresh; other ranks share rank zero's)
             check_output_dir_free(self.output_dir)
 
@@ -175,7 +142,7 @@ class Experiment:
         except (CorrectionFailures, CorrectionInterrupted):
             raise  # the rest was corrected (or stopped cleanly): the run's record stays
         except BaseException:
-            if _rank_zero() and not self.started:
+            if is_rank_zero() and not self.started:
                 self.discard_if_unused()
             raise
 
@@ -196,77 +163,19 @@ class Experiment:
     # ------------------------------------------------------------------ instantiation
 
     def _instantiate(self, key: str, node: Any | None = None, **kwargs: Any) -> Any:
-        node = OmegaConf.select(self.cfg, key) if node is None else node
-        try:
-            return instantiate(node, **kwargs)
-        except InstantiationException as exc:
-            cause = exc.__cause__
-            while cause is not None and not isinstance(cause, M3LError):
-                cause = cause.__cause__
-            if cause is not None:  # the target's own check: its message already says what to do
-                raise type(cause)(f"{cause} (building '{key}' from {_config_source(self.cfg, key)})") from exc
-            text = str(exc)
-            detail = "\n  ".join(
-                line.strip() for line in text.splitlines()
-                if line.strip() and not line.strip().startswith(("full_key:", "object_type="))
-            )
-            if "pytorch_lightning" in text:
-                hint = pytorch_lightning_message(key)
-            elif "Error locating target" in text:
-                hint = ("Check that the `_target_` names an importable class or function and that "
-                        "your package is on PYTHONPATH (or installed).")
-            else:
-                hint = "Check the arguments in that config against the signature of its `_target_`."
-                unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
-                if unexpected and OmegaConf.is_dict(node):
-                    hint += did_you_mean(unexpected[1], target_arguments(node.get("_target_")))
-            raise ConfigError(
-                f"Could not build '{key}' from {_config_source(self.cfg, key)}:\n  {detail}\n{hint}"
-            ) from exc
-        except Exception as exc:  # errors raised by the user's constructor
-            if isinstance(exc, M3LError):
-                raise
-            raise ConfigError(
-                f"Building '{key}' from {_config_source(self.cfg, key)} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return instantiate_key(self.cfg, key, node, **kwargs)
 
     def _select(self, key: str) -> Any:
         return OmegaConf.select(self.cfg, key)
 
     def _instantiate_group(self, group: str) -> Any:
-        if self._select(group) is None:
-            raise ConfigError(
-                f"No {group} config: the model config must select one (`- /{group}: NAME` in its "
-                f"defaults) or pass {group}=NAME. Available: {', '.join(_options(group))}"
-            )
+        require_group(self.cfg, group)
         return self._instantiate(group)
 
     @cached_property
     def data(self) -> pl.LightningDataModule:
-        self._check_correct_dir_taken()
+        check_correct_dir_taken(self.cfg)
         return self._instantiate_group("data")
-
-    def _check_correct_dir_taken(self) -> None:
-        """``data.correct_dir`` may be set on any data config (the seed's template has no such
-        key); say clearly when the datamodule it would be passed to does not take it."""
-        node = self._select("data")
-        if node is None or "correct_dir" not in node:
-            return
-        target = node.get("_target_")
-        if target is None:
-            raise ConfigError(
-                "data.correct_dir is set but no data config is selected: the model config must select "
-                f"one (`- /data: NAME` in its defaults) or pass data=NAME. Available: {', '.join(_options('data'))}"
-            )
-        if not _takes_argument(str(target), "correct_dir"):
-            raise ConfigError(
-                f"data.correct_dir is set, but the datamodule of {_config_source(self.cfg, 'data.correct_dir')}, "
-                f"{target}, takes no `correct_dir` argument, so it has no input to correct. m3l corrects "
-                f"through the datamodule's predict_dataloader: give {str(target).rsplit('.', 1)[-1]}.__init__ a "
-                "`correct_dir=None` parameter and read the inputs from it in predict_dataloader (see "
-                "docs/own-model.md), or correct with a data config that has one (e.g. data=samples)."
-            )
 
     @cached_property
     def net(self) -> pl.LightningModule:
@@ -363,7 +272,7 @@ class Experiment:
             self.net, datamodule=self.data, ckpt_path=ckpt_path,
             weights_only=not bool(self.cfg.get("checkpoint_trusted")),
         )
-        metrics = _floats(trainer.callback_metrics)
+        metrics = floats(trainer.callback_metrics)
         checkpoint_cb = trainer.checkpoint_callback
         if checkpoint_cb is not None and getattr(checkpoint_cb, "best_model_path", ""):
             metrics["best_checkpoint"] = checkpoint_cb.best_model_path  # type: ignore[assignment]
@@ -399,7 +308,7 @@ class Experiment:
         results = trainer.test(self.net, datamodule=self.data)
         metrics: dict[str, float] = {}
         for item in results:
-            metrics.update(_floats(item))
+            metrics.update(floats(item))
         if trainer.is_global_zero:
             report_metrics("Test results", metrics, self.output_dir)
         return metrics
@@ -427,7 +336,7 @@ class Experiment:
                 "No input to correct: pass data.correct_dir=DIR_OR_FILE (a folder, searched "
                 "recursively, an image or a video file)."
             )
-        self._check_missing(with_serializer=True)
+        check_missing(self.cfg, with_serializer=True)
         with self.running("correct"):
             return self._correct(checkpoint)
 
@@ -446,7 +355,7 @@ class Experiment:
                 f"{stop} {left} input(s) not corrected yet are listed in {out / 'failures.tsv'}. To finish, run "
                 "the same command again with serializer.skip_existing=true (it keeps what is written)."
             ) from None
-        failures = _collect_failures(self.data, serializer)
+        failures = collect_failures(self.data, serializer)
         if failures:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in failures)
             raise CorrectionFailures(
@@ -473,7 +382,7 @@ class Experiment:
     def save_config(self) -> Path:
         """Write the resolved config next to the run's checkpoints and logs."""
         path = self.output_dir / "config.yaml"
-        if _rank_zero():
+        if is_rank_zero():
             if not self.output_dir.exists():
                 self._made = claim_dir(self.output_dir)
             cfg = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
@@ -493,60 +402,6 @@ class Experiment:
 # ---------------------------------------------------------------------------- helpers
 
 
-def missing_keys(cfg: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose value is ``???`` (without resolving interpolations)."""
-    from omegaconf import DictConfig, ListConfig
-
-    found: list[str] = []
-    keys = range(len(cfg)) if isinstance(cfg, ListConfig) else cfg.keys()
-    for key in keys:
-        full = f"{prefix}{key}"
-        if OmegaConf.is_missing(cfg, key):
-            found.append(full)
-            continue
-        if OmegaConf.is_interpolation(cfg, key):
-            continue  # not resolved here: its target is checked where it lives
-        child = cfg[key]
-        if isinstance(child, (DictConfig, ListConfig)):
-            found.extend(missing_keys(child, f"{full}."))
-    return found
-
-
-def _takes_argument(target: str, name: str) -> bool:
-    """Whether the callable ``target`` names has a parameter ``name`` (or ``**kwargs``); True
-    when it cannot be told (an import error is reported by the instantiation itself)."""
-    import inspect
-
-    from hydra.utils import get_object
-
-    try:
-        params = inspect.signature(get_object(target)).parameters
-    except Exception:  # noqa: BLE001 - not importable or no signature: instantiation reports it
-        return True
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _options(group: str) -> list[str]:
-    from m3l.config import group_options
-
-    return list(group_options(group))
-
-
-def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            out[key] = float(value)
-        elif isinstance(value, (int, float)):
-            out[key] = float(value)
-    return out
-
-
 def _disabled_by(trainer: Mapping[str, Any], callback: Any) -> bool:
     """Whether a Trainer argument turns ``callback`` off (Lightning refuses the pair)."""
     from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
@@ -557,40 +412,3 @@ def _disabled_by(trainer: Mapping[str, Any], callback: Any) -> bool:
         ("enable_model_summary", ModelSummary),
     )
     return any(trainer.get(key) is False and isinstance(callback, kind) for key, kind in switches)
-
-
-def _collect_failures(*sources: Any) -> list[tuple[str, str]]:
-    failures: list[tuple[str, str]] = []
-    for source in sources:
-        for item in getattr(source, "failures", None) or []:
-            entry = (str(item[0]), str(item[1])) if isinstance(item, (tuple, list)) else (str(item), "")
-            if entry not in failures:
-                failures.append(entry)
-    return failures
-
-
-def report_metrics(title: str, metrics: Mapping[str, Any], output_dir: Path) -> None:
-    """Print a metrics table (rank zero), and the PSNR gain when the model reports one."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    paths = {k: v for k, v in metrics.items() if not isinstance(v, (int, float))}
-    for key in sorted(metrics):
-        if key not in paths:
-            table.add_row(key, f"{metrics[key]:.4f}" if isinstance(metrics[key], float) else str(metrics[key]))
-    Console().print(table)
-    for prefix in ("val", "test"):
-        out, inp = metrics.get(f"{prefix}/psnr"), metrics.get(f"{prefix}/psnr_input")
-        if out is not None and inp is not None:
-            print(
-                f"{'Validation' if prefix == 'val' else 'Test'} PSNR: input {inp:.2f} dB -> "
-                f"output {out:.2f} dB (gain {out - inp:+.2f} dB)"
-            )
-    # paths printed whole (Rich cuts lines at 80 columns when the output is not a terminal)
-    for key, value in sorted(paths.items()):
-        print(f"{key.replace('_', ' ').capitalize()}: {value}")
-    print(f"Run directory: {output_dir}", flush=True)
-

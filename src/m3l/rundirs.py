@@ -33,6 +33,14 @@ _LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "
 # ---------------------------------------------------------------------------- fresh directories
 
 
+def is_rank_zero() -> bool:
+    """Whether this process is rank zero (of a distributed run started by Lightning, torchrun
+    or Slurm): the one that creates, writes and removes run directories."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0 and int(
+        os.environ.get("LOCAL_RANK", "0") or 0
+    ) == 0
+
+
 def check_output_dir_free(path: Path, key: str = "paths.output_dir") -> None:
     """Refuse ``path`` as a new run's directory when it exists and is not empty."""
     if not path.is_dir() or not any(path.iterdir()):

@@ -171,10 +171,9 @@ def _remove_unused_run_dir(cfg: Any, experiment: Any) -> None:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        from m3l.experiment import _rank_zero
-        from m3l.rundirs import remove_unused
+        from m3l.rundirs import is_rank_zero, remove_unused
 
-        if _is_multirun() or not _rank_zero():
+        if _is_multirun() or not is_rank_zero():
             return
         hydra_cfg = HydraConfig.get()
         run_dir = Path(str(hydra_cfg.runtime.output_dir))
@@ -278,14 +277,15 @@ def make_main(verb: str) -> Callable[[], Any]:
 
         experiment = None
         try:
-            from m3l.experiment import Experiment, _rank_zero
+            from m3l.experiment import Experiment
+            from m3l.rundirs import is_rank_zero
 
             _route_lightning_logs()
             _check_composed(cfg)
-            if cfg.get("print_config") and _rank_zero():
+            if cfg.get("print_config") and is_rank_zero():
                 print_config_tree(cfg)
             experiment = Experiment(cfg)
-            if _rank_zero():
+            if is_rank_zero():
                 print_header(verb, cfg, experiment)
             if verb == "train":
                 metrics = experiment.fit()

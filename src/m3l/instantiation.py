@@ -1,0 +1,53 @@
+"""Build a config's ``_target_`` with m3l's messages: the key, the file it comes from, and
+what to check (an importable target, the arguments of its signature, a Lightning 1.x name)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from m3l.config import target_arguments
+from m3l.config_checks import config_source
+from m3l.errors import ConfigError, M3LError
+from m3l.trainer_args import did_you_mean, pytorch_lightning_message
+
+
+def instantiate_key(cfg: DictConfig, key: str, node: Any | None = None, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` of ``cfg``'s ``key`` (or of ``node``, reported as ``key``);
+    a failure becomes a :class:`ConfigError` naming the key and its config file (an m3l error
+    the target raised keeps its type and gets that location appended)."""
+    node = OmegaConf.select(cfg, key) if node is None else node
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, M3LError):
+            cause = cause.__cause__
+        if cause is not None:  # the target's own check: its message already says what to do
+            raise type(cause)(f"{cause} (building '{key}' from {config_source(cfg, key)})") from exc
+        text = str(exc)
+        detail = "\n  ".join(
+            line.strip() for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("full_key:", "object_type="))
+        )
+        if "pytorch_lightning" in text:
+            hint = pytorch_lightning_message(key)
+        elif "Error locating target" in text:
+            hint = ("Check that the `_target_` names an importable class or function and that "
+                    "your package is on PYTHONPATH (or installed).")
+        else:
+            hint = "Check the arguments in that config against the signature of its `_target_`."
+            unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
+            if unexpected and OmegaConf.is_dict(node):
+                hint += did_you_mean(unexpected[1], target_arguments(node.get("_target_")))
+        raise ConfigError(f"Could not build '{key}' from {config_source(cfg, key)}:\n  {detail}\n{hint}") from exc
+    except Exception as exc:  # errors raised by the user's constructor
+        if isinstance(exc, M3LError):
+            raise
+        raise ConfigError(
+            f"Building '{key}' from {config_source(cfg, key)} failed: {type(exc).__name__}: {exc}"
+        ) from exc
