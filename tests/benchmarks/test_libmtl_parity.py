@@ -50,7 +50,8 @@ def test_one_step_of_m3l_equals_libmtl(method):
     module = mtl.MultiTaskModule(trunk, [task], algorithm=mtl.Joint(make()))
     rep = module.backbone(x)
     parts = [nn.functional.cross_entropy(module.heads[n](rep), targets[n]) for n in heads]
-    module._aggregate_backward(torch.stack(parts), module._context(list(heads)), {"pair": rep}, parts)
+    context = module.step_context(list(heads), parts, {"pair": rep})
+    module.weighting.backward(context.losses, context)
 
     class Model(libmtl.architecture.HPS, getattr(libmtl.weighting, libmtl_name)):
         def __init__(self) -> None:

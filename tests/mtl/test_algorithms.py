@@ -39,7 +39,7 @@ def real_losses(tasks) -> tuple[torch.Tensor, StepContext, mtl.MultiTaskModule]:
     for task in tasks:
         x, y = next(iter(torch.utils.data.DataLoader(task.train, batch_size=16)))
         losses.append(task.objectives[0].criterion(task.head(module.backbone(x)), y))
-    return torch.stack(losses), module._context(module.objective_names), module
+    return torch.stack(losses), module.step_context(module.objective_names), module
 
 
 @pytest.mark.parametrize("name", sorted(WEIGHTINGS))

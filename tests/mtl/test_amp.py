@@ -47,13 +47,29 @@ def test_bf16_autocast_trains(algorithm):
     assert module.weighting.last_weights.dtype == torch.float32
 
 
-def test_fp16_gradscaler_unscales_before_aggregation():
+CASES = {  # every gradient path of StepContext: the parameters' Jacobian, the representation's
+    # Gramian, cached weights (update_every: one weighted backward pass), a plain weighting
+    "upgrad": (A.UPGrad, False, 1),
+    "mgda_ub": (A.MGDAUB, True, 1),
+    "upgrad_every_2": (lambda: A.UPGrad(update_every=2), False, 2),
+    "gradnorm": (mtl.GradNorm, False, 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fp16_gradscaler_unscales_before_aggregation(case):
     """With a scale of 2**10 the update must equal the fp32 one: the scale never reaches the method."""
+    make, multihead, steps = CASES[case]
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1000)
-    amp, _, _ = fit(A.UPGrad(), plugins=[MixedPrecision("16-mixed", "cpu", scaler)], steps=1)
-    ref, _, _ = fit(A.UPGrad(), precision="32-true", steps=1)
+    amp, before, _ = fit(make(), plugins=[MixedPrecision("16-mixed", "cpu", scaler)], steps=steps, multihead=multihead)
+    ref, _, _ = fit(make(), precision="32-true", steps=steps, multihead=multihead)
     assert torch.allclose(amp.weighting.last_weights, ref.weighting.last_weights, rtol=0.05)
-    assert scaler.get_scale() == 2.0**10  # finite step: the scale is kept
+    assert scaler.get_scale() == 2.0**10  # finite steps: the scale is kept
+    moved = torch.cat([(amp.backbone.state_dict()[k] - before[k]).flatten() for k in before])
+    expected = torch.cat([(ref.backbone.state_dict()[k] - before[k]).flatten() for k in before])
+    assert moved.norm() > 0
+    assert torch.nn.functional.cosine_similarity(moved, expected, dim=0) > 0.99
+    assert (moved.norm() / expected.norm() - 1).abs() < 0.05  # not scaled by 2**10, nor by its inverse
 
 
 def test_fp16_gradscaler_skips_non_finite_steps():

@@ -87,3 +87,36 @@ def test_frozen_backbone_keeps_batchnorm_statistics_and_the_old_task_accuracy(tm
     module, data, trainer, _ = again.build()
     (result,) = trainer.test(module, datamodule=data, verbose=False)
     assert result["test/MNIST/accuracy"] == pytest.approx(accuracy)  # the old task is untouched
+
+
+class WorstFirst(mtl.Method):
+    """A method that is neither a weighting nor an aggregator: train the worst objective."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def backward(self, losses, context):
+        self.calls += 1
+        worst = losses.detach().argmax()
+        self.last_weights = torch.nn.functional.one_hot(worst, len(losses)).float()
+        total = losses[worst]
+        context.backward(total)
+        return total
+
+
+def test_a_method_is_one_backward_call_the_module_makes_each_joint_step(tmp_path, digits, adam):
+    """The one interface: a Method subclass with only backward() trains through the module;
+    only the worst head of the step gets a gradient, the other keeps its weights."""
+    torch.manual_seed(0)
+    tasks = [make_task(digits, "left"), make_task(digits, "right")]
+    before = {t.name: [p.detach().clone() for p in t.head.parameters()] for t in tasks}
+    method = WorstFirst()
+    trainer = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, limit_train_batches=1,
+                          log_every_n_steps=1, **FAST)
+    module = trainer.launch(mtl.Joint(method), max_epochs=1).module
+    assert method.calls == 1
+    worst = "left" if method.last_weights[0] == 1 else "right"
+    other = "right" if worst == "left" else "left"
+    assert any(not torch.equal(p, q) for p, q in zip(module.heads[worst].parameters(), before[worst]))
+    assert all(torch.equal(p, q) for p, q in zip(module.heads[other].parameters(), before[other]))

@@ -18,9 +18,11 @@ from m3l.mtl.algorithms import (
     GradientAggregator,
     GradNorm,
     Joint,
+    Method,
     RandomWeighting,
     Schedule,
     Sequential,
+    StepContext,
     UncertaintyWeighting,
     Weighting,
 )
@@ -40,8 +42,8 @@ from m3l.mtl.validation import (
 
 __all__ = [
     "FAMO", "Alternating", "DynamicWeightAverage", "EqualWeighting", "FixedWeighting",
-    "GradNorm", "GradientAggregator", "Joint", "MTLValidationError", "MultiHeadTask",
+    "GradNorm", "GradientAggregator", "Joint", "MTLValidationError", "Method", "MultiHeadTask",
     "MultiTaskDataModule", "MultiTaskModule", "MultiTaskResults", "Objective", "RandomWeighting",
-    "Schedule", "Sequential", "Task", "Trainer", "UncertaintyWeighting", "Weighting",
+    "Schedule", "Sequential", "StepContext", "Task", "Trainer", "UncertaintyWeighting", "Weighting",
     "backbone", "criterion", "delta_m", "diagnostics", "head", "task_dataset",
 ]

@@ -360,7 +360,7 @@ class Diagnostics(L.Callback):
             out["diag/feature_correlation"] = mean_abs_correlation(joined)
         names = [n for t in batches for n in (o.name for o in pl_module.task_by_name[t].objectives)]
         if len(losses) > 1:
-            context = pl_module._context(names)
+            context = pl_module.step_context(names)
             if context.shared_parameters:
                 jacobian = context.gradients(losses)  # the scalars: no zeros through other graphs
                 for (a, b), cos in gradient_cosines(jacobian, names).items():

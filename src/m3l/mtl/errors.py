@@ -90,3 +90,7 @@ class TrainerArgumentError(MTLValidationError):
 
 class ContractDeclarationError(MTLValidationError):
     """A decorator was applied to something that cannot keep its promise."""
+
+
+class RepresentationNotSupportedError(M3LError):
+    """A method was asked for gradients on the shared representation and cannot use them."""

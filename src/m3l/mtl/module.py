@@ -3,48 +3,35 @@
 A LightningModule with manual optimization: one optimizer for the backbone (none when it is
 frozen), one per task for its heads, and one for the weighting's own parameters when it has
 any. Each training step receives ``{task: batch}`` for the tasks the schedule chose, runs the
-backbone once per task batch and every head of that task, and lets the algorithm combine
-the losses. Logged keys: ``train/loss``, ``train/<head>/loss``, ``weights/<head>``,
+backbone once per task batch and every head of that task, and hands the losses to the
+algorithm's method in one call, ``method.backward(losses, context)``
+(:mod:`m3l.mtl.algorithms.base`); the module knows nothing of any method's internals. Logged keys: ``train/loss``, ``train/<head>/loss``, ``weights/<head>``,
 ``val/<head>/<metric>``, ``val/<head>/loss``, ``val/loss`` (and ``test/...``).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.apply_func import move_data_to_device
 import torch
 from torch import Tensor, nn
 
-from m3l.mtl.algorithms.base import GradientAggregator, Schedule, StepContext
-from m3l.mtl.algorithms.jacobian import JacobianAggregator, RepresentationNotSupportedError
+from m3l.mtl.algorithms.base import Schedule
+from m3l.mtl.algorithms.context import StepContext, last_parameterized_module
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
+from m3l.mtl.optimization import build_optimizers, default_optimizer, step_schedulers
 from m3l.mtl.tasks import Objective, Task
-from m3l.mtl.validation import NonFiniteLossError, SchedulerMonitorError, check_task_names, preflight
+from m3l.mtl.validation import NonFiniteLossError, check_task_names, preflight
 from m3l.optim import OptimizerFactory
 from m3l.tracking import set_run_tags
 
 log = logging.getLogger(__name__)
-
-
-
-def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam with lr 1e-3: the default for backbone, heads and weighting parameters."""
-    return torch.optim.Adam(params, lr=1e-3)
-
-
-def last_parameterized_module(module: nn.Module) -> nn.Module | None:
-    """The last submodule (registration order) holding parameters of its own."""
-    last = None
-    for sub in module.modules():
-        if any(p.requires_grad for p in sub.parameters(recurse=False)):
-            last = sub
-    return last
 
 
 class MultiTaskModule(L.LightningModule):
@@ -170,30 +157,7 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizers
     def configure_optimizers(self) -> Any:
-        optimizers, schedulers, roles, scheduler_roles = [], [], [], []
-        if not self.freeze_backbone:
-            opt = self.optimizer_factory(p for p in self.backbone.parameters() if p.requires_grad)
-            optimizers.append(opt)
-            roles.append("backbone")
-            if self.scheduler_factory is not None:
-                schedulers.append(self.scheduler_factory(opt))
-                scheduler_roles.append("backbone")
-        for task in self.tasks:
-            params = [p for o in task.objectives for p in o.head.parameters() if p.requires_grad]
-            if not params:
-                continue
-            opt = (task.optimizer or self.head_optimizer_factory)(params)
-            optimizers.append(opt)
-            roles.append(f"task:{task.name}")
-            factory = task.scheduler or self.head_scheduler_factory
-            if factory is not None:
-                schedulers.append(factory(opt))
-                scheduler_roles.append(f"task:{task.name}")
-        weighting_opt = self.weighting.make_optimizer(self.optimizer_factory)
-        if weighting_opt is not None:
-            optimizers.append(weighting_opt)
-            roles.append("weighting")
-        self._roles, self._scheduler_roles = roles, scheduler_roles
+        optimizers, schedulers, self._roles, self._scheduler_roles = build_optimizers(self)
         return optimizers, schedulers
 
     def _optimizers_for(self, task_names: Iterable[str]) -> list[Any]:
@@ -205,16 +169,30 @@ class MultiTaskModule(L.LightningModule):
         return [o for o, role in zip(opts, self._roles) if role in wanted]
 
     # ------------------------------------------------------------------ training
-    def _context(self, names: list[str]) -> StepContext:
+    def step_context(
+        self, names: list[str], losses: Sequence[Tensor] = (), features: Mapping[str, Any] | None = None
+    ) -> StepContext:
+        """What the algorithm's method sees this step: the parameters, the losses (the
+        per-objective scalars), the backbone outputs, and how to back-propagate (Lightning's
+        ``manual_backward``, the trainer's fp16 GradScaler, the DDP world)."""
         shared = [p for p in self.backbone.parameters() if p.requires_grad]
         last = last_parameterized_module(self.backbone)
         last_params = [p for p in last.parameters(recurse=False) if p.requires_grad] if last else []
+        trainer = self._trainer
+        plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
         return StepContext(
             step=self.train_steps,
             epoch=self.current_epoch,
-            names=names,
+            names=list(names),
             shared_parameters=shared,
             last_shared_parameters=last_params,
+            head_parameters={n: [p for p in self.heads[n].parameters() if p.requires_grad] for n in self.objective_names},
+            features=dict(features or {}),
+            losses=torch.stack(list(losses)) if len(losses) else None,
+            objective_losses=list(losses),
+            backward_fn=self.manual_backward if trainer is not None else None,
+            scaler=getattr(plugin, "scaler", None),
+            world_size=_world_size(),
         )
 
     def _indices(self, names: Sequence[str]) -> Tensor:
@@ -232,24 +210,18 @@ class MultiTaskModule(L.LightningModule):
         for name, task_batch in batches.items():
             losses.update(self._task_losses(self.task_by_name[name], task_batch, features)[0])
         names = [n for n in self.objective_names if n in losses]
-        parts = [losses[n] for n in names]
-        stacked = torch.stack(parts)
+        context = self.step_context(names, [losses[n] for n in names], features)
+        stacked = context.losses
         self._track_finite(names, stacked)
-        context = self._context(names)
-        context.losses, context.objective_losses = stacked, parts
         optimizers = self._optimizers_for(batches)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         joint = self.algorithm.uses_weighting(names, self.objective_names)
-        if joint and isinstance(self.weighting, GradientAggregator):
-            with torch.autocast(self.device.type, enabled=False):  # aggregation math in fp32
-                total = self._aggregate_backward(stacked, context, features, parts)
-        elif joint:
-            total = self.weighting.combine(stacked, context)
-            self.manual_backward(total)
-        else:
+        if joint:  # the method writes the gradients: weighted losses, an aggregated Jacobian, ...
+            total = self.weighting.backward(stacked, context)
+        else:  # a step of some tasks only (Sequential, Alternating): their plain sum
             total = stacked.sum()
-            self.manual_backward(total)
+            context.backward(total)
         for opt in optimizers:
             opt.step()
         if joint:
@@ -305,154 +277,6 @@ class MultiTaskModule(L.LightningModule):
         except Exception:  # noqa: BLE001 - a loop Lightning does not know: log every step, as before
             return True
 
-    def _aggregate_backward(
-        self, losses: Tensor, context: StepContext, features: Mapping[str, Any], parts: Sequence[Tensor] | None = None
-    ) -> Tensor:
-        """Heads get the gradient of the sum; shared parameters the aggregated Jacobian.
-
-        Every gradient is computed with ``torch.autograd.grad`` (DDP's reducer is never armed,
-        so its all-reduce does not run); under DDP the Jacobian (or, on the representation,
-        its Gramian) and the heads' gradients are averaged over ranks in one collective, so
-        every rank aggregates the same matrix; random methods use rank 0's update. Under a
-        GradScaler (fp16) the losses are scaled, the Jacobian unscaled before aggregation, and
-        a non-finite Jacobian is written as is so that the scaler skips the step. ``parts``: the
-        per-objective scalars ``losses`` was stacked from; each row is differentiated from its
-        own scalar (an element of the stacked tensor would send zero gradients through every
-        other objective's graph: T times the backward work with per-task backbone passes).
-        """
-        assert isinstance(self.weighting, GradientAggregator)
-        agg = self.weighting
-        shared = context.shared_parameters
-        heads = [p for p in self.heads.parameters() if p.requires_grad]
-        scaler = self._grad_scaler()
-        scaled = scaler.scale(losses) if scaler is not None else losses
-        inv_scale = scaler._scale.double().reciprocal().float() if scaler is not None else None  # noqa: SLF001
-        parts = list(parts) if parts is not None and len(parts) == len(losses) else list(losses)
-        rows_of = [scaler.scale(p) for p in parts] if scaler is not None else parts
-        world = _world_size()
-        if isinstance(agg, JacobianAggregator) and not agg.needs_recompute():
-            weights = agg.reuse().to(scaled)
-            shared_grad = _flat_grad((weights * scaled).sum(), shared, retain_graph=bool(heads))
-            head_grad = _flat_grad(scaled.sum(), heads)
-            shared_grad, head_grad = _mean_over_ranks(world, shared_grad, head_grad)
-            _write_grads(shared, shared_grad)
-            _write_grads(heads, head_grad)
-            return losses.sum()
-        if getattr(agg, "wrt", "parameters") == "representation":
-            return self._aggregate_representation(
-                losses, rows_of, inv_scale, shared, heads, features, world, context.names
-            )
-        jacobian, head_grad = self._objective_rows(rows_of, context.names, shared, heads, retain_last=False)
-        jacobian, head_grad = _mean_over_ranks(world, jacobian, head_grad)
-        if inv_scale is not None:
-            jacobian = jacobian * inv_scale
-            if not bool(torch.isfinite(jacobian).all()):  # the scaler syncs each step anyway
-                _write_grads(shared, jacobian.sum(0) * scaler._scale)  # noqa: SLF001
-                _write_grads(heads, head_grad)
-                return losses.sum()
-        direction = agg.aggregate(jacobian)
-        if world > 1 and getattr(agg, "stochastic", False):
-            torch.distributed.broadcast(direction, src=0)
-        if scaler is not None:
-            direction = direction * scaler._scale  # noqa: SLF001 - the optimizer step unscales it
-        _write_grads(shared, direction)
-        _write_grads(heads, head_grad)
-        return losses.sum()
-
-    def _aggregate_representation(
-        self,
-        losses: Tensor,
-        scaled: Sequence[Tensor],
-        inv_scale: Tensor | None,
-        shared: list[nn.Parameter],
-        heads: list[nn.Parameter],
-        features: Mapping[str, Any],
-        world: int,
-        names: Sequence[str] | None = None,
-    ) -> Tensor:
-        """MGDA-UB style: weights from the Gramian of the gradients on the backbone's output;
-        methods with a rule of their own (GradDrop) act on those per-sample gradients."""
-        agg = self.weighting
-        assert isinstance(agg, JacobianAggregator)
-        names = list(names) if names is not None else self.objective_names[: len(scaled)]
-        if len(features) != 1 or not isinstance(next(iter(features.values())), Tensor):
-            found = {k: type(v).__name__ for k, v in features.items()}
-            raise RepresentationNotSupportedError(
-                f"{type(agg).__name__}(wrt='representation') needs one backbone pass shared by every "
-                f"objective, returning one tensor; this step ran the backbone per task with outputs {found}.\n"
-                "  fix: put the objectives in one MultiHeadTask (one dataset, several heads), or use "
-                f"{type(agg).__name__}(wrt='parameters') for tasks with their own datasets"
-            )
-        rep = next(iter(features.values()))
-        rep_jacobian, head_grad = self._objective_rows(scaled, names, [rep], heads, retain_last=True)
-        unscaled = rep_jacobian * inv_scale if inv_scale is not None else rep_jacobian
-        if agg.representation_rule:  # GradDrop: its own rule; each rank drops on its own samples
-            update = agg.representation_gradient(unscaled.view(len(names), *rep.shape), rep)
-            if inv_scale is not None:
-                update = update / inv_scale
-            rep_grad = update.view_as(rep).to(rep.dtype)
-        else:
-            gramian = unscaled @ unscaled.T
-            if world > 1:  # the batch is split over ranks: the full Gramian is the sum, each loss a mean
-                torch.distributed.all_reduce(gramian)
-                gramian = gramian / world**2
-            if inv_scale is not None and not bool(torch.isfinite(gramian).all()):
-                weights = torch.ones_like(gramian[0])  # non-finite: the scaler sees it and skips the step
-            else:
-                weights = agg.weights_from_gramian(gramian)
-            rep_grad = (weights.to(rep_jacobian) @ rep_jacobian).view_as(rep).to(rep.dtype)
-        shared_grad = _flatten(torch.autograd.grad(rep, shared, grad_outputs=rep_grad, allow_unused=True), shared)
-        shared_grad, head_grad = _mean_over_ranks(world, shared_grad, head_grad)
-        _write_grads(shared, shared_grad)
-        _write_grads(heads, head_grad)
-        return losses.sum()
-
-    def _objective_rows(
-        self,
-        scaled: Sequence[Tensor],
-        names: Sequence[str],
-        inputs: list[Tensor],
-        heads: list[nn.Parameter],
-        retain_last: bool,
-    ) -> tuple[Tensor, Tensor]:
-        """The Jacobian ``[T, N]`` of the objectives on ``inputs`` and the heads' summed gradient.
-
-        One backward pass per objective, on ``inputs`` and that objective's own head only (an
-        objective's loss reaches no other head), written straight into preallocated buffers:
-        no per-row zeros for the other heads, no concatenation, no stacking.
-        """
-        total = _numel(inputs)
-        device = scaled[0].device
-        dtype = inputs[0].dtype if inputs else scaled[0].dtype
-        jacobian = torch.zeros(len(names), total, device=device, dtype=torch.float32 if dtype != torch.float64 else dtype)
-        head_grad = torch.zeros(_numel(heads), device=device, dtype=heads[0].dtype if heads else dtype)
-        offsets, offset = {}, 0
-        for p in heads:
-            offsets[id(p)] = offset
-            offset += p.numel()
-        for t, name in enumerate(names):
-            own = [p for p in self.heads[name].parameters() if id(p) in offsets]
-            if not inputs and not own:
-                continue
-            grads = torch.autograd.grad(
-                scaled[t], inputs + own, retain_graph=retain_last or t < len(names) - 1, allow_unused=True
-            )
-            start = 0
-            for x, g in zip(inputs, grads[: len(inputs)]):
-                if g is not None:
-                    jacobian[t, start : start + x.numel()] = g.reshape(-1)
-                start += x.numel()
-            for p, g in zip(own, grads[len(inputs) :]):
-                if g is not None:
-                    head_grad[offsets[id(p)] : offsets[id(p)] + p.numel()] += g.reshape(-1)
-        return jacobian, head_grad
-
-    def _grad_scaler(self) -> Any:
-        """The fp16 GradScaler of the trainer's precision plugin, if any."""
-        trainer = self._trainer
-        plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
-        return getattr(plugin, "scaler", None)
-
     def _track_finite(self, names: list[str], losses: Tensor) -> None:
         idx = self._indices(names)
         current = self.first_bad_step[idx]
@@ -477,37 +301,11 @@ class MultiTaskModule(L.LightningModule):
         self.epoch_loss_count.zero_()
 
     def _step_schedulers(self, means: Tensor, trained: Tensor) -> None:
-        """Step each scheduler once per epoch; those of tasks not trained this epoch (Sequential,
-        Alternating) wait. A scheduler whose ``step`` needs a metric (``ReduceLROnPlateau``)
-        gets ``scheduler_monitor`` when set, else the validation loss (``val/loss`` for the
-        backbone, ``val/<head>/loss`` summed over a task's heads), else this epoch's mean
-        training loss of the objectives concerned."""
         schedulers = self.lr_schedulers()
         schedulers = schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []
         if schedulers and not self._scheduler_roles:
             self.configure_optimizers()  # restored without configure_optimizers on this instance
-        trained_names = {n for n, t in zip(self.objective_names, trained.tolist()) if t}
-        for scheduler, role in zip(schedulers, self._scheduler_roles):
-            heads = self.objective_names if role == "backbone" else [
-                o.name for o in self.task_by_name[role.removeprefix("task:")].objectives
-            ]
-            if not trained_names.intersection(heads):
-                continue
-            if _step_needs_metric(scheduler):
-                scheduler.step(self._scheduler_metric(role, heads, means, trained_names))
-            else:
-                scheduler.step()
-
-    def _scheduler_metric(self, role: str, heads: list[str], means: Tensor, trained: set[str]) -> float:
-        metrics = self.trainer.callback_metrics
-        if self.scheduler_monitor is not None:
-            if self.scheduler_monitor not in metrics:
-                raise SchedulerMonitorError(self.scheduler_monitor, role, sorted(metrics))
-            return float(metrics[self.scheduler_monitor])
-        keys = ["val/loss"] if role == "backbone" else [f"val/{h}/loss" for h in heads]
-        if all(k in metrics for k in keys):
-            return float(sum(float(metrics[k]) for k in keys))
-        return float(sum(float(means[self.objective_names.index(h)]) for h in heads if h in trained))
+        step_schedulers(self, schedulers, self._scheduler_roles, means, trained)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, split: str, batch: Any) -> None:
@@ -609,7 +407,7 @@ class MultiTaskModule(L.LightningModule):
         else:
             batches = merge_task_batches(next(iter(datamodule.train_dataloader())))
         device = self.device
-        batches = {k: _to_device(v, device) for k, v in batches.items()}
+        batches = {k: move_data_to_device(v, device) for k, v in batches.items()}
         was_training = self.training
         self.eval()
         try:
@@ -644,75 +442,8 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def _numel(params: Sequence[nn.Parameter]) -> int:
-    return sum(p.numel() for p in params)
-
-
-def _flatten(grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
-    parts = [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
-    return torch.cat(parts) if parts else torch.zeros(0)
-
-
-def _flat_grad(output: Tensor, params: Sequence[Tensor], retain_graph: bool = False) -> Tensor:
-    """The gradient of ``output`` on ``params`` as one flat vector (zeros where unused)."""
-    if not params:
-        return torch.zeros(0, device=output.device)
-    grads = torch.autograd.grad(output, list(params), retain_graph=retain_graph, allow_unused=True)
-    return _flatten(grads, params)
-
-
-def _mean_over_ranks(world: int, *tensors: Tensor | None) -> tuple[Any, ...]:
-    """The mean over DDP ranks of each tensor, in one all-reduce (identity on one process)."""
-    if world == 1:
-        return tensors
-    present = [t for t in tensors if t is not None]
-    flat = torch.cat([t.reshape(-1).float() for t in present])
-    torch.distributed.all_reduce(flat)
-    flat = flat / world
-    out, offset = [], 0
-    for t in tensors:
-        if t is None:
-            out.append(None)
-            continue
-        out.append(flat[offset : offset + t.numel()].view_as(t).to(t.dtype))
-        offset += t.numel()
-    return tuple(out)
-
-
-def _write_grads(params: Sequence[nn.Parameter], flat: Tensor | None) -> None:
-    """Each parameter's ``.grad`` becomes its slice of ``flat`` (a view: ``flat`` is a fresh
-    buffer no one else holds, so no copy; the slices are disjoint)."""
-    offset = 0
-    for p in params:
-        n = p.numel()
-        assert flat is not None
-        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).detach()
-        offset += n
-
-
-def _step_needs_metric(scheduler: Any) -> bool:
-    """Whether ``scheduler.step`` takes a required first argument (``ReduceLROnPlateau``)."""
-    try:
-        params = list(inspect.signature(scheduler.step).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    return bool(params) and params[0].default is inspect.Parameter.empty and params[0].kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
-    )
-
-
 def _is_metric(metric: Any) -> bool:
     return isinstance(metric, nn.Module) and hasattr(metric, "compute") and hasattr(metric, "update")
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, Mapping):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(v, device) for v in value)
-    return value
 
 
 __all__ = ["MultiTaskModule", "default_optimizer"]

@@ -1,4 +1,7 @@
-"""Multi-task learning algorithms: schedules and loss weightings (one method per module).
+"""Multi-task learning algorithms: schedules and methods (one per module).
+
+Every method is a :class:`Method` with one ``backward(losses, context)`` the module calls each
+joint step; :class:`Weighting` and :class:`GradientAggregator` are its two common shapes.
 
 Schedules: :class:`Joint`, :class:`Alternating`, :class:`Sequential`.
 Weightings for :class:`Joint`: :class:`EqualWeighting` (EW), :class:`UncertaintyWeighting`,
@@ -25,7 +28,8 @@ from m3l.mtl.algorithms.mgda import MGDA, MGDAUB
 from m3l.mtl.algorithms.nash_mtl import NashMTL
 from m3l.mtl.algorithms.pcgrad import PCGrad
 from m3l.mtl.algorithms.upgrad import UPGrad
-from m3l.mtl.algorithms.base import GradientAggregator, Schedule, StepContext, Weighting
+from m3l.mtl.algorithms.base import GradientAggregator, Method, Schedule, Weighting
+from m3l.mtl.algorithms.context import StepContext
 from m3l.mtl.algorithms.dwa import DynamicWeightAverage
 from m3l.mtl.algorithms.equal import EqualWeighting
 from m3l.mtl.algorithms.famo import FAMO
@@ -45,6 +49,7 @@ __all__ = [
     "GradVac",
     "IMTLG",
     "JacobianAggregator",
+    "Method",
     "MGDA",
     "MGDAUB",
     "NashMTL",

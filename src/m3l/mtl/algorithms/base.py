@@ -1,77 +1,37 @@
-"""Interfaces of multi-task learning algorithms: schedules and loss weightings.
+"""The interface of multi-task methods, and of schedules.
 
-A :class:`Schedule` decides which tasks' data a training step sees (it builds the combined
-train loader from the per-task loaders) and how their losses are combined. A
-:class:`Weighting` turns the per-objective losses of a step into the scalar that is
-back-propagated; it may ask the :class:`StepContext` for per-objective gradients on the
-shared parameters (GradNorm does). A :class:`GradientAggregator` instead receives the
-Jacobian of the losses with respect to the shared parameters (one row per objective) and
-returns the update direction; gradient methods such as PCGrad or MGDA plug in there.
+A :class:`Method` is one strategy the module calls once per joint step:
+``backward(losses, context)`` leaves the gradients of the shared parameters and of the heads
+in their ``.grad`` and returns the scalar to log. It may weight the losses (a
+:class:`Weighting`: implement ``weights`` or ``combine``), aggregate the Jacobian of the
+losses (a :class:`GradientAggregator`: implement ``aggregate``), or do anything else with the
+gradient services of the :class:`~m3l.mtl.algorithms.context.StepContext` (per-objective
+gradients, the Jacobian on the parameters or on the shared representation, DDP means, AMP
+loss scaling), which is the only place that knows how gradients are made. A :class:`Schedule`
+decides which tasks' data a training step sees and builds the combined train loader.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from m3l.mtl.algorithms.context import StepContext
 from m3l.optim import OptimizerFactory
 
 
+class Method(nn.Module):
+    """A multi-task method: turns a joint step's per-objective losses into gradients.
 
-@dataclass
-class StepContext:
-    """What a weighting may read or request during a training step."""
-
-    step: int
-    epoch: int
-    names: list[str]
-    shared_parameters: list[nn.Parameter] = field(default_factory=list)
-    last_shared_parameters: list[nn.Parameter] = field(default_factory=list)
-    features: Tensor | None = None
-    #: the step's losses ``[T]`` and the per-objective scalars they were stacked from
-    losses: Tensor | None = None
-    objective_losses: Sequence[Tensor] = ()
-
-    def gradients(self, losses: Tensor | Sequence[Tensor], parameters: Sequence[nn.Parameter] | None = None) -> Tensor:
-        """Per-objective gradients ``[T, P]`` of ``losses`` on ``parameters`` (shared ones).
-
-        The graph is retained so the caller can still back-propagate the combined loss. Give
-        the per-objective scalars (a list), or the step's stacked losses: differentiating an
-        element of a stacked tensor sends zero gradients through every other objective's
-        graph (autograd does not skip zeros), T times the work when each task runs its own
-        backbone pass, so the stacked losses are replaced by the scalars they came from.
-        """
-        params = list(parameters) if parameters is not None else self.shared_parameters
-        if losses is self.losses and len(self.objective_losses) == len(losses):
-            losses = self.objective_losses
-        rows = []
-        for loss in losses:
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            rows.append(
-                torch.cat(
-                    [
-                        (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                        for g, p in zip(grads, params)
-                    ]
-                )
-            )
-        return torch.stack(rows)
-
-
-class Weighting(nn.Module):
-    """Combines the per-objective losses of a joint step into one scalar.
-
-    Subclasses implement :meth:`weights`; stateful ones also override the hooks. Learnable
-    weights are ``nn.Parameter`` of the weighting (saved in checkpoints).
+    Subclasses implement :meth:`backward`; stateful ones also override the hooks. Learnable
+    state is ``nn.Parameter`` of the method (saved in checkpoints, stepped by the optimizer of
+    :meth:`make_optimizer`). :attr:`last_weights` (``[T]``, when the method has task weights)
+    is logged as ``weights/<head>``.
     """
-
-    #: whether :meth:`combine` asks the context for per-objective gradients
-    needs_gradients: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,6 +43,33 @@ class Weighting(nn.Module):
         self.names = list(names)
         self.last_weights = torch.ones(len(self.names))
 
+    def backward(self, losses: Tensor, context: StepContext) -> Tensor:
+        """Write this step's gradients (shared parameters and heads); return the logged loss."""
+        raise NotImplementedError
+
+    def after_step(self, losses: Tensor, context: StepContext) -> None:
+        """Called after the optimizers stepped, with this step's (detached) losses."""
+
+    def on_train_epoch_end(self, mean_losses: Tensor, epoch: int) -> None:
+        """Called at each training epoch's end with the epoch's mean loss per objective."""
+
+    def make_optimizer(self, default: OptimizerFactory) -> torch.optim.Optimizer | None:
+        """The optimizer of the method's own parameters (``None`` when it has none)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return default(params) if params else None
+
+    def extra_repr(self) -> str:
+        return f"names={self.names}"
+
+
+class Weighting(Method):
+    """A method that combines the losses into one scalar and back-propagates it.
+
+    Implement :meth:`weights` (the default :meth:`combine` is the weighted sum) or
+    :meth:`combine`; the context's :meth:`~StepContext.gradients` gives per-objective
+    gradients when the weights need them (GradNorm).
+    """
+
     def weights(self, losses: Tensor, context: StepContext) -> Tensor:
         """The weight of each objective for this step, shape ``[T]``."""
         raise NotImplementedError
@@ -93,52 +80,38 @@ class Weighting(nn.Module):
         self.last_weights = weights.detach()
         return (weights * losses).sum()
 
-    def after_step(self, losses: Tensor, context: StepContext) -> None:
-        """Called after the optimizers stepped, with this step's (detached) losses."""
-
-    def on_train_epoch_end(self, mean_losses: Tensor, epoch: int) -> None:
-        """Called at each training epoch's end with the epoch's mean loss per objective."""
-
-    def make_optimizer(self, default: OptimizerFactory) -> torch.optim.Optimizer | None:
-        """The optimizer of the weighting's own parameters (``None`` when it has none)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return default(params) if params else None
-
-    def extra_repr(self) -> str:
-        return f"names={self.names}"
+    def backward(self, losses: Tensor, context: StepContext) -> Tensor:
+        total = self.combine(losses, context)
+        context.backward(total)
+        return total
 
 
-class GradientAggregator(nn.Module):
-    """Maps the Jacobian ``[T, P]`` of the losses on the shared parameters to an update.
+class GradientAggregator(Method):
+    """A method that maps the Jacobian ``[T, P]`` of the losses on the shared parameters to
+    their update ``[P]``; the heads get the gradient of the summed losses.
 
-    The module back-propagates the plain sum of losses into the heads and writes
-    ``aggregate(jacobian)`` into the shared parameters' gradients. Subclasses implement
-    :meth:`aggregate`; DDP-correct variants come with a later release.
+    Implement :meth:`aggregate`. The Jacobian it receives is averaged over DDP ranks and
+    unscaled under AMP; set :attr:`stochastic` for random methods (the ranks then apply rank
+    0's update, so they stay identical).
     """
 
-    needs_gradients: bool = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-        self.register_buffer("last_weights", torch.zeros(0), persistent=False)
-
-    def setup(self, names: Sequence[str]) -> None:
-        self.names = list(names)
-        self.last_weights = torch.ones(len(self.names))
+    stochastic: bool = False
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         """The update direction ``[P]`` from the per-objective gradients ``[T, P]``."""
         raise NotImplementedError
 
-    def after_step(self, losses: Tensor, context: StepContext) -> None:
-        """Called after the optimizers stepped."""
-
-    def on_train_epoch_end(self, mean_losses: Tensor, epoch: int) -> None:
-        """Called at each training epoch's end."""
-
-    def make_optimizer(self, default: OptimizerFactory) -> torch.optim.Optimizer | None:
-        return None
+    def backward(self, losses: Tensor, context: StepContext) -> Tensor:
+        with torch.autocast(losses.device.type, enabled=False):  # aggregation math in fp32
+            jacobian, heads = context.mean_over_ranks(*context.jacobian())
+            if not context.all_finite(jacobian):  # fp16 overflow: let the scaler skip the step
+                context.write_gradients(jacobian.sum(0), heads)
+                return losses.sum()
+            direction = self.aggregate(jacobian)
+            if self.stochastic:
+                direction = context.from_rank_zero(direction)
+            context.write_gradients(direction, heads)
+        return losses.sum()
 
 
 class Schedule:
@@ -147,7 +120,7 @@ class Schedule:
     #: whether the train loader depends on the epoch (the trainer must reload it)
     reloads_each_epoch: bool = False
 
-    def __init__(self, weighting: Weighting | GradientAggregator | None = None) -> None:
+    def __init__(self, weighting: Method | None = None) -> None:
         self.weighting = weighting if weighting is not None else EqualWeighting()
 
     def train_loader(self, loaders: Mapping[str, DataLoader], epoch: int) -> Any:

@@ -22,8 +22,6 @@ class GradNorm(Weighting):
     normalized by its mean. Weights are renormalized to sum to ``T`` after each step.
     """
 
-    needs_gradients = True
-
     def __init__(self, alpha: float = 1.5, lr: float = 0.025, parameters: str = "last") -> None:
         super().__init__()
         self.alpha, self.lr, self.which = float(alpha), float(lr), parameters

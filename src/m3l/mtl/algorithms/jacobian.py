@@ -17,8 +17,9 @@ Each method module (``pcgrad.py``, ``mgda.py``, ...) only names its paper and bu
   where a step costs one backward pass like equal weighting (Navon et al., "Multi-Task
   Learning as a Bargaining Game", ICML 2022, Sec. 5.3). Weighted methods only.
 
-The module (:class:`~m3l.mtl.module.MultiTaskModule`) computes the gradients, averages them
-over DDP ranks and unscales them under a GradScaler before calling :meth:`aggregate`.
+:meth:`JacobianAggregator.backward` picks among these paths; the gradients come from the step's
+:class:`~m3l.mtl.algorithms.context.StepContext` (averaged over DDP ranks, unscaled under a
+GradScaler), so the module only calls ``backward(losses, context)``.
 """
 
 from __future__ import annotations
@@ -32,14 +33,12 @@ from torch import Tensor
 
 from m3l.errors import M3LError
 from m3l.mtl.algorithms.base import GradientAggregator
+from m3l.mtl.algorithms.context import StepContext
+from m3l.mtl.errors import RepresentationNotSupportedError
 
 log = logging.getLogger(__name__)
 
 Wrt = Literal["parameters", "representation"]
-
-
-class RepresentationNotSupportedError(M3LError):
-    """A method was asked for gradients on the shared representation and cannot use them."""
 
 
 def _require_torchjd() -> None:
@@ -79,7 +78,6 @@ class JacobianAggregator(GradientAggregator):
     weighted: bool = True
     gramian_only: bool = True
     representation_rule: bool = False
-    stochastic: bool = False
     #: the extra a method needs beyond torch (named in the error when it is missing)
     extra: str | None = None
 
@@ -173,6 +171,37 @@ class JacobianAggregator(GradientAggregator):
         self._calls += 1
         self.last_weights = torch.zeros(0, device=jacobian.device)
         return agg(jacobian).to(dtype)
+
+    # ------------------------------------------------------------------ the step
+    def backward(self, losses: Tensor, context: StepContext) -> Tensor:
+        """Reuse the cached weights (one backward pass), or aggregate on the representation,
+        or on the parameters' Jacobian (:meth:`GradientAggregator.backward`)."""
+        with torch.autocast(losses.device.type, enabled=False):  # aggregation math in fp32
+            if not self.needs_recompute():
+                context.write_gradients(*context.mean_over_ranks(*context.weighted_gradients(self.reuse())))
+                return losses.sum()
+            if self.wrt == "representation":
+                self._representation_backward(context)
+                return losses.sum()
+        return super().backward(losses, context)
+
+    def _representation_backward(self, context: StepContext) -> None:
+        """MGDA-UB style: weights from the Gramian of the gradients on the backbone's output;
+        methods with a rule of their own (GradDrop) act on those per-sample gradients."""
+        rep = context.representation(type(self).__name__)
+        jacobian, heads = context.jacobian([rep], retain_graph=True)
+        if self.representation_rule:  # GradDrop: each rank drops on its own samples
+            rep_grad = self.representation_gradient(jacobian.view(len(context.names), *rep.shape), rep)
+        else:
+            # the batch is split over ranks: the full Gramian is the sum, each loss a mean
+            gramian = context.sum_over_ranks(jacobian @ jacobian.T) / context.world_size**2
+            if context.all_finite(gramian):
+                weights = self.weights_from_gramian(gramian)
+            else:  # fp16 overflow: the scaler sees it and skips the step
+                weights = torch.ones_like(gramian[0])
+            rep_grad = weights.to(jacobian) @ jacobian
+        shared = context.representation_backward(rep, rep_grad.view_as(rep).to(rep.dtype))
+        context.write_gradients(*context.mean_over_ranks(shared, heads))
 
     def representation_gradient(self, per_sample: Tensor, representation: Tensor) -> Tensor:
         """The gradient ``[B, ...]`` of the representation from the objectives' per-sample
