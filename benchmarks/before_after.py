@@ -4,7 +4,7 @@ Runs a benchmark script of this folder (the after tree's copy, so both sides are
 the same code) as a subprocess with ``PYTHONPATH=<tree>/src``, alternating before, after,
 before, after... ``--repeats`` times, reads the Markdown table rows it prints
 (``| name | value | ...``) and prints, per row and numeric column, the median over repeats of
-each tree and their ratio (after / before; for times, < 1 is faster). Columns that are
+each tree (or the minimum, ``--stat min``) and their ratio (after / before; for times, < 1 is faster). Columns that are
 already ratios to a baseline measured in the same subprocess (``x EW``, ``ratio wall`` vs
 LibMTL) are the ones to read on a busy machine.
 
@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--after", type=Path, default=HERE.parent, help="source tree after (default: this one)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each tree, interleaved")
     parser.add_argument("--columns", default="", help="regex: only the columns whose header matches")
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="over the repeats of a tree; min (best of N) resists a busy machine's noise")
     parser.add_argument("script", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS]: a script of benchmarks/")
     args = parser.parse_args()
     script = args.script[1:] if args.script[:1] == ["--"] else args.script
@@ -82,7 +84,7 @@ def main() -> None:
     header = results["after"][0][0]
     wanted = [i for i, h in enumerate(header) if re.search(args.columns, h)]
     print(f"# {' '.join(script)}: before {args.before} vs after {args.after}, {args.repeats} interleaved runs "
-          f"each, medians; {cpu_line()}; {time.time() - start:.0f} s")
+          f"each, {args.stat} of each; {cpu_line()}; {time.time() - start:.0f} s")
     print("| row | column | before | after | after / before |")
     print("|---|---|---:|---:|---:|")
     for name in results["after"][0][1]:
@@ -91,7 +93,7 @@ def main() -> None:
             for side, runs in results.items():
                 found = [number(rows[name][i]) for _, rows in runs if name in rows and i < len(rows[name])]
                 found = [v for v in found if v is not None]
-                values[side] = statistics.median(found) if found else None
+                values[side] = (min(found) if args.stat == "min" else statistics.median(found)) if found else None
             b, a = values["before"], values["after"]
             ratio = f"{a / b:.2f}" if a is not None and b else "-"
             fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
