@@ -245,6 +245,8 @@ def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False
         parts.append("Use the model config the checkpoint was trained with (its run dir has config.yaml).")
         raise CheckpointError("\n".join(parts))
     module.load_state_dict(state)
+    # where these weights came from: m3l's fast backends keep their ONNX export beside it
+    module.weights_file = Path(path)
 
 
 # ---------------------------------------------------------------------------- resuming exactly

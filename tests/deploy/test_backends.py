@@ -84,8 +84,8 @@ def test_a_stale_cached_export_is_made_again(cache: Path, tmp_path: Path) -> Non
     with torch.no_grad():
         other.net.body[0].weight.mul_(-1)
     (cached,) = cache.glob("dncnn-*.onnx")
-    B.onnx_artifact(other, tmp_path, "stale", "0" * 20)  # a wrong graph put where this key's export lives
-    (tmp_path / "stale-00000000000000000000.onnx").replace(tmp_path / cached.name)
+    B.onnx_artifact(other, [tmp_path / "stale.onnx"], "stale")  # a wrong graph put where this key's export lives
+    (tmp_path / "stale.onnx").replace(tmp_path / cached.name)
     again = InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn")
     got = restore(module, x, again)
     assert again.chosen.backend == "onnx" and (got - restore(module, x, None)).abs().max() <= B.PARITY_TOLERANCE
@@ -162,3 +162,58 @@ def test_auto_skips_a_first_export_for_a_small_job(tmp_path: Path) -> None:
     chosen = InferenceBackend(module, "auto", "fp32", cache_dir=tmp_path, name="dncnn", expected_calls=1)
     restore(module, x, chosen)
     assert "onnx: not exported for a job of about" in chosen.summary and not list(tmp_path.glob("*.onnx"))
+
+
+def save_checkpoint(module: RestorationModule, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in module.net.state_dict().items()}, str(path))
+    return path
+
+
+def exports_made(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("to ONNX in" in r.getMessage() for r in caplog.records)
+
+
+def test_the_onnx_export_is_kept_beside_the_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from m3l.checkpoints import load_weights_into
+
+    user_cache, x = tmp_path / "cache", photo()
+    checkpoint = save_checkpoint(dncnn(), tmp_path / "run" / "best.safetensors")
+    (tmp_path / "run" / "notes.onnx").write_bytes(b"the user's own file")
+
+    def run(config: str = "net: a") -> InferenceBackend:
+        module = RestorationModule(DnCNN(in_channels=3, depth=5, features=16), residual=True).eval()
+        load_weights_into(module, checkpoint)  # records module.weights_file
+        backend = InferenceBackend(module, "onnx", "fp32", cache_dir=user_cache, name="dncnn", config_text=config)
+        restore(module, x, backend)
+        assert backend.chosen.backend == "onnx"
+        return backend
+
+    with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
+        first = run()
+        (artifact,) = checkpoint.parent.glob("best.safetensors.*.onnx")
+        assert first._onnx_path == artifact and not user_cache.exists() and exports_made(caplog) == 1
+        stamp = artifact.stat().st_mtime_ns
+        run()  # a second run reuses it: no export
+        assert exports_made(caplog) == 1 and artifact.stat().st_mtime_ns == stamp
+        run("net: b")  # another config of the net: another export beside it
+        assert exports_made(caplog) == 2 and len(list(checkpoint.parent.glob("best.safetensors.*.onnx"))) == 2
+        changed = dncnn()
+        with torch.no_grad():
+            changed.net.body[0].weight.add_(0.01)
+        save_checkpoint(changed, checkpoint)  # new weights in the same file: not the old export
+        run()
+        assert exports_made(caplog) == 3 and len(list(checkpoint.parent.glob("best.safetensors.*.onnx"))) == 3
+    assert (tmp_path / "run" / "notes.onnx").read_bytes() == b"the user's own file"
+
+
+def test_a_checkpoint_in_a_folder_nobody_can_write_exports_to_the_user_cache(tmp_path: Path) -> None:
+    module, x = dncnn(), photo()
+    # /proc takes no new files, not even from root: a read-only checkpoint folder anywhere
+    backend = InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn", checkpoint="/proc/weights.ckpt")
+    restore(module, x, backend)
+    assert backend.chosen.backend == "onnx" and backend._onnx_path.parent == tmp_path
+    assert [p.name for p in B.onnx_cache_places("dncnn", "ab" * 32, tmp_path, Path("/proc/weights.ckpt"))] == [
+        f"weights.ckpt.{'ab' * 8}.onnx", f"dncnn-{'ab' * 10}.onnx"]

@@ -20,6 +20,7 @@ from m3l.data.correction import ImageCorrectionDataset, VideoCorrectionDataset, 
 from m3l.data.datasets import CleanImageDataset, PairedImageDataset, PathsLike
 from m3l.data.degradations import Degradation
 from m3l.data.failures import Failure
+from m3l.data.read_ahead import ReadAheadLoader
 from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class _DataModuleBase(L.LightningDataModule):
 
     #: odd temporal window of video correction items (1: one frame per item, for image nets)
     predict_window: int = 1
+    #: batches of ``test`` and ``correct`` read and decoded ahead on a thread while the net runs
+    #: (without worker processes: ``num_workers=0``); 0 reads in the compute thread
+    read_ahead: int = 2
 
     def __init__(self, correct_dir: str | os.PathLike[str] | None, channels: int, batch_size: int, val_batch_size: int, num_workers: int) -> None:
         super().__init__()
@@ -100,9 +104,12 @@ class _DataModuleBase(L.LightningDataModule):
         """Names of the test sets, in ``test_dataloader`` order (index = ``dataloader_idx``)."""
         return list(self.test_sets)
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, collate: Any = collate_samples, drop_last: bool = False) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: Dataset, batch_size: int, shuffle: bool, collate: Any = collate_samples, drop_last: bool = False, read_ahead: int = 0
+    ) -> DataLoader:
+        return ReadAheadLoader(
             dataset,
+            read_ahead=read_ahead,
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
@@ -122,7 +129,7 @@ class _DataModuleBase(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         if not self.test_sets:
             raise ConfigError("no test data: set data.test_dir (a folder, a list, or name: folder pairs)")
-        loaders = [self._loader(d, self.val_batch_size, shuffle=False) for d in self.test_sets.values()]
+        loaders = [self._loader(d, self.val_batch_size, shuffle=False, read_ahead=self.read_ahead) for d in self.test_sets.values()]
         return loaders[0] if len(loaders) == 1 else loaders
 
     def build(self, split: str) -> Dataset | None:
@@ -162,9 +169,9 @@ class _DataModuleBase(L.LightningDataModule):
                 if not same_size and self.val_batch_size > 1:
                     log.info("correction inputs differ in size: batch size 1")
                 batch_size = self.val_batch_size if same_size else 1
-                loaders.append(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=self.num_workers, collate_fn=collate_correction))
+                loaders.append(self._loader(dataset, batch_size, shuffle=False, collate=collate_correction, read_ahead=self.read_ahead))
             else:
-                loaders.append(DataLoader(dataset, batch_size=self.val_batch_size, num_workers=self.num_workers, collate_fn=collate_correction))
+                loaders.append(self._loader(dataset, self.val_batch_size, shuffle=False, collate=collate_correction, read_ahead=self.read_ahead))
         if len(loaders) == 2 and len(self.predict_sets[0]) == 0:
             return loaders[1]
         return loaders[0] if len(loaders) == 1 else loaders

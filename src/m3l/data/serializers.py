@@ -8,8 +8,11 @@ outputs that failed are collected in :attr:`ImageSerializer.failures` and writte
 ``root_dir/failures.tsv`` at the end of prediction; the caller exits non-zero when the list is
 not empty (see docs/correction.md).
 
+Writing runs on a thread (:class:`m3l.data.writing.WriterThread`, ``write_ahead`` batches
+queued at most) while the net computes the next batch; failures found there are listed the same.
+
 Stopping: on SIGTERM (what a scheduler sends before its kill) or Ctrl+C the writer finishes
-the batch it is writing, drops any partial video, lists every input not corrected in
+the batches already predicted, drops any partial video, lists every input not corrected in
 ``failures.tsv`` and stops with :class:`m3l.errors.CorrectionInterrupted` (exit status 143).
 The same happens on any crash mid-run. A kill that gives no time (SIGKILL) can leave partial
 ``.<name>.<random>.part`` files: the next run writing into the same ``root_dir`` removes them
@@ -20,8 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,101 +31,19 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from m3l.data.correction import VideoCorrectionDataset
-from m3l.data.failures import FAILURES_FILENAME, Failure, record_failure, write_failures
+from m3l.data.failures import FAILURES_FILENAME, Failure, data_failures, record_failure, write_failures
 from m3l.data.io import VideoWriter, convert_channels, write_image
+from m3l.data.predictions import ACCEPTED_FORMS, prediction_items
+from m3l.data.writing import WriterThread, remove_partial_files
 from m3l.deploy.runtime import OutputPathError, check_output_paths, temp_file_beside
-from m3l.errors import ConfigError, CorrectionInterrupted, PredictionFormatError
+from m3l.errors import ConfigError, CorrectionInterrupted
+
+__all__ = ["ACCEPTED_FORMS", "ImageSerializer", "VideoSerializer", "prediction_items", "remove_partial_files"]
 
 log = logging.getLogger(__name__)
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tif", "tiff"})
-
-
-ACCEPTED_FORMS = (
-    "a (B, C, H, W) tensor (written at the batch's `relpath`s, or as numbered files 00000.png, "
-    "00001.png, ... when the batch has none), a tuple (images, paths) of a (B, C, H, W) tensor and B "
-    "paths relative to serializer.root_dir, or a dict with the tensor under 'output' (other keys: "
-    "per-item metadata such as 'relpath')"
-)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)}: ({', '.join(type(v).__name__ for v in value[:4])})"
-    if isinstance(value, Mapping):
-        return f"a dict with keys {sorted(map(str, value))}"
-    return f"a {type(value).__name__}"
-
-
-def _images(value: Any, returned: Any) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor) or value.ndim != 4:
-        raise PredictionFormatError(f"serializer: predict_step returned {_describe(returned)}; expected {ACCEPTED_FORMS}.")
-    return value
-
-
-def prediction_items(prediction: Any, batch: Any) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """The images of one ``predict_step`` result and one metadata dict per image.
-
-    Metadata comes from the batch when it is a dict (m3l's correction items: ``relpath``,
-    ``mode``, ``bit_depth``...), then from the prediction (a tuple's paths, a dict's other
-    keys). Items without a ``relpath`` are numbered by the caller.
-    """
-    extra: dict[str, Any] = {}
-    if isinstance(prediction, Mapping):
-        if "output" not in prediction:
-            raise PredictionFormatError(f"serializer: predict_step returned {_describe(prediction)} without 'output'; expected {ACCEPTED_FORMS}.")
-        images = _images(prediction["output"], prediction)
-        extra = {k: v for k, v in prediction.items() if k != "output"}
-    elif isinstance(prediction, (tuple, list)) and len(prediction) == 2 and isinstance(prediction[0], torch.Tensor):
-        images = _images(prediction[0], prediction)
-        paths = prediction[1]
-        paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
-        if not isinstance(paths, Sequence) or len(paths) != images.shape[0] or not all(isinstance(p, (str, os.PathLike)) for p in paths):
-            raise PredictionFormatError(
-                f"serializer: predict_step returned (images of shape {tuple(images.shape)}, {_describe(prediction[1])}); "
-                f"the paths must be {images.shape[0]} strings, one per image. Expected {ACCEPTED_FORMS}."
-            )
-        extra = {"relpath": [os.fspath(p) for p in paths]}
-    else:
-        images = _images(prediction, prediction)
-    meta = {**(batch if isinstance(batch, Mapping) else {}), **extra}
-    items = []
-    for i in range(images.shape[0]):
-        item = {key: (value[i] if isinstance(value, (list, tuple, torch.Tensor)) and not _scalar(value) else value) for key, value in meta.items() if key != "input"}
-        items.append({k: (v.item() if isinstance(v, torch.Tensor) and v.ndim == 0 else v) for k, v in item.items()})
-    return images, items
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and value.ndim == 0
-
-
-# the name of m3l's temporary output files: see m3l.deploy.runtime.temp_file_beside
-_PARTIAL = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part$")
-
-
-def remove_partial_files(root: Path) -> list[Path]:
-    """Remove the temporary ``.<name>.<random>.part`` files that a killed run left under
-    ``root`` (m3l writes every output to one and renames it when complete)."""
-    removed = []
-    if not root.is_dir():
-        return removed
-    for folder, _, files in os.walk(root):
-        for name in files:
-            if _PARTIAL.match(name):
-                path = Path(folder) / name
-                try:
-                    path.unlink()
-                except OSError as err:
-                    log.warning("could not remove the partial file %s left by an earlier run: %s", path, err)
-                    continue
-                removed.append(path)
-    if removed:
-        log.warning("removed %d partial file(s) left under %s by an earlier run that was killed", len(removed), root)
-    return removed
 
 
 def _inputs(trainer: Any) -> list[Path]:
@@ -132,23 +52,14 @@ def _inputs(trainer: Any) -> list[Path]:
     return [] if correct_dir is None else [Path(correct_dir).expanduser()]
 
 
-def _dataset_failures(trainer: Any) -> list[Failure]:
-    """Bad inputs found by the data side (datamodule ``failures`` or the predict datasets')."""
-    datamodule = getattr(trainer, "datamodule", None)
-    if datamodule is not None and hasattr(datamodule, "failures"):
-        return list(datamodule.failures)
-    loaders = getattr(trainer, "predict_dataloaders", None) or []
-    loaders = loaders if isinstance(loaders, Sequence) else [loaders]
-    return [f for loader in loaders for f in getattr(getattr(loader, "dataset", None), "failures", [])]
-
-
 class ImageSerializer(BasePredictionWriter):
     """Write each predicted image under ``root_dir`` at the input's relative path.
 
     ``format``: output suffix (``png`` by default; None keeps the input's). ``bit_depth``:
     ``"input"`` (16-bit in, 16-bit out where the format allows) or 8/16. ``keep_mode``: write
     gray for gray inputs and put alpha back. Video frames reaching this writer become
-    ``<relpath without suffix>/<frame:06d>.<format>``.
+    ``<relpath without suffix>/<frame:06d>.<format>``. ``write_ahead``: batches waiting for
+    the writer thread at most while the net runs (0: write on the compute thread).
     """
 
     def __init__(
@@ -161,8 +72,12 @@ class ImageSerializer(BasePredictionWriter):
         keep_mode: bool = True,
         jpeg_quality: int = 95,
         skip_existing: bool = False,
+        write_ahead: int = 2,
     ) -> None:
         super().__init__(write_interval="batch")
+        if not isinstance(write_ahead, int) or write_ahead < 0:
+            raise ConfigError(f"serializer.write_ahead must be an integer >= 0 (0: write on the compute thread), got {write_ahead!r}")
+        self.writer = WriterThread(write_ahead)
         if bit_depth not in ("input", 8, 16):
             raise ConfigError(f"serializer.bit_depth must be 'input', 8 or 16, got {bit_depth!r}")
         self.root_dir = Path(root_dir).expanduser()
@@ -307,6 +222,12 @@ class ImageSerializer(BasePredictionWriter):
         self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         outputs, items = prediction_items(prediction, batch)
+        self.writer.submit(self._write_batch, outputs.detach().cpu(), items, trainer, batch_indices, dataloader_idx)
+        if getattr(trainer, "received_sigterm", False):
+            self.writer.flush()
+            raise CorrectionInterrupted(f"correction stopped by SIGTERM; {self._progress()}")
+
+    def _write_batch(self, outputs: torch.Tensor, items: list[dict[str, Any]], trainer: Any, batch_indices: Any, dataloader_idx: int) -> None:
         for i, item in enumerate(items):
             if item.get("relpath") is None:
                 item["relpath"] = self.numbered_name(trainer, batch_indices, i, dataloader_idx)
@@ -317,8 +238,6 @@ class ImageSerializer(BasePredictionWriter):
             self.write_item(x, item)
             if item.get("frame_index") is None:
                 self._done.add(item["relpath"])
-        if getattr(trainer, "received_sigterm", False):
-            raise CorrectionInterrupted(f"correction stopped by SIGTERM; {self._progress()}")
 
     def _progress(self) -> str:
         kept = f", {self.kept} kept from an earlier run" if self.kept else ""
@@ -333,6 +252,10 @@ class ImageSerializer(BasePredictionWriter):
             reason = "not corrected: the run was stopped (SIGTERM or Ctrl+C) before this input"
         else:
             reason = f"not corrected: the run failed before this input ({type(exception).__name__}: {exception})"
+        try:
+            self.writer.close()  # the batches already predicted are written (or fail) first
+        except Exception as err:  # noqa: BLE001 - the run is failing already: say it, list the rest
+            log.error("the writer thread failed: %s: %s", type(err).__name__, err)
         self.abort_open()
         failed = {Path(f.path) for f in self.failures}
         root = next(iter(self._inputs), None)
@@ -340,7 +263,7 @@ class ImageSerializer(BasePredictionWriter):
             source = (root / relpath) if root is not None and root.is_dir() else (root or Path(relpath))
             if relpath not in self._done and source not in failed:
                 record_failure(self.failures, source, reason)
-        self.finalize(_dataset_failures(trainer), trainer.global_rank, trainer.world_size)
+        self.finalize(data_failures(trainer), trainer.global_rank, trainer.world_size)
 
     def abort_open(self) -> None:
         """Drop outputs still being written (none for images: each is written whole)."""
@@ -373,6 +296,7 @@ class ImageSerializer(BasePredictionWriter):
         """Merge the data side's failures, write ``failures.tsv`` (rank 0; other ranks write
         ``failures.rank<N>.tsv`` for their own write failures) and return all failures.
         Called by Lightning at the end of ``predict``; calling it again does no harm."""
+        self.writer.close()
         for failure in input_failures:
             if failure not in self.failures:
                 self.failures.append(failure)
@@ -387,7 +311,7 @@ class ImageSerializer(BasePredictionWriter):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         # teardown runs even when the predict loop is skipped (no good input) or fails
         if stage == "predict":
-            self.finalize(_dataset_failures(trainer), trainer.global_rank, trainer.world_size)
+            self.finalize(data_failures(trainer), trainer.global_rank, trainer.world_size)
 
 
 class VideoSerializer(ImageSerializer):
@@ -462,6 +386,7 @@ class VideoSerializer(ImageSerializer):
             record_failure(self.failures, writer.path, f"write failed ({type(err).__name__}: {err})")
 
     def finalize(self, input_failures: Sequence[Failure] = (), rank: int = 0, world_size: int = 1) -> list[Failure]:
+        self.writer.close()  # the frames still queued go in first
         for relpath in list(self._writers):
             self._close(relpath)  # fewer frames than the header said: keep what was decoded
         return super().finalize(input_failures, rank, world_size)

@@ -14,8 +14,10 @@ not the others, in one log line; anything that fails falls back to eager.
   fastest convolution layout on CPU);
 - ``compile``: ``torch.compile`` of that copy (a one-time compilation per input shape);
 - ``onnx``: an ONNX Runtime session on the net exported by :func:`m3l.deploy.export.export_model`
-  (its own parity check included), cached in the m3l cache under a key of the weights, the
-  net and the input channels, so later runs skip the export;
+  (its own parity check included), made once and cached under a key of the weights, the net's
+  config, the input channels and the torch version (:func:`onnx_cache_places`): beside the
+  checkpoint (``<checkpoint>.<key>.onnx``) where its folder is writable, else in the m3l cache,
+  so later runs skip the export;
 - ``auto`` (default): ``onnx`` (when ``onnxruntime`` and ``onnxscript`` are installed) and
   ``eager``, in fp32 and, where the CPU has bf16 units (AVX512-BF16, AMX), in bf16.
 """
@@ -26,6 +28,7 @@ import copy
 import hashlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,23 +143,49 @@ def _torch_forward(module: nn.Module, dtype: torch.dtype, compile: bool = False)
     return forward
 
 
-def onnx_artifact(module: nn.Module, cache_dir: Path, name: str, key: str, rebuild: bool = False) -> Path:
-    """The module's ONNX export in ``cache_dir`` (made and parity-checked on first use)."""
+def onnx_cache_places(name: str, key: str, cache_dir: Path, checkpoint: Path | None = None) -> list[Path]:
+    """Where the ONNX export of a net is looked for, in order, and made at the first writable:
+    beside its checkpoint (``<checkpoint file name>.<key>.onnx``), then in ``cache_dir``. Both
+    names carry the key, so a changed checkpoint or config never reuses an old export, and no
+    file of the user's is ever replaced (the export is written to a temporary file and renamed)."""
+    places = [cache_dir / f"{name}-{key[:20]}.onnx"]
+    if checkpoint is not None:
+        places.insert(0, checkpoint.parent / f"{checkpoint.name}.{key[:16]}.onnx")
+    return places
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def onnx_artifact(module: nn.Module, places: list[Path], name: str, rebuild: bool = False) -> Path:
+    """The module's ONNX export: the first of ``places`` that exists (unless ``rebuild``), else
+    made (and parity-checked) at the first place whose folder can be written."""
     from m3l.deploy.export import ExportError, export_model
 
-    path = cache_dir / f"{name}-{key[:20]}.onnx"
-    if path.is_file() and not rebuild:
+    found = next((p for p in places if p.is_file()), None)
+    if found is not None and not rebuild:
+        return found
+    start, last_error = time.perf_counter(), None
+    for path in ([found] if found is not None else []) + [p for p in places if p != found]:
+        if not _writable(path.parent):
+            continue
+        try:
+            export_model(module, path, fmt="onnx", name=name, sizes=((64, 64), (75, 123)), overwrite=rebuild and path == found)
+        except ExportError:
+            if path.is_file():  # another process made it in the meantime
+                return path
+            raise
+        except OSError as err:  # a folder that looked writable and was not: try the next place
+            last_error = err
+            continue
+        log.info("exported %s to ONNX in %.1f s (cached: %s)", name, time.perf_counter() - start, path)
         return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    try:
-        export_model(module, path, fmt="onnx", name=name, sizes=((64, 64), (75, 123)), overwrite=rebuild)
-    except ExportError:
-        if path.is_file():  # another process made it in the meantime
-            return path
-        raise
-    log.info("exported %s to ONNX in %.1f s (cached: %s)", name, time.perf_counter() - start, path)
-    return path
+    raise OSError(f"no writable place for the ONNX export of {name} (tried {', '.join(str(p.parent) for p in places)})") from last_error
 
 
 def onnx_session(path: Path, threads: int | None = None) -> Any:
@@ -208,7 +237,11 @@ class InferenceBackend:
         backend: ``auto``, ``eager``, ``compile`` or ``onnx``.
         precision: ``auto`` (bf16 where the CPU has the units and the output holds), ``fp32``
             or ``bf16`` (forced, even when slower or further from fp32: with a warning).
-        cache_dir: where ONNX exports are kept (default: the m3l cache, see :mod:`m3l.hub`).
+        cache_dir: where ONNX exports are kept when not beside the checkpoint (default: the m3l
+            cache, see :mod:`m3l.hub`).
+        checkpoint: the weights file the module was loaded from (default: the module's
+            ``weights_file``, set by :func:`m3l.checkpoints.load_weights_into`): ONNX exports
+            are kept beside it where its folder is writable.
         name: names the cached export.
         config_text: the net's config, part of the cache key.
         expected_calls: how many batches the job has (None: unknown); ``auto`` skips a first
@@ -218,11 +251,13 @@ class InferenceBackend:
     def __init__(
         self, module: nn.Module, backend: str = "auto", precision: str = "auto",
         cache_dir: str | Path | None = None, name: str = "model", config_text: str = "",
-        expected_calls: int | None = None,
+        expected_calls: int | None = None, checkpoint: str | Path | None = None,
     ) -> None:
         check_choice(backend, precision)
         self.module, self.backend, self.precision = module, backend, precision
         self.cache_dir, self.name, self.config_text = cache_dir, name, config_text
+        checkpoint = checkpoint if checkpoint is not None else getattr(module, "weights_file", None)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.expected_calls = expected_calls
         self.chosen: Candidate | None = None
         self.candidates: list[Candidate] = []
@@ -262,19 +297,20 @@ class InferenceBackend:
         plan = [Candidate(b, p) for b in backends for p in precisions if not (b == "onnx" and p == "bf16")]
         return plan, "; ".join(notes)
 
-    def _onnx_cache(self) -> tuple[Path, str]:
-        from m3l import hub
+    def _onnx_places(self) -> list[Path]:
+        if getattr(self, "_places", None) is None:  # the key hashes every weight: once
+            from m3l import hub
 
-        cache = Path(self.cache_dir) if self.cache_dir else hub.cache_dir() / "onnx"
-        key = weights_key(self.module.net, self.config_text, f"channels={self.spec.channels}", torch.__version__)
-        return cache, key
+            cache = Path(self.cache_dir) if self.cache_dir else hub.cache_dir() / "onnx"
+            key = weights_key(self.module.net, self.config_text, f"channels={self.spec.channels}", torch.__version__)
+            self._places = onnx_cache_places(self.name, key, cache, self.checkpoint)
+        return self._places
 
     def _export_not_worth_it(self, x: torch.Tensor, probe: torch.Tensor) -> str:
         """Why ``auto`` skips a first ONNX export for this job (empty: it does not)."""
         if self.backend != "auto" or self.expected_calls is None:
             return ""
-        cache, key = self._onnx_cache()
-        if (cache / f"{self.name}-{key[:20]}.onnx").is_file():
+        if any(p.is_file() for p in self._onnx_places()):
             return ""
         estimate = self.reference_seconds * x.numel() / probe.numel() * self.expected_calls
         if estimate >= ONNX_EXPORT_WORTH_S:
@@ -283,8 +319,7 @@ class InferenceBackend:
 
     def _build(self, candidate: Candidate, rebuild: bool = False) -> Forward:
         if candidate.backend == "onnx":
-            cache, key = self._onnx_cache()
-            self._onnx_path = onnx_artifact(self.module, cache, self.name, key, rebuild=rebuild)
+            self._onnx_path = onnx_artifact(self.module, self._onnx_places(), self.name, rebuild=rebuild)
             return _onnx_forward(onnx_session(self._onnx_path), tuple(self.spec.conditions))
         dtype = torch.bfloat16 if candidate.precision == "bf16" else torch.float32
         return _torch_forward(self.module, dtype, compile=candidate.backend == "compile")
