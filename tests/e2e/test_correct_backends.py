@@ -1,4 +1,5 @@
-"""`correct` on ONNX Runtime writes what eager PyTorch writes (the zoo's blind FFDNet, real photos)."""
+"""`correct` on ONNX Runtime writes what eager PyTorch writes (the zoo's blind FFDNet, real photos),
+from an export made once beside the checkpoint and reused by the next run."""
 
 from __future__ import annotations
 
@@ -39,4 +40,16 @@ def test_onnx_backend_writes_what_eager_writes(tmp_path: Path, workdir: Path) ->
     assert sorted(outputs["onnx"]) == ["astronaut.png", "coffee.png"]
     for name, image in outputs["onnx"].items():  # 1e-4 on [0, 1] may flip a rounding, no more
         assert np.abs(image - outputs["eager"][name]).max() <= 1
-    assert next(Path(tmp_path / "home").rglob("onnx/ffdnet_color_blind-*.onnx")).is_file()  # cached in the m3l cache
+    # the export of weights shipped in the package goes to the user's m3l cache (never into
+    # the package; a user's checkpoint keeps it beside itself: tests/deploy/test_backends.py) ...
+    (export,) = Path(tmp_path / "home").rglob("onnx/ffdnet_color_blind-*.onnx")
+    stamp = export.stat().st_mtime_ns
+    # ... and a second run reuses it: no export, the same file
+    again = run_cli(
+        "correct", "model=ffdnet_color_blind", "checkpoint=pretrained", f"data.correct_dir={inputs}",
+        f"serializer.root_dir={tmp_path / 'again'}", "backend=onnx", cwd=workdir, env=env,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    assert "backend=onnx precision=auto: onnx/" in log and str(export) in log and "to ONNX in" not in log, log[-2000:]
+    assert export.stat().st_mtime_ns == stamp

@@ -145,13 +145,21 @@ def _torch_forward(module: nn.Module, dtype: torch.dtype, compile: bool = False)
 
 def onnx_cache_places(name: str, key: str, cache_dir: Path, checkpoint: Path | None = None) -> list[Path]:
     """Where the ONNX export of a net is looked for, in order, and made at the first writable:
-    beside its checkpoint (``<checkpoint file name>.<key>.onnx``), then in ``cache_dir``. Both
+    beside its checkpoint (``<checkpoint file name>.<key>.onnx``; not for the weights shipped
+    inside the m3l package), then in ``cache_dir``. Both
     names carry the key, so a changed checkpoint or config never reuses an old export, and no
     file of the user's is ever replaced (the export is written to a temporary file and renamed)."""
     places = [cache_dir / f"{name}-{key[:20]}.onnx"]
-    if checkpoint is not None:
+    if checkpoint is not None and not _packaged(checkpoint):
         places.insert(0, checkpoint.parent / f"{checkpoint.name}.{key[:16]}.onnx")
     return places
+
+
+def _packaged(path: Path) -> bool:
+    """Whether ``path`` is inside the installed m3l package (its shipped weights): nothing is
+    written there."""
+    package = Path(__file__).resolve().parents[1]
+    return package in path.resolve().parents
 
 
 def _writable(folder: Path) -> bool:
