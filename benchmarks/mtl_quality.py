@@ -83,6 +83,8 @@ METHODS: dict[str, tuple[Callable[[], Any], tuple[str, dict[str, Any]] | None]] 
     "UPGrad": (A.UPGrad, None),
 }
 QUICK_METHODS = ["EW", "PCGrad", "UPGrad"]
+#: the results' library name of LibMTL runs fed the batches m3l's loaders yield (``--same-batches``)
+SAME_BATCHES = "libmtl-m3l-batches"
 
 
 # ---------------------------------------------------------------------------- benchmarks
@@ -179,8 +181,26 @@ def initial_model(bench: Bench, seed: int, tasks: list[str]) -> tuple[nn.Module,
 
 
 # ---------------------------------------------------------------------------- m3l
-def run_m3l(bench: Bench, method: str | None, seed: int, tasks: list[str]) -> dict[str, float]:
-    """Train with m3l (Lightning + MultiTaskModule); ``method=None``: one task alone (STL)."""
+class RecordBatches(L.Callback):
+    """The batches m3l's loaders yield, per epoch, as ``{task: (inputs, {objective: target})}``."""
+
+    def __init__(self) -> None:
+        self.epochs: list[list[dict[str, Any]]] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epochs.append([])
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        from m3l.mtl.data import merge_task_batches
+
+        self.epochs[-1].append({name: pl_module.task_by_name[name].split_batch(b)
+                                for name, b in merge_task_batches(batch).items()})
+
+
+def run_m3l(bench: Bench, method: str | None, seed: int, tasks: list[str],
+            record: RecordBatches | None = None) -> dict[str, float]:
+    """Train with m3l (Lightning + MultiTaskModule); ``method=None``: one task alone (STL);
+    ``record`` collects the batches m3l's loaders yield."""
     trunk, heads = initial_model(bench, seed, tasks)
     crit = bench.criterion
     if bench.multi_input:
@@ -201,7 +221,7 @@ def run_m3l(bench: Bench, method: str | None, seed: int, tasks: list[str]) -> di
         trainer = L.Trainer(
             max_epochs=bench.epochs, limit_val_batches=0, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, default_root_dir=root, devices=1,
-            num_sanity_val_steps=0, accelerator="cpu",
+            num_sanity_val_steps=0, accelerator="cpu", callbacks=[record] if record else None,
         )
         trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(task_objs))
     return bench.evaluate(module.backbone, {t: module.heads[t] for t in tasks})
@@ -221,9 +241,27 @@ def libmtl_available() -> bool:
     return importlib.util.find_spec("LibMTL") is not None
 
 
-def run_libmtl(bench: Bench, method: str, seed: int, tasks: list[str]) -> dict[str, float]:
+_M3L_BATCHES: dict[tuple[str, int], list[list[dict[str, Any]]]] = {}
+
+
+def m3l_batches(bench: Bench, seed: int) -> list[list[dict[str, Any]]]:
+    """The batches an m3l run of ``seed`` sees, per epoch (recorded from an EW fit; within a
+    seed every m3l method sees the same order)."""
+    key = (bench.name, seed)
+    if key not in _M3L_BATCHES:
+        record = RecordBatches()
+        run_m3l(bench, "EW", seed, bench.tasks, record=record)
+        _M3L_BATCHES[key] = record.epochs
+    return _M3L_BATCHES[key]
+
+
+def run_libmtl(bench: Bench, method: str, seed: int, tasks: list[str],
+               batches: list[list[dict[str, Any]]] | None = None) -> dict[str, float]:
     """The same model, data, optimizer and seed through LibMTL's HPS + weighting, trained the
-    way its ``Trainer`` does (epoch counter and per-epoch mean losses for DWA/GradNorm)."""
+    way its ``Trainer`` does (epoch counter and per-epoch mean losses for DWA/GradNorm).
+
+    ``batches``: train on these (per epoch, as :class:`RecordBatches` gives them, e.g. m3l's
+    order) instead of LibMTL's own seeded loaders."""
     libmtl = import_libmtl()
     name, kwargs = METHODS[method][1]  # type: ignore[misc]
     weighting = getattr(libmtl.weighting, name)
@@ -238,7 +276,7 @@ def run_libmtl(bench: Bench, method: str, seed: int, tasks: list[str]) -> dict[s
         def zero_grad_share_params(self) -> None:  # torch 2's zero_grad sets None (see mtl_vs_libmtl)
             self.encoder.zero_grad(set_to_none=False)
 
-    torch.manual_seed(seed)
+    L.seed_everything(seed, verbose=False)  # torch, and Python's random (LibMTL's PCGrad order)
     model = Model()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     crit = bench.criterion()
@@ -252,19 +290,32 @@ def run_libmtl(bench: Bench, method: str, seed: int, tasks: list[str]) -> dict[s
         pairs = TensorDataset(ds.images, *(getattr(ds, t) for t in tasks))
         loader = DataLoader(pairs, batch_size=bench.batch_size, shuffle=True, generator=generator)
         steps = len(loader)
+    if batches is not None:
+        steps = len(batches[0])
     model.train_loss_buffer = np.zeros([len(tasks), bench.epochs])
     for epoch in range(bench.epochs):
         model.epoch = epoch
         sums = torch.zeros(len(tasks))
-        iters = {t: iter(dl) for t, dl in loaders.items()} if bench.multi_input else iter(loader)
+        if batches is not None:
+            recorded = iter(batches[epoch])
+        else:
+            iters = {t: iter(dl) for t, dl in loaders.items()} if bench.multi_input else iter(loader)
         for _ in range(steps):
             losses = torch.zeros(len(tasks))
             if bench.multi_input:
+                step = next(recorded) if batches is not None else None
                 for i, t in enumerate(tasks):
-                    x, y = next(iters[t])
+                    if step is not None:
+                        x, y = step[t][0], step[t][1][t]
+                    else:
+                        x, y = next(iters[t])
                     losses[i] = crit(model(x, t)[t], y)
             else:
-                x, *ys = next(iters)
+                if batches is not None:
+                    x, targets = next(iter(next(recorded).values()))
+                    ys = [targets[t] for t in tasks]
+                else:
+                    x, *ys = next(iters)
                 preds = model(x)
                 for i, t in enumerate(tasks):
                     losses[i] = crit(preds[t], ys[i])
@@ -287,14 +338,15 @@ def load_results(path: Path) -> dict[tuple, dict]:
     return done
 
 
-def jobs_for(bench: Bench, methods: list[str], seeds: list[int], with_libmtl: bool) -> list[tuple[str, str, int]]:
+def jobs_for(bench: Bench, methods: list[str], seeds: list[int], with_libmtl: bool,
+             libmtl: str = "libmtl") -> list[tuple[str, str, int]]:
     jobs = []
     for seed in seeds:
         jobs += [("stl", t, seed) for t in bench.tasks]
         for m in methods:
             jobs.append(("m3l", m, seed))
             if with_libmtl and METHODS[m][1] is not None:
-                jobs.append(("libmtl", m, seed))
+                jobs.append((libmtl, m, seed))
     return jobs
 
 
@@ -303,12 +355,15 @@ def run_job(bench: Bench, lib: str, method: str, seed: int) -> dict[str, float]:
         return run_m3l(bench, None, seed, [method])
     if lib == "m3l":
         return run_m3l(bench, method, seed, bench.tasks)
+    if lib == SAME_BATCHES:
+        return run_libmtl(bench, method, seed, bench.tasks, batches=m3l_batches(bench, seed))
     return run_libmtl(bench, method, seed, bench.tasks)
 
 
 def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seeds: list[int], scale: float,
-              with_libmtl: bool) -> list[str]:
-    """The Markdown table: per-task metric (mean over seeds) and Delta_m% mean +- std per library."""
+              with_libmtl: bool, libmtl: str = "libmtl") -> list[str]:
+    """The Markdown table: per-task metric (mean over seeds) and Delta_m% mean +- std per library
+    (``libmtl``: ``"libmtl"``, or :data:`SAME_BATCHES` for LibMTL fed m3l's batches)."""
     def get(lib: str, method: str, seed: int) -> dict[str, float] | None:
         r = results.get((bench.name, lib, method, seed, scale))
         return r["metrics"] if r else None
@@ -348,7 +403,8 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
 
     unit = "acc %" if bench.metric == "acc" else "PSNR dB"
     head = "| method | " + " | ".join(f"{t} {unit} (m3l)" for t in bench.tasks)
-    head += " | Delta_m% m3l | Delta_m% LibMTL | m3l − EW | LibMTL − EW | n seeds |"
+    theirs_name = "LibMTL (m3l's batches)" if libmtl == SAME_BATCHES else "LibMTL"
+    head += f" | Delta_m% m3l | Delta_m% {theirs_name} | m3l − EW | {theirs_name} − EW | n seeds |"
     lines = [head, "|---|" + "---:|" * (len(bench.tasks) + 5)]
     stl = {t: [baselines[s][t] for s in seeds if baselines[s][t] is not None] for t in bench.tasks}
     lines.append("| single-task | " + " | ".join(fmt(stl[t], 2 if False else 1) for t in bench.tasks)
@@ -360,9 +416,9 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
         elif not with_libmtl:
             theirs = theirs_ew = "not run"
         else:
-            errors = {r["error"] for s in seeds if (r := results.get((bench.name, "libmtl", m, s, scale))) and "error" in r}
-            theirs = f"failed ({sorted(errors)[0][:60]})" if errors else fmt(dm("libmtl", m)[0])
-            theirs_ew = "-" if errors or m == "EW" else fmt(over_ew("libmtl", m))
+            errors = {r["error"] for s in seeds if (r := results.get((bench.name, libmtl, m, s, scale))) and "error" in r}
+            theirs = f"failed ({sorted(errors)[0][:60]})" if errors else fmt(dm(libmtl, m)[0])
+            theirs_ew = "-" if errors or m == "EW" else fmt(over_ew(libmtl, m))
         ours_ew = "-" if m == "EW" else fmt(over_ew("m3l", m))
         label = "IMTL-G (LibMTL: IMTL hybrid)" if m == "IMTL-G" else m
         lines.append(f"| {label} | " + " | ".join(fmt(per_task[t], 1) for t in bench.tasks)
@@ -381,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of every run (default 3)")
     parser.add_argument("--quick", action="store_true", help="one seed, EW/PCGrad/UPGrad, 3%% of the data")
     parser.add_argument("--no-libmtl", action="store_true", help="m3l only, even when LibMTL is installed")
+    parser.add_argument("--same-batches", action="store_true",
+                        help="feed LibMTL the batches m3l's loaders yield (recorded from an EW fit of the "
+                        "same seed) instead of its own seeded loaders: separates the update rule from "
+                        "the data order")
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file (resumed if present)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--table-only", action="store_true",
@@ -398,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 0.1)
     with_libmtl = libmtl_available() and not args.no_libmtl
+    libmtl = SAME_BATCHES if args.same_batches else "libmtl"
     results_path = args.results or Path(tempfile.gettempdir()) / f"mtl_quality_{scale:g}.jsonl"
     results = {}
     for path in args.merge:
@@ -408,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     benches = [BENCHES[name](scale, args.epochs) for name in args.bench]
     for seed in [] if args.table_only else seeds:  # seed-major, so an interrupted run has whole seeds of every benchmark
         for bench in benches:
-            for lib, method, _ in jobs_for(bench, methods, [seed], with_libmtl):
+            for lib, method, _ in jobs_for(bench, methods, [seed], with_libmtl, libmtl):
                 key = (bench.name, lib, method, seed, scale)
                 if key in results:
                     continue
@@ -417,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     metrics = run_job(bench, lib, method, seed)
                 except Exception as exc:  # noqa: BLE001 - LibMTL's own limits are reported, not fatal
-                    if lib != "libmtl":
+                    if not lib.startswith("libmtl"):
                         raise
                     metrics, error = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
                 record = {"bench": bench.name, "lib": lib, "method": method, "seed": seed, "scale": scale,
@@ -433,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                       + f" ({record['seconds']} s)", flush=True)
     for bench in benches:
         print(f"\n## {bench.name}: {bench.budget}; seeds {seeds}\n")
-        print("\n".join(summarize(bench, results, methods, seeds, scale, with_libmtl)), flush=True)
+        print("\n".join(summarize(bench, results, methods, seeds, scale, with_libmtl, libmtl)), flush=True)
     return 0
 
 
