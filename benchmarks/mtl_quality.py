@@ -83,8 +83,12 @@ METHODS: dict[str, tuple[Callable[[], Any], tuple[str, dict[str, Any]] | None]] 
     "UPGrad": (A.UPGrad, None),
 }
 QUICK_METHODS = ["EW", "PCGrad", "UPGrad"]
-#: the results' library name of LibMTL runs fed the batches m3l's loaders yield (``--same-batches``)
-SAME_BATCHES = "libmtl-m3l-batches"
+#: what the second column can hold (``--against``): LibMTL with its own seeded loaders; LibMTL fed
+#: the batches m3l's loaders yield (the update rule without the data order); m3l itself from
+#: initial weights perturbed by 1e-7 (relative): how far float rounding alone moves a result
+SAME_BATCHES, PERTURBED = "libmtl-m3l-batches", "m3l-perturbed"
+AGAINST = {"libmtl": "LibMTL", SAME_BATCHES: "LibMTL (m3l's batches)", PERTURBED: "m3l, weights perturbed 1e-7"}
+PERTURBATION = 1e-7
 
 
 # ---------------------------------------------------------------------------- benchmarks
@@ -174,10 +178,17 @@ def allinone_bench(scale: float, epochs: int = 3) -> Bench:
 BENCHES = {"fashion": fashion_bench, "allinone": allinone_bench}
 
 
-def initial_model(bench: Bench, seed: int, tasks: list[str]) -> tuple[nn.Module, dict[str, nn.Module]]:
+def initial_model(bench: Bench, seed: int, tasks: list[str], perturb: float = 0.0) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """The seed's trunk and heads; ``perturb``: every weight times ``1 + perturb * N(0, 1)``."""
     torch.manual_seed(seed)
     trunk = bench.make_trunk()
-    return trunk, {t: bench.make_head() for t in tasks}
+    heads = {t: bench.make_head() for t in tasks}
+    if perturb:
+        noise = torch.Generator().manual_seed(10_000 + seed)
+        with torch.no_grad():
+            for p in [*trunk.parameters(), *(q for h in heads.values() for q in h.parameters())]:
+                p.mul_(1 + perturb * torch.randn(p.shape, generator=noise))
+    return trunk, heads
 
 
 # ---------------------------------------------------------------------------- m3l
@@ -198,10 +209,10 @@ class RecordBatches(L.Callback):
 
 
 def run_m3l(bench: Bench, method: str | None, seed: int, tasks: list[str],
-            record: RecordBatches | None = None) -> dict[str, float]:
+            record: RecordBatches | None = None, perturb: float = 0.0) -> dict[str, float]:
     """Train with m3l (Lightning + MultiTaskModule); ``method=None``: one task alone (STL);
-    ``record`` collects the batches m3l's loaders yield."""
-    trunk, heads = initial_model(bench, seed, tasks)
+    ``record`` collects the batches m3l's loaders yield; ``perturb``: see :func:`initial_model`."""
+    trunk, heads = initial_model(bench, seed, tasks, perturb)
     crit = bench.criterion
     if bench.multi_input:
         task_objs = [mtl.Task(t, heads[t], crit(), train=bench.train[t], batch_size=bench.batch_size) for t in tasks]
@@ -345,7 +356,7 @@ def jobs_for(bench: Bench, methods: list[str], seeds: list[int], with_libmtl: bo
         jobs += [("stl", t, seed) for t in bench.tasks]
         for m in methods:
             jobs.append(("m3l", m, seed))
-            if with_libmtl and METHODS[m][1] is not None:
+            if libmtl == PERTURBED or with_libmtl and METHODS[m][1] is not None:
                 jobs.append((libmtl, m, seed))
     return jobs
 
@@ -357,13 +368,15 @@ def run_job(bench: Bench, lib: str, method: str, seed: int) -> dict[str, float]:
         return run_m3l(bench, method, seed, bench.tasks)
     if lib == SAME_BATCHES:
         return run_libmtl(bench, method, seed, bench.tasks, batches=m3l_batches(bench, seed))
+    if lib == PERTURBED:
+        return run_m3l(bench, method, seed, bench.tasks, perturb=PERTURBATION)
     return run_libmtl(bench, method, seed, bench.tasks)
 
 
 def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seeds: list[int], scale: float,
               with_libmtl: bool, libmtl: str = "libmtl") -> list[str]:
     """The Markdown table: per-task metric (mean over seeds) and Delta_m% mean +- std per library
-    (``libmtl``: ``"libmtl"``, or :data:`SAME_BATCHES` for LibMTL fed m3l's batches)."""
+    (``libmtl``: the second column, one of :data:`AGAINST`)."""
     def get(lib: str, method: str, seed: int) -> dict[str, float] | None:
         r = results.get((bench.name, lib, method, seed, scale))
         return r["metrics"] if r else None
@@ -403,7 +416,7 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
 
     unit = "acc %" if bench.metric == "acc" else "PSNR dB"
     head = "| method | " + " | ".join(f"{t} {unit} (m3l)" for t in bench.tasks)
-    theirs_name = "LibMTL (m3l's batches)" if libmtl == SAME_BATCHES else "LibMTL"
+    theirs_name = AGAINST[libmtl]
     head += f" | Delta_m% m3l | Delta_m% {theirs_name} | m3l − EW | {theirs_name} − EW | n seeds |"
     lines = [head, "|---|" + "---:|" * (len(bench.tasks) + 5)]
     stl = {t: [baselines[s][t] for s in seeds if baselines[s][t] is not None] for t in bench.tasks}
@@ -411,9 +424,9 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
                  + f" | 0 | 0 | - | - | {min(len(v) for v in stl.values())} |")
     for m in methods:
         deltas, per_task = dm("m3l", m)
-        if METHODS[m][1] is None:
+        if METHODS[m][1] is None and libmtl != PERTURBED:
             theirs = theirs_ew = "not in LibMTL 1.1.5"
-        elif not with_libmtl:
+        elif not with_libmtl and libmtl != PERTURBED:
             theirs = theirs_ew = "not run"
         else:
             errors = {r["error"] for s in seeds if (r := results.get((bench.name, libmtl, m, s, scale))) and "error" in r}
@@ -437,10 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of every run (default 3)")
     parser.add_argument("--quick", action="store_true", help="one seed, EW/PCGrad/UPGrad, 3%% of the data")
     parser.add_argument("--no-libmtl", action="store_true", help="m3l only, even when LibMTL is installed")
-    parser.add_argument("--same-batches", action="store_true",
-                        help="feed LibMTL the batches m3l's loaders yield (recorded from an EW fit of the "
-                        "same seed) instead of its own seeded loaders: separates the update rule from "
-                        "the data order")
+    parser.add_argument("--against", choices=list(AGAINST), default="libmtl",
+                        help="the second column: LibMTL with its own seeded loaders (default); "
+                        f"{SAME_BATCHES}: LibMTL fed the batches m3l's loaders yield (recorded from an EW "
+                        f"fit of the same seed), the update rule without the data order; {PERTURBED}: m3l "
+                        f"from initial weights perturbed by {PERTURBATION:g} (relative), the spread that "
+                        "float rounding alone causes")
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file (resumed if present)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--table-only", action="store_true",
@@ -458,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 0.1)
     with_libmtl = libmtl_available() and not args.no_libmtl
-    libmtl = SAME_BATCHES if args.same_batches else "libmtl"
+    libmtl = args.against
     results_path = args.results or Path(tempfile.gettempdir()) / f"mtl_quality_{scale:g}.jsonl"
     results = {}
     for path in args.merge:

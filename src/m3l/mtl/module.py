@@ -1,8 +1,8 @@
 """MultiTaskModule: a shared backbone, one head per objective, and a learning algorithm.
 
 A LightningModule with manual optimization: one optimizer for the backbone (none when it is
-frozen), one per task for its heads, and one for the weighting's own parameters when it has
-any. Each training step receives ``{task: batch}`` for the tasks the schedule chose, runs the
+frozen) and the heads that use the same factory and no scheduler, one per other task, and one
+for the weighting's own parameters when it has any (:mod:`m3l.mtl.optimization`). Each training step receives ``{task: batch}`` for the tasks the schedule chose, runs the
 backbone once per task batch and every head of that task, and hands the losses to the
 algorithm's method in one call, ``method.backward(losses, context)``
 (:mod:`m3l.mtl.algorithms.base`); the module knows nothing of any method's internals. Logged keys: ``train/loss``, ``train/<head>/loss``, ``weights/<head>``,
@@ -25,7 +25,7 @@ from m3l.mtl.algorithms.context import StepContext, last_parameterized_module
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
-from m3l.mtl.optimization import build_optimizers, default_optimizer, step_schedulers
+from m3l.mtl.optimization import build_optimizers, default_optimizer, step_optimizers, step_schedulers
 from m3l.mtl.tasks import Objective, Task
 from m3l.mtl.validation import NonFiniteLossError, check_task_names, preflight
 from m3l.optim import OptimizerFactory
@@ -222,8 +222,7 @@ class MultiTaskModule(L.LightningModule):
         else:  # a step of some tasks only (Sequential, Alternating): their plain sum
             total = stacked.sum()
             context.backward(total)
-        for opt in optimizers:
-            opt.step()
+        step_optimizers(optimizers)
         if joint:
             self.weighting.after_step(stacked.detach(), context)
         idx = self._indices(names)

@@ -2,9 +2,14 @@
 
 Each optimizer has a role: ``backbone`` (none when it is frozen), ``task:<name>`` (a task's
 heads: its own optimizer and scheduler, else the module's head defaults, else the backbone's)
-and ``weighting`` (the method's own parameters, e.g. GradNorm's weights). A step updates the
-backbone, the method and the tasks it saw; schedulers step once per epoch, those of tasks not
-trained that epoch (Sequential, Alternating) wait.
+and ``weighting`` (the method's own parameters, e.g. GradNorm's weights). A task whose heads
+use the backbone's optimizer factory and no scheduler (nor has the backbone one) shares the
+backbone's optimizer instead, as LibMTL's single optimizer does: the same update (Adam, SGD
+and the like are per parameter; a head idle this step has no gradient and is skipped), one
+optimizer step of framework work instead of one per task. A step updates the backbone, the
+method and the tasks it saw, and counts as one trainer step (``trainer.global_step``,
+``max_steps``, checkpoints every n steps), however many optimizers it steps; schedulers step
+once per epoch, those of tasks not trained that epoch (Sequential, Alternating) wait.
 """
 
 from __future__ import annotations
@@ -29,8 +34,12 @@ def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
 def build_optimizers(module: MultiTaskModule) -> tuple[list[Any], list[Any], list[str], list[str]]:
     """The optimizers and schedulers of ``module`` with their roles."""
     optimizers, schedulers, roles, scheduler_roles = [], [], [], []
+    shared = not module.freeze_backbone and module.scheduler_factory is None
     if not module.freeze_backbone:
-        opt = module.optimizer_factory(p for p in module.backbone.parameters() if p.requires_grad)
+        params = [p for p in module.backbone.parameters() if p.requires_grad]
+        joined = [t for t in module.tasks if shared and _joins_backbone(module, t)]
+        params += [p for t in joined for o in t.objectives for p in o.head.parameters() if p.requires_grad]
+        opt = module.optimizer_factory(params)
         optimizers.append(opt)
         roles.append("backbone")
         if module.scheduler_factory is not None:
@@ -38,7 +47,7 @@ def build_optimizers(module: MultiTaskModule) -> tuple[list[Any], list[Any], lis
             scheduler_roles.append("backbone")
     for task in module.tasks:
         params = [p for o in task.objectives for p in o.head.parameters() if p.requires_grad]
-        if not params:
+        if not params or shared and _joins_backbone(module, task):
             continue
         opt = (task.optimizer or module.head_optimizer_factory)(params)
         optimizers.append(opt)
@@ -52,6 +61,36 @@ def build_optimizers(module: MultiTaskModule) -> tuple[list[Any], list[Any], lis
         optimizers.append(method_opt)
         roles.append("weighting")
     return optimizers, schedulers, roles, scheduler_roles
+
+
+def _joins_backbone(module: MultiTaskModule, task: Any) -> bool:
+    """Whether ``task``'s heads use the backbone's optimizer factory and no scheduler."""
+    return (task.optimizer or module.head_optimizer_factory) is module.optimizer_factory and (
+        task.scheduler or module.head_scheduler_factory) is None
+
+
+def _no_count() -> None:
+    """Stands in for Lightning's step counting around an optimizer step (see :func:`step_optimizers`)."""
+
+
+def step_optimizers(optimizers: list[Any]) -> None:
+    """Step ``optimizers`` (Lightning's), counting one trainer step.
+
+    Under manual optimization Lightning counts every optimizer's step in
+    ``trainer.global_step`` (Lightning issue #17958), so a module stepping a backbone and T
+    task optimizers reached ``max_steps`` T+1 times too early and saved "every n steps"
+    checkpoints T+1 times too often. Only the first optimizer's step is counted.
+    """
+    for i, opt in enumerate(optimizers):
+        if i == 0 or not hasattr(opt, "_on_after_step"):  # a plain torch optimizer: nothing counted
+            opt.step()
+            continue
+        before, after = opt._on_before_step, opt._on_after_step  # noqa: SLF001 - Lightning's counting hooks
+        opt._on_before_step = opt._on_after_step = _no_count  # noqa: SLF001
+        try:
+            opt.step()
+        finally:
+            opt._on_before_step, opt._on_after_step = before, after  # noqa: SLF001
 
 
 def step_schedulers(module: MultiTaskModule, schedulers: list[Any], roles: list[str], means: Tensor, trained: Tensor) -> None:
@@ -98,4 +137,4 @@ def _step_needs_metric(scheduler: Any) -> bool:
     )
 
 
-__all__ = ["build_optimizers", "default_optimizer", "step_schedulers"]
+__all__ = ["build_optimizers", "default_optimizer", "step_optimizers", "step_schedulers"]

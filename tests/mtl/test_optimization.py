@@ -1,0 +1,95 @@
+"""The optimizer layout of a MultiTaskModule and Lightning's step count, in real fits."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+import pytest
+import torch
+
+from m3l import mtl
+from m3l.mtl import algorithms as A
+
+from .conftest import LeNet, make_task
+
+QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+             limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", devices=1)
+
+
+def fit(tasks, tmp_path, algorithm=None, **kwargs):
+    trainer_kwargs = {k: kwargs.pop(k) for k in ("max_steps", "max_epochs", "limit_train_batches", "callbacks") if k in kwargs}
+    module = mtl.MultiTaskModule(LeNet(), tasks, algorithm=algorithm, save_artifacts=False, **kwargs)
+    quiet = QUIET | {"enable_checkpointing": "callbacks" in trainer_kwargs}
+    trainer = L.Trainer(default_root_dir=tmp_path, **quiet, **trainer_kwargs)
+    trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
+    return module, trainer
+
+
+def own_optimizer(digits):
+    """Two tasks, the right one with its own optimizer (so two optimizers at least)."""
+    return [make_task(digits, "left"), make_task(digits, "right", optimizer=partial(torch.optim.SGD, lr=0.01))]
+
+
+@pytest.mark.parametrize("layout, n_optimizers", [
+    ("one optimizer", 1),
+    ("a task's own optimizer", 2),
+    ("a method with parameters (UW)", 2),
+    ("frozen backbone, one optimizer per task", 2),
+])
+def test_global_step_counts_batches_whatever_the_optimizers(tmp_path, digits, layout, n_optimizers):
+    """Lightning counts every optimizer step in global_step under manual optimization; m3l
+    counts one per batch, so max_steps, log_every_n_steps and checkpoint cadence mean batches."""
+    torch.manual_seed(0)
+    tasks = own_optimizer(digits) if layout == "a task's own optimizer" else [
+        make_task(digits, "left"), make_task(digits, "right")]
+    algorithm = mtl.Joint(A.UncertaintyWeighting()) if "UW" in layout else None
+    frozen = layout.startswith("frozen")
+    module, trainer = fit(tasks, tmp_path, algorithm, max_steps=5, freeze_backbone=frozen)
+    opts = module.optimizers()
+    assert len(opts if isinstance(opts, list) else [opts]) == n_optimizers
+    # 96 training pairs, batch 32 (left) / 32: 3 batches an epoch; max_steps=5 stops after 5 batches
+    assert module.train_steps == 5
+    assert trainer.global_step == 5
+
+
+def test_checkpoint_every_n_steps_means_every_n_batches(tmp_path, digits):
+    torch.manual_seed(0)
+    every = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1,
+                                                 filename="{step}")
+    module, trainer = fit(own_optimizer(digits), tmp_path, max_epochs=2, callbacks=[every])
+    assert module.train_steps == trainer.global_step == 6
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
+
+
+def test_one_optimizer_updates_as_one_optimizer_per_role(tmp_path, digits):
+    """Heads that share the backbone's optimizer factory join its optimizer: the same training
+    as separate optimizers (Adam is per parameter), one optimizer step of framework work."""
+    adam = partial(torch.optim.Adam, lr=3e-3)
+    states = {}
+    for layout, head_optimizer in (("one", None), ("per role", partial(torch.optim.Adam, lr=3e-3))):
+        torch.manual_seed(0)
+        tasks = [make_task(digits, "left"), make_task(digits, "right")]
+        L.seed_everything(0, verbose=False)
+        module, _ = fit(tasks, tmp_path / layout, optimizer=adam, head_optimizer=head_optimizer, max_epochs=2)
+        opts = module.optimizers()
+        assert len(opts if isinstance(opts, list) else [opts]) == (1 if layout == "one" else 3)
+        states[layout] = {k: v.clone() for k, v in module.state_dict().items()}
+    assert states["one"].keys() == states["per role"].keys()
+    for key, value in states["one"].items():
+        torch.testing.assert_close(value, states["per role"][key], msg=key)
+
+
+def test_a_scheduler_keeps_heads_on_their_own_optimizers(tmp_path, digits):
+    """A scheduler steps per role (its own metric, idle tasks waiting): heads with one keep their
+    own optimizer, and a backbone with one keeps its optimizer to itself."""
+    step = partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    torch.manual_seed(0)
+    module, trainer = fit([make_task(digits, "left", scheduler=step), make_task(digits, "right")], tmp_path / "a",
+                          max_epochs=1, limit_train_batches=2)
+    assert module._roles == ["backbone", "task:left"]  # noqa: SLF001 - the right head joined the backbone's
+    assert trainer.global_step == 2
+    module, trainer = fit([make_task(digits, "left"), make_task(digits, "right")], tmp_path / "b", scheduler=step,
+                          max_epochs=1, limit_train_batches=2)
+    assert module._roles == ["backbone", "task:left", "task:right"]  # noqa: SLF001
+    assert trainer.global_step == 2
