@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from m3l.deploy import export as E
+from m3l.deploy import formats
 from m3l.deploy.export import ExportError, export_model, metadata_path
 from m3l.models.nets import DnCNN, FFDNet, NAFNet
 from m3l.models.restoration import RestorationModule
@@ -24,14 +25,14 @@ def tiny_dncnn(channels: int = 3) -> RestorationModule:
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2", "torchscript"])
 def test_export_matches_eager_and_writes_metadata(tmp_path: Path, fmt: str) -> None:
-    out = export_model(tiny_dncnn(), tmp_path / f"m{E.FORMATS[fmt]}", fmt=fmt, name="tiny", sizes=SIZES)
+    out = export_model(tiny_dncnn(), tmp_path / f"m{formats.FORMATS[fmt]}", fmt=fmt, name="tiny", sizes=SIZES)
     meta = json.loads(metadata_path(out).read_text())
     assert out.is_file() and meta["format"] == fmt and meta["model"] == "tiny"
     assert meta["layout"] == "NCHW" and meta["channels"] == 3 and meta["pad_multiple"] == 1
     assert meta["input_range"] == [0.0, 1.0] and meta["m3l_version"]
     assert 0 <= meta["parity"]["max_abs_diff"] <= meta["parity"]["tolerance"] == 1e-4
     # dynamic batch / height / width: a size the parity check did not use
-    run = E.load_artifact(out, fmt)
+    run = formats.load_artifact(out, fmt)
     x = torch.rand(3, 3, 50, 33)
     with torch.no_grad():
         expected = tiny_dncnn()(x).numpy()
@@ -74,12 +75,12 @@ def test_multitask_model_one_output_per_head(tmp_path: Path) -> None:
     out = export_model(net, tmp_path / "mtl.pt2", fmt="pt2", name="mtl", sizes=[(24, 30)])
     meta = json.loads(metadata_path(out).read_text())
     assert meta["kind"] == "multitask" and meta["outputs"] == ["denoise", "deblur", "jpeg"]
-    outputs = E.load_artifact(out, "pt2")(np.random.rand(2, 3, 20, 22).astype(np.float32))
+    outputs = formats.load_artifact(out, "pt2")(np.random.rand(2, 3, 20, 22).astype(np.float32))
     assert [o.shape for o in outputs] == [(2, 3, 20, 22)] * 3
 
 
 def test_parity_failure_rejects_the_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = E.load_artifact
+    real = formats.load_artifact
 
     def off_by_a_bit(path: Path, fmt: str):  # an exporter that silently changed the numbers
         run = real(path, fmt)
@@ -111,7 +112,7 @@ def test_bad_format_and_tolerance(tmp_path: Path) -> None:
 
 
 def test_torchscript_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(E, "_torchscript_warned", False)
+    monkeypatch.setattr(formats, "_torchscript_warned", False)
     for name in ("a.ts", "b.ts"):
         export_model(tiny_dncnn(), tmp_path / name, fmt="torchscript", sizes=[(20, 24)])
     assert sum("TorchScript is deprecated" in r.message for r in caplog.records) == 1

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from m3l import mtl
-from m3l.mtl.validation import SchedulerMonitorError
+from m3l.mtl.errors import SchedulerMonitorError
 
 from .conftest import FAST, LeNet, make_task
 

@@ -115,7 +115,7 @@ class _NaNFromEpoch(L.Callback):
 
 
 def test_nan_in_epoch_3_leaves_the_checkpoint_of_epoch_2_to_resume(tmp_path, digits, adam):
-    from m3l.mtl.validation import NonFiniteLossError
+    from m3l.mtl.errors import NonFiniteLossError
 
     def trainer(*callbacks):
         return mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
@@ -145,7 +145,7 @@ def test_fast_dev_run_writes_no_checkpoint(tmp_path, digits, adam):
     ("config", "config.ini"), ("max_epoch", "did you mean max_epochs"),
 ])
 def test_unknown_arguments_fail_at_construction_with_the_equivalent(tasks, name, fix):
-    from m3l.mtl.validation import TrainerArgumentError
+    from m3l.mtl.errors import TrainerArgumentError
 
     with pytest.raises(TrainerArgumentError, match=rf"(?s)unknown argument {name}=.*fix: .*{fix}"):
         mtl.Trainer(LeNet(), tasks, **{name: "x"})

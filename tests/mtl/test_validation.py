@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from m3l import mtl
 from m3l.errors import M3LError
-from m3l.mtl import validation as v
+from m3l.mtl import errors
 from m3l.mtl.examples.multimnist import Classifier
 
 from .conftest import FAST, LeNet, make_task
@@ -23,23 +23,23 @@ def preflight(backbone, tasks):
 
 
 def test_errors_are_user_facing():
-    assert issubclass(v.MTLValidationError, M3LError)
+    assert issubclass(errors.MTLValidationError, M3LError)
 
 
 def test_empty_task_list():
-    with pytest.raises(v.EmptyTaskListError, match="(?s)no tasks given.*fix: pass tasks="):
+    with pytest.raises(errors.EmptyTaskListError, match="(?s)no tasks given.*fix: pass tasks="):
         mtl.Trainer(LeNet(), []).launch()
 
 
 def test_duplicate_task_names(digits):
-    with pytest.raises(v.DuplicateTaskNameError, match="(?s)duplicate task name 'left'.*fix: rename"):
+    with pytest.raises(errors.DuplicateTaskNameError, match="(?s)duplicate task name 'left'.*fix: rename"):
         mtl.MultiTaskModule(LeNet(), [make_task(digits, "left"), make_task(digits, "right", name="left")])
 
 
 def test_duplicate_head_names_across_tasks(digits):
     scene = mtl.MultiHeadTask("scene", {"left": Classifier()}, {"left": nn.CrossEntropyLoss()},
                               train=digits["left/train"])
-    with pytest.raises(v.DuplicateTaskNameError, match="(?s)duplicate head name 'left' \\(used by task 'left' and task 'scene'\\)"):
+    with pytest.raises(errors.DuplicateTaskNameError, match="(?s)duplicate head name 'left' \\(used by task 'left' and task 'scene'\\)"):
         mtl.MultiTaskModule(LeNet(), [make_task(digits, "left"), scene])
 
 
@@ -59,7 +59,7 @@ class ImagesOnly(Dataset):
 def test_dataset_yielding_wrong_structure(digits):
     task = make_task(digits, "left")
     task.train = ImagesOnly(digits["left/train"])
-    with pytest.raises(v.DatasetStructureError) as err:
+    with pytest.raises(errors.DatasetStructureError) as err:
         preflight(LeNet(), [task])
     msg = str(err.value)
     assert "task 'left'" in msg and "ImagesOnly" in msg
@@ -75,7 +75,7 @@ class AsDict(ImagesOnly):
 def test_dict_dataset_with_other_keys(digits):
     task = make_task(digits, "left")
     task.train = AsDict(digits["left/train"])
-    with pytest.raises(v.DatasetStructureError, match=r"(?s)without keys \['input', 'target'\].*input_key/target_key.*'image', 'label'"):
+    with pytest.raises(errors.DatasetStructureError, match=r"(?s)without keys \['input', 'target'\].*input_key/target_key.*'image', 'label'"):
         preflight(LeNet(), [task])
     task.input_key, task.target_key = "image", "label"
     assert set(preflight(LeNet(), [task])) == {"left"}
@@ -85,13 +85,13 @@ def test_multihead_dataset_without_target_dict(digits):
     task = mtl.MultiHeadTask("pair", {"l": Classifier(), "r": Classifier()},
                              {"l": nn.CrossEntropyLoss(), "r": nn.CrossEntropyLoss()},
                              train=digits["left/train"])
-    with pytest.raises(v.DatasetStructureError, match=r"(?s)MultiHeadTask.*target dict with keys \['l', 'r'\]"):
+    with pytest.raises(errors.DatasetStructureError, match=r"(?s)MultiHeadTask.*target dict with keys \['l', 'r'\]"):
         preflight(LeNet(), [task])
 
 
 def test_head_input_mismatch_names_the_fix(digits):
     task = mtl.Task("depth", Classifier(in_features=256), nn.CrossEntropyLoss(), train=digits["left/train"])
-    with pytest.raises(v.HeadInputMismatchError) as err:
+    with pytest.raises(errors.HeadInputMismatchError) as err:
         preflight(LeNet(), [task])
     assert str(err.value).startswith(
         "task 'depth': head 'depth' (Classifier) expects 256 input channels; backbone 'LeNet' "
@@ -100,13 +100,13 @@ def test_head_input_mismatch_names_the_fix(digits):
 
 
 def test_backbone_rejecting_the_input(digits):
-    with pytest.raises(v.BackboneOutputError, match="(?s)task 'left': backbone 'LeNet' failed on the task's input tensor \\(32, 1, 36, 36\\).*fix:"):
+    with pytest.raises(errors.BackboneOutputError, match="(?s)task 'left': backbone 'LeNet' failed on the task's input tensor \\(32, 1, 36, 36\\).*fix:"):
         preflight(LeNet(in_channels=3), [make_task(digits, "left")])
 
 
 def test_head_output_rejected_by_criterion(digits):
     task = mtl.Task("left", Classifier(num_classes=1), nn.CrossEntropyLoss(), train=digits["left/train"])
-    with pytest.raises(v.CriterionRejectedError) as err:
+    with pytest.raises(errors.CriterionRejectedError) as err:
         preflight(LeNet(), [task])
     msg = str(err.value)
     assert "task 'left': criterion 'CrossEntropyLoss' of head 'left' rejected the head's output" in msg
@@ -120,7 +120,7 @@ def test_declared_criterion_contract(digits):
         return ((pred - target) ** 2).mean()
 
     task = mtl.Task("left", Classifier(), mse, train=digits["left/train"])
-    with pytest.raises(v.CriterionRejectedError, match="(?s)criterion 'mse'.*expects float targets.*received.*int64.*fix: return targets as float32"):
+    with pytest.raises(errors.CriterionRejectedError, match="(?s)criterion 'mse'.*expects float targets.*received.*int64.*fix: return targets as float32"):
         preflight(LeNet(), [task])
 
 
@@ -128,7 +128,7 @@ def test_metric_that_does_not_fit(digits):
     from torchmetrics.classification import MulticlassAccuracy
 
     task = make_task(digits, "left", metrics={"acc": MulticlassAccuracy(num_classes=3)})
-    with pytest.raises(v.MetricError, match="(?s)task 'left': metric 'acc'.*fix: configure the metric"):
+    with pytest.raises(errors.MetricError, match="(?s)task 'left': metric 'acc'.*fix: configure the metric"):
         preflight(LeNet(), [task])
 
 
@@ -136,12 +136,12 @@ def test_nan_loss_names_task_and_step(tmp_path, digits):
     sgd = partial(torch.optim.SGD, lr=1e12)
     trainer = mtl.Trainer(LeNet(), [make_task(digits, "left"), make_task(digits, "right")], optimizer=sgd,
                           root_dir=tmp_path, max_epochs=1, **FAST)
-    with pytest.raises(v.NonFiniteLossError, match=r"(?s)task '(left|right)': loss is not finite at training step [1-9]\d*\..*fix: lower the learning rate"):
+    with pytest.raises(errors.NonFiniteLossError, match=r"(?s)task '(left|right)': loss is not finite at training step [1-9]\d*\..*fix: lower the learning rate"):
         trainer.launch()
 
 
 def test_decorating_a_function_as_backbone():
-    with pytest.raises(v.ContractDeclarationError, match="(?s)@mtl.backbone expects an nn.Module subclass"):
+    with pytest.raises(errors.ContractDeclarationError, match="(?s)@mtl.backbone expects an nn.Module subclass"):
         mtl.backbone(lambda x: x)
 
 
@@ -153,7 +153,7 @@ def test_declared_dataset_shape(digits):
 
     task = make_task(digits, "left")
     task.train = Declared(digits["left/train"])
-    with pytest.raises(v.DatasetStructureError, match=r"(?s)declares input_shape \(3, 32, 32\) but yields input tensor \(1, 36, 36\)"):
+    with pytest.raises(errors.DatasetStructureError, match=r"(?s)declares input_shape \(3, 32, 32\) but yields input tensor \(1, 36, 36\)"):
         preflight(LeNet(), [task])
 
 
@@ -206,7 +206,7 @@ def _segmentation(digits, **kwargs) -> mtl.Task:
 
 
 def test_head_taking_more_than_the_features_is_named_with_the_fix(digits):
-    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)UpsamplingHead\)\.forward requires original_shape.*"
+    with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)UpsamplingHead\)\.forward requires original_shape.*"
                        r"and the task passes nothing else.*head_inputs="):
         preflight(ConvTrunk(), [_segmentation(digits)])
 
@@ -226,19 +226,19 @@ def test_head_inputs_from_the_input_or_the_batch_train_and_predict(tmp_path, dig
 
 def test_head_inputs_key_missing_from_the_batch_is_named(digits):
     task = _segmentation(digits, head_inputs={"original_shape": "shape"}, as_dict=True)
-    with pytest.raises(v.DatasetStructureError, match=r"(?s)head_inputs\['original_shape'\] = 'shape' cannot be read.*'size'"):
+    with pytest.raises(errors.DatasetStructureError, match=r"(?s)head_inputs\['original_shape'\] = 'shape' cannot be read.*'size'"):
         preflight(ConvTrunk(), [task])
 
 
 def test_head_failing_inside_names_the_layer_not_the_first_one(digits):
     deep = nn.Sequential(nn.Linear(50, 20), nn.ReLU(), nn.Linear(30, 10))
     task = mtl.Task("left", deep, nn.CrossEntropyLoss(), train=digits["left/train"])
-    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)in its submodule '2' \(Linear\(in_features=30.*on input "
+    with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)in its submodule '2' \(Linear\(in_features=30.*on input "
                        r"tensor \(32, 20\).*fix: the features passed the head's first layers; fix submodule '2'") as err:
         preflight(LeNet(), [task])
     assert "first layer" not in str(err.value).split("fix:")[1].split("first layers")[1]
     first = mtl.Task("left", nn.Sequential(nn.Linear(40, 10)), nn.CrossEntropyLoss(), train=digits["left/train"])
-    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)fix: make the head's first layer \('0'\) accept"):
+    with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)fix: make the head's first layer \('0'\) accept"):
         preflight(LeNet(), [first])
 
 
@@ -252,6 +252,6 @@ def test_head_bug_in_its_own_forward_points_at_the_line(digits):
             return self.fc(x).softmax(dim=3)
 
     task = mtl.Task("left", Buggy(), nn.CrossEntropyLoss(), train=digits["left/train"])
-    with pytest.raises(v.HeadInputMismatchError, match=r"(?s)at .*test_validation.py:\d+ \(return self.fc\(x\).softmax.*"
+    with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)at .*test_validation.py:\d+ \(return self.fc\(x\).softmax.*"
                        r"error is in the head's own forward\(\)"):
         preflight(LeNet(), [task])

@@ -32,13 +32,8 @@ from m3l.mtl.delta_m import delta_m
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import MultiHeadTask, Objective, Task
 from m3l.mtl.trainer import MultiTaskResults, Trainer
-from m3l.mtl.validation import (
-    MTLValidationError,
-    backbone,
-    criterion,
-    head,
-    task_dataset,
-)
+from m3l.mtl.contracts import backbone, criterion, head, task_dataset
+from m3l.mtl.errors import MTLValidationError
 
 __all__ = [
     "FAMO", "Alternating", "DynamicWeightAverage", "EqualWeighting", "FixedWeighting",

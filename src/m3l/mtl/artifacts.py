@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from m3l.errors import M3LError
-from m3l.mtl.validation import INIT_ARGS_ATTR
+from m3l.mtl.contracts import INIT_ARGS_ATTR, contract_of
 
 log = logging.getLogger(__name__)
 FORMAT = "m3l-mtl-artifact/1"
@@ -267,8 +267,6 @@ class SaveArtifacts(L.Callback):
 
 
 def _probe_out_channels(module: Any) -> int | None:
-    from m3l.mtl.validation import contract_of
-
     declared = contract_of(module.backbone)
     if declared and isinstance(declared.options.get("out_channels"), int):
         return int(declared.options["out_channels"])

@@ -1,6 +1,7 @@
 """The user-facing errors of multi-task learning: each names the task, head or part that
 does not fit and says what to do. All are :class:`m3l.errors.M3LError` (one ``m3l: error:``
-line and exit status 2 on the command line); :mod:`m3l.mtl.validation` raises most of them.
+line and exit status 2 on the command line); :mod:`m3l.mtl.validation` (the preflight
+check) raises most of them.
 """
 
 from __future__ import annotations

@@ -1,143 +1,41 @@
-"""Contract decorators and the preflight check, with messages that say what to do.
+"""The preflight check: one batch per task through backbone -> head -> criterion -> metrics,
+before training, with messages that say what to do.
 
-Decorators declare what a part promises; they return the part unchanged (plus a
-``__m3l_contract__`` attribute, and for module classes a record of the constructor's
-keyword arguments so artifacts can rebuild them)::
-
-    @mtl.backbone(out_channels=50)
-    class LeNet(nn.Module): ...
-
-    @mtl.head(in_channels="in_features")      # read the expected width from an attribute
-    class Classifier(nn.Module): ...
-
-    @mtl.criterion(target_dtype="integer", prediction_ndim=2)
-    def cross_entropy(pred, target): ...
-
-    @mtl.task_dataset(structure="pair", input_shape=(1, 36, 36))
-    class MyDataset(Dataset): ...
-
-:func:`preflight` runs one batch per task through backbone -> head -> criterion -> metrics
-and raises an :class:`MTLValidationError` naming the task, the part, what was expected,
-what was received and a likely fix.
+:func:`preflight` raises an :class:`~m3l.mtl.errors.MTLValidationError` naming the task, the
+part, what was expected, what was received and a likely fix; each ``check_*`` function is one
+step of it. The contracts it reads are declared with :mod:`m3l.mtl.contracts`; the failures
+it reports are traced by :mod:`m3l.mtl.tracing`.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import copy
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from m3l.mtl.errors import (  # noqa: F401 - re-exported: the errors were first defined here
+# INIT_ARGS_ATTR, SchedulerMonitorError and TrainerArgumentError: mtl/module.py and mtl/trainer.py
+# still import them from here (both are being rewritten for issue 15); import them from
+# m3l.mtl.contracts and m3l.mtl.errors instead, then drop them from these two imports.
+from m3l.mtl.contracts import INIT_ARGS_ATTR, contract_of  # noqa: F401
+from m3l.mtl.errors import (  # noqa: F401
     BackboneOutputError,
-    ContractDeclarationError,
     CriterionRejectedError,
     DatasetStructureError,
     DuplicateTaskNameError,
     EmptyTaskListError,
     HeadInputMismatchError,
-    MTLValidationError,
     MetricError,
-    MissingCriterionError,
     NonFiniteLossError,
     SchedulerMonitorError,
     TrainerArgumentError,
 )
+from m3l.mtl.tracing import TracedFailure, describe, missing_arguments, part_name, run_traced
 
 if TYPE_CHECKING:
     from m3l.mtl.tasks import Objective, Task
-
-CONTRACT_ATTR = "__m3l_contract__"
-INIT_ARGS_ATTR = "_m3l_init_args"
-
-
-# ---------------------------------------------------------------------------- contracts
-@dataclass
-class Contract:
-    """What a decorated part promises."""
-
-    role: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def contract_of(obj: Any) -> Contract | None:
-    """The contract declared on ``obj`` or on its class, if any."""
-    found = getattr(obj, CONTRACT_ATTR, None)
-    if found is None:
-        found = getattr(type(obj), CONTRACT_ATTR, None)
-    return found
-
-
-def _record_init_args(cls: type) -> None:
-    """Wrap ``cls.__init__`` so instances remember their JSON-able keyword arguments."""
-    original = cls.__init__
-    if getattr(original, "_m3l_records", False):
-        return
-
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        import inspect
-
-        try:
-            bound = inspect.signature(original).bind(self, *args, **kwargs)
-        except TypeError:
-            return
-        bound.apply_defaults()
-        recorded = {
-            k: v
-            for k, v in list(bound.arguments.items())[1:]
-            if isinstance(v, (int, float, str, bool, type(None), list, tuple))
-        }
-        object.__setattr__(self, INIT_ARGS_ATTR, recorded)
-
-    __init__._m3l_records = True  # type: ignore[attr-defined]
-    cls.__init__ = __init__  # type: ignore[method-assign]
-
-
-def _declare(role: str, needs_module: bool) -> Callable[..., Any]:
-    def decorator(target: Any = None, /, **options: Any) -> Any:
-        def apply(obj: Any) -> Any:
-            if needs_module and not (isinstance(obj, type) and issubclass(obj, nn.Module)):
-                raise ContractDeclarationError(
-                    f"@mtl.{role} expects an nn.Module subclass; got {obj!r}.\n"
-                    f"  fix: decorate a class deriving from torch.nn.Module"
-                )
-            setattr(obj, CONTRACT_ATTR, Contract(role, dict(options)))
-            if isinstance(obj, type) and issubclass(obj, nn.Module):
-                _record_init_args(obj)
-            return obj
-
-        return apply(target) if target is not None else apply
-
-    decorator.__name__ = role
-    decorator.__doc__ = f"Declare a {role.replace('_', ' ')} and what it promises."
-    return decorator
-
-
-backbone = _declare("backbone", needs_module=True)
-head = _declare("head", needs_module=True)
-criterion = _declare("criterion", needs_module=False)
-task_dataset = _declare("task_dataset", needs_module=False)
-
-
-# ----------------------------------------------------------------------------- describe
-def describe(value: Any) -> str:
-    """A short description of a value's structure: shapes and dtypes of its tensors."""
-    if isinstance(value, Tensor):
-        return f"tensor {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
-    if isinstance(value, Mapping):
-        return "dict{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return f"{type(value).__name__}[" + ", ".join(describe(v) for v in value) + "]"
-    return type(value).__name__
-
-
-def _name(obj: Any) -> str:
-    return getattr(obj, "__name__", None) or type(obj).__name__
 
 
 # --------------------------------------------------------------------------- structure
@@ -160,7 +58,7 @@ def check_task_names(tasks: Sequence[Task]) -> None:
 
 def check_sample(task: Task, split: str, dataset: Any, sample: Any) -> None:
     """One raw sample of ``task``'s ``split`` dataset has the structure the task reads."""
-    ds = _name(dataset)
+    ds = part_name(dataset)
     heads = [o.name for o in task.objectives]
     multi = len(task.objectives) > 1 or task.target_key == ""
     if isinstance(sample, Mapping):
@@ -222,85 +120,6 @@ def _expected_in(head_module: nn.Module) -> tuple[str, int] | None:
     return None
 
 
-class TracedFailure(Exception):
-    """A module raised; which of its submodules was running, on what input, where."""
-
-    def __init__(self, error: BaseException, submodule: str | None, layer: nn.Module | None,
-                 received: Any, at_first_layer: bool) -> None:
-        super().__init__(str(error))
-        self.error, self.submodule, self.layer = error, submodule, layer
-        self.received, self.at_first_layer = received, at_first_layer
-
-    def where(self) -> str:
-        """`` in submodule 'x' (Linear(...)) on input ..., raised at file:line`` (or less)."""
-        text = ""
-        if self.submodule is not None:
-            text += f", in its submodule {self.submodule!r} ({self.layer!r}) on input {describe(self.received)}"
-        frame = _user_frame(self.error)
-        if frame is not None:
-            text += f", at {frame.filename}:{frame.lineno} ({frame.line})"
-        return text
-
-
-def _user_frame(error: BaseException) -> Any:
-    """The innermost traceback frame outside torch: the line of user code that failed."""
-    import os
-    import traceback
-
-    torch_dir = os.path.dirname(torch.__file__)
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(torch_dir)]
-    return frames[-1] if frames else None
-
-
-def run_traced(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """``module(*args, **kwargs)``; on an exception, a :class:`TracedFailure` naming the
-    innermost submodule that was running and the input it received."""
-    stack: list[tuple[str, nn.Module, Any]] = []
-    names = {id(m): n for n, m in module.named_modules() if n}
-    first = next((n for n, m in module.named_modules() if n and any(True for _ in m.parameters(recurse=False))), None)
-
-    def enter(layer: nn.Module, inputs: Any) -> None:
-        if id(layer) in names:
-            stack.append((names[id(layer)], layer, inputs[0] if len(inputs) == 1 else inputs))
-
-    def leave(layer: nn.Module, inputs: Any, output: Any) -> None:
-        if id(layer) in names and stack:
-            stack.pop()
-
-    handles = [h for m in module.modules() if m is not module
-               for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
-    try:
-        return module(*args, **kwargs)
-    except Exception as err:  # noqa: BLE001 - re-raised with where it happened
-        name, layer, received = stack[-1] if stack else (None, None, None)
-        raise TracedFailure(err, name, layer, received, name is not None and name == first) from err
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def missing_arguments(module: nn.Module, given_positional: int, given: Mapping[str, Any]) -> list[str]:
-    """Required parameters of ``module.forward`` left unset by ``given_positional`` positional
-    and the ``given`` keyword arguments."""
-    import inspect
-
-    try:
-        params = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return []
-    missing = []
-    positional = given_positional
-    for param in params:
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) and positional > 0:
-            positional -= 1
-            continue
-        if param.default is param.empty and param.name not in given:
-            missing.append(param.name)
-    return missing
-
-
 def check_head_inputs(task: Task, batch: Any, inputs: Any) -> dict[str, Any]:
     """The task's ``head_inputs`` for one batch, with a named error when one cannot be read."""
     extra: dict[str, Any] = {}
@@ -330,7 +149,7 @@ def check_backbone_output(backbone_module: nn.Module, task: Task, inputs: Any) -
             fix = (f"the input passed the backbone's first layers; fix submodule {failure.submodule!r} "
                    "(or the layer before it) for what it received")
         raise BackboneOutputError(
-            f"task {task.name!r}: backbone {_name(backbone_module)!r} failed on the task's "
+            f"task {task.name!r}: backbone {part_name(backbone_module)!r} failed on the task's "
             f"input {describe(inputs)}{failure.where()}: {type(err).__name__}: {err}\n  fix: {fix}"
         ) from err
     declared = contract_of(backbone_module)
@@ -338,7 +157,7 @@ def check_backbone_output(backbone_module: nn.Module, task: Task, inputs: Any) -
     if isinstance(out, int) and isinstance(features, Tensor) and features.dim() > 1:
         if features.shape[1] != out:
             raise BackboneOutputError(
-                f"backbone {_name(backbone_module)!r} declares out_channels={out} but produces "
+                f"backbone {part_name(backbone_module)!r} declares out_channels={out} but produces "
                 f"{describe(features)} on task {task.name!r}.\n  fix: update "
                 f"@mtl.backbone(out_channels={features.shape[1]}) or the backbone's last layer"
             )
@@ -356,15 +175,15 @@ def check_head(objective: Objective, backbone_module: nn.Module, features: Any,
         got = int(features.shape[1])
         if want != got:
             raise HeadInputMismatchError(
-                f"task {objective.task!r}: head {head_name!r} ({_name(objective.head)}) expects "
-                f"{want} input channels; backbone {_name(backbone_module)!r} produces {got} "
+                f"task {objective.task!r}: head {head_name!r} ({part_name(objective.head)}) expects "
+                f"{want} input channels; backbone {part_name(backbone_module)!r} produces {got} "
                 f"({describe(features)}): set head.{attr}={got}"
             )
     extra = dict(extra or {})
     missing = missing_arguments(objective.head, 1, extra)
     if missing:
         raise HeadInputMismatchError(
-            f"task {objective.task!r}: head {head_name!r} ({_name(objective.head)}).forward requires "
+            f"task {objective.task!r}: head {head_name!r} ({part_name(objective.head)}).forward requires "
             f"{', '.join(missing)} besides the features, and the task passes "
             f"{sorted(extra) or 'nothing else'}.\n  fix: say where {missing[0]} comes from: "
             f"Task(..., head_inputs={{{missing[0]!r}: 'key'}}) for a key of dict samples (or a "
@@ -383,8 +202,8 @@ def check_head(objective: Objective, backbone_module: nn.Module, features: Any,
             fix = (f"the features passed the head's first layers; fix submodule {failure.submodule!r} "
                    "(or the layer before it) for what it received")
         raise HeadInputMismatchError(
-            f"task {objective.task!r}: head {head_name!r} ({_name(objective.head)}) failed on "
-            f"backbone {_name(backbone_module)!r} output {describe(features)}{failure.where()}: "
+            f"task {objective.task!r}: head {head_name!r} ({part_name(objective.head)}) failed on "
+            f"backbone {part_name(backbone_module)!r} output {describe(features)}{failure.where()}: "
             f"{type(err).__name__}: {err}\n  fix: {fix}"
         ) from err
 
@@ -411,7 +230,7 @@ def _criterion_hint(prediction: Any, target: Any) -> str:
 def check_criterion(objective: Objective, prediction: Any, target: Any) -> Tensor:
     """Run a criterion; it must return a finite scalar tensor."""
     crit = objective.criterion
-    where = f"task {objective.task!r}: criterion {_name(crit)!r} of head {objective.name!r}"
+    where = f"task {objective.task!r}: criterion {part_name(crit)!r} of head {objective.name!r}"
     received = f"prediction {describe(prediction)}, target {describe(target)}"
     declared = contract_of(crit)
     if declared is not None and isinstance(prediction, Tensor) and isinstance(target, Tensor):
@@ -451,15 +270,13 @@ def check_criterion(objective: Objective, prediction: Any, target: Any) -> Tenso
 
 def check_metrics(objective: Objective, prediction: Any, target: Any) -> None:
     """Run each metric once on a copy (stateful metrics are not updated)."""
-    import copy
-
     for metric_name, metric in objective.metrics.items():
         probe = copy.deepcopy(metric) if isinstance(metric, nn.Module) else metric
         try:
             probe(prediction, target)
         except Exception as err:  # noqa: BLE001
             raise MetricError(
-                f"task {objective.task!r}: metric {metric_name!r} ({_name(metric)}) of head "
+                f"task {objective.task!r}: metric {metric_name!r} ({part_name(metric)}) of head "
                 f"{objective.name!r} failed on prediction {describe(prediction)}, target "
                 f"{describe(target)}: {type(err).__name__}: {err}\n  fix: configure the metric "
                 f"for this head's output (e.g. num_classes), or choose another metric"

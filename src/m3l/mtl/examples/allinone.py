@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from m3l.models.nets.dncnn import DnCNN
-from m3l.mtl import validation as contract
+from m3l.mtl import contracts as contract
 
 
 @contract.backbone

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from m3l.errors import M3LError
-from m3l.mtl import validation as contract
+from m3l.mtl import contracts as contract
 from m3l.mtl.examples.multimnist import FASHION_DIR, load_fashion_mnist, load_mnist
 
 MEAN, STD = 0.1307, 0.3081  # MNIST's, used for both datasets as in the EMTL notebook

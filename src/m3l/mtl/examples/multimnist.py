@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from m3l.errors import M3LError
-from m3l.mtl import validation as contract
+from m3l.mtl import contracts as contract
 
 log = logging.getLogger(__name__)
 
