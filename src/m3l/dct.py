@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from m3l.errors import ShapeError
+
 BLOCK = 8
 
 
@@ -39,7 +41,7 @@ def dct_matrix(like: torch.Tensor) -> torch.Tensor:
 
 def _check_plane(x: torch.Tensor, name: str) -> None:
     if x.ndim < 2 or x.shape[-1] % BLOCK or x.shape[-2] % BLOCK:
-        raise ValueError(f"{name}: expected (..., H, W) with H and W multiples of 8, got shape {tuple(x.shape)}")
+        raise ShapeError(f"{name}: expected (..., H, W) with H and W multiples of 8, got shape {tuple(x.shape)}; pad to a multiple of 8 first")
 
 
 def plane_to_blocks(x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,7 @@ def plane_to_blocks(x: torch.Tensor) -> torch.Tensor:
 def blocks_to_plane(b: torch.Tensor) -> torch.Tensor:
     """``(..., Hb, Wb, 8, 8) -> (..., 8 Hb, 8 Wb)`` (the inverse of :func:`plane_to_blocks`)."""
     if b.ndim < 4 or b.shape[-2:] != (BLOCK, BLOCK):
-        raise ValueError(f"blocks_to_plane: expected (..., Hb, Wb, 8, 8), got shape {tuple(b.shape)}")
+        raise ShapeError(f"blocks_to_plane: expected blocks (..., Hb, Wb, 8, 8), got shape {tuple(b.shape)}")
     *lead, hb, wb, _, _ = b.shape
     return b.transpose(-3, -2).reshape(*lead, hb * BLOCK, wb * BLOCK)
 

@@ -41,17 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from m3l.deploy.runtime import temp_file_beside
-from m3l.errors import M3LError
+from m3l.errors import HubError
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "hub_weights"
 URL_ENV = "M3L_WEIGHTS_URL"
 CACHE_ENV = "M3L_CACHE_DIR"
-
-
-class HubError(M3LError):
-    """Weights that cannot be found, fetched or trusted."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +95,8 @@ def _ipol(channels: int) -> Callable[[], tuple[Path, Callable[[], dict[str, Any]
     def importer() -> tuple[Path, Callable[[], dict[str, Any]]]:
         from m3l.models.nets import ffdnet_ipol
 
-        try:
-            source = ffdnet_ipol.ipol_weights_file(channels)
-        except ffdnet_ipol.IPOLWeightsMissing as exc:
-            raise HubError(str(exc)) from exc
-        return source, lambda: ffdnet_ipol.load_ipol_state(channels)
+        # a missing `ffdnet` package raises IPOLWeightsMissing, a HubError
+        return ffdnet_ipol.ipol_weights_file(channels), lambda: ffdnet_ipol.load_ipol_state(channels)
 
     return importer
 

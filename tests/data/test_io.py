@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from m3l.data.io import MediaReadError, probe_video, read_image, read_video, write_image, write_video
+from m3l.data.io import probe_video, read_image, read_video, write_image, write_video
+from m3l.errors import MediaReadError
 
 from .conftest import GOOD_IMAGES
 

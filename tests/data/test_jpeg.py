@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from m3l.data.io import MediaReadError
+from m3l.errors import MediaReadError
 from m3l.data.samples import sample_paths
 from m3l.dct import block_dct, block_idct, quantization_plane
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, TrainingDivergedError
 from m3l.models.nets import FFDNet
 from m3l.models.noise_level import estimate_noise_sigma
 from m3l.models.restoration import RestorationModule
@@ -55,3 +55,13 @@ def test_other_missing_conditions_still_say_what_to_give() -> None:
 
     with pytest.raises(ConfigError, match="net.predict_conditions.quality"):
         RestorationModule(NeedsQuality())._conditions({"input": torch.rand(1, 3, 8, 8)})
+
+
+def test_a_non_finite_training_loss_says_what_to_lower() -> None:
+    from m3l.models.nets import DnCNN
+
+    module = RestorationModule(DnCNN(in_channels=1, depth=3, features=8))
+    x = torch.rand(2, 1, 16, 16)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="training loss is nan at step 0: lower optimizer.lr.*check the data for NaNs"):
+        module.training_step({"input": x, "target": torch.rand(2, 1, 16, 16)}, 0)

@@ -36,9 +36,10 @@ from m3l.data.degradations import (
     motion_kernel,
 )
 from m3l.data.failures import FAILURES_FILENAME, Failure
-from m3l.data.io import MediaReadError, VideoWriter, read_image, read_video, write_image, write_video
+from m3l.data.io import VideoWriter, read_image, read_video, write_image, write_video
 from m3l.data.samples import sample_dir
 from m3l.data.serializers import ImageSerializer, VideoSerializer
+from m3l.errors import MediaReadError
 
 __all__ = [
     "FAILURES_FILENAME",

@@ -32,8 +32,8 @@ from m3l.data.datasets import (
 )
 from m3l.data.degradations import Degradation, Identity, Meta
 from m3l.data.failures import Failure, record_failure
-from m3l.data.io import MediaReadError, is_image_file, is_video_file, probe_video, read_image, read_video
-from m3l.errors import ConfigError
+from m3l.data.io import is_image_file, is_video_file, probe_video, read_image, read_video
+from m3l.errors import ConfigError, DataNotFoundError, MediaReadError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def find_sequences(roots: PathsLike, failures: list[Failure], key: str) -> list[
     sequences: list[Sequence_] = []
     for root in as_path_list(roots):
         if not root.exists():
-            raise FileNotFoundError(f"{key}: {root} does not exist; expected videos or folders of frames")
+            raise DataNotFoundError(f"{key}: {root} does not exist; expected videos or folders of frames (set {key}=PATH)")
         files = [root] if root.is_file() else list_files(root)
         by_folder: dict[Path, list[Path]] = {}
         for f in files:
@@ -82,7 +82,10 @@ def find_sequences(roots: PathsLike, failures: list[Failure], key: str) -> list[
             rel = relative_path(folder, root) if folder != root else root.name
             sequences.append(Sequence_(folder, rel, len(frames), tuple(sorted(frames))))
     if not sequences:
-        raise FileNotFoundError(f"{key}: no videos or folders of frames under {[str(r) for r in as_path_list(roots)]}")
+        raise DataNotFoundError(
+            f"{key}: no videos or folders of frames under {[str(r) for r in as_path_list(roots)]}; point {key} at "
+            "videos (mp4, mkv, avi, ...) or folders of numbered frames"
+        )
     return sequences
 
 
@@ -207,7 +210,7 @@ class PhotoPanClipDataset(Dataset):
                 except MediaReadError as err:
                     record_failure(self.failures, path, err.reason)
         if not self.photos:
-            raise FileNotFoundError(f"{key}: no readable photos under {roots}")
+            raise DataNotFoundError(f"{key}: no readable photos under {roots}; point {key} at a folder of images")
         self.clip_length, self.degradation, self.train = int(clip_length), degradation or Identity(), train
         self.patch_size, self.clips_per_image, self.max_speed = int(patch_size), max(int(clips_per_image), 1), float(max_speed)
         self.per_frame_params, self.target, self.seed = per_frame_params, target, seed

@@ -21,8 +21,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from m3l.data.datasets import list_files, relative_path
 from m3l.data.failures import Failure, record_failure
-from m3l.data.io import MediaReadError, ImageInfo, is_image_file, is_video_file, iter_video_frames, probe_video, read_image
-from m3l.errors import ConfigError
+from m3l.data.io import ImageInfo, is_image_file, is_video_file, iter_video_frames, probe_video, read_image
+from m3l.errors import ConfigError, MediaReadError
 
 log = logging.getLogger(__name__)
 

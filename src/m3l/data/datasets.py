@@ -21,9 +21,9 @@ from torch.utils.data import Dataset
 
 from m3l.data.degradations import Degradation, Identity, Meta
 from m3l.data.failures import Failure, record_failure
-from m3l.data.io import ImageTooLargeError, MediaReadError, is_image_file, open_image_checked, read_image
+from m3l.data.io import ImageTooLargeError, is_image_file, open_image_checked, read_image
 from m3l.deploy.runtime import walk_files
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, DataNotFoundError, MediaReadError
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,12 @@ def list_images(root: str | os.PathLike[str], key: str = "data") -> list[Path]:
     """Image files under a folder (recursive) or the file itself; clear errors otherwise."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"{key}: {root} does not exist; expected a folder of images (set {key}=PATH)")
+        raise DataNotFoundError(f"{key}: {root} does not exist; expected a folder of images (set {key}=PATH)")
     if root.is_file():
         return [root] if is_image_file(root) else []
     images = [f for f in list_files(root) if is_image_file(f)]
     if not images:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"{key}: no images (png, jpg, bmp, tif, webp) found under {root}; point {key} at a folder of images"
         )
     return images
@@ -131,7 +131,10 @@ class _ImageStore:
             self.items.extend((p, relative_path(p, root)) for p in list_images(root, key))
         self.items = [item for item in self.items if self._probe(item[0], full=verify)]
         if not self.items:
-            raise FileNotFoundError(f"{key}: every image under {[str(r) for r in self.roots]} failed to read: {self.failures}")
+            raise DataNotFoundError(
+                f"{key}: every image under {[str(r) for r in self.roots]} failed to read: {self.failures}; "
+                f"fix or remove those files, or point {key} at another folder"
+            )
 
     def _probe(self, path: Path, full: bool) -> bool:
         try:
@@ -218,7 +221,10 @@ class CleanImageDataset(Dataset):
                 continue
             degraded, meta = self.degradation(clean, generator)
             return {"input": degraded, "target": clean, "meta": meta, "relpath": relpath}
-        raise RuntimeError(f"no readable image left in {self.store.roots}: {self.failures}")
+        raise DataNotFoundError(
+            f"{self.store.key}: no readable image left in {[str(r) for r in self.store.roots]} (every one failed to read "
+            f"during training): {self.failures}; fix or remove those files"
+        )
 
 
 def _pair_target(relpath: str, input_token: str | None, target_token: str | None) -> str | None:
@@ -276,7 +282,7 @@ class PairedImageDataset(Dataset):
                 continue
             self.pairs.append((path, target, relpath))
         if not self.pairs:
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"{key}: no input/target pairs under {input_root} (target folder {target_root}, "
                 f"input_token={input_token!r}, target_token={target_token!r})"
             )

@@ -22,9 +22,9 @@ from m3l.data.datamodules import RestorationDataModule
 from m3l.data.datasets import relative_path
 from m3l.data.degradations import Degradation, Meta, _check_range, _randint, _scalar, _uniform
 from m3l.data.failures import Failure, record_failure
-from m3l.data.io import MediaReadError
 from m3l.data.jpeg import SUBSAMPLING, JPEGCoefficients, encode_jpeg, read_jpeg_coefficients
 from m3l.dct import block_idct_islow
+from m3l.errors import ConfigError, MediaReadError, ShapeError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def jpeg_net_inputs(jpeg: JPEGCoefficients, channels: int) -> tuple[torch.Tensor
     ``channels=1`` on a colour file uses its Y alone (as libjpeg decodes it to gray).
     """
     if channels not in (1, 3):
-        raise ValueError(f"jpeg_net_inputs: channels must be 1 or 3, got {channels}")
+        raise ConfigError(f"jpeg_net_inputs: channels must be 1 or 3, got {channels}; set data.channels to 1 or 3")
     h, w = jpeg.height, jpeg.width
     dct_y = jpeg.dequantized(0).to(torch.float32)[None] / 255
     luma = jpeg.tables[0].to(torch.float32)
@@ -99,9 +99,12 @@ class RealJPEG(Degradation):
     ) -> None:
         _check_range("RealJPEG(quality, quality_range)", quality, quality_range)
         if chroma_subsampling not in SUBSAMPLING:
-            raise ValueError(f"RealJPEG: chroma_subsampling must be one of {sorted(SUBSAMPLING)}, got {chroma_subsampling!r}")
+            raise ConfigError(f"RealJPEG: chroma_subsampling must be one of {sorted(SUBSAMPLING)}, got {chroma_subsampling!r}")
         if table_jitter < 0 or not 0 <= custom_tables_p <= 1:
-            raise ValueError(f"RealJPEG: table_jitter must be >= 0 and custom_tables_p in [0, 1], got {table_jitter}, {custom_tables_p}")
+            raise ConfigError(
+                f"RealJPEG: table_jitter must be >= 0 and custom_tables_p in [0, 1], got table_jitter={table_jitter}, "
+                f"custom_tables_p={custom_tables_p}"
+            )
         self.quality, self.quality_range, self.chroma_subsampling = quality, quality_range, chroma_subsampling
         self.table_jitter, self.custom_tables_p = float(table_jitter), float(custom_tables_p)
 
@@ -116,7 +119,7 @@ class RealJPEG(Degradation):
 
     def apply(self, x: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None) -> tuple[torch.Tensor, Meta]:
         if x.dim() != 3 or x.shape[0] not in (1, 3):
-            raise ValueError(f"RealJPEG: expected one image (C, H, W) with C in (1, 3), got shape {tuple(x.shape)}")
+            raise ShapeError(f"RealJPEG: expected one image (C, H, W) with C in (1, 3), got shape {tuple(x.shape)}")
         tables = params.get("tables")
         if tables is not None:
             data = encode_jpeg(x, tables=tables[: 1 if x.shape[0] == 1 else 2], subsampling=self.chroma_subsampling)
@@ -186,7 +189,7 @@ class JPEGCoefficientDataModule(RestorationDataModule):
 
     def setup_predict(self) -> None:
         if self.correct_dir is None:
-            raise ValueError("nothing to correct: set data.correct_dir to a folder of JPEG files or one JPEG file")
+            raise ConfigError("nothing to correct: set data.correct_dir to a folder of JPEG files or one JPEG file")
         self.predict_sets = [JPEGCorrectionDataset(self.correct_dir, self.channels)]
 
     def predict_dataloader(self) -> DataLoader:

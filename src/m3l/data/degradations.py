@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from m3l.data.io import convert_channels, import_av, tensor_to_array
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, ShapeError
 
 Meta = dict[str, torch.Tensor]
 
@@ -38,7 +38,7 @@ NO_COMPRESSION = 100.0
 
 def _check_image(x: torch.Tensor, name: str) -> None:
     if x.ndim < 3 or x.shape[-3] not in (1, 3):
-        raise ValueError(f"{name}: expected an image tensor (..., C, H, W) with C in (1, 3), got shape {tuple(x.shape)}")
+        raise ShapeError(f"{name}: expected an image tensor (..., C, H, W) with C in (1, 3), got shape {tuple(x.shape)}")
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -128,7 +128,7 @@ def apply_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     _check_image(x, "apply_blur")
     k = kernel.shape[-1]
     if kernel.ndim != 2 or kernel.shape[0] != k or k % 2 == 0:
-        raise ValueError(f"apply_blur: expected a square kernel with an odd size, got shape {tuple(kernel.shape)}")
+        raise ShapeError(f"apply_blur: expected a square kernel with an odd size (k, k), got shape {tuple(kernel.shape)}")
     r = k // 2
     lead, (h, w) = x.shape[:-3], x.shape[-2:]
     flat = x.reshape(-1, *x.shape[-3:])

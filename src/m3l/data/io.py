@@ -31,7 +31,7 @@ from m3l.deploy.runtime import (  # noqa: F401 - re-exported for m3l.data users
     png_header,
     temp_file_beside,
 )
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, MediaReadError, MissingDependencyError, ShapeError
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,6 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", "
 
 # Pillow modes and what they hold: (bit depth, has alpha).
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
-
-
-class MediaReadError(ValueError):
-    """An image or video that cannot be read; carries the path and the reason."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -75,7 +66,7 @@ def import_av() -> Any:
     try:
         import av
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise MissingDependencyError(
             "Video support needs PyAV, which is not installed. "
             "Install it with `pip install 'm3l[video]'` (or `pip install av`)."
         ) from err
@@ -198,7 +189,7 @@ def convert_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
         return (x * _LUMA.to(x).view(3, 1, 1)).sum(dim=-3, keepdim=True)
     if channels == 3 and c == 1:
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
-    raise ValueError(f"cannot convert a {c}-channel tensor to {channels} channels")
+    raise ShapeError(f"cannot convert a {c}-channel tensor to {channels} channels: only gray (1) <-> RGB (3) is supported")
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -245,7 +236,7 @@ def _png16_bytes(array: np.ndarray) -> bytes:
 def tensor_to_array(x: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
     """``(C, H, W)`` in [0, 1] to a uint8/uint16 ``(H, W[, C])`` array, rounded and clipped."""
     if x.ndim != 3:
-        raise ValueError(f"expected an image tensor (C, H, W), got shape {tuple(x.shape)}")
+        raise ShapeError(f"write_image expects one image tensor (C, H, W), got shape {tuple(x.shape)}; write a batch image by image")
     peak = 65535.0 if bit_depth == 16 else 255.0
     dtype = np.uint16 if bit_depth == 16 else np.uint8
     array = (x.detach().float().cpu().clamp(0, 1) * peak).round().permute(1, 2, 0).numpy().astype(dtype)

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from m3l.data.io import MediaReadError, tensor_to_array
+from m3l.data.io import tensor_to_array
 from m3l.dct import blocks_to_plane, block_idct_islow, quantization_plane, upsample_chroma, ycbcr_to_rgb_libjpeg
+from m3l.errors import ConfigError, MediaReadError, MissingDependencyError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -35,7 +36,7 @@ def import_jpeglib() -> Any:
     try:
         import jpeglib
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(f"reading JPEG coefficients needs jpeglib: {_INSTALL}") from err
+        raise MissingDependencyError(f"reading JPEG coefficients needs jpeglib: {_INSTALL}") from err
     return jpeglib
 
 
@@ -112,7 +113,7 @@ def _kind(data: bytes) -> str:
 def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoefficients:
     """Read a JPEG file (a path or its bytes) without decoding it to pixels.
 
-    Raises :class:`m3l.data.io.MediaReadError` naming the file and the reason for anything that
+    Raises :class:`m3l.errors.MediaReadError` naming the file and the reason for anything that
     is not a readable 8-bit gray or YCbCr JPEG (PNGs, CMYK JPEGs, truncated files...).
     """
     data, name = _open(source)
@@ -151,15 +152,15 @@ def encode_jpeg(
     (through Pillow): at ``quality`` (1..100) or with custom ``tables`` (a luma and, for colour,
     a chroma table of 64 ints in row-major order)."""
     if (quality is None) == (tables is None):
-        raise ValueError("encode_jpeg: give quality or tables (not both)")
+        raise ConfigError("encode_jpeg: give quality (1..100) or tables (quantization tables), exactly one of them")
     if subsampling not in SUBSAMPLING:
-        raise ValueError(f"encode_jpeg: subsampling must be one of {sorted(SUBSAMPLING)}, got {subsampling!r}")
+        raise ConfigError(f"encode_jpeg: subsampling must be one of {sorted(SUBSAMPLING)}, got {subsampling!r}")
     array = image.permute(1, 2, 0).numpy() if image.dtype == torch.uint8 else tensor_to_array(image)
     array = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
     options: dict[str, Any] = {"subsampling": SUBSAMPLING[subsampling]}
     if quality is not None:
         if not 1 <= int(quality) <= 100:
-            raise ValueError(f"encode_jpeg: quality must be in 1..100, got {quality}")
+            raise ConfigError(f"encode_jpeg: quality must be in 1..100, got {quality}")
         options["quality"] = int(quality)
     else:
         options["qtables"] = [[int(v) for v in t] for t in tables]  # type: ignore[union-attr]

@@ -15,16 +15,16 @@ import torch
 from torch import nn
 from torch.nn import L1Loss, MSELoss
 
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, ShapeError
 
 __all__ = ["L1Loss", "MSELoss", "CharbonnierLoss", "PSNRLoss", "WeightedSum"]
 
 
 def _check_pair(name: str, pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape:
-        raise ValueError(
+        raise ShapeError(
             f"{name}: pred and target must have the same shape, got {tuple(pred.shape)} and "
-            f"{tuple(target.shape)}."
+            f"{tuple(target.shape)}; make the net return the target's shape (crop a padded output back)."
         )
 
 

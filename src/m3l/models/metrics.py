@@ -24,7 +24,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, ShapeError
 
 Reduction = Literal["mean", "none"]
 
@@ -39,7 +39,7 @@ _BT601_OFFSET = 16.0 / 255.0
 def rgb_to_y(x: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Luma ``Y`` of RGB ``(..., 3, H, W)`` as ``(..., 1, H, W)``; white maps to 235/255 * range."""
     if x.dim() < 3 or x.shape[-3] != 3:
-        raise ValueError(f"rgb_to_y expects (..., 3, H, W), got {tuple(x.shape)}.")
+        raise ShapeError(f"rgb_to_y expects RGB images (..., 3, H, W), got {tuple(x.shape)}; gray images are already Y.")
     r, g, b = x.unbind(dim=-3)
     y = _BT601_Y[0] * r + _BT601_Y[1] * g + _BT601_Y[2] * b + _BT601_OFFSET * data_range
     return y.unsqueeze(-3)
@@ -50,21 +50,22 @@ def _prepare(
     y_channel: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if pred.shape != target.shape:
-        raise ValueError(
+        raise ShapeError(
             f"{name}: pred and target must have the same shape, got {tuple(pred.shape)} and "
-            f"{tuple(target.shape)}."
+            f"{tuple(target.shape)}; crop or pad the prediction to the target's size."
         )
     if pred.dim() == 3:
         pred, target = pred.unsqueeze(0), target.unsqueeze(0)
     if pred.dim() != 4:
-        raise ValueError(f"{name} expects (B, C, H, W) or (C, H, W), got {tuple(pred.shape)}.")
+        raise ShapeError(f"{name} expects images (B, C, H, W) or (C, H, W), got {tuple(pred.shape)}.")
     if crop_border < 0:
         raise ConfigError(f"{name}: crop_border must be >= 0, got {crop_border}.")
     if crop_border:
         h, w = pred.shape[-2:]
         if 2 * crop_border >= min(h, w):
-            raise ValueError(
-                f"{name}: crop_border={crop_border} leaves nothing of a {h}x{w} image."
+            raise ShapeError(
+                f"{name}: crop_border={crop_border} leaves nothing of a {h}x{w} image; lower crop_border "
+                f"below {min(h, w) // 2}."
             )
         pred = pred[..., crop_border:-crop_border, crop_border:-crop_border]
         target = target[..., crop_border:-crop_border, crop_border:-crop_border]
@@ -72,7 +73,7 @@ def _prepare(
     if y_channel and pred.shape[1] == 3:
         pred, target = rgb_to_y(pred, data_range), rgb_to_y(target, data_range)
     elif y_channel and pred.shape[1] != 1:
-        raise ValueError(f"{name}: y_channel needs RGB or gray inputs, got {pred.shape[1]} channels.")
+        raise ShapeError(f"{name}: y_channel needs RGB or gray inputs, got {pred.shape[1]} channels; set y_channel=false.")
     return pred, target
 
 
@@ -105,7 +106,7 @@ def ssim(
     """Structural similarity (Wang et al. 2004), mean over channels, per image then reduced."""
     p, t = _prepare("ssim", pred, target, data_range, crop_border, y_channel)
     if min(p.shape[-2:]) < 11:
-        raise ValueError(f"ssim needs images of at least 11x11 (its window), got {tuple(p.shape[-2:])}.")
+        raise ShapeError(f"ssim needs images of at least 11x11 (its window), got {tuple(p.shape[-2:])}; use larger crops.")
     values = structural_similarity_index_measure(p, t, data_range=data_range, reduction="none")
     return _reduce(values.to(pred.dtype), reduction)
 

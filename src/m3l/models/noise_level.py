@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from m3l.errors import ShapeError
+
 # the Daubechies-2 decomposition high-pass filter (pywt.Wavelet("db2").dec_hi)
 _DB2_HIGH = (-0.48296291314469025, 0.836516303737469, -0.22414386804185735, -0.12940952255092145)
 _GAUSS_Q75 = 0.6744897501960817  # scipy.stats.norm.ppf(0.75)
@@ -28,10 +30,10 @@ _GAUSS_Q75 = 0.6744897501960817  # scipy.stats.norm.ppf(0.75)
 def estimate_noise_sigma(x: torch.Tensor) -> torch.Tensor:
     """Per-image Gaussian noise level of ``(B, C, H, W)`` images on [0, 1]; returns ``(B,)``."""
     if x.dim() != 4:
-        raise ValueError(f"estimate_noise_sigma expects (B, C, H, W), got {tuple(x.shape)}.")
+        raise ShapeError(f"estimate_noise_sigma expects (B, C, H, W) images, got {tuple(x.shape)}.")
     b, c, h, w = x.shape
     if h < 8 or w < 8:
-        raise ValueError(f"estimate_noise_sigma needs images of at least 8x8 pixels, got {h}x{w}.")
+        raise ShapeError(f"estimate_noise_sigma needs images of at least 8x8 pixels, got {h}x{w}; give sigma explicitly for tiny images.")
     g = torch.tensor(_DB2_HIGH, dtype=torch.float64, device=x.device).flip(0)  # correlation = convolution
     kernel = (g[:, None] * g[None, :]).view(1, 1, 4, 4)
     planes = x.detach().to(torch.float64).reshape(b * c, 1, h, w)

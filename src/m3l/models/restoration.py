@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from m3l.distributed import log_mean
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, TrainingDivergedError
 from m3l.models import metrics as M
 from m3l.models.noise_level import estimate_noise_sigma
 from m3l.models.tiling import pad_to_multiple, self_ensemble
@@ -184,7 +184,7 @@ class RestorationModule(pl.LightningModule):
         pred = self(x, **self._conditions(batch))
         loss = self.loss_fn(pred, target)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"training loss is {float(loss)} at step {self.global_step}: lower optimizer.lr, add "
                 "trainer.gradient_clip_val=1.0, or check the data for NaNs."
             )

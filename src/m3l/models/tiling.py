@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, ShapeError
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +167,12 @@ class TiledPredictor:
         ``(B, ...)`` (e.g. ``sigma``); each tile gets its image's value.
         """
         if x.dim() not in (4, 5):
-            raise ValueError(
-                f"TiledPredictor expects (B, C, H, W) or (B, T, C, H, W), got {tuple(x.shape)}."
+            raise ShapeError(
+                f"TiledPredictor expects images (B, C, H, W) or video windows (B, T, C, H, W), got {tuple(x.shape)}."
             )
         for name, value in conditions.items():
             if value.shape[:1] != x.shape[:1]:
-                raise ValueError(
+                raise ShapeError(
                     f"TiledPredictor: condition {name!r} must have shape (B, ...) with "
                     f"B={x.shape[0]}, got {tuple(value.shape)}."
                 )
@@ -204,7 +204,7 @@ class TiledPredictor:
             cond = {k: v.index_select(0, index.to(v.device)) for k, v in conditions.items()}
             result = fn(tiles, **cond)
             if result.shape[0] != len(batch) or result.shape[-2:] != (th, tw):
-                raise ValueError(
+                raise ShapeError(
                     f"TiledPredictor: fn must return ({len(batch)}, ..., {th}, {tw}) for "
                     f"tiles of shape {tuple(tiles.shape)}, got {tuple(result.shape)}."
                 )

@@ -25,15 +25,11 @@ import lightning as L
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from m3l.errors import M3LError
 from m3l.mtl.contracts import INIT_ARGS_ATTR, contract_of
+from m3l.mtl.errors import ArtifactError
 
 log = logging.getLogger(__name__)
 FORMAT = "m3l-mtl-artifact/1"
-
-
-class ArtifactError(M3LError):
-    """An artifact is missing, does not match the module, or cannot be rebuilt."""
 
 
 def _class_path(module: nn.Module) -> str:

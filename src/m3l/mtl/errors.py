@@ -95,3 +95,18 @@ class ContractDeclarationError(MTLValidationError):
 
 class RepresentationNotSupportedError(M3LError):
     """A method was asked for gradients on the shared representation and cannot use them."""
+
+
+class NoSingleHeadError(MTLValidationError, AttributeError):
+    """``task.head`` of a :class:`~m3l.mtl.tasks.MultiHeadTask`, which has several (an
+    ``AttributeError`` too, so ``getattr(task, "head", None)`` keeps working)."""
+
+    def __init__(self, task: str, heads: Sequence[str]) -> None:
+        super().__init__(
+            f"MultiHeadTask {task!r} has several heads ({', '.join(heads)}), so no single .head.\n"
+            "  fix: use task.objectives (one per head, each with .name, .head, .criterion)"
+        )
+
+
+class ArtifactError(M3LError):
+    """A saved backbone or head is missing, does not match the module, or cannot be rebuilt."""

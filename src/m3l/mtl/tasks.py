@@ -27,6 +27,8 @@ from typing import Any
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from m3l.mtl.errors import MissingCriterionError, NoSingleHeadError
+
 MetricFn = Callable[[Tensor, Tensor], Tensor]
 HeadInput = str | int | Callable[[Any], Any]
 
@@ -172,8 +174,6 @@ class MultiHeadTask(Task):
         input_key: str = "input",
         head_inputs: Mapping[str, HeadInput] | None = None,
     ) -> None:
-        from m3l.mtl.errors import MissingCriterionError
-
         self.name = name
         self.head_inputs = dict(head_inputs or {})
         self.train, self.val, self.test = train, val, test
@@ -199,7 +199,7 @@ class MultiHeadTask(Task):
 
     @property
     def head(self) -> nn.Module:
-        raise AttributeError(f"MultiHeadTask {self.name!r} has several heads; use .objectives")
+        raise NoSingleHeadError(self.name, [o.name for o in self.objectives])
 
     def split_batch(self, batch: Any) -> tuple[Any, dict[str, Any]]:
         names = [o.name for o in self.objectives]

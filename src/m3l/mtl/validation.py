@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-# INIT_ARGS_ATTR, SchedulerMonitorError and TrainerArgumentError: mtl/module.py and mtl/trainer.py
-# still import them from here (both are being rewritten for issue 15); import them from
-# m3l.mtl.contracts and m3l.mtl.errors instead, then drop them from these two imports.
+# INIT_ARGS_ATTR and TrainerArgumentError: mtl/trainer.py still imports them from here (it is
+# being rewritten for issue 15); import them from m3l.mtl.contracts and m3l.mtl.errors instead,
+# then drop them from these two imports.
 from m3l.mtl.contracts import INIT_ARGS_ATTR, contract_of  # noqa: F401
 from m3l.mtl.errors import (  # noqa: F401
     BackboneOutputError,
@@ -29,7 +29,6 @@ from m3l.mtl.errors import (  # noqa: F401
     HeadInputMismatchError,
     MetricError,
     NonFiniteLossError,
-    SchedulerMonitorError,
     TrainerArgumentError,
 )
 from m3l.mtl.tracing import TracedFailure, describe, missing_arguments, part_name, run_traced

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, DataNotFoundError
 
 SPLITS = ("train", "val")
 
@@ -18,7 +18,7 @@ def sample_dir(split: str) -> str:
         raise ConfigError(f"m3l.samples: split must be one of {SPLITS}, got {split!r}")
     path = Path(__file__).resolve().parent / split
     if not path.is_dir():
-        raise FileNotFoundError(f"the built-in sample photos are missing from {path}; reinstall m3l")
+        raise DataNotFoundError(f"the built-in sample photos are missing from {path}; reinstall m3l (pip install --force-reinstall m3l)")
     return str(path)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from m3l.errors import ConfigError
+from m3l.errors import ConfigError, ShapeError
 from m3l.models.nets._checks import check_multiple, sigma_map
 
 
@@ -92,15 +92,17 @@ class FastDVDnet(nn.Module):
         """Denoise the centre frame of a 5-frame window (H, W multiples of 4)."""
         t = self.temporal_window
         if x.dim() != 5 or x.shape[1] != t or x.shape[2] != self.in_channels:
-            raise ValueError(
+            raise ShapeError(
                 f"FastDVDnet expects a window of shape (B, {t}, {self.in_channels}, H, W), "
-                f"got {tuple(x.shape)}."
+                f"got {tuple(x.shape)}; feed it windows of {t} frames (m3l.models.tiling.sliding_windows)."
             )
         check_multiple("FastDVDnet", x, self.pad_multiple)
         noise = None
         if self.noise_map:
             if sigma is None:
-                raise ValueError("FastDVDnet was built with noise_map=True: call it as net(x, sigma=...).")
+                raise ConfigError(
+                    "FastDVDnet was built with noise_map=True: call it as net(x, sigma=...), or set net.noise_map=false."
+                )
             noise = sigma_map("FastDVDnet", sigma, x[:, 0])
         frames = list(x.unbind(dim=1))
         first = [self.stage1(frames[i : i + 3], noise) for i in range(3)]

