@@ -178,7 +178,7 @@ def _jpeg() -> dict[str, Callable[[], object]]:
 
 
 JPEG_CASES: list[tuple[str, type, str]] = [
-    ("quality and tables", ConfigError, "exactly one of them"),
+    ("quality and tables", ConfigError, "give quality or tables \\(exactly one of them\\)"),
     ("subsampling", ConfigError, "subsampling must be one of .* got '4:1:1'"),
     ("quality range", ConfigError, "quality must be in 1..100, got 0"),
     ("net inputs channels", ConfigError, "channels must be 1 or 3, got 2; set data.channels"),

@@ -28,6 +28,8 @@ def _one_error_line(result, *expected: str) -> str:
         ("data.batch_size=-1", ["data.batch_size must be an integer >= 1, got -1"]),
         ("data.patch_size=abc", ["data.patch_size must be an integer"]),
         ("data.degradation.sigma=-3", ["GaussianNoise", "[0, inf]", "-3"]),
+        ("data.train_dir=/nonexistent/m3l-photos", ["data.train_dir: /nonexistent/m3l-photos does not exist",
+                                                    "set data.train_dir=PATH"]),
     ],
 )
 def test_bad_values_in_train(workdir: Path, env: dict[str, str], override: str, expected: list[str]):

@@ -152,7 +152,7 @@ def encode_jpeg(
     (through Pillow): at ``quality`` (1..100) or with custom ``tables`` (a luma and, for colour,
     a chroma table of 64 ints in row-major order)."""
     if (quality is None) == (tables is None):
-        raise ConfigError("encode_jpeg: give quality (1..100) or tables (quantization tables), exactly one of them")
+        raise ConfigError("encode_jpeg: give quality or tables (exactly one of them): quality in 1..100, or the quantization tables")
     if subsampling not in SUBSAMPLING:
         raise ConfigError(f"encode_jpeg: subsampling must be one of {sorted(SUBSAMPLING)}, got {subsampling!r}")
     array = image.permute(1, 2, 0).numpy() if image.dtype == torch.uint8 else tensor_to_array(image)
