@@ -28,7 +28,10 @@ def instantiate_key(cfg: DictConfig, key: str, node: Any | None = None, **kwargs
         while cause is not None and not isinstance(cause, M3LError):
             cause = cause.__cause__
         if cause is not None:  # the target's own check: its message already says what to do
-            raise type(cause)(f"{cause} (building '{key}' from {config_source(cfg, key)})") from exc
+            # the same error with the location appended (not type(cause)(...): many errors'
+            # constructors take other arguments, e.g. MediaReadError(path, reason))
+            cause.args = (f"{cause} (building '{key}' from {config_source(cfg, key)})",)
+            raise cause from None
         text = str(exc)
         detail = "\n  ".join(
             line.strip() for line in text.splitlines()
