@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from m3l import mtl
-from m3l.errors import M3LError
+from m3l.errors import ConfigError, M3LError
 from m3l.mtl.artifacts import ArtifactError, load_backbone, load_head, read_card, save_backbone, save_head
 from m3l.mtl.examples.multimnist import Classifier
 
@@ -63,6 +63,17 @@ def test_delta_m_signs():
     assert value == pytest.approx(100 * (0.1 + 0.1) / 2)
     with pytest.raises(M3LError, match="baseline given for task 'c'"):
         mtl.delta_m({"a": {"acc": 1}}, {"c": {"acc": 1}}, hib)
+
+
+@pytest.mark.parametrize(("baselines", "match"), [
+    ({"c": {"acc": 1}}, "baseline given for task 'c' .*drop it from the baselines"),
+    ({"a": {"f1": 1}}, "baseline metric a/f1 missing .*use one of those names"),
+    ({"a": {"acc": 0}}, "baseline a/acc is 0, so the relative change is undefined"),
+    ({"a": {}}, "no baseline metrics given; pass baselines="),
+], ids=["unknown task", "unknown metric", "zero baseline", "no metrics"])
+def test_delta_m_baselines_that_do_not_fit_are_config_errors(baselines, match):
+    with pytest.raises(ConfigError, match=match):
+        mtl.delta_m({"a": {"acc": 0.9}}, baselines, {"a": {"acc": True}})
 
 
 @pytest.mark.slow

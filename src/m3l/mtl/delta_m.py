@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from m3l.errors import M3LError
+from m3l.errors import ConfigError
 
 
 def delta_m(
@@ -33,23 +33,23 @@ def delta_m(
     per_task = []
     for task, base in baselines.items():
         if task not in metrics:
-            raise M3LError(
+            raise ConfigError(
                 f"Delta_m: baseline given for task {task!r} but the run has no metrics for it "
-                f"(tasks with metrics: {sorted(metrics)})"
+                f"(tasks with metrics: {sorted(metrics)}); drop it from the baselines or fix the task name"
             )
         terms = []
         for metric, b in base.items():
             if metric not in metrics[task]:
-                raise M3LError(
+                raise ConfigError(
                     f"Delta_m: baseline metric {task}/{metric} missing from the run's metrics "
-                    f"{sorted(metrics[task])}"
+                    f"{sorted(metrics[task])}; use one of those names in the baselines"
                 )
             if b == 0:
-                raise M3LError(f"Delta_m: baseline {task}/{metric} is 0; relative change undefined")
+                raise ConfigError(f"Delta_m: baseline {task}/{metric} is 0, so the relative change is undefined; drop that metric from the baselines")
             sign = 1.0 if direction(task, metric) else -1.0
             terms.append(sign * (float(metrics[task][metric]) - float(b)) / abs(float(b)))
         if terms:
             per_task.append(sum(terms) / len(terms))
     if not per_task:
-        raise M3LError("Delta_m: no baseline metrics given")
+        raise ConfigError("Delta_m: no baseline metrics given; pass baselines={task: {metric: value}} of single-task runs")
     return 100.0 * sum(per_task) / len(per_task)

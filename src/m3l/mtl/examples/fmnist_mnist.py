@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from m3l.errors import M3LError
+from m3l.errors import ConfigError
 from m3l.mtl import contracts as contract
 from m3l.mtl.examples.multimnist import FASHION_DIR, load_fashion_mnist, load_mnist
 
@@ -44,7 +44,7 @@ class LeNetDigits(Dataset):
     def __init__(self, source: str = "mnist", split: str = "train", size: int | None = None,
                  root: str | None = None) -> None:
         if split not in ("train", "test"):
-            raise M3LError(f"LeNetDigits: split must be 'train' or 'test'; got {split!r}")
+            raise ConfigError(f"LeNetDigits: split must be 'train' or 'test'; got {split!r}")
         if source == "mnist":
             images, labels = load_mnist()
             order = np.random.default_rng(2023).permutation(len(images))
@@ -53,10 +53,10 @@ class LeNetDigits(Dataset):
             images, labels = load_fashion_mnist(root or str(FASHION_DIR), train=split == "train")
             order = np.arange(len(images))
         else:
-            raise M3LError(f"LeNetDigits: source must be 'mnist' or 'fashion'; got {source!r}")
+            raise ConfigError(f"LeNetDigits: source must be 'mnist' or 'fashion'; got {source!r}")
         if size is not None:
             if size > len(order):
-                raise M3LError(f"LeNetDigits: {source} {split} has {len(order)} samples; size={size} asks for more")
+                raise ConfigError(f"LeNetDigits: {source} {split} has {len(order)} samples; size={size} asks for more")
             order = np.sort(np.random.default_rng(7).choice(order, size, replace=False))
         raw = torch.from_numpy(np.ascontiguousarray(images[order]))
         # resized and normalized once (float16: 2 KiB per image, 120 MB for Fashion-MNIST's 60,000)

