@@ -28,6 +28,7 @@ import struct
 import sys
 import tempfile
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ log = logging.getLogger("m3l.deploy.runtime")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+#: images written behind the net at most by :func:`correct_path` (each holds its output)
+WRITES_AHEAD = 2
 
 
 class RuntimeInputError(ValueError):
@@ -557,25 +560,52 @@ def correct_path(
     clashing = {stem for stem in stems if stems.count(stem) > 1}
     written: list[Path] = []
     failures: list[tuple[str, str]] = []
-    for path in files:
-        rel = path.relative_to(base)
+    errors = (RuntimeInputError, FileExistsError, OSError, ValueError)
+
+    def failed(path: Path, exc: BaseException) -> None:
+        log.error("%s: %s", path, exc)
+        failures.append((str(path), str(exc)))
+
+    def collect(path: Path, job: Future) -> None:
         try:
-            if path.suffix.lower() in VIDEO_SUFFIXES:
-                check_output_paths([source, path], root, [root / rel.with_suffix(".mp4")])
-                written.append(correct_video(model, path, root / rel.with_suffix(".mp4"), overwrite, **options))
-                continue
-            if model.window:
-                raise RuntimeInputError("a video model corrects videos, not single images")
-            suffix = f".{format.lstrip('.')}" if format else path.suffix
-            if format and rel.with_suffix("").as_posix() in clashing and path.suffix.lower() != suffix:
-                rel = rel.with_name(rel.name + suffix)
-            target = root / rel.with_suffix(suffix)
-            check_output_paths([source, path], root, [target])  # never an input file, whatever --overwrite says
-            x, info = read_image(path, model.channels)
-            written.append(write_image(target, model.restore(x, **options), info, overwrite))
-        except (RuntimeInputError, FileExistsError, OSError, ValueError) as exc:
-            log.error("%s: %s", path, exc)
-            failures.append((str(path), str(exc)))
+            written.append(job.result())
+        except errors as exc:
+            failed(path, exc)
+
+    def read_ahead(k: int) -> Future | None:
+        path = files[k] if k < len(files) else None
+        if path is None or path.suffix.lower() not in IMAGE_SUFFIXES or model.window:
+            return None
+        return reader.submit(read_image, path, model.channels)
+
+    # the next image is decoded and the last ones encoded on threads while the net runs
+    # (Pillow works without the GIL); at most one read ahead and WRITES_AHEAD writes wait
+    writes: deque[tuple[Path, Future]] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="m3l-read") as reader, ThreadPoolExecutor(1, thread_name_prefix="m3l-write") as writer:
+        upcoming = read_ahead(0)
+        for k, path in enumerate(files):
+            current, upcoming = upcoming, read_ahead(k + 1)
+            rel = path.relative_to(base)
+            try:
+                if path.suffix.lower() in VIDEO_SUFFIXES:
+                    check_output_paths([source, path], root, [root / rel.with_suffix(".mp4")])
+                    written.append(correct_video(model, path, root / rel.with_suffix(".mp4"), overwrite, **options))
+                    continue
+                if model.window:
+                    raise RuntimeInputError("a video model corrects videos, not single images")
+                suffix = f".{format.lstrip('.')}" if format else path.suffix
+                if format and rel.with_suffix("").as_posix() in clashing and path.suffix.lower() != suffix:
+                    rel = rel.with_name(rel.name + suffix)
+                target = root / rel.with_suffix(suffix)
+                check_output_paths([source, path], root, [target])  # never an input file, whatever --overwrite says
+                x, info = current.result() if current is not None else read_image(path, model.channels)
+                writes.append((path, writer.submit(write_image, target, model.restore(x, **options), info, overwrite)))
+            except errors as exc:
+                failed(path, exc)
+            while len(writes) > WRITES_AHEAD:
+                collect(*writes.popleft())
+        while writes:
+            collect(*writes.popleft())
     if failures:  # the same failures.tsv as `correct` writes
         root.mkdir(parents=True, exist_ok=True)
         lines = ["path\treason"] + [f"{p}\t{' '.join(r.split())}" for p, r in failures]
