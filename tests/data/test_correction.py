@@ -181,3 +181,34 @@ def test_outputs_never_replace_an_input_file_even_when_inside_is_allowed(tmp_pat
     with pytest.raises(ValueError, match="is the input folder") as err:  # a file's folder is its input folder
         predict(RestorationDataModule(correct_dir=str(tree / "a.png")), ImageSerializer(tree, overwrite=True))
     assert "serializer.root_dir" in str(err.value) and (tree / "a.png").read_bytes() == before
+
+
+class ThreadNoting(ImageSerializer):
+    """The real serializer, noting which thread wrote each item."""
+
+    def write_image_item(self, x, item) -> None:
+        import threading
+
+        self.threads = getattr(self, "threads", set()) | {threading.current_thread().name}
+        super().write_image_item(x, item)
+
+
+@pytest.mark.parametrize("write_ahead", [0, 2])
+def test_writes_off_the_compute_thread_list_their_failures(image_tree: Path, tmp_path: Path, write_ahead: int) -> None:
+    out = tmp_path / "out"
+    (out / "rgb_odd.png").mkdir(parents=True)  # a folder where an output goes: that write fails
+    serializer = ThreadNoting(out, write_ahead=write_ahead, overwrite=True)
+    predict(RestorationDataModule(correct_dir=str(image_tree), channels=3), serializer)
+    assert serializer.threads == ({"m3l-writer"} if write_ahead else {"MainThread"})
+    failed = {Path(f.path).relative_to(out).as_posix(): f.reason for f in serializer.failures if str(out) in f.path}
+    assert list(failed) == ["rgb_odd.png"] and failed["rgb_odd.png"].startswith("write failed")
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert written == {OUTPUT[r] for r in GOOD_IMAGES} - {"rgb_odd.png"} | {FAILURES_FILENAME}
+    assert "rgb_odd.png\twrite failed" in (out / FAILURES_FILENAME).read_text()
+
+
+def test_write_ahead_must_be_a_count() -> None:
+    from m3l.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="serializer.write_ahead must be an integer >= 0"):
+        ImageSerializer("out", write_ahead=-1)
