@@ -52,14 +52,10 @@ def photos(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("tile", "overlap", "batch"), [(48, 16, 4), (32, 0, 1), (40, 13, 3)])
 @pytest.mark.parametrize("size", [(97, 131), (31, 45), (150, 61)])
 def test_numpy_tiling_equals_tiled_predictor(
-    blend: str, multiple: int, tile: int, overlap: int, batch: int, size: tuple[int, int], request: pytest.FixtureRequest
+    blend: str, multiple: int, tile: int, overlap: int, batch: int, size: tuple[int, int]
 ) -> None:
     """The runtime's numpy copy of the tiling gives what m3l.models.tiling gives: odd sizes,
     sizes below one tile, no overlap and an overlap off the pad multiple's grid."""
-    if blend == "gaussian" and overlap == 0:
-        # a known runtime bug: where two tiles just touch, R._ramp(0) calls np.vectorize(math.erf)
-        # on an empty array, which raises ValueError (fix: np.vectorize(..., otypes=[np.float64]))
-        request.applymarker(pytest.mark.xfail(raises=ValueError, reason="runtime._ramp on an empty ramp", strict=False))
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 3, 3, padding=1).eval()
     x = torch.rand(1, 3, *size)

@@ -229,7 +229,7 @@ def _layout(length: int, tile: int, overlap: int, multiple: int) -> tuple[list[i
 def _ramp(n: int, blend: str) -> np.ndarray:
     t = (np.arange(n, dtype=np.float64) + 1) / (n + 1)
     if blend == "gaussian":
-        erf = np.vectorize(math.erf)
+        erf = np.vectorize(math.erf, otypes=[np.float64])  # also on an empty ramp (tiles that just touch)
         return 0.5 * (1 + erf((t - 0.5) / (math.sqrt(2) / 6)))
     return t
 

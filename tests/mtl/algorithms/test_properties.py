@@ -154,3 +154,19 @@ def test_update_every_reuses_the_weights():
         else:
             agg.reuse()
     assert flags == [True, False, False, True, False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: A.UPGrad(wrt="features"), "wrt must be 'parameters' or 'representation'"),
+        (lambda: A.UPGrad(update_every=0), "update_every must be >= 1"),
+        (lambda: A.GradDrop(update_every=3), r"fix: GradDrop\(update_every=1\)"),
+    ],
+)
+def test_bad_method_arguments_are_config_errors(make, match):
+    from m3l.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match) as err:
+        make()
+    assert isinstance(err.value, ValueError)

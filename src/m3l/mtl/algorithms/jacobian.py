@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from m3l.errors import M3LError
+from m3l.errors import ConfigError, M3LError, MissingDependencyError
 from m3l.mtl.algorithms.base import GradientAggregator
 from m3l.mtl.algorithms.context import StepContext
 from m3l.mtl.errors import RepresentationNotSupportedError
@@ -45,7 +45,7 @@ def _require_torchjd() -> None:
     try:
         import torchjd.aggregation  # noqa: F401
     except ImportError as err:  # pragma: no cover - torchjd is a dependency of the mtl extra
-        raise M3LError(
+        raise MissingDependencyError(
             "gradient aggregators need torchjd.\n  fix: pip install 'm3l[mtl]'  (or pip install torchjd)"
         ) from err
 
@@ -85,11 +85,11 @@ class JacobianAggregator(GradientAggregator):
         super().__init__()
         _require_torchjd()
         if wrt not in ("parameters", "representation"):
-            raise M3LError(
+            raise ConfigError(
                 f"{type(self).__name__}: wrt must be 'parameters' or 'representation'; got {wrt!r}"
             )
         if int(update_every) < 1:
-            raise M3LError(f"{type(self).__name__}: update_every must be >= 1; got {update_every!r}")
+            raise ConfigError(f"{type(self).__name__}: update_every must be >= 1; got {update_every!r}")
         if wrt == "representation" and not ((self.weighted and self.gramian_only) or self.representation_rule):
             raise RepresentationNotSupportedError(
                 f"{type(self).__name__} cannot use gradients on the shared representation: its update "
@@ -99,7 +99,7 @@ class JacobianAggregator(GradientAggregator):
                 "(MGDA, IMTLG, CAGrad, NashMTL, PCGrad, UPGrad, DualProj, AlignedMTL, GradVac) or GradDrop"
             )
         if int(update_every) > 1 and not self.weighted:
-            raise M3LError(
+            raise ConfigError(
                 f"{type(self).__name__}: update_every={update_every} reuses task weights between "
                 "recomputations, but this method's update is not a weighted sum of the task "
                 f"gradients.\n  fix: {type(self).__name__}(update_every=1)"
@@ -121,7 +121,7 @@ class JacobianAggregator(GradientAggregator):
             self.aggregator = self.build(len(self.names))
         except ImportError as err:
             extra = f"torchjd[{self.extra}]" if self.extra else "torchjd"
-            raise M3LError(
+            raise MissingDependencyError(
                 f"{type(self).__name__} needs optional solvers that are not installed ({err}).\n"
                 f"  fix: pip install '{extra}'   (or pip install 'm3l[mtl]')"
             ) from err
