@@ -30,8 +30,13 @@ table. LibMTL 1.1.5 is optional (``pip install --no-deps LibMTL==1.1.5``; its pa
 ``__init__`` imports torchvision, which must not be installed, so only its weighting and
 architecture modules are loaded); without it its column says so.
 
+``--against`` picks what the second column holds, to explain a difference between the
+libraries: ``libmtl-m3l-batches`` feeds LibMTL the batches m3l's loaders yield (the update
+rules without the data order), ``m3l-perturbed`` trains m3l from initial weights perturbed by
+1e-7 (relative): how far rounding-level differences alone move a result.
+
     python benchmarks/mtl_quality.py [--quick] [--bench fashion allinone] [--seeds 0 1 2]
-        [--results mtl_quality.jsonl] [--scale 0.1] [--epochs 3]
+        [--results mtl_quality.jsonl] [--scale 0.1] [--epochs 3] [--against m3l-perturbed]
 """
 
 from __future__ import annotations
@@ -457,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"from initial weights perturbed by {PERTURBATION:g} (relative), the spread that "
                         "float rounding alone causes")
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file (resumed if present)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: these models are small, and on a busy machine "
+                        "more threads wait for each other; results change slightly with the count)")
     parser.add_argument("--table-only", action="store_true",
                         help="print the tables from the results file(s) without training anything")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
@@ -467,8 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     methods = args.methods or (QUICK_METHODS if args.quick else list(METHODS))
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     scale = args.scale if args.scale is not None else (0.03 if args.quick else 0.1)

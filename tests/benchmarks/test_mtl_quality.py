@@ -1,8 +1,10 @@
-"""The multi-task quality benchmark's quick mode, run for real at a reduced budget: both
-benchmarks, single-task baselines, Delta_m per method, the table and the resumable results."""
+"""The multi-task quality benchmark's quick mode, run for real as a user runs it: both
+benchmarks, single-task baselines, Delta_m per method (and LibMTL's where it is installed), the
+table and the resumable results."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -36,11 +38,13 @@ def table(out: str, bench: str) -> dict[str, list[str]]:
 
 
 def test_quick_mode_prints_both_tables_and_resumes(tmp_path):
+    """``--quick`` exactly as a user runs it (one seed of EW, PCGrad and UPGrad at 3% of the
+    data, with LibMTL's columns where LibMTL is installed), then again from its results file."""
     results = tmp_path / "quality.jsonl"
-    # the quick mode (one seed, EW / PCGrad / UPGrad) at an even smaller budget for CI
-    args = ["--quick", "--scale", "0.01", "--epochs", "1", "--no-libmtl", "--results", str(results)]
+    args = ["--quick", "--results", str(results)]
     first = run(tmp_path, *args)
     assert first.returncode == 0, first.stderr[-3000:]
+    with_libmtl = importlib.util.find_spec("LibMTL") is not None
     for bench, tasks in (("fashion", ["left", "right"]), ("allinone", ["denoise", "deblur", "jpeg"])):
         rows = table(first.stdout, bench)
         assert list(rows) == ["single-task", "EW", "PCGrad", "UPGrad"], first.stdout
@@ -49,17 +53,25 @@ def test_quick_mode_prints_both_tables_and_resumes(tmp_path):
             per_task = [float(c) for c in cells[: len(tasks)]]
             assert all(0 < v < 100 for v in per_task), cells  # accuracy in %, PSNR in dB
             assert re.fullmatch(r"[+-]\d+\.\d\d", cells[len(tasks)]), cells  # Delta_m% of one seed
-            libmtl = "not in LibMTL 1.1.5" if method == "UPGrad" else "not run"
-            assert cells[len(tasks) + 1] == libmtl and cells[len(tasks) + 3] == libmtl and cells[-1] == "1"
+            theirs, theirs_ew = cells[len(tasks) + 1], cells[len(tasks) + 3]
+            if method == "UPGrad":
+                assert theirs == theirs_ew == "not in LibMTL 1.1.5"
+            elif with_libmtl:
+                assert re.fullmatch(r"[+-]\d+\.\d\d", theirs), cells
+                assert theirs_ew == "-" if method == "EW" else re.fullmatch(r"[+-]\d+\.\d\d", theirs_ew), cells
+            else:
+                assert theirs == theirs_ew == "not run"
+            assert cells[-1] == "1"
             if method == "EW":
                 assert cells[len(tasks) + 2] == "-"
             else:  # the gain over EW of the same seed
                 gain = float(cells[len(tasks)]) - float(rows["EW"][len(tasks)])
                 assert float(cells[len(tasks) + 2]) == pytest.approx(gain, abs=0.011)
     records = [json.loads(line) for line in results.read_text().splitlines()]
-    assert {(r["bench"], r["lib"]) for r in records} == {
-        ("fashion", "stl"), ("fashion", "m3l"), ("allinone", "stl"), ("allinone", "m3l")}
-    assert len(records) == 2 + 3 + 3 + 3
+    libs = {"stl", "m3l"} | ({"libmtl"} if with_libmtl else set())
+    assert {(r["bench"], r["lib"]) for r in records} == {(b, lib) for b in ("fashion", "allinone") for lib in libs}
+    assert len(records) == 2 + 3 + 3 + 3 + (2 * 2 if with_libmtl else 0)
+    assert {r["scale"] for r in records} == {0.03}
 
     again = run(tmp_path, *args)  # everything is in the results file: no training, same table
     assert again.returncode == 0, again.stderr[-3000:]

@@ -93,3 +93,26 @@ def test_a_scheduler_keeps_heads_on_their_own_optimizers(tmp_path, digits):
                           max_epochs=1, limit_train_batches=2)
     assert module._roles == ["backbone", "task:left", "task:right"]  # noqa: SLF001
     assert trainer.global_step == 2
+
+
+def test_resuming_into_another_optimizer_layout_names_the_checkpoint_and_the_fix(tmp_path, digits):
+    """A checkpoint with one optimizer per role (as m3l wrote them before the shared optimizer)
+    resumes with that layout, and is refused with the fix where the heads now share the backbone's."""
+    from m3l.errors import CheckpointError
+
+    per_role = dict(optimizer=partial(torch.optim.Adam, lr=1e-3), head_optimizer=partial(torch.optim.Adam, lr=1e-3))
+    torch.manual_seed(0)
+    tasks = [make_task(digits, "left"), make_task(digits, "right")]
+    module, trainer = fit(tasks, tmp_path, max_epochs=1, limit_train_batches=2, **per_role)
+    ckpt = tmp_path / "per_role.ckpt"
+    trainer.save_checkpoint(ckpt)
+
+    resumed = mtl.MultiTaskModule(LeNet(), tasks, save_artifacts=False, **per_role)
+    again = L.Trainer(default_root_dir=tmp_path, max_epochs=2, limit_train_batches=2, **QUIET)
+    again.fit(resumed, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks), ckpt_path=ckpt)
+    assert again.global_step == resumed.train_steps == 4
+
+    shared = mtl.MultiTaskModule(LeNet(), tasks, save_artifacts=False)
+    other = L.Trainer(default_root_dir=tmp_path, max_epochs=2, limit_train_batches=2, **QUIET)
+    with pytest.raises(CheckpointError, match=r"(?s)per_role\.ckpt.*3 optimizer state.*1 optimizer.*fix: .*head_optimizer"):
+        other.fit(shared, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks), ckpt_path=ckpt)

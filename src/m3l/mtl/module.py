@@ -25,7 +25,13 @@ from m3l.mtl.algorithms.context import StepContext, last_parameterized_module
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
-from m3l.mtl.optimization import build_optimizers, default_optimizer, step_optimizers, step_schedulers
+from m3l.mtl.optimization import (
+    build_optimizers,
+    check_optimizer_states,
+    default_optimizer,
+    step_optimizers,
+    step_schedulers,
+)
 from m3l.mtl.tasks import Objective, Task
 from m3l.mtl.validation import NonFiniteLossError, check_task_names, preflight
 from m3l.optim import OptimizerFactory
@@ -434,6 +440,9 @@ class MultiTaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("m3l_mtl", {})
         self.train_steps = int(state.get("train_steps", 0))
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":  # resuming: the optimizer states must fit
+            check_optimizer_states(self, checkpoint, trainer.ckpt_path)
 
 
 def _world_size() -> int:

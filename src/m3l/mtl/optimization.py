@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from m3l.errors import CheckpointError
 from m3l.mtl.errors import SchedulerMonitorError
 
 MultiTaskModule = Any  # the module (not imported: it imports this module)
@@ -67,6 +68,30 @@ def _joins_backbone(module: MultiTaskModule, task: Any) -> bool:
     """Whether ``task``'s heads use the backbone's optimizer factory and no scheduler."""
     return (task.optimizer or module.head_optimizer_factory) is module.optimizer_factory and (
         task.scheduler or module.head_scheduler_factory) is None
+
+
+def check_optimizer_states(module: MultiTaskModule, checkpoint: dict[str, Any], path: Any = None) -> None:
+    """Refuse, naming the fix, a checkpoint whose optimizer states do not fit ``module``'s
+    optimizers (Lightning would fail inside ``load_state_dict`` without saying why)."""
+    states = checkpoint.get("optimizer_states")
+    if not states:
+        return
+    optimizers, _, roles, _ = build_optimizers(module)
+    expected = [[len(g["params"]) for g in o.param_groups] for o in optimizers]
+    found = [[len(g.get("params", ())) for g in s.get("param_groups", ())] for s in states]
+    if expected == found:
+        return
+    where = f"checkpoint {str(path)!r}" if path else "the checkpoint"
+    raise CheckpointError(
+        f"{where} cannot resume this multi-task model's training: it holds {len(found)} optimizer "
+        f"state(s) with {found} parameters per group, this model steps {len(expected)} optimizer(s) "
+        f"({', '.join(roles)}) with {expected}. m3l before 2026-12-01 gave every task's heads an "
+        "optimizer of their own; heads that use the backbone's optimizer factory and no scheduler "
+        "now share the backbone's.\n"
+        "  fix: start a new fit from the checkpoint's weights, or resume with the layout that wrote it "
+        "(give the heads their own factory object, e.g. head_optimizer=functools.partial(torch.optim.Adam, "
+        "lr=...)), or check that the tasks and the method are those of the run that wrote it"
+    )
 
 
 def _no_count() -> None:
@@ -137,4 +162,4 @@ def _step_needs_metric(scheduler: Any) -> bool:
     )
 
 
-__all__ = ["build_optimizers", "default_optimizer", "step_optimizers", "step_schedulers"]
+__all__ = ["build_optimizers", "check_optimizer_states", "default_optimizer", "step_optimizers", "step_schedulers"]
