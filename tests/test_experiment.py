@@ -116,7 +116,7 @@ def test_an_output_dir_that_holds_a_run_is_refused(tmp_path: Path):
     first = Experiment(compose("demo", [*SHORT, "preflight_only=true"]))
     first.fit()
     before = sorted(p.name for p in first.output_dir.iterdir())
-    with pytest.raises(ConfigError, match=r"paths.output_dir=.* already holds a run \(config.yaml\)"):
+    with pytest.raises(ConfigError, match=r"paths.output_dir=.* already holds a run \(config.yaml, train.log\)"):
         Experiment(compose("demo", [*SHORT, f"paths.output_dir={first.output_dir}"]))
     other = tmp_path / "mine"
     other.mkdir()

@@ -6,13 +6,17 @@ class, so a config behaves the same from the command line, a notebook or a sweep
     from m3l import Experiment, compose
     exp = Experiment(compose("demo", ["trainer.max_epochs=1"]))
     metrics = exp.fit()
+
+:class:`m3l.mtl.Trainer` is a Python front over it: it passes the objects it built (module,
+datamodule, loggers, callbacks) along with a config of the rest (run directory, trainer,
+checkpoint), so both share the run directories, resume, loggers, preflight and report.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -22,12 +26,12 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from m3l.checkpoints import (
+    CLI_TRUST_OPTION,
     RNGStateCheckpoint,
     check_checkpoint,
     load_weights_into,
     resolve_checkpoint,
 )
-from m3l.config import _timestamp
 from m3l.config_checks import check_correct_dir_taken, check_missing, require_group
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import (
@@ -39,126 +43,69 @@ from m3l.errors import (
 from m3l.instantiation import instantiate_key
 from m3l.lightning_messages import quiet_lightning
 from m3l.metrics_report import collect_failures, floats, report_metrics
-from m3l.rundirs import (
-    check_output_dir_free,
-    claim_dir,
-    is_rank_zero,
-    is_unused,
-    pick_dir,
-    remove_unused,
-    resume_checkpoint,
-    warn_if_other_settings,
-)
+from m3l.run_directory import RunDirectory
+from m3l.rundirs import is_rank_zero, resume_checkpoint, warn_if_other_settings
 from m3l.trainer_args import check_lightning2, lightning2_kwargs, upgrade_config
 
 log = logging.getLogger(__name__)
 
-# the run directory an Experiment picked, by the id of the config it wrote it into
-_picked_for: dict[int, str] = {}
-
 
 class Experiment:
-    """The data, net, trainer, callbacks, loggers and serializer of one composed config."""
+    """The data, net, trainer, callbacks, loggers and serializer of one composed config.
 
-    def __init__(self, cfg: DictConfig) -> None:
+    Args:
+        cfg: the composed config (``compose(...)``, or the commands' Hydra config).
+        net, data: objects built in Python instead of the config's ``net`` / ``data``.
+        callbacks, loggers: objects added to those of the config's ``callbacks`` / ``logger``.
+        trainer_objects: ``lightning.Trainer`` arguments that are objects (a strategy,
+            plugins, a profiler) rather than config values; they win over ``trainer.*``.
+        hyperparams: what the loggers record as the run's parameters (default: the config).
+    """
+
+    #: how a message names the option that loads pickled objects from a checkpoint
+    trust_option = CLI_TRUST_OPTION
+
+    def __init__(
+        self, cfg: DictConfig, *, net: pl.LightningModule | None = None, data: pl.LightningDataModule | None = None,
+        callbacks: Iterable[pl.Callback] = (), loggers: Iterable[Any] = (),
+        trainer_objects: Mapping[str, Any] | None = None, hyperparams: Mapping[str, Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         quiet_lightning()
         check_missing(self.cfg)
         upgrade_config(cfg)  # every trainer key a Trainer argument of the right type; 1.x keys mapped
-        self._ensure_output_dir()
-
-    # ------------------------------------------------------------------ config checks
+        self.dirs = RunDirectory(cfg, self.verb)
+        self._given = {k: v for k, v in (("net", net), ("data", data)) if v is not None}
+        self.__dict__.update(self._given)
+        self._extra_callbacks, self._extra_loggers = list(callbacks), list(loggers)
+        self.trainer_objects, self.hyperparams = dict(trainer_objects or {}), hyperparams
+        self.trainer: pl.Trainer | None = None  # the Lightning Trainer the last verb ran
 
     @property
     def verb(self) -> str:
         return str(self.cfg.get("verb", "train"))
 
-    def _ensure_output_dir(self) -> None:
-        """Outside a Hydra app (notebooks), every verb gets a fresh run directory
-        ``runs/<name>/<verb>/<date_time>`` (picked now, created when the verb starts); a
-        directory given as ``paths.output_dir`` must be new or empty."""
-        paths = self.cfg.paths
-        self._verbs_run: list[str] = []  # the verbs this Experiment ran, each in its own directory
-        self.started = False  # whether the current verb got as far as running Lightning
-        self._made: list[Path] = []  # directories the current verb created
-        self._own_dirs = (
-            OmegaConf.is_missing(paths, "output_dir") or paths.get("output_dir") is None
-            # a config an earlier Experiment picked its directory in, made into a new Experiment
-            or _picked_for.get(id(self.cfg)) == str(paths.output_dir)
-        )
-        if self._own_dirs:
-            self._pick_output_dir(self.verb)
-        elif is_rank_zero() and not self._is_hydra_run_dir():
-            # (Hydra's own run directory is fresh; other ranks share rank zero's)
-            check_output_dir_free(self.output_dir)
-
-    def _pick_output_dir(self, verb: str) -> None:
-        base = Path(str(self.cfg.paths.runs_dir)) / str(self.cfg.name) / verb / _timestamp()
-        with open_dict(self.cfg):
-            self.cfg.paths.output_dir = str(pick_dir(base))
-        _picked_for[id(self.cfg)] = str(self.cfg.paths.output_dir)
-        self._dir_verb = verb
-
-    def _is_hydra_run_dir(self) -> bool:
-        try:
-            from hydra.core.hydra_config import HydraConfig
-
-            hydra_dir = HydraConfig.get().runtime.output_dir
-        except (ValueError, ImportError):
-            return False
-        return Path(str(hydra_dir)).resolve() == self.output_dir.resolve()
+    @property
+    def output_dir(self) -> Path:
+        return self.dirs.path
 
     @contextmanager
     def running(self, verb: str) -> Iterator[None]:
-        """One verb: its own run directory, data and callbacks built for it; when it fails
-        before writing anything, the directory it created is removed."""
-        if self._own_dirs:
-            if self._verbs_run or self._dir_verb != verb:
-                self._pick_output_dir(verb)
-            while True:
-                try:
-                    self._made = claim_dir(self.output_dir)
-                    break
-                except FileExistsError:  # another process took it in the meantime
-                    self._pick_output_dir(verb)
-        else:
-            if self._verbs_run:
-                raise ConfigError(
-                    f"This Experiment already ran `{self._verbs_run[-1]}` in paths.output_dir={self.output_dir}; "
-                    f"m3l never writes into an existing run directory, so `{verb}` cannot run there. Leave "
-                    "paths.output_dir unset (each verb then gets its own directory under paths.runs_dir), or "
-                    "make a new Experiment with another paths.output_dir."
-                )
-            self._made = [] if self.output_dir.exists() else claim_dir(self.output_dir)
-        if self.cfg.get("verb") != verb:  # recorded in config.yaml, named in messages
-            with open_dict(self.cfg):
-                self.cfg.verb = verb
-        self._verbs_run.append(verb)
-        for name in ("data", "callbacks", "loggers", "serializer"):  # built from this verb's config
-            self.__dict__.pop(name, None)
-        self.started = False
-        try:
+        """One verb: its own run directory and log, data and callbacks built for it; when it
+        fails before writing anything, the directory it created is removed."""
+        with self.dirs.running(verb):
+            if self.cfg.get("verb") != verb:  # recorded in config.yaml, named in messages
+                with open_dict(self.cfg):
+                    self.cfg.verb = verb
+            for name in ("data", "callbacks", "loggers", "serializer"):  # built from this verb's config
+                if name not in self._given:
+                    self.__dict__.pop(name, None)
             yield
-        except (CorrectionFailures, CorrectionInterrupted):
-            raise  # the rest was corrected (or stopped cleanly): the run's record stays
-        except BaseException:
-            if is_rank_zero() and not self.started:
-                self.discard_if_unused()
-            raise
 
     def discard_if_unused(self) -> bool:
         """Remove this run's directory if it holds nothing but its config.yaml (and, under
         Hydra, Hydra's record and log): a run that failed before it did anything."""
-        if self._made:
-            return remove_unused(self.output_dir, self._made)
-        if not self._is_hydra_run_dir() and is_unused(self.output_dir):
-            # a given directory, empty before (checked): only the config this run wrote goes
-            (self.output_dir / "config.yaml").unlink(missing_ok=True)
-        return False  # Hydra's run directory: the app removes it (m3l.run._app)
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(str(self.cfg.paths.output_dir))
+        return self.dirs.discard_if_unused()
 
     # ------------------------------------------------------------------ instantiation
 
@@ -184,13 +131,14 @@ class Experiment:
     @cached_property
     def callbacks(self) -> list[pl.Callback]:
         node = self._select("callbacks") or {}
-        return [self._instantiate(f"callbacks.{name}") for name, value in node.items() if value is not None]
+        built = [self._instantiate(f"callbacks.{name}") for name, value in node.items() if value is not None]
+        return [*built, *self._extra_callbacks]
 
     @cached_property
     def loggers(self) -> list[Any]:
         node = self._select("logger") or {}
-        loggers = [self._instantiate(f"logger.{name}") for name, value in node.items() if value is not None]
-        return loggers
+        built = [self._instantiate(f"logger.{name}") for name, value in node.items() if value is not None]
+        return [*built, *self._extra_loggers]
 
     @cached_property
     def serializer(self) -> pl.Callback | None:
@@ -211,18 +159,21 @@ class Experiment:
             # which checkpoint=last would then load)
             node["enable_checkpointing"] = False
         callbacks = [cb for cb in callbacks if not _disabled_by(node, cb)]
-        self.started = True
+        self.dirs.started = True
         loggers = self.loggers
         if not loggers:
             # Lightning refuses a LearningRateMonitor without a logger (logger=none)
             from lightning.pytorch.callbacks import LearningRateMonitor
 
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-        return self._instantiate(
+        for key in self.trainer_objects:
+            node.pop(key, None)
+        self.trainer = self._instantiate(
             # _convert_: plain dicts/lists for Trainer arguments (e.g. max_time={hours: 1})
             "trainer", OmegaConf.create(node), callbacks=callbacks, logger=loggers or False,
-            _convert_="all",
+            _convert_="all", **self.trainer_objects,
         )
+        return self.trainer
 
     # ------------------------------------------------------------------ verbs
 
@@ -263,7 +214,7 @@ class Experiment:
                 log.info("Fine-tuning from the weights of %s", ckpt_path)
                 ckpt_path = None
             else:
-                check_checkpoint(ckpt_path, trusted=bool(self.cfg.get("checkpoint_trusted")))
+                check_checkpoint(ckpt_path, trusted=bool(self.cfg.get("checkpoint_trusted")), trust_option=self.trust_option)
                 log.info("Resuming from %s", ckpt_path)
         # RNGStateCheckpoint: a resumed run continues the random streams of the interrupted one
         trainer = self.make_trainer(extra_callbacks=[RNGStateCheckpoint()])
@@ -383,8 +334,7 @@ class Experiment:
         """Write the resolved config next to the run's checkpoints and logs."""
         path = self.output_dir / "config.yaml"
         if is_rank_zero():
-            if not self.output_dir.exists():
-                self._made = claim_dir(self.output_dir)
+            self.dirs.ensure()
             cfg = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
             if isinstance(cfg, dict):
                 cfg.pop("m3l_choices", None)
@@ -392,9 +342,11 @@ class Experiment:
         return path
 
     def _log_hyperparams(self) -> None:
-        params = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
-        if isinstance(params, dict):
-            params.pop("m3l_choices", None)
+        params = self.hyperparams
+        if params is None:
+            params = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
+            if isinstance(params, dict):
+                params.pop("m3l_choices", None)
         for logger in self.loggers:
             logger.log_hyperparams(params)
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _BOOKKEEPING_FILES = ("config.yaml",)
 _BOOKKEEPING_DIRS = (".hydra",)
 # top-level config keys that may differ between a run and its resumption
-_RESUME_KEYS = ("paths", "checkpoint", "resume", "checkpoint_trusted", "preflight_only", "m3l_choices", "hydra")
+_RESUME_KEYS = ("paths", "run_id", "checkpoint", "resume", "checkpoint_trusted", "preflight_only", "m3l_choices", "hydra")
 # how long to train: a run may be resumed to train longer (the difference is logged)
 _LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.min_epochs", "trainer.min_steps")
 
@@ -264,3 +264,31 @@ def warn_if_other_settings(checkpoint: Path, cfg: Any) -> None:
         log.warning("%s comes from a run with other settings (%s); it continues with the settings given now.",
                     checkpoint, describe(diffs))
 
+
+
+def _recorded_run_id(config: Path) -> str | None:
+    try:
+        recorded = OmegaConf.load(config).get("run_id")
+    except Exception:  # noqa: BLE001 - an unreadable config.yaml: the run is known by its folder name only
+        return None
+    return None if recorded is None else str(recorded)
+
+
+def run_checkpoint(root: Path, run_id: str, option: str = "run_id") -> Path:
+    """The last checkpoint of the run ``run_id`` under ``root`` (``<runs dir>/<name>/train``):
+    the newest of its launches, each a run directory named by its start time whose
+    ``config.yaml`` records ``run_id`` (the first one is named ``run_id`` itself). Refuses,
+    listing the runs there are, when none of its launches left a checkpoint."""
+    launches = [c.parent for c in root.glob("*/config.yaml") if run_id in (c.parent.name, _recorded_run_id(c))]
+    if (root / run_id).is_dir() and root / run_id not in launches:
+        launches.append(root / run_id)
+    lasts = [p for d in launches for p in (d / "checkpoints").glob("last*.ckpt") if p.is_file()]
+    if lasts:
+        return max(lasts, key=lambda p: p.stat().st_mtime)
+    runs = sorted({p.parent.parent.name for p in root.glob("*/checkpoints/last*.ckpt")})
+    what = (f"its run directory {launches[-1]} has no checkpoint (it stopped before the end of its first epoch, "
+            "or was a debug run)") if launches else f"no run {run_id!r} under {root}"
+    raise CheckpointError(
+        f"{option}={run_id!r}: nothing to resume: {what}. Runs there with a last checkpoint: "
+        f"{', '.join(runs) or '(none)'}. Leave {option} out to start a new run."
+    )

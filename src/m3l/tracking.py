@@ -8,20 +8,28 @@
 * :func:`active_mlflow` reads what the user set with ``mlflow.set_tracking_uri`` /
   ``mlflow.set_experiment`` (or ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_NAME``), which
   m3l's MLflow loggers honour; :func:`set_run_tags` tags a logger's run.
+* :func:`mlflow_logger` is the logger ``logger=mlflow`` configures, built in Python
+  (``mtl.Trainer(mlflow=True)``): the same store (``<runs dir>/mlflow.db``) and defaults.
+* :func:`run_log` writes m3l's and Lightning's log records into a run's ``<verb>.log``
+  where no Hydra app does (Hydra writes that file under the commands).
 
 W&B, TensorBoard and CSV need nothing beyond their configs in ``configs/logger/``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
+
+from m3l.errors import M3LError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +71,51 @@ def set_run_tags(logger: Any, tags: Mapping[str, Any]) -> None:
     if type(logger).__name__ == "MLFlowLogger" and tags:
         for key, value in tags.items():
             logger.experiment.set_tag(logger.run_id, str(key), str(value))
+
+
+def mlflow_logger(runs_dir: str | Path, experiment_name: str | None = None, default_experiment: str = "m3l",
+                  option: str = "logger=mlflow", **kwargs: Any) -> MLFlowLogger:
+    """The MLFlowLogger of ``configs/logger/mlflow.yaml``, built in Python: on the tracking URI
+    set with ``mlflow.set_tracking_uri`` (or ``MLFLOW_TRACKING_URI``), else on
+    ``sqlite:///<runs_dir>/mlflow.db``; the experiment ``experiment_name``, else the one set with
+    ``mlflow.set_experiment``, else ``default_experiment``. ``option`` names the setting that
+    asked for it, in the message when mlflow is not installed."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise M3LError(
+            f"{option} needs the mlflow package.\n  fix: pip install 'm3l[mlflow]', or log with another "
+            "logger (TensorBoard, W&B, CSV)"
+        )
+    user_uri, user_experiment = active_mlflow()
+    return MLFlowLogger(
+        tracking_uri=user_uri or f"{_SQLITE}{Path(runs_dir) / 'mlflow.db'}",
+        experiment_name=experiment_name or user_experiment or default_experiment, **kwargs,
+    )
+
+
+_RUN_LOGGERS = ("m3l", "lightning.pytorch")
+
+
+@contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """Copy the log records of m3l and Lightning (INFO and above) into ``path`` meanwhile."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    handler.setLevel(logging.INFO)
+    lowered = []
+    for name in _RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            lowered.append((logger, logger.level))
+            logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for name in _RUN_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+        for logger, level in lowered:
+            logger.setLevel(level)
+        handler.close()
 
 
 def _local_store_path(tracking_uri: str) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import lightning as L
 import pytest
@@ -45,6 +46,11 @@ def test_launch_again_with_run_id_resumes(tmp_path, digits, adam):
     again = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
                         limit_train_batches=2, **FAST).launch(run_id=first.run_id, max_epochs=2)
     assert again.run_id == first.run_id
+    # the commands' run directories: timestamped, and a resumed launch writes into a new one
+    assert first.log_dir.parent == tmp_path / "mtl" / "train" and first.log_dir.name == first.run_id
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_\d+)?", first.run_id)
+    assert again.log_dir.parent == first.log_dir.parent and again.log_dir != first.log_dir
+    assert (again.log_dir / "config.yaml").exists() and "Resuming from" in (again.log_dir / "train.log").read_text()
     assert again.module.train_steps == steps + 2  # continued, not restarted
     assert again.module.current_epoch == 2
 
@@ -88,15 +94,16 @@ def test_resume_refuses_a_planted_pickle_even_with_force_no_weights_only(tmp_pat
 
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     target = tmp_path / "pwned"
-    (tmp_path / "runs" / "planted" / "checkpoints").mkdir(parents=True)
-    plant(tmp_path / "runs" / "planted" / "checkpoints" / "last.ckpt", target)
+    planted = tmp_path / "runs" / "mtl" / "train" / "planted" / "checkpoints" / "last.ckpt"
+    planted.parent.mkdir(parents=True)
+    plant(planted, target)
     trainer = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path / "runs",
                           max_epochs=1, limit_train_batches=2, **FAST)
     with pytest.raises(CheckpointError, match="checkpoint_trusted=True") as err:
         trainer.launch(run_id="planted")
     assert "last.ckpt" in str(err.value)
     with pytest.raises(CheckpointError, match="pickled Python objects"):
-        trainer.launch(ckpt_path=tmp_path / "runs" / "planted" / "checkpoints" / "last.ckpt")
+        trainer.launch(ckpt_path=planted)
     assert not target.exists()
 
 
@@ -122,21 +129,34 @@ def test_nan_in_epoch_3_leaves_the_checkpoint_of_epoch_2_to_resume(tmp_path, dig
                            limit_train_batches=2, callbacks=callbacks, **FAST)
 
     with pytest.raises(NonFiniteLossError):
-        trainer(_NaNFromEpoch(2)).launch(run_id="nan", max_epochs=4)
-    last = tmp_path / "nan" / "checkpoints" / "last.ckpt"
+        trainer(_NaNFromEpoch(2)).launch(max_epochs=4)
+    (last,) = tmp_path.glob("mtl/train/*/checkpoints/last.ckpt")
+    run_id = last.parent.parent.name
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["epoch"] == 1  # the end of epoch 2 (0-based 1)
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
 
-    again = trainer().launch(run_id="nan", max_epochs=4)
+    again = trainer().launch(run_id=run_id, max_epochs=4)
     assert again.module.current_epoch == 4 and again.module.train_steps == 8  # 4 saved + epochs 3 and 4
-    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # the failed launch's, kept
+    assert sorted(p.name for p in again.checkpoint.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_a_run_id_with_nothing_to_resume_is_refused_listing_the_runs(tmp_path, digits, adam):
+    from m3l.errors import CheckpointError
+
+    trainer = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
+                          limit_train_batches=1, **FAST)
+    with pytest.raises(CheckpointError, match=r"run_id='nope': nothing to resume: no run 'nope' under .*mtl/train\. "
+                                              r"Runs there with a last checkpoint: \(none\)\. Leave run_id out"):
+        trainer.launch(run_id="nope")
+    assert not (tmp_path / "mtl").exists()  # nothing was started
 
 
 def test_fast_dev_run_writes_no_checkpoint(tmp_path, digits, adam):
     results = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                          **{**FAST, "fast_dev_run": True}).launch(run_id="debug")
+                          **{**FAST, "fast_dev_run": True}).launch()
     assert results.checkpoint is None and not list(tmp_path.rglob("*.ckpt"))
 
 

@@ -2,13 +2,16 @@
 
 Every per-task loader yields ``{task_name: batch}`` so a step knows which task a batch
 belongs to whatever the combination (Lightning drops the loader index during training).
+The schedule owns the combination (:meth:`train_loader` of ``Joint``, ``Alternating``,
+``Sequential``); the datamodule is handed it, as ``schedule=`` or by :meth:`use_schedule`,
+which :class:`~m3l.mtl.module.MultiTaskModule` calls with its algorithm when a fit starts.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -20,6 +23,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+
+
+class TrainSchedule(Protocol):
+    """What the datamodule needs of a schedule: the train loader of an epoch."""
+
+    def train_loader(self, loaders: Mapping[str, DataLoader], epoch: int) -> Any: ...
 
 
 class TaskCollate:
@@ -57,6 +66,9 @@ class MultiTaskDataModule(L.LightningDataModule):
             ``<prefix>/loss``). Default ``["val"]``; ``["train", "test"]`` is what EMTL did
             each epoch (a full pass over each training set costs as much as training on it).
         correct_dir: accepted for the command line's data contract; unused for multi-task.
+        schedule: combines the per-task train loaders each epoch (e.g. ``mtl.Joint()``); a
+            :class:`~m3l.mtl.module.MultiTaskModule` hands its own algorithm when a fit starts
+            (:meth:`use_schedule`), so only a datamodule trained without one needs it.
     """
 
     def __init__(
@@ -68,6 +80,7 @@ class MultiTaskDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         eval_splits: Sequence[str] = ("val",),
         correct_dir: str | None = None,
+        schedule: TrainSchedule | None = None,
     ) -> None:
         super().__init__()
         if not datasets:
@@ -95,6 +108,11 @@ class MultiTaskDataModule(L.LightningDataModule):
             )
         self.eval_splits = list(eval_splits)
         self.val_loader_splits: list[str] = []
+        self.schedule = schedule
+
+    def use_schedule(self, schedule: TrainSchedule) -> None:
+        """Combine the train loaders with ``schedule`` from now on (the algorithm's)."""
+        self.schedule = schedule
 
     @classmethod
     def from_tasks(cls, tasks: Sequence[Task], **kwargs: Any) -> MultiTaskDataModule:
@@ -139,15 +157,15 @@ class MultiTaskDataModule(L.LightningDataModule):
         loaders = self._loaders("train")
         if not loaders:
             raise M3LError("no task has a train dataset: give each task train=...")
+        if self.schedule is None:
+            raise M3LError(
+                "MultiTaskDataModule.train_dataloader: no schedule combines the tasks' train loaders.\n  fix: "
+                "train it with a MultiTaskModule (it hands its algorithm), or pass schedule=mtl.Joint() "
+                "(or mtl.Alternating(), mtl.Sequential(...)) to MultiTaskDataModule, or call use_schedule()"
+            )
         trainer = getattr(self, "trainer", None)
-        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
-        schedule = getattr(module, "algorithm", None)
         epoch = int(getattr(trainer, "current_epoch", 0) or 0) if trainer is not None else 0
-        if schedule is None:
-            from m3l.mtl.algorithms import Joint
-
-            schedule = Joint()
-        return schedule.train_loader(loaders, epoch)
+        return self.schedule.train_loader(loaders, epoch)
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per task and split of ``eval_splits`` (in that order); the split of loader

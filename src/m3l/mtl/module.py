@@ -372,6 +372,8 @@ class MultiTaskModule(L.LightningModule):
     # ------------------------------------------------------------------ lifecycle
     def setup(self, stage: str) -> None:
         trainer = self._trainer
+        if hasattr(getattr(trainer, "datamodule", None), "use_schedule"):  # the schedule owns the train loader
+            trainer.datamodule.use_schedule(self.algorithm)
         if trainer is not None and self.algorithm.reloads_each_epoch:
             if trainer.reload_dataloaders_every_n_epochs != 1:
                 log.info("%s: reloading the train loader every epoch", self.algorithm)
@@ -387,9 +389,8 @@ class MultiTaskModule(L.LightningModule):
     def on_fit_start(self) -> None:
         for logger in self.loggers:
             set_run_tags(logger, self.tracking_tags())
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not self.preflight_done and datamodule is not None:
-            self.preflight(datamodule)
+        if not self.preflight_done and getattr(self.trainer, "datamodule", None) is not None:  # plain Lightning
+            self.preflight(self.trainer.datamodule)
 
     def preflight(self, datamodule: Any) -> dict[str, float]:
         """One batch per task through backbone -> head -> criterion -> metrics.

@@ -1,34 +1,41 @@
 """The umbrella ``Trainer(backbone, tasks).launch(algorithm)`` of the Python API.
 
-It builds the same objects as the command line (a :class:`MultiTaskModule`, a
-:class:`MultiTaskDataModule` and a ``lightning.Trainer``), fits, evaluates, saves the
-backbone and heads as artifacts and returns a :class:`MultiTaskResults`. Metrics go to the
-console (logging), to ``<root>/<run_id>/train.log``, to a CSV file, and to any Lightning
-logger given (``mlflow=True`` adds an MLFlowLogger: on the tracking URI and experiment set
-with ``mlflow.set_tracking_uri`` / ``mlflow.set_experiment`` when the user set them, else on
-``sqlite:///<root>/mlflow.db``). The Trainer's settings are logged as parameters (and
+A thin front over :class:`m3l.experiment.Experiment`, the orchestrator of the commands: it
+builds the objects a multi-task config would (a :class:`MultiTaskModule` and a
+:class:`MultiTaskDataModule` handed the algorithm's schedule) and a config of the rest, and
+the Experiment fits them with the commands' policies: a fresh run directory
+``<root_dir>/mtl/train/<date_time>`` per launch (config.yaml, ``train.log``, checkpoints, the
+CSV log, artifacts), one preflight, the same resume, loggers and report. Then it evaluates the
+test sets and returns a :class:`MultiTaskResults`. Metrics go to the console (logging), to
+``train.log``, to a CSV file, and to any Lightning logger given (``mlflow=True`` adds the
+MLFlowLogger of ``logger=mlflow``: on the tracking URI and experiment set with
+``mlflow.set_tracking_uri`` / ``mlflow.set_experiment`` when the user set them, else on
+``sqlite:///<root_dir>/mlflow.db``). The Trainer's settings are logged as parameters (and
 ``hparams.yaml``), m3l's version, the tasks and the algorithm as run tags.
-Launching again with the returned ``run_id`` resumes the same run from its last checkpoint.
+
+A launch's ``run_id`` is its run directory's name (the MLflow run's id with ``mlflow=True``),
+recorded in its config.yaml. Launching again with it resumes that run from its last
+checkpoint, in a new run directory that records the same ``run_id`` (as ``resume=true`` does
+on the command line, nothing is written into an earlier run's directory).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import logging
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from m3l.checkpoints import check_checkpoint
 from m3l.errors import M3LError
+from m3l.experiment import Experiment
 from m3l.mtl.algorithms.base import Schedule
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts, metrics_by_head
@@ -37,6 +44,8 @@ from m3l.mtl.delta_m import delta_m
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
 from m3l.mtl.validation import TrainerArgumentError
+from m3l.rundirs import run_checkpoint
+from m3l.tracking import mlflow_logger, run_log, set_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,18 @@ class MultiTaskResults:
 
 
 split_metrics = metrics_by_head
+
+#: the ``name`` of mtl.Trainer runs: their directories are ``<root_dir>/mtl/train/<date_time>``
+RUN_NAME = "mtl"
+
+
+def _is_config_value(value: Any) -> bool:
+    """Whether a Trainer argument can live in a config (else it is passed as an object)."""
+    if isinstance(value, (list, tuple)):
+        return all(_is_config_value(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_config_value(v) for k, v in value.items())
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def copy_task(task: Task) -> Task:
@@ -139,26 +160,6 @@ class Trainer:
         elif baselines is not None and not isinstance(baselines, Mapping):
             raise M3LError(f"baselines must be a dict or 'single_task'; got {baselines!r}")
 
-    def _mlflow_logger(self, run_id: str | None) -> Logger:
-        if importlib.util.find_spec("mlflow") is None:
-            raise M3LError(
-                "mlflow=True needs the mlflow package.\n  fix: pip install 'm3l[mlflow]', or "
-                "pass logger=... (TensorBoardLogger, WandbLogger, CSVLogger) instead"
-            )
-        from m3l.tracking import MLFlowLogger, active_mlflow
-
-        user_uri, user_experiment = active_mlflow()
-        experiment = self.experiment_name or user_experiment or "m3l-mtl"
-        if user_uri is not None:  # the store the user chose; its artifacts where it keeps them
-            return MLFlowLogger(tracking_uri=user_uri, experiment_name=experiment, run_id=run_id)
-        self.root_dir.mkdir(parents=True, exist_ok=True)
-        return MLFlowLogger(
-            experiment_name=experiment,
-            tracking_uri=f"sqlite:///{self.root_dir.resolve() / 'mlflow.db'}",
-            run_id=run_id,
-            artifact_location=str((self.root_dir / "mlruns").resolve().as_uri()),
-        )
-
     def settings(self, algorithm: Schedule | None = None) -> dict[str, Any]:
         """What this launch is made of, logged as the run's parameters."""
         algorithm = algorithm or Joint()
@@ -171,46 +172,76 @@ class Trainer:
             "num_workers": self.num_workers, "pin_memory": self.pin_memory, "trainer": {k: _describe(v) for k, v in self.trainer_kwargs.items()},
         }
 
-    def build(
-        self, algorithm: Schedule | None = None, run_id: str | None = None, max_epochs: int | None = None
-    ) -> tuple[MultiTaskModule, MultiTaskDataModule, L.Trainer, str]:
-        """The module, datamodule, Lightning trainer and run id a launch would use."""
+    def experiment(
+        self,
+        algorithm: Schedule | None = None,
+        run_id: str | None = None,
+        ckpt_path: str | Path | None = None,
+        max_epochs: int | None = None,
+        checkpoint_trusted: bool = False,
+    ) -> Experiment:
+        """The :class:`~m3l.experiment.Experiment` a launch runs: the module and datamodule,
+        and a config of the run directory, trainer, checkpoint callback and CSV logger."""
         algorithm = algorithm or Joint()
         module = MultiTaskModule(self.backbone, self.tasks, algorithm=algorithm, **self.module_kwargs)
         data = MultiTaskDataModule.from_tasks(
-            self.tasks, num_workers=self.num_workers, pin_memory=self.pin_memory, eval_splits=self.eval_splits
+            self.tasks, num_workers=self.num_workers, pin_memory=self.pin_memory, eval_splits=self.eval_splits,
+            schedule=algorithm,
         )
         if "val" in self.eval_splits and all(t.val is None for t in self.tasks):
             log.info("no task has a val set: nothing is evaluated during training; eval_splits=('train', "
                      "'test') evaluates those every epoch, as EMTL did")
+        if ckpt_path is None and run_id is not None:  # the run's newest launch (m3l.rundirs)
+            ckpt_path = run_checkpoint(self.root_dir / RUN_NAME / "train", run_id)
+            log.info("resuming run %s from %s", run_id, ckpt_path)
+        epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
+        cfg = self._config(epochs, run_id, ckpt_path, checkpoint_trusted, self.settings(algorithm))
+        objects = {k: v for k, v in self.trainer_kwargs.items() if not _is_config_value(v)}
         loggers = list(self.loggers)
-        if self.mlflow:
-            mlflow_logger = self._mlflow_logger(run_id)
-            loggers.append(mlflow_logger)
-            run_id = mlflow_logger.run_id
-        run_id = run_id or uuid.uuid4().hex[:12]
-        run_dir = self.root_dir / run_id
-        loggers.insert(0, CSVLogger(str(run_dir), name="csv"))
-        callbacks = [*self.callbacks, SaveArtifacts(run_dir / "artifacts")]
-        if not self.trainer_kwargs.get("fast_dev_run"):  # a debug run writes no checkpoint
+        if self.mlflow:  # the logger=mlflow of the commands, its store under root_dir
+            loggers.append(mlflow_logger(self.root_dir, self.experiment_name, default_experiment="m3l-mtl",
+                                         option="mlflow=True", run_id=run_id))
+        experiment = Experiment(cfg, net=module, data=data, callbacks=self.callbacks, loggers=loggers,
+                                trainer_objects=objects, hyperparams=self.settings(algorithm))
+        experiment.trust_option = "checkpoint_trusted=True"
+        if self.mlflow:  # the run's id is MLflow's; its tag names the newest launch's directory
+            set_run_tags(loggers[-1], {"m3l.run_dir": str(experiment.output_dir.resolve())})
+            run_id = loggers[-1].run_id
+        cfg.run_id = run_id or experiment.output_dir.name
+        return experiment
+
+    def _config(self, epochs: int, run_id: str | None, checkpoint: str | Path | None, trusted: bool,
+                settings: Mapping[str, Any]) -> DictConfig:
+        trainer = {
+            "_target_": "lightning.pytorch.Trainer", "max_epochs": epochs, "default_root_dir": "${paths.output_dir}",
+            "enable_model_summary": False, "log_every_n_steps": 1, "accelerator": "auto", "devices": 1,
+        }
+        trainer.update({k: v for k, v in self.trainer_kwargs.items() if _is_config_value(v)})
+        return OmegaConf.create({
+            "name": RUN_NAME, "verb": "train", "run_id": run_id, "seed": None,
+            "checkpoint": None if checkpoint is None else str(checkpoint), "checkpoint_trusted": trusted,
+            "paths": {"runs_dir": str(self.root_dir), "output_dir": None},
+            "trainer": trainer,
             # last.ckpt at the end of every epoch, as the commands write it: a run that fails in
             # epoch N resumes from the end of epoch N-1. Saved at the train epoch's end, after the
             # module's own end-of-epoch checks (a non-finite loss raises there), so a failed
-            # epoch never replaces the last good checkpoint.
-            callbacks.insert(0, ModelCheckpoint(
-                dirpath=str(run_dir / "checkpoints"), filename="last", monitor=None, save_top_k=1,
-                save_on_train_epoch_end=True, enable_version_counter=False,
-            ))
-        epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
-        kwargs = dict(
-            max_epochs=epochs, logger=loggers, callbacks=callbacks,
-            default_root_dir=str(run_dir), enable_model_summary=False, log_every_n_steps=1,
-            accelerator="auto", devices=1,
-        )
-        kwargs.update(self.trainer_kwargs)
-        if self.trainer_kwargs.get("fast_dev_run"):
-            kwargs["enable_checkpointing"] = False
-        return module, data, L.Trainer(**kwargs), run_id
+            # epoch never replaces the last good checkpoint. (A debug run writes none.)
+            "callbacks": {"last_checkpoint": {
+                "_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": "${paths.output_dir}/checkpoints",
+                "filename": "last", "monitor": None, "save_top_k": 1, "save_on_train_epoch_end": True,
+                "enable_version_counter": False,
+            }},
+            "logger": {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": "${paths.output_dir}",
+                               "name": "csv"}},
+            "mtl": dict(settings),
+        })
+
+    def build(
+        self, algorithm: Schedule | None = None, run_id: str | None = None, max_epochs: int | None = None
+    ) -> tuple[MultiTaskModule, MultiTaskDataModule, L.Trainer, str]:
+        """The module, datamodule, Lightning trainer and run id a launch would use."""
+        experiment = self.experiment(algorithm, run_id, max_epochs=max_epochs)
+        return experiment.net, experiment.data, experiment.make_trainer(), str(experiment.cfg.run_id)
 
     def launch(
         self,
@@ -225,29 +256,17 @@ class Trainer:
         :mod:`m3l.checkpoints`); ``checkpoint_trusted=True`` also loads pickled Python objects
         from it, which can run code: only for files from a trusted source."""
         baselines = self._baseline_metrics(algorithm)
-        module, data, trainer, run_id = self.build(algorithm, run_id, max_epochs)
-        run_dir = self.root_dir / run_id
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if ckpt_path is None and last.exists():
-            ckpt_path = last
-            log.info("resuming run %s from %s", run_id, last)
-        if ckpt_path is not None:
-            check_checkpoint(ckpt_path, trusted=checkpoint_trusted, trust_option="checkpoint_trusted=True")
-        handler = _file_handler(run_dir / "train.log")
-        try:
-            params = self.settings(algorithm)
-            for lg in trainer.loggers:
-                lg.log_hyperparams(params)
-            module.preflight(data)
-            trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None,
-                        weights_only=not checkpoint_trusted)
-            val = split_metrics(trainer.callback_metrics, "val")
-            epoch_eval = {s: split_metrics(trainer.callback_metrics, f"eval_{s}") for s in ("train", "test")}
+        experiment = self.experiment(algorithm, run_id, ckpt_path, max_epochs, checkpoint_trusted)
+        module, data = experiment.net, experiment.data
+        fitted = experiment.fit()
+        trainer, run_dir = experiment.trainer, experiment.output_dir
+        with run_log(run_dir / "train.log"):
+            val = split_metrics(fitted, "val")
+            epoch_eval = {s: split_metrics(fitted, f"eval_{s}") for s in ("train", "test")}
             test: dict[str, dict[str, float]] = {}
             if any(t.test is not None for t in self.tasks):
                 results = trainer.test(module, datamodule=data, verbose=False)
-                flat = {k: v for r in results for k, v in r.items()}
-                test = split_metrics(flat, "test")
+                test = split_metrics({k: v for r in results for k, v in r.items()}, "test")
             metrics = test or val
             for head, values in metrics.items():
                 log.info("%s: %s", head, ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
@@ -255,14 +274,12 @@ class Trainer:
             if baselines:
                 score = delta_m(metrics, baselines, _directions(module))
                 log.info("Delta_m = %+.2f%% against baselines %s", score, baselines)
-            saver = next(c for c in trainer.callbacks if isinstance(c, SaveArtifacts))
-            artifacts = dict(saver.paths)
-        finally:
-            _remove_handler(handler)
+        saver = next((c for c in trainer.callbacks if isinstance(c, SaveArtifacts)), None)
+        last = run_dir / "checkpoints" / "last.ckpt"
         return MultiTaskResults(
             metrics=metrics, val=val, test=test, delta_m=score, baselines=baselines,
-            artifacts=artifacts, epoch_eval={k: v for k, v in epoch_eval.items() if v}, run_id=run_id, checkpoint=last if last.exists() else None,
-            log_dir=run_dir, module=module,
+            artifacts=dict(saver.paths) if saver is not None else {}, epoch_eval={k: v for k, v in epoch_eval.items() if v},
+            run_id=str(experiment.cfg.run_id), checkpoint=last if last.exists() else None, log_dir=run_dir, module=module,
         )
 
     def _baseline_metrics(self, algorithm: Schedule | None) -> dict[str, dict[str, float]] | None:
@@ -370,22 +387,3 @@ def _describe_task(task: Task) -> dict[str, Any]:
 def _directions(module: MultiTaskModule) -> Callable[[str, str], bool]:
     by_name = {o.name: o for o in module.objectives}
     return lambda head, metric: by_name[head].is_higher_better(metric)
-
-
-def _file_handler(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    for name in ("m3l", "lightning.pytorch"):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        if logger.level == logging.NOTSET or logger.level > logging.INFO:
-            logger.setLevel(logging.INFO)
-    return handler
-
-
-def _remove_handler(handler: logging.Handler) -> None:
-    for name in ("m3l", "lightning.pytorch"):
-        logging.getLogger(name).removeHandler(handler)
-    handler.close()
