@@ -154,6 +154,16 @@ def test_a_run_id_with_nothing_to_resume_is_refused_listing_the_runs(tmp_path, d
     assert not (tmp_path / "mtl").exists()  # nothing was started
 
 
+def test_trainer_arguments_that_are_objects_reach_lightning_beside_the_config(tmp_path, tasks):
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    profiler = PassThroughProfiler()
+    experiment = mtl.Trainer(LeNet(), tasks, root_dir=tmp_path, profiler=profiler, **FAST).experiment(mtl.Alternating())
+    assert "profiler" not in experiment.cfg.trainer and experiment.cfg.trainer.limit_val_batches == 1
+    assert experiment.make_trainer().profiler is profiler
+    assert experiment.data.schedule is experiment.net.algorithm  # the datamodule is handed the schedule
+
+
 def test_fast_dev_run_writes_no_checkpoint(tmp_path, digits, adam):
     results = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
                           **{**FAST, "fast_dev_run": True}).launch()
@@ -237,6 +247,7 @@ def test_mlflow_honours_the_users_store_and_experiment_with_params_and_tags(tmp_
     tags, params = run.data.tags, run.data.params
     assert tags["m3l.version"] == m3l.__version__ and tags["m3l.tasks"] == "left,right"
     assert tags["m3l.algorithm"] == "Joint(weighting=GradNorm)"
+    assert tags["m3l.run_dir"] == str(results.log_dir.resolve())  # the launch's run directory
     assert params["algorithm"] == "Joint(weighting=GradNorm)"
     assert params["optimizer"] == "torch.optim.adam.Adam(lr=0.003)"
     assert params["tasks/right/batch_size"] == "16" and params["tasks/left/samples/train"] == "96"
