@@ -41,9 +41,9 @@ from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts, metrics_by_head
 from m3l.mtl.data import MultiTaskDataModule
 from m3l.mtl.delta_m import delta_m
+from m3l.mtl.errors import TrainerArgumentError
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
-from m3l.mtl.validation import TrainerArgumentError
 from m3l.rundirs import run_checkpoint
 from m3l.tracking import mlflow_logger, run_log, set_run_tags
 
@@ -352,7 +352,7 @@ def _describe(value: Any) -> Any:
     arguments, modules by class (with their recorded constructor arguments)."""
     import functools
 
-    from m3l.mtl.validation import INIT_ARGS_ATTR
+    from m3l.mtl.contracts import INIT_ARGS_ATTR
 
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
