@@ -6,7 +6,9 @@
 - the hint to prepend ``srun`` printed wherever Slurm is installed, also when it is not used
   (a Slurm job started by m3l's launcher runs under srun and never sees it),
 - ``isinstance(treespec, LeafSpec)`` deprecation raised inside Lightning's own code with
-  torch 2.13.
+  torch 2.13,
+- that a resumed run's checkpoint folder differs from the interrupted run's ("The dirpath has
+  changed"): m3l resumes into a new run directory on purpose (:mod:`m3l.rundirs`).
 
 Everything else Lightning says is kept.
 """
@@ -24,6 +26,7 @@ _DROPPED_INFO = (
 _WARNINGS = (
     r"The `srun` command is available on your system but is not used",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"The dirpath has changed from",
 )
 
 
