@@ -25,6 +25,7 @@ it without dependencies (torchvision must not be installed next to m3l's torch):
 
     pip install --no-deps LibMTL==1.1.5
     python benchmarks/mtl_vs_libmtl.py [--steps 12] [--rounds 3] [--tasks 4 8] [--rss | --rss-only]
+    python benchmarks/mtl_vs_libmtl.py --breakdown --methods EW --tasks 4   # where the time goes
 """
 
 from __future__ import annotations
@@ -222,6 +223,74 @@ def compare(num_tasks: int, method: str, steps: int, rounds: int, data: dict) ->
     return out
 
 
+def breakdown(num_tasks: int, method: str, steps: int, rounds: int, data: dict) -> list[str]:
+    """Where a step's CPU time goes in each library: thread time inside the parts both have
+    (forward with the losses, backward, optimizer step, zero_grad) and m3l's own (the step
+    context, logging), per step, median over interleaved rounds."""
+    import functools
+
+    import lightning.pytorch.core.optimizer as lightning_optimizer
+
+    from m3l.mtl import module as m3l_module
+
+    libmtl = import_libmtl()
+    totals: dict[str, float] = {}
+    originals = []
+
+    def spy(owner: Any, name: str, part: str) -> None:
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[part] = totals.get(part, 0.0) + time.thread_time() - start
+
+        setattr(owner, name, timed)
+
+    module_cls = m3l_module.MultiTaskModule
+    parts = {
+        (module_cls, "training_step"): "m3l: whole training_step",
+        (module_cls, "_task_losses"): "forward (backbone, heads; m3l: with the losses)",
+        (module_cls, "manual_backward"): "backward",
+        (sys.modules[f"LibMTL.weighting.{METHODS[method][1]}"].__dict__[METHODS[method][1]], "backward"): "backward",
+        (libmtl.architecture.abstract_arch.AbsArchitecture, "forward"): "forward (backbone, heads; m3l: with the losses)",
+        (lightning_optimizer.LightningOptimizer, "step"): "m3l: Lightning's optimizer step (Adam inside)",
+        (torch.optim.Adam, "step"): "Adam.step",
+        (torch.optim.Optimizer, "zero_grad"): "zero_grad",
+        (module_cls, "step_context"): "m3l: step context",
+        (module_cls, "log"): "m3l: self.log / log_dict",
+        (module_cls, "log_dict"): "m3l: self.log / log_dict",
+    }
+    for (owner, name), part in parts.items():
+        spy(owner, name, part)
+    per_lib: dict[str, list[dict[str, float]]] = {"m3l": [], "libmtl": []}
+    try:
+        for r in range(rounds):
+            for lib in (("m3l", "libmtl") if r % 2 == 0 else ("libmtl", "m3l")):
+                totals.clear()
+                _, cpu = (m3l_times if lib == "m3l" else libmtl_times)(num_tasks, method, steps, data)
+                n = steps + WARMUP
+                per_lib[lib].append({"step (median)": cpu * 1e3} | {k: v / n * 1e3 for k, v in totals.items()})
+    finally:
+        for owner, name, original in reversed(originals):
+            setattr(owner, name, original)
+    names = ["step (median)", *dict.fromkeys(parts.values())]
+    lines = [f"where {method}'s step time goes at T={num_tasks}, CPU ms per step (thread time; median over "
+             f"{rounds} interleaved rounds of {steps} steps; parts: mean over a round's steps)",
+             "| part | m3l | LibMTL |", "|---|---:|---:|"]
+    for part in names:
+        cells = []
+        for lib in ("m3l", "libmtl"):
+            values = [r[part] for r in per_lib[lib] if part in r]
+            cells.append(f"{statistics.median(values):.2f}" if values else "-")
+        lines.append(f"| {part} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def rss_child(lib: str, method: str, num_tasks: int, steps: int) -> None:
     """Run one library's method in this (fresh) process; print RSS before and peak, in MB."""
     data = load_data(steps)
@@ -276,6 +345,8 @@ def main() -> None:
     parser.add_argument("--rss", action="store_true", help="also the peak-RSS table at the largest T")
     parser.add_argument("--rss-only", action="store_true", help="only the peak-RSS table")
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only where each library's step time goes (first method, smallest T)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -289,6 +360,9 @@ def main() -> None:
         print("\n".join(rss_table(max(args.tasks), args.steps)))
         return
     data = load_data(args.steps)
+    if args.breakdown:
+        print("\n".join(breakdown(min(args.tasks), args.methods[0], args.steps, args.rounds, data)))
+        return
     params = sum(p.numel() for p in WideTrunk().parameters())
     print(f"# m3l / LibMTL 1.1.5, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
           f"{args.threads} thread(s), busy shared machine")
