@@ -374,10 +374,9 @@ class MultiTaskModule(L.LightningModule):
         trainer = self._trainer
         if hasattr(getattr(trainer, "datamodule", None), "use_schedule"):  # the schedule owns the train loader
             trainer.datamodule.use_schedule(self.algorithm)
-        if trainer is not None and self.algorithm.reloads_each_epoch:
-            if trainer.reload_dataloaders_every_n_epochs != 1:
-                log.info("%s: reloading the train loader every epoch", self.algorithm)
-                trainer.reload_dataloaders_every_n_epochs = 1
+        if trainer is not None and self.algorithm.reloads_each_epoch and trainer.reload_dataloaders_every_n_epochs != 1:
+            log.info("%s: reloading the train loader every epoch", self.algorithm)
+            trainer.reload_dataloaders_every_n_epochs = 1
 
     def tracking_tags(self) -> dict[str, str]:
         """Run tags for experiment trackers: m3l's version, the tasks, the algorithm."""
