@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from m3l.mtl.algorithms.base import Schedule
-from m3l.mtl.algorithms.context import StepContext, last_parameterized_module
+from m3l.mtl.algorithms.context import StepContext, last_parameterized_module, world_size
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
@@ -33,7 +33,8 @@ from m3l.mtl.optimization import (
     step_schedulers,
 )
 from m3l.mtl.tasks import Objective, Task
-from m3l.mtl.validation import NonFiniteLossError, check_task_names, preflight
+from m3l.mtl.errors import NonFiniteLossError
+from m3l.mtl.validation import check_task_names, first_batches, preflight
 from m3l.optim import OptimizerFactory
 from m3l.tracking import set_run_tags
 
@@ -198,7 +199,7 @@ class MultiTaskModule(L.LightningModule):
             objective_losses=list(losses),
             backward_fn=self.manual_backward if trainer is not None else None,
             scaler=getattr(plugin, "scaler", None),
-            world_size=_world_size(),
+            world_size=world_size(),
         )
 
     def _indices(self, names: Sequence[str]) -> Tensor:
@@ -397,20 +398,7 @@ class MultiTaskModule(L.LightningModule):
         Raises an :class:`~m3l.mtl.validation.MTLValidationError` naming the task, part,
         expected and received structure and a fix; returns the first loss per objective.
         """
-        if hasattr(datamodule, "setup") and not getattr(datamodule, "datasets", None):
-            datamodule.setup("fit")
-        batches: dict[str, Any] = {}
-        samples: dict[str, list[tuple[str, Any, Any]]] = {}
-        if hasattr(datamodule, "task_loader"):
-            for task in self.tasks:
-                for split in ("train", "val"):
-                    dataset = datamodule.dataset(task.name, split)
-                    if dataset is not None:
-                        samples.setdefault(task.name, []).append((split, dataset, dataset[0]))
-                if datamodule.dataset(task.name, "train") is not None:
-                    batches.update(next(iter(datamodule.task_loader(task.name, "train"))))
-        else:
-            batches = merge_task_batches(next(iter(datamodule.train_dataloader())))
+        batches, samples = first_batches(datamodule, self.tasks)
         device = self.device
         batches = {k: move_data_to_device(v, device) for k, v in batches.items()}
         was_training = self.training
@@ -443,11 +431,6 @@ class MultiTaskModule(L.LightningModule):
         trainer = self._trainer
         if trainer is not None and trainer.state.fn == "fit":  # resuming: the optimizer states must fit
             check_optimizer_states(self, checkpoint, trainer.ckpt_path)
-
-
-def _world_size() -> int:
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _is_metric(metric: Any) -> bool:

@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-# INIT_ARGS_ATTR and TrainerArgumentError: mtl/trainer.py still imports them from here (it is
-# being rewritten for issue 15); import them from m3l.mtl.contracts and m3l.mtl.errors instead,
-# then drop them from these two imports.
-from m3l.mtl.contracts import INIT_ARGS_ATTR, contract_of  # noqa: F401
-from m3l.mtl.errors import (  # noqa: F401
+from m3l.mtl.contracts import contract_of
+from m3l.mtl.data import merge_task_batches
+from m3l.mtl.errors import (
     BackboneOutputError,
     CriterionRejectedError,
     DatasetStructureError,
@@ -29,7 +27,6 @@ from m3l.mtl.errors import (  # noqa: F401
     HeadInputMismatchError,
     MetricError,
     NonFiniteLossError,
-    TrainerArgumentError,
 )
 from m3l.mtl.tracing import TracedFailure, describe, missing_arguments, part_name, run_traced
 
@@ -280,6 +277,27 @@ def check_metrics(objective: Objective, prediction: Any, target: Any) -> None:
                 f"{describe(target)}: {type(err).__name__}: {err}\n  fix: configure the metric "
                 f"for this head's output (e.g. num_classes), or choose another metric"
             ) from err
+
+
+def first_batches(datamodule: Any, tasks: Sequence[Task]) -> tuple[dict[str, Any], dict[str, list[tuple[str, Any, Any]]]]:
+    """What :func:`preflight` runs: one train batch per task (``{task: batch}``) and the first
+    sample of each task's train and val datasets, from a multi-task datamodule (or the first
+    batch of any datamodule's train loader)."""
+    if hasattr(datamodule, "setup") and not getattr(datamodule, "datasets", None):
+        datamodule.setup("fit")
+    batches: dict[str, Any] = {}
+    samples: dict[str, list[tuple[str, Any, Any]]] = {}
+    if hasattr(datamodule, "task_loader"):
+        for task in tasks:
+            for split in ("train", "val"):
+                dataset = datamodule.dataset(task.name, split)
+                if dataset is not None:
+                    samples.setdefault(task.name, []).append((split, dataset, dataset[0]))
+            if datamodule.dataset(task.name, "train") is not None:
+                batches.update(next(iter(datamodule.task_loader(task.name, "train"))))
+    else:
+        batches = merge_task_batches(next(iter(datamodule.train_dataloader())))
+    return batches, samples
 
 
 def preflight(

@@ -236,6 +236,12 @@ def last_parameterized_module(module: nn.Module) -> nn.Module | None:
     return last
 
 
+def world_size() -> int:
+    """The number of DDP processes (1 without DDP)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _numel(params: Sequence[Tensor]) -> int:
     return sum(p.numel() for p in params)
 
@@ -263,4 +269,4 @@ def _write_grads(params: Sequence[nn.Parameter], flat: Tensor) -> None:
         offset += n
 
 
-__all__ = ["StepContext", "last_parameterized_module"]
+__all__ = ["StepContext", "last_parameterized_module", "world_size"]
