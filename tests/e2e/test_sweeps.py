@@ -81,12 +81,12 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path, workdi
     assert report["n_complete"] == 1 and report["n_failed"] == 2
     by_value = {row["params"]["net.net.nan_in"]: row for row in report["trials"]}
     assert by_value["none"]["state"] == "COMPLETE" and report["best_params"] == {"net.net.nan_in": "none"}
-    assert by_value["train"]["state"] == "FAIL" and "FloatingPointError: training loss is nan" in by_value["train"]["failure"]
+    assert by_value["train"]["state"] == "FAIL" and "TrainingDivergedError: training loss is nan" in by_value["train"]["failure"]
     assert by_value["eval"]["state"] == "FAIL" and "not finite" in by_value["eval"]["failure"]
     for row in report["trials"]:  # every trial, failed or not, keeps its run directory and log
         assert (Path(row["job_dir"]) / "train.log").is_file()
     output = result.stdout + result.stderr
-    assert "Failed trial" in output and "FloatingPointError" in output
+    assert "Failed trial" in output and "TrainingDivergedError" in output
     study = _study(env)
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL", "FAIL"]
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE

