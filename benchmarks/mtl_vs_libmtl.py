@@ -2,7 +2,9 @@
 
 Model: the ~1M-parameter LeNet trunk of ``mtl_aggregators.py`` shared by T tasks, each with
 its own MultiMNIST dataset (LibMTL's ``multi_input``) and classification head, batch 32 per
-task, Adam (lr 1e-3) on all parameters. A step is forward of every task, the method's
+task, Adam (lr 1e-3) on all parameters: by default each library's own (m3l's default
+optimizer is torch's fused Adam, LibMTL's Trainer builds the loop one);
+``--optimizer same-loop`` / ``same-fused`` gives both the same kind, like for like. A step is forward of every task, the method's
 backward/aggregation and the optimizer step (data loading excluded on both sides). m3l runs
 through Lightning (``MultiTaskModule`` + ``Joint``), LibMTL through its own ``HPS``
 architecture mixed with its weighting class, as its ``Trainer`` does. Methods are those both
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import importlib.util
 import json
 import logging
@@ -61,6 +64,7 @@ from machine import cpu_line  # noqa: E402
 from mtl_aggregators import WIDTH, WideTrunk  # noqa: E402
 
 WARMUP = 3
+OPTIMIZER = "defaults"  # --optimizer: defaults | same-loop | same-fused
 
 
 def import_libmtl() -> types.ModuleType:
@@ -140,7 +144,10 @@ def m3l_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[floa
     else:
         tasks = [mtl.Task(f"t{i}", Classifier(in_features=WIDTH), nn.CrossEntropyLoss(), train=data[i % 2],
                           batch_size=32) for i in range(num_tasks)]
-    module = mtl.MultiTaskModule(WideTrunk(), tasks, algorithm=mtl.Joint(make()), finite_check_every_n_steps=10_000)
+    optimizer = None if OPTIMIZER == "defaults" else functools.partial(
+        torch.optim.Adam, lr=1e-3, fused=OPTIMIZER == "same-fused")
+    module = mtl.MultiTaskModule(WideTrunk(), tasks, algorithm=mtl.Joint(make()), optimizer=optimizer,
+                                 finite_check_every_n_steps=10_000)
     timer = TimeBoth()
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
@@ -171,7 +178,7 @@ def libmtl_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[f
 
     torch.manual_seed(0)
     model = Model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=OPTIMIZER == "same-fused")
     loss_fn = nn.CrossEntropyLoss()
     if one_input:
         loader = iter(DataLoader(data["both"], batch_size=32, shuffle=True, drop_last=True))
@@ -227,8 +234,6 @@ def breakdown(num_tasks: int, method: str, steps: int, rounds: int, data: dict) 
     """Where a step's CPU time goes in each library: thread time inside the parts both have
     (forward with the losses, backward, optimizer step, zero_grad) and m3l's own (the step
     context, logging), per step, median over interleaved rounds."""
-    import functools
-
     import lightning.pytorch.core.optimizer as lightning_optimizer
 
     from m3l.mtl import module as m3l_module
@@ -280,7 +285,8 @@ def breakdown(num_tasks: int, method: str, steps: int, rounds: int, data: dict) 
             setattr(owner, name, original)
     names = ["step (median)", *dict.fromkeys(parts.values())]
     lines = [f"where {method}'s step time goes at T={num_tasks}, CPU ms per step (thread time; median over "
-             f"{rounds} interleaved rounds of {steps} steps; parts: mean over a round's steps)",
+             f"{rounds} interleaved rounds of {steps} steps; parts: mean over a round's steps; "
+             f"optimizer: {OPTIMIZER})",
              "| part | m3l | LibMTL |", "|---|---:|---:|"]
     for part in names:
         cells = []
@@ -323,7 +329,8 @@ def rss_table(num_tasks: int, steps: int) -> list[str]:
         cells = []
         for lib in ("m3l", "libmtl"):
             proc = subprocess.run(
-                [sys.executable, __file__, "--rss-child", lib, method, str(num_tasks), str(steps)],
+                [sys.executable, __file__, "--rss-child", lib, method, str(num_tasks), str(steps),
+                 "--optimizer", OPTIMIZER],
                 capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
             try:
@@ -347,7 +354,12 @@ def main() -> None:
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--breakdown", action="store_true",
                         help="only where each library's step time goes (first method, smallest T)")
+    parser.add_argument("--optimizer", choices=["defaults", "same-loop", "same-fused"], default="defaults",
+                        help="defaults: each library's default Adam (m3l fused, LibMTL loop); same-*: both "
+                             "the loop or both the fused implementation")
     args = parser.parse_args()
+    global OPTIMIZER
+    OPTIMIZER = args.optimizer
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -365,7 +377,7 @@ def main() -> None:
         return
     params = sum(p.numel() for p in WideTrunk().parameters())
     print(f"# m3l / LibMTL 1.1.5, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), busy shared machine")
+          f"{args.threads} thread(s), busy shared machine, optimizer: {args.optimizer}")
     print(f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.rounds} interleaved rounds x "
           f"{args.steps} steps; ms = median step time; ratio = median over rounds of m3l/LibMTL (< 1: m3l faster)")
     head = "| method | " + " | ".join(

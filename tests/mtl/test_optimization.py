@@ -116,3 +116,38 @@ def test_resuming_into_another_optimizer_layout_names_the_checkpoint_and_the_fix
     other = L.Trainer(default_root_dir=tmp_path, max_epochs=2, limit_train_batches=2, **QUIET)
     with pytest.raises(CheckpointError, match=r"(?s)per_role\.ckpt.*3 optimizer state.*1 optimizer.*fix: .*head_optimizer"):
         other.fit(shared, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks), ckpt_path=ckpt)
+
+
+def test_default_optimizer_is_fused_adam_with_the_loop_update(tmp_path):
+    """The default is torch's fused Adam where the parameters allow it, and it makes the
+    update of the loop implementation; parameters it cannot fuse get the loop one."""
+    from m3l.mtl.optimization import default_optimizer
+
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32), torch.randn(32)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(5)]
+    runs = {}
+    for kind in ("default", "loop"):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        opt = default_optimizer(params) if kind == "default" else torch.optim.Adam(params, lr=1e-3)
+        for g in grads:
+            for p, gp in zip(params, g):
+                p.grad = gp.clone()
+            opt.step()
+        runs[kind] = (opt, params)
+    assert runs["default"][0].defaults["fused"] is True
+    for a, b in zip(runs["default"][1], runs["loop"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+    # a checkpoint of either kind loads into the other and goes on stepping
+    loop_opt, loop_params = runs["loop"]
+    fused = default_optimizer([torch.nn.Parameter(p.detach().clone()) for p in loop_params])
+    fused.load_state_dict(loop_opt.state_dict())
+    fused.param_groups[0]["params"][0].grad = torch.ones(64, 32)
+    fused.step()
+
+    complex_param = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+    complex_param.grad = torch.ones(3, dtype=torch.complex64)
+    plain = default_optimizer([complex_param])
+    assert not plain.defaults["fused"]
+    plain.step()  # fused Adam would raise here

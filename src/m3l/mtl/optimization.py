@@ -28,8 +28,25 @@ MultiTaskModule = Any  # the module (not imported: it imports this module)
 
 
 def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam with lr 1e-3: the default for backbone, heads and weighting parameters."""
-    return torch.optim.Adam(params, lr=1e-3)
+    """Adam with lr 1e-3: the default for backbone, heads and weighting parameters.
+
+    It is torch's fused Adam where the parameters allow it (floating point, on a CPU, CUDA or
+    another device torch fuses for): one pass over each parameter instead of the five or six
+    of the loop implementation, the same update to float rounding (about 1e-7 relative). On
+    this project's 2-core CPU the optimizer step of a 1.3M-parameter model drops from 2.7 to
+    0.8 ms (``benchmarks/mtl_vs_libmtl.py``). Elsewhere (sparse or complex parameters, a
+    device without a fused kernel) it is the loop implementation, as before. A checkpoint of
+    either kind loads into the other.
+    """
+    params = list(params)
+    fused = bool(params) and all(
+        torch.is_floating_point(p) and not p.is_sparse and p.device.type in _FUSED_DEVICES for p in params
+    )
+    return torch.optim.Adam(params, lr=1e-3, fused=fused or None)
+
+
+# devices torch's fused Adam runs on (it checks only when it first steps)
+_FUSED_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
 
 
 def build_optimizers(module: MultiTaskModule) -> tuple[list[Any], list[Any], list[str], list[str]]:
