@@ -18,9 +18,10 @@ GEMM/convolution limit; plus what bf16 does to PSNR on real photos.
 - Limit: a 2048^3 matmul and a 64->64 3x3 convolution (batch 4, 128x128, best of NCHW and
   channels_last) in fp32 and bf16, measured in the same run; each net's FLOPs per pixel come
   from ``torch.utils.flop_counter``; "of limit" = achieved GFLOP/s / the convolution limit of
-  the row's precision.
-- bf16 quality: m3l's zoo weights (blind FFDNet on sigma-25 noise, NAFNet-small on Gaussian
-  blur) on the photos with ground truth, fp32 vs bf16.
+  the row's precision (int8 rows: of the fp32 limit, since torch has no int8 convolution to
+  measure it with).
+- bf16 and int8 quality: m3l's zoo weights (blind FFDNet on sigma-25 noise, NAFNet-small on
+  Gaussian blur) on the photos with ground truth, fp32 vs bf16 (PyTorch) and int8 (ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ ROWS = [  # (label, backend, precision); backend None: the KAIR-style loop
     ("correct backend=compile", "compile", "fp32"),
     ("correct backend=onnx", "onnx", "fp32"),
     ("correct backend=eager precision=bf16", "eager", "bf16"),
+    ("correct backend=onnx precision=int8", "onnx", "int8"),
     ("correct backend=auto (default)", "auto", "auto"),
+    ("correct backend=auto precision=fp32", "auto", "fp32"),
     ("python -m m3l.deploy.runtime (ONNX)", "runtime", "fp32"),
 ]
 ZOO = Path("/work/photos/zoo")
@@ -230,8 +233,10 @@ def build_folders(work: Path, photos: Path | None, count: int, max_side: int) ->
 # ---------------------------------------------------------------------------- bf16 quality
 
 
-def bf16_quality(clean_dir: Path, work: Path, count: int = 12) -> list[tuple[str, float, float, float, float]]:
-    """(model, PSNR fp32, PSNR bf16, bf16 - fp32, PSNR of bf16 against fp32) on real photos."""
+def bf16_quality(clean_dir: Path, work: Path, count: int = 12) -> list[tuple[str, str, float, float, float, float]]:
+    """(model, precision, PSNR fp32, PSNR of that precision, its - fp32, worst PSNR of its output
+    against fp32's) on real photos, for bf16 (eager PyTorch) and int8 (ONNX Runtime, calibrated on
+    each photo's first 128 px crop, as ``correct`` does on a run's first input)."""
     from m3l.data.degradations import add_gaussian_noise, apply_blur, gaussian_kernel
     from m3l.deploy.backends import InferenceBackend, psnr_db
 
@@ -245,20 +250,24 @@ def bf16_quality(clean_dir: Path, work: Path, count: int = 12) -> list[tuple[str
         exp = _experiment(model, work, [])
         exp.load_weights("pretrained")
         module = exp.net.eval()
-        scores = {"fp32": [], "bf16": [], "gap": []}
+        scores = {"fp32": [], "bf16": [], "int8": [], "gap bf16": [], "gap int8": []}
         for i, path in enumerate(photos):
             clean = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(2, 0, 1)[None]
             x = degrade(clean, torch.Generator().manual_seed(i)).clamp(0, 1)
             outs = {}
-            for precision in ("fp32", "bf16"):
-                module.inference_forward = InferenceBackend(module, "eager", precision, name=model)
+            for precision, backend in (("fp32", "eager"), ("bf16", "eager"), ("int8", "onnx")):
+                module.inference_forward = InferenceBackend(module, backend, precision, name=model,
+                                                            cache_dir=work / "quality-onnx")
                 with torch.inference_mode():
                     outs[precision] = module.restore(x)
                 scores[precision].append(psnr_db(outs[precision], clean))
-            scores["gap"].append(psnr_db(outs["bf16"], outs["fp32"]))
+            for precision in ("bf16", "int8"):
+                scores[f"gap {precision}"].append(psnr_db(outs[precision], outs["fp32"]))
             module.inference_forward = None
-        fp32, bf16 = statistics.mean(scores["fp32"]), statistics.mean(scores["bf16"])
-        rows.append((label, fp32, bf16, bf16 - fp32, min(scores["gap"])))
+        fp32 = statistics.mean(scores["fp32"])
+        for precision in ("bf16", "int8"):
+            mean = statistics.mean(scores[precision])
+            rows.append((label, precision, fp32, mean, mean - fp32, min(scores[f"gap {precision}"])))
     return rows
 
 
@@ -271,7 +280,7 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=384)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--rows", default="", help="comma-separated row numbers (0-6) to run; default all")
+    parser.add_argument("--rows", default="", help=f"comma-separated row numbers (0-{len(ROWS) - 1}) to run; default all")
     parser.add_argument("--photos", type=Path)
     parser.add_argument("--work", type=Path, help="work folder (default: a new temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -335,10 +344,15 @@ def main() -> None:
             picked = r["picked"] if "auto" in r["row"] else ""
             print(f"| {name} | {r['flops_per_pixel'] / 1e6:.3f} | {r['row']} | {mps:.3f} | {ratio} | {gflops:.0f} | "
                   f"{100 * gflops / limit:.0f}% | {r['rss_mb']:.0f} | {picked} |")
-    print("\n## bf16 against fp32 on real photos (m3l's zoo weights, 12 photos, mean PSNR dB)\n")
-    print("| model | fp32 | bf16 | bf16 - fp32 | worst PSNR of bf16 vs fp32 output |\n|---|---:|---:|---:|---:|")
-    for label, fp32, bf16, gap, worst in quality:
-        print(f"| {label} | {fp32:.3f} | {bf16:.3f} | {gap:+.3f} | {worst:.1f} |")
+    untrained = [n for n in dict.fromkeys(r["model"] for r in results) if MODELS[n][1] is None]
+    if untrained:
+        print(f"\n{', '.join(untrained)}: seeded random weights (m3l ships no trained weights for them), so their "
+              "output is close to their input and the bf16/int8 checks of auto pass trivially: their auto picks show "
+              "speed, not what auto would pick for trained weights (see the trained nets' rows and the table below).")
+    print("\n## bf16 and int8 against fp32 on real photos (m3l's zoo weights, 12 photos, mean PSNR dB)\n")
+    print("| model | precision | fp32 | it | it - fp32 | worst PSNR of its output vs fp32's |\n|---|---|---:|---:|---:|---:|")
+    for label, precision, fp32, value, gap, worst in quality:
+        print(f"| {label} | {precision} | {fp32:.3f} | {value:.3f} | {gap:+.3f} | {worst:.1f} |")
     if args.json:
         args.json.write_text(json.dumps({"date": started, "machine": cpu_line(), "limits": limits, "rows": results,
                                          "bf16": quality, "load": [load_before, load_after]}, indent=2))

@@ -152,3 +152,22 @@ def test_a_targets_own_config_error_names_the_config_file(tmp_path):
     experiment = Experiment(compose("demo", [f"paths.runs_dir={tmp_path}", "data.batch_size=-1"]))
     with pytest.raises(ConfigError, match=r"data.batch_size must be an integer >= 1, got -1 \(building 'data' from data/samples_gaussian.yaml"):
         experiment.data
+
+
+@pytest.mark.parametrize("read_ahead", [0, 3])
+def test_read_ahead_is_a_config_key_of_correct_and_test(tmp_path: Path, read_ahead: int):
+    Experiment(compose("demo", SHORT)).fit()
+    random_image(tmp_path / "in" / "x.png", (31, 17))
+    corrector = Experiment(compose("demo", [*SHORT, f"read_ahead={read_ahead}"], verb="correct"))
+    out = corrector.correct(checkpoint="last", correct_dir=tmp_path / "in", root_dir=tmp_path / "out")
+    assert (out / "x.png").is_file()
+    loaders = corrector.data.predict_dataloader()
+    assert all(loader.read_ahead == read_ahead for loader in (loaders if isinstance(loaders, list) else [loaders]))
+    tester = Experiment(compose("demo", [*SHORT, f"read_ahead={read_ahead}"], verb="test"))
+    tester.test(checkpoint="last")
+    loaders = tester.data.test_dataloader()
+    assert all(loader.read_ahead == read_ahead for loader in (loaders if isinstance(loaders, list) else [loaders]))
+
+    bad = Experiment(compose("demo", [*SHORT, "read_ahead=-1"], verb="correct"))
+    with pytest.raises(ConfigError, match="read_ahead must be an integer >= 0, got -1"):
+        bad.correct(checkpoint="last", correct_dir=tmp_path / "in", root_dir=tmp_path / "out2")

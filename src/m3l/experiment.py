@@ -168,12 +168,31 @@ class Experiment:
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         for key in self.trainer_objects:
             node.pop(key, None)
+        self._clip_in_the_module(node)
         self.trainer = self._instantiate(
             # _convert_: plain dicts/lists for Trainer arguments (e.g. max_time={hours: 1})
             "trainer", OmegaConf.create(node), callbacks=callbacks, logger=loggers or False,
             _convert_="all", **self.trainer_objects,
         )
         return self.trainer
+
+    def _clip_in_the_module(self, node: dict[str, Any]) -> None:
+        """``trainer.gradient_clip_val`` for a net that optimizes by hand (a multi-task
+        module): Lightning refuses it there, so the net clips (its ``gradient_clip_val``)."""
+        net = self.__dict__.get("net")
+        if node.get("gradient_clip_val") is None or net is None or net.automatic_optimization:
+            return
+        if not hasattr(net, "gradient_clip_val"):
+            return  # Lightning's own message: gradient clipping needs automatic optimization
+        algorithm = node.pop("gradient_clip_algorithm", None) or "norm"
+        if algorithm != "norm":
+            raise ConfigError(
+                f"trainer.gradient_clip_algorithm={algorithm!r}: {type(net).__name__} clips by the "
+                "gradients' norm only; remove trainer.gradient_clip_algorithm (or set it to norm)."
+            )
+        from m3l.mtl.optimization import check_clip
+
+        net.gradient_clip_val = check_clip(node.pop("gradient_clip_val"))
 
     # ------------------------------------------------------------------ verbs
 
@@ -254,6 +273,7 @@ class Experiment:
         self._seed()
         self.save_config()
         self.load_weights(checkpoint)
+        self._apply_read_ahead()
         # ExactDistributedTest: with several processes, each test sample is seen exactly once
         trainer = self.make_trainer(extra_callbacks=[ExactDistributedTest(), self.fast_inference()])
         results = trainer.test(self.net, datamodule=self.data)
@@ -295,6 +315,7 @@ class Experiment:
         self._seed()
         self.save_config()
         self.load_weights(checkpoint)
+        self._apply_read_ahead()
         serializer = self.serializer
         trainer = self.make_trainer(extra_callbacks=[serializer, self.fast_inference()])
         out = Path(str(self.cfg.serializer.root_dir))
@@ -315,6 +336,15 @@ class Experiment:
             )
         log.info("Corrected files are in %s", out)
         return out
+
+    def _apply_read_ahead(self) -> None:
+        """``read_ahead=N`` of ``correct`` and ``test``: batches decoded ahead on a reader thread
+        while the net runs (without worker processes); 0 reads on the compute thread."""
+        from m3l.data.datamodules import check_int
+
+        value = self.cfg.get("read_ahead")
+        if value is not None and hasattr(self.data, "read_ahead"):
+            self.data.read_ahead = check_int("read_ahead", value, minimum=0)
 
     def fast_inference(self) -> pl.Callback:
         """The callback that runs ``correct``'s and ``test``'s forward on the fastest backend

@@ -148,6 +148,51 @@ def test_bf16_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None
     assert [c.precision for c in fp32.candidates] == ["fp32"]
 
 
+def test_int8_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None:
+    """int8 through ONNX Runtime, calibrated on the first input: faster, but m3l's trained
+    blind FFDNet loses more than the threshold allows, so auto keeps fp32 and says why;
+    precision=int8 forces it with a warning. Nothing but the fp32 export is written."""
+    from m3l import Experiment, compose
+
+    experiment = Experiment(compose("ffdnet_color_blind", [f"paths.runs_dir={tmp_path / 'runs'}"]))
+    experiment.load_weights("pretrained")
+    module = experiment.net.eval()
+    x = photo((128, 96))
+    with torch.inference_mode():
+        reference = module(x)
+    cache = tmp_path / "cache"
+
+    auto = InferenceBackend(module, "onnx", "auto", cache_dir=cache, name="ffdnet")
+    with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
+        auto(x)
+    assert exports_made(caplog) == 1  # int8 failing its check is no reason to export the fp32 net again
+    if not B.cpu_has_int8():
+        assert [c.label for c in auto.candidates] == ["onnx/fp32"]
+        pytest.skip("this CPU has no int8 units")
+    int8 = next(c for c in auto.candidates if c.precision == "int8")
+    assert not int8.failed.startswith(("ModuleNotFound", "ImportError")), int8.failed
+    assert "PSNR" in int8.check and int8.failed.endswith(f"below {B.BF16_MIN_PSNR:.0f} dB")
+    assert auto.chosen.label == "onnx/fp32" and "onnx/int8 PSNR" in auto.summary
+
+    with caplog.at_level(logging.WARNING, logger="m3l.deploy.backends"):
+        forced = InferenceBackend(module, "auto", "int8", cache_dir=cache, name="ffdnet")
+        out = forced(x)
+    assert forced.chosen.label == "onnx/int8" and any("precision=int8" in r.getMessage() and "used as forced" in r.getMessage()
+                                                      for r in caplog.records)
+    assert 30 < B.psnr_db(out.clamp(0, 1), reference.clamp(0, 1)) < B.BF16_MIN_PSNR
+    assert exports_made(caplog) == 1
+    (export,) = cache.glob("*.onnx")  # the fp32 export (and its .json sidecar) only
+    assert sorted(p.name for p in cache.iterdir()) == sorted([export.name, f"{export.name}.json"])
+
+
+def test_int8_is_not_tried_without_the_units_nor_on_pytorch(monkeypatch) -> None:
+    monkeypatch.setattr(B, "cpu_has_int8", lambda: False)
+    plan, note = InferenceBackend(dncnn(), "auto", "auto")._plan(photo())
+    assert all(c.precision != "int8" for c in plan) and "no int8 units on this CPU" in note
+    with pytest.raises(ConfigError, match="precision=int8 runs on ONNX Runtime: use backend=onnx or auto with it, not backend=eager"):
+        InferenceBackend(dncnn(), "eager", "int8")
+
+
 def test_unknown_values_are_refused() -> None:
     with pytest.raises(ConfigError, match="backend='fast' is not a backend; use one of: auto, eager, compile, onnx"):
         InferenceBackend(dncnn(), "fast")
@@ -162,6 +207,17 @@ def test_auto_skips_a_first_export_for_a_small_job(tmp_path: Path) -> None:
     chosen = InferenceBackend(module, "auto", "fp32", cache_dir=tmp_path, name="dncnn", expected_calls=1)
     restore(module, x, chosen)
     assert "onnx: not exported for a job of about" in chosen.summary and not list(tmp_path.glob("*.onnx"))
+
+    # with the export cached, a short job still skips int8 (quantized again at every run)
+    restore(module, x, InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn"))
+    short = InferenceBackend(module, "auto", "auto", cache_dir=tmp_path, name="dncnn", expected_calls=1)
+    restore(module, x, short)
+    if B.cpu_has_int8():
+        assert "int8: not quantized for a job of about" in short.summary
+        assert all(c.precision != "int8" for c in short.candidates)
+    long = InferenceBackend(module, "auto", "auto", cache_dir=tmp_path, name="dncnn", expected_calls=10**6)
+    restore(module, x, long)
+    assert any(c.precision == "int8" for c in long.candidates) == B.cpu_has_int8()
 
 
 def save_checkpoint(module: RestorationModule, path: Path) -> Path:
@@ -203,10 +259,16 @@ def test_the_onnx_export_is_kept_beside_the_checkpoint(tmp_path: Path, caplog: p
         changed = dncnn()
         with torch.no_grad():
             changed.net.body[0].weight.add_(0.01)
+        (tmp_path / "run" / "best.safetensors.final.onnx").write_bytes(b"the user's deployed export")
         save_checkpoint(changed, checkpoint)  # new weights in the same file: not the old export
         run()
-        assert exports_made(caplog) == 3 and len(list(checkpoint.parent.glob("best.safetensors.*.onnx"))) == 3
+        # the two exports of its earlier weights are deleted, with their sidecars; not the user's
+        (newest,) = checkpoint.parent.glob("best.safetensors.*[0-9a-f].onnx")
+        assert exports_made(caplog) == 3 and "removed 2 stale ONNX export(s) of an earlier best.safetensors" in caplog.text
+        assert sorted(p.name for p in checkpoint.parent.iterdir()) == sorted(
+            ["best.safetensors", newest.name, f"{newest.name}.json", "notes.onnx", "best.safetensors.final.onnx"])
     assert (tmp_path / "run" / "notes.onnx").read_bytes() == b"the user's own file"
+    assert (tmp_path / "run" / "best.safetensors.final.onnx").read_bytes() == b"the user's deployed export"
 
 
 def test_a_checkpoint_in_a_folder_nobody_can_write_exports_to_the_user_cache(tmp_path: Path) -> None:

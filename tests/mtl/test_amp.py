@@ -79,3 +79,62 @@ def test_fp16_gradscaler_skips_non_finite_steps():
     after = module.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # step skipped
     assert scaler.get_scale() < 2.0**127
+
+
+def test_fp16_scale_changes_once_per_batch_with_several_optimizers():
+    """Heads with their own optimizers (three optimizers a batch): the loss scale grows once
+    per batch, not once per optimizer, and the heads' update is the fp32 one (an update of the
+    scale between two optimizers' steps used to unscale the later ones by the wrong factor)."""
+    from functools import partial
+
+    def run(plugins=None, precision=None):
+        torch.manual_seed(0)
+        data = {s: {"train": MultiMNIST("train", 32, target=s, seed=i)} for i, s in enumerate(("left", "right"))}
+        tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss(), optimizer=partial(torch.optim.SGD, lr=0.05))
+                 for s in ("left", "right")]
+        module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(A.EqualWeighting()),
+                                     optimizer=lambda p: torch.optim.SGD(p, lr=0.05))
+        kwargs = dict(plugins=plugins) if plugins else dict(precision=precision)
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=3, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_val_batches=0, **kwargs)
+        before = {k: v.detach().clone() for k, v in module.heads.state_dict().items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(module, datamodule=mtl.MultiTaskDataModule(data, batch_size=8, shuffle=False))
+        assert len(trainer.optimizers) == 3 and trainer.global_step == 3
+        return torch.cat([(module.heads.state_dict()[k] - before[k]).flatten() for k in before])
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=1)
+    moved = run(plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    expected = run(precision="32-true")
+    assert scaler.get_scale() == 2.0**11  # three batches, three growths (not nine)
+    assert torch.nn.functional.cosine_similarity(moved, expected, dim=0) > 0.99
+    assert (moved.norm() / expected.norm() - 1).abs() < 0.05
+
+
+def test_fp16_with_the_default_fused_adam_makes_the_fp32_update():
+    """The default optimizer is fused Adam, which unscales inside its step: under an fp16
+    GradScaler the backbone's update equals the fp32 one."""
+    def run(plugins=None, precision=None):
+        torch.manual_seed(0)
+        data = {s: {"train": MultiMNIST("train", 32, target=s, seed=i)} for i, s in enumerate(("left", "right"))}
+        tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss()) for s in ("left", "right")]
+        module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(A.UPGrad()))
+        kwargs = dict(plugins=plugins) if plugins else dict(precision=precision)
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=3, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_val_batches=0, **kwargs)
+        before = {k: v.detach().clone() for k, v in module.backbone.state_dict().items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(module, datamodule=mtl.MultiTaskDataModule(data, batch_size=8, shuffle=False))
+        assert trainer.optimizers[0].defaults["fused"] is True
+        return torch.cat([(module.backbone.state_dict()[k] - before[k]).flatten() for k in before])
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1000)
+    moved = run(plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    expected = run(precision="32-true")
+    assert scaler.get_scale() == 2.0**10
+    assert torch.nn.functional.cosine_similarity(moved, expected, dim=0) > 0.99
+    assert (moved.norm() / expected.norm() - 1).abs() < 0.05

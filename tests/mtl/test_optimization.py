@@ -151,3 +151,42 @@ def test_default_optimizer_is_fused_adam_with_the_loop_update(tmp_path):
     plain = default_optimizer([complex_param])
     assert not plain.defaults["fused"]
     plain.step()  # fused Adam would raise here
+
+
+def _moved(module, before):
+    return torch.cat([(p.detach() - before[n]).flatten() for n, p in module.named_parameters() if n in before])
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["fp32", "fp16-gradscaler"])
+def test_gradient_clip_val_bounds_each_step(tmp_path, digits, scaled):
+    """With SGD (lr 1) and one shared optimizer, a step moves the parameters by exactly the
+    clipped gradient: its norm is at most gradient_clip_val, also under an fp16 GradScaler."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    torch.manual_seed(0)
+    tasks = [make_task(digits, "left"), make_task(digits, "right")]
+    module = mtl.MultiTaskModule(LeNet(), tasks, optimizer=partial(torch.optim.SGD, lr=1.0), save_artifacts=False,
+                                 gradient_clip_val=1e-3)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    extra = {"plugins": [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**10))]} if scaled else {}
+    trainer = L.Trainer(default_root_dir=tmp_path, **QUIET, max_steps=1, **extra)
+    trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
+    step = _moved(module, before)
+    assert 0.9e-3 < step.norm() <= 1.0001e-3  # clipped (an unclipped step of lr 1 is far larger)
+
+
+def test_trainer_gradient_clip_val_reaches_the_module(tmp_path, digits):
+    """Lightning refuses gradient_clip_val under manual optimization: mtl.Trainer (and the
+    command line's trainer.gradient_clip_val) hand it to the module, which clips."""
+    tasks = [make_task(digits, "left"), make_task(digits, "right")]
+    results = mtl.Trainer(LeNet(), tasks, root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                          gradient_clip_val=0.5, logger=False, enable_progress_bar=False).launch(mtl.Joint())
+    assert results.module.gradient_clip_val == 0.5 and results.module.trainer.gradient_clip_val is None
+
+    from m3l.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gradient_clip_val must be a positive number"):
+        mtl.MultiTaskModule(LeNet(), tasks, gradient_clip_val=-1)
+    with pytest.raises(ConfigError, match="clips by the gradients' norm only"):
+        mtl.Trainer(LeNet(), tasks, root_dir=tmp_path, max_epochs=1, limit_train_batches=1, gradient_clip_val=0.5,
+                    gradient_clip_algorithm="value", logger=False).launch(mtl.Joint())

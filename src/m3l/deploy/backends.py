@@ -19,16 +19,26 @@ not the others, in one log line; anything that fails falls back to eager.
   checkpoint (``<checkpoint>.<key>.onnx``) where its folder is writable, else in the m3l cache,
   so later runs skip the export;
 - ``auto`` (default): ``onnx`` (when ``onnxruntime`` and ``onnxscript`` are installed) and
-  ``eager``, in fp32 and, where the CPU has bf16 units (AVX512-BF16, AMX), in bf16.
+  ``eager``, in fp32 and, where the CPU has bf16 units (AVX512-BF16, AMX), in bf16; ONNX
+  Runtime also in int8 where the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI, AMX).
+
+int8 (:func:`quantize_int8`) is ONNX Runtime's static quantization of the cached fp32 export,
+calibrated on the crop of the run's first input: int8 weights per output channel, uint8
+activations, the first and the last convolution kept in fp32 (measured here: the same speed,
+less error). It is made again at each run (about a second), since its scales come from the
+run's own input. Like bf16, ``auto`` keeps it only when its output is at least
+:data:`BF16_MIN_PSNR` dB from the fp32 one; ``precision=int8`` forces it.
 """
 
 from __future__ import annotations
 
 import copy
+import glob
 import hashlib
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +53,7 @@ from m3l.errors import ConfigError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "eager", "compile", "onnx")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 #: largest absolute difference an fp32 backend may show against eager PyTorch
 PARITY_TOLERANCE = 1e-4
 #: smallest PSNR (dB) of a bf16 output against the fp32 one. With errors uncorrelated to the
@@ -55,12 +65,17 @@ PROBE_SIDE = 128
 #: ``auto`` exports to ONNX (when not cached yet) only for jobs whose eager PyTorch time is
 #: estimated above this many seconds: the export costs a few seconds once per checkpoint
 ONNX_EXPORT_WORTH_S = 30.0
+#: ``auto`` tries int8 only for jobs whose eager PyTorch time is estimated above this many
+#: seconds: the quantization (calibration included) costs about a second at every run
+INT8_WORTH_S = 10.0
 #: ``auto`` replaces eager PyTorch only with a candidate at least this much faster on the probe:
 #: one crop timed on a shared machine moves by 10-20%, and a small win on a 128 px crop turned
 #: into a 0.7x loss over a whole folder (docs/benchmarks.md, correction throughput)
 AUTO_MIN_SPEEDUP = 1.25
 
 Forward = Callable[..., torch.Tensor]
+#: the precisions each backend runs
+RUNS = {"eager": ("fp32", "bf16"), "compile": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
 
 
 def check_choice(backend: str, precision: str) -> None:
@@ -70,17 +85,27 @@ def check_choice(backend: str, precision: str) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not a precision; use one of: {', '.join(PRECISIONS)}.")
     if backend == "onnx" and precision == "bf16":
-        raise ConfigError("precision=bf16 runs on PyTorch: use backend=eager, compile or auto with it (ONNX Runtime runs fp32 here).")
+        raise ConfigError("precision=bf16 runs on PyTorch: use backend=eager, compile or auto with it (ONNX Runtime runs fp32 or int8 here).")
+    if precision == "int8" and backend not in ("onnx", "auto"):
+        raise ConfigError(f"precision=int8 runs on ONNX Runtime: use backend=onnx or auto with it, not backend={backend}.")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
 
 
 def cpu_has_bf16() -> bool:
     """Whether the CPU has bf16 dot-product units (AVX512-BF16 or AMX), from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_int8() -> bool:
+    """Whether the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI or AMX), from /proc/cpuinfo."""
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def _onnx_available() -> str | None:
@@ -192,13 +217,46 @@ def onnx_artifact(module: nn.Module, places: list[Path], name: str, rebuild: boo
             last_error = err
             continue
         log.info("exported %s to ONNX in %.1f s (cached: %s)", name, time.perf_counter() - start, path)
+        remove_stale_exports(path)
         return path
     raise OSError(f"no writable place for the ONNX export of {name} (tried {', '.join(str(p.parent) for p in places)})") from last_error
 
 
-def onnx_session(path: Path, threads: int | None = None) -> Any:
+def remove_stale_exports(export: Path) -> list[Path]:
+    """Delete the exports m3l made beside the same checkpoint from its earlier contents.
+
+    ``export`` is ``<checkpoint>.<key>.onnx``; a sibling ``<checkpoint>.<other key>.onnx`` (and
+    its ``.json``) older than the checkpoint file was made from weights that file no longer
+    holds (``last.ckpt`` is rewritten at every save), so nothing can use it again. Exports of
+    other checkpoints, and any file not named by this pattern, are left alone. Returns what
+    was deleted."""
+    match = re.fullmatch(r"(.+)\.([0-9a-f]{16})\.onnx", export.name)
+    checkpoint = export.parent / match.group(1) if match else None
+    if checkpoint is None or not checkpoint.is_file():
+        return []
+    written = checkpoint.stat().st_mtime
+    removed = []
+    for old in export.parent.glob(f"{glob.escape(checkpoint.name)}.*.onnx"):
+        if old == export or not re.fullmatch(r"[0-9a-f]{16}", old.name[len(checkpoint.name) + 1:-5]):
+            continue
+        try:
+            if old.stat().st_mtime >= written:
+                continue
+            old.unlink()
+            old.with_name(old.name + ".json").unlink(missing_ok=True)
+        except OSError:  # gone already, or not ours to delete: leave it
+            continue
+        removed.append(old)
+    if removed:
+        log.info("removed %d stale ONNX export(s) of an earlier %s: %s", len(removed), checkpoint.name,
+                 ", ".join(p.name for p in removed))
+    return removed
+
+
+def onnx_session(path: Path | bytes, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session tuned for one model at a time: all graph optimizations,
-    ``threads`` intra-op threads (torch's count by default), sequential execution."""
+    ``threads`` intra-op threads (torch's count by default), sequential execution. ``path``:
+    an ``.onnx`` file or a serialized model."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -207,7 +265,49 @@ def onnx_session(path: Path, threads: int | None = None) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def quantize_int8(path: Path, feeds: list[dict[str, Any]]) -> bytes:
+    """The ONNX model at ``path`` quantized to int8 by ONNX Runtime (static, QDQ format):
+    weights int8 per output channel, activations uint8 with scales calibrated (min/max) on
+    ``feeds`` (``{input name: array}`` each), the first and the last convolution left in fp32.
+    Returns the serialized model; nothing is written beside ``path``."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.left, None)
+
+    convs = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "Conv"]
+    keep_fp32 = [convs[0], convs[-1]] if len(convs) >= 3 else []
+    root = logging.getLogger()  # the quantizer advises pre-processing on the root logger
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        return _quantize(path, Feeds(), keep_fp32)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(path: Path, feeds: Any, keep_fp32: list[str]) -> bytes:
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="m3l-int8-") as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(path), str(out), feeds, quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        return out.read_bytes()
 
 
 def _onnx_forward(session: Any, conditions: tuple[str, ...]) -> Forward:
@@ -253,7 +353,8 @@ class InferenceBackend:
         name: names the cached export.
         config_text: the net's config, part of the cache key.
         expected_calls: how many batches the job has (None: unknown); ``auto`` skips a first
-            ONNX export for jobs estimated under :data:`ONNX_EXPORT_WORTH_S` of eager time.
+            ONNX export for jobs estimated under :data:`ONNX_EXPORT_WORTH_S` of eager time, and
+            int8 for those under :data:`INT8_WORTH_S`.
     """
 
     def __init__(
@@ -270,6 +371,8 @@ class InferenceBackend:
         self.chosen: Candidate | None = None
         self.candidates: list[Candidate] = []
         self.reference_seconds = math.inf
+        # a choice the user made: falling back from it is a warning, not a note
+        self._forced = backend != "auto" or precision in ("bf16", "int8")
 
     def __call__(self, x: torch.Tensor, **conditions: torch.Tensor) -> torch.Tensor:
         if self.chosen is None:
@@ -290,20 +393,28 @@ class InferenceBackend:
         except Exception as err:  # noqa: BLE001 - not a restoration module: eager as it is
             return [], f"{type(self.module).__name__} is not a restoration module m3l can export: {str(err).split('. ')[0]}"
         notes = []
-        precisions = ["fp32", "bf16"] if self.precision == "auto" else [self.precision]
-        if self.precision == "auto" and not cpu_has_bf16():
-            precisions = ["fp32"]
-            notes.append("no bf16 units on this CPU")
+        precisions = ["fp32", "bf16", "int8"] if self.precision == "auto" else [self.precision]
+        for precision, has_units in (("bf16", cpu_has_bf16), ("int8", cpu_has_int8)):
+            if self.precision == "auto" and not has_units():
+                precisions.remove(precision)
+                notes.append(f"no {precision} units on this CPU")
         backends = {"auto": ["onnx", "eager"], "eager": ["eager"], "compile": ["compile"], "onnx": ["onnx"]}[self.backend]
         if "onnx" in backends:
             missing = _onnx_available()
             if missing:
-                if self.backend == "onnx":
-                    return [], f"backend=onnx needs {missing}"
+                if self.backend == "onnx" or self.precision == "int8":
+                    return [], f"{'backend=onnx' if self.backend == 'onnx' else 'precision=int8'} needs {missing}"
                 notes.append(f"onnx: {missing}")
                 backends = [b for b in backends if b != "onnx"]
-        plan = [Candidate(b, p) for b in backends for p in precisions if not (b == "onnx" and p == "bf16")]
+        plan = [Candidate(b, p) for b in backends for p in precisions if p in RUNS[b]]
         return plan, "; ".join(notes)
+
+    def _onnx_feed(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """ONNX Runtime's inputs for ``x`` and the net's conditions, as :func:`_onnx_forward` feeds them."""
+        from m3l.deploy.formats import _input_names
+
+        arrays = [x, *(conditions[c] for c in self.spec.conditions)]
+        return {n: a.detach().float().contiguous().numpy() for n, a in zip(_input_names(self.spec), arrays)}
 
     def _onnx_places(self) -> list[Path]:
         if getattr(self, "_places", None) is None:  # the key hashes every weight: once
@@ -314,21 +425,29 @@ class InferenceBackend:
             self._places = onnx_cache_places(self.name, key, cache, self.checkpoint)
         return self._places
 
-    def _export_not_worth_it(self, x: torch.Tensor, probe: torch.Tensor) -> str:
-        """Why ``auto`` skips a first ONNX export for this job (empty: it does not)."""
+    def _not_worth_it(self, x: torch.Tensor, probe: torch.Tensor) -> tuple[list[Candidate], str]:
+        """What ``auto`` leaves out for a short job, and why: a first ONNX export (a few
+        seconds once per checkpoint) under :data:`ONNX_EXPORT_WORTH_S` of estimated eager time,
+        int8 (quantized again at every run, about a second) under :data:`INT8_WORTH_S`."""
         if self.backend != "auto" or self.expected_calls is None:
-            return ""
-        if any(p.is_file() for p in self._onnx_places()):
-            return ""
+            return [], ""
         estimate = self.reference_seconds * x.numel() / probe.numel() * self.expected_calls
-        if estimate >= ONNX_EXPORT_WORTH_S:
-            return ""
-        return f"onnx: not exported for a job of about {estimate:.0f} s (backend=onnx to force)"
+        plan = self.candidates_planned
+        if estimate < ONNX_EXPORT_WORTH_S and not any(p.is_file() for p in self._onnx_places()):
+            dropped = [c for c in plan if c.backend == "onnx"]
+            return dropped, f"onnx: not exported for a job of about {estimate:.0f} s (backend=onnx to force)"
+        if estimate < INT8_WORTH_S and self.precision == "auto":
+            dropped = [c for c in plan if c.precision == "int8"]
+            return dropped, f"int8: not quantized for a job of about {estimate:.0f} s (precision=int8 to force)"
+        return [], ""
 
     def _build(self, candidate: Candidate, rebuild: bool = False) -> Forward:
         if candidate.backend == "onnx":
             self._onnx_path = onnx_artifact(self.module, self._onnx_places(), self.name, rebuild=rebuild)
-            return _onnx_forward(onnx_session(self._onnx_path), tuple(self.spec.conditions))
+            model: Path | bytes = self._onnx_path
+            if candidate.precision == "int8":
+                model = quantize_int8(self._onnx_path, [self._onnx_feed(*self._calibration)])
+            return _onnx_forward(onnx_session(model), tuple(self.spec.conditions))
         dtype = torch.bfloat16 if candidate.precision == "bf16" else torch.float32
         return _torch_forward(self.module, dtype, compile=candidate.backend == "compile")
 
@@ -360,14 +479,16 @@ class InferenceBackend:
         plan, note = self._plan(x)
         if not plan:
             self.chosen = eager
-            self._say(f"eager PyTorch ({note})", warn=self.backend != "auto")
+            self._say(f"eager PyTorch ({note})", warn=self._forced)
             return eager
         probe, probe_cond = self._probe(x, conditions)
+        self._calibration = (probe, probe_cond)  # int8's scales come from the first input
         with torch.inference_mode():
             reference, self.reference_seconds = self._timed(self.module.forward, probe, probe_cond)
-        skip = self._export_not_worth_it(x, probe)
+        self.candidates_planned = plan
+        dropped, skip = self._not_worth_it(x, probe)
         if skip:
-            plan = [c for c in plan if c.backend != "onnx"]
+            plan = [c for c in plan if c not in dropped]
             note = "; ".join(n for n in (note, skip) if n)
         for candidate in plan:
             self.candidates.append(candidate)
@@ -380,8 +501,8 @@ class InferenceBackend:
                     candidate.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
                     break
                 candidate.check = self._check(candidate, out, reference)
-                if not candidate.failed or candidate.backend != "onnx":
-                    break
+                if not candidate.failed or candidate.backend != "onnx" or candidate.precision != "fp32":
+                    break  # only an fp32 export that does not reproduce eager is stale; int8 only rounds
         with torch.inference_mode():  # the reference again: a slow moment before must not flatter the others
             start = time.perf_counter()
             self.module.forward(probe, **probe_cond)
@@ -391,7 +512,7 @@ class InferenceBackend:
         if not faster:
             self.chosen = eager
             why = "; ".join(f"{c.label} {c.failed or f'not {AUTO_MIN_SPEEDUP}x faster ({self.reference_seconds / c.seconds:.2f}x)'}" for c in plan)
-            self._say(f"eager PyTorch ({why}{'; ' + note if note else ''})", warn=self.backend != "auto")
+            self._say(f"eager PyTorch ({why}{'; ' + note if note else ''})", warn=self._forced)
             return eager
         self.chosen = min(faster, key=lambda c: c.seconds)
         others = ", ".join(
@@ -409,12 +530,13 @@ class InferenceBackend:
         if out.shape != reference.shape:
             candidate.failed = f"output shape {tuple(out.shape)} vs eager {tuple(reference.shape)}"
             return ""
-        if candidate.precision == "bf16":
+        if candidate.precision in ("bf16", "int8"):
             value = psnr_db(out.clamp(0, 1), reference.clamp(0, 1))
             check = f"PSNR {value:.1f} dB vs fp32"
             if value < BF16_MIN_PSNR:
-                if self.precision == "bf16":
-                    log.warning("precision=bf16: the output is %.1f dB from fp32 (below %.0f dB); used as forced", value, BF16_MIN_PSNR)
+                if self.precision == candidate.precision:
+                    log.warning("precision=%s: the output is %.1f dB from fp32 (below %.0f dB); used as forced",
+                                candidate.precision, value, BF16_MIN_PSNR)
                 else:
                     candidate.failed = f"{check}, below {BF16_MIN_PSNR:.0f} dB"
             return check

@@ -69,7 +69,8 @@ class NonFiniteLossError(MTLValidationError):
             f"task {task!r}: loss is not finite{got} at training step {step}.\n"
             "  fix: lower the learning rate, check the task's targets for NaN/inf, use a "
             "numerically stable criterion (e.g. logits + CrossEntropyLoss rather than "
-            "log(softmax)), or enable gradient clipping (trainer.gradient_clip_val)"
+            "log(softmax)), or clip the gradients (trainer.gradient_clip_val=1.0 on the command line, "
+            "mtl.Trainer(gradient_clip_val=1.0) or MultiTaskModule(gradient_clip_val=1.0))"
         )
 
 

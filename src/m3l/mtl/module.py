@@ -27,7 +27,9 @@ from m3l.mtl.artifacts import SaveArtifacts
 from m3l.mtl.data import merge_task_batches
 from m3l.mtl.optimization import (
     build_optimizers,
+    check_clip,
     check_optimizer_states,
+    clip_gradients,
     default_optimizer,
     step_optimizers,
     step_schedulers,
@@ -60,6 +62,11 @@ class MultiTaskModule(L.LightningModule):
         scheduler_monitor: the logged key (e.g. ``val/left/acc``) given to schedulers whose
             ``step`` needs a metric (``ReduceLROnPlateau``); default: the validation loss, else
             the epoch's mean training loss (as EMTL stepped them).
+        gradient_clip_val: clip the gradients each optimizer steps with to this global norm
+            (unscaled under fp16), after the method wrote them; None: no clipping. Lightning
+            refuses ``Trainer(gradient_clip_val=...)`` under manual optimization, so m3l (the
+            command line's ``trainer.gradient_clip_val``, :class:`~m3l.mtl.Trainer`'s keyword)
+            hands that value to the module instead.
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class MultiTaskModule(L.LightningModule):
         finite_check_every_n_steps: int = 25,
         save_artifacts: bool = True,
         scheduler_monitor: str | None = None,
+        gradient_clip_val: float | None = None,
     ) -> None:
         super().__init__()
         tasks = list(tasks)
@@ -97,6 +105,7 @@ class MultiTaskModule(L.LightningModule):
         self.finite_check_every_n_steps = max(1, int(finite_check_every_n_steps))
         self.save_artifacts = bool(save_artifacts)
         self.scheduler_monitor = scheduler_monitor
+        self.gradient_clip_val = check_clip(gradient_clip_val)
         if self.freeze_backbone:
             self.backbone.requires_grad_(False)
         self.metrics = nn.ModuleDict(
@@ -229,6 +238,8 @@ class MultiTaskModule(L.LightningModule):
         else:  # a step of some tasks only (Sequential, Alternating): their plain sum
             total = stacked.sum()
             context.backward(total)
+        if self.gradient_clip_val is not None:
+            clip_gradients(optimizers, self.gradient_clip_val, context.scaler)
         step_optimizers(optimizers)
         if joint:
             self.weighting.after_step(stacked.detach(), context)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from m3l.errors import CheckpointError
+from m3l.errors import CheckpointError, ConfigError
 from m3l.mtl.errors import SchedulerMonitorError
 
 MultiTaskModule = Any  # the module (not imported: it imports this module)
@@ -116,23 +116,73 @@ def _no_count() -> None:
 
 
 def step_optimizers(optimizers: list[Any]) -> None:
-    """Step ``optimizers`` (Lightning's), counting one trainer step.
+    """Step ``optimizers`` (Lightning's), counting one trainer step and one loss-scale update.
 
     Under manual optimization Lightning counts every optimizer's step in
     ``trainer.global_step`` (Lightning issue #17958), so a module stepping a backbone and T
     task optimizers reached ``max_steps`` T+1 times too early and saved "every n steps"
     checkpoints T+1 times too often. Only the first optimizer's step is counted.
+
+    Under fp16 mixed precision Lightning also updates the GradScaler after each optimizer's
+    step. All of a batch's gradients were scaled by the same factor, so the scale must change
+    only once, after the last: an earlier update (a growth step, or a back-off after an inf)
+    would unscale the other optimizers' gradients by the wrong factor. The updates of all but
+    the last step are held back (torch's own recipe for several optimizers: ``scaler.step`` each,
+    then one ``scaler.update``), and that one update sees every optimizer's inf checks.
     """
+    scaler = _scaler_of(optimizers[0]) if len(optimizers) > 1 else None
     for i, opt in enumerate(optimizers):
-        if i == 0 or not hasattr(opt, "_on_after_step"):  # a plain torch optimizer: nothing counted
-            opt.step()
-            continue
-        before, after = opt._on_before_step, opt._on_after_step  # noqa: SLF001 - Lightning's counting hooks
-        opt._on_before_step = opt._on_after_step = _no_count  # noqa: SLF001
+        counted = i == 0 or not hasattr(opt, "_on_after_step")  # a plain torch optimizer: nothing counted
+        held = scaler is not None and i < len(optimizers) - 1
+        saved = (opt._on_before_step, opt._on_after_step) if not counted else None  # noqa: SLF001
+        if not counted:
+            opt._on_before_step = opt._on_after_step = _no_count  # noqa: SLF001 - Lightning's counting hooks
+        if held:
+            scaler.update = _no_update  # an instance attribute over the class's method, for this step only
         try:
             opt.step()
         finally:
-            opt._on_before_step, opt._on_after_step = before, after  # noqa: SLF001
+            if held:
+                del scaler.update
+            if saved is not None:
+                opt._on_before_step, opt._on_after_step = saved  # noqa: SLF001
+
+
+def check_clip(value: Any) -> float | None:
+    """``gradient_clip_val`` as a positive float (None: no clipping), or a ConfigError."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number > 0 or number == float("inf"):
+        raise ConfigError(f"gradient_clip_val must be a positive number (a gradient norm) or null, got {value!r}")
+    return number
+
+
+def clip_gradients(optimizers: list[Any], max_norm: float, scaler: Any = None) -> None:
+    """Clip the gradients of each optimizer's parameters to the global norm ``max_norm``.
+
+    Under fp16 the gradients are still scaled (the optimizers' steps unscale them, fused ones
+    inside their kernels), so the bound is scaled too: clipping ``s * g`` to ``s * max_norm``
+    is clipping ``g`` to ``max_norm``. A non-finite gradient stays non-finite, so the scaler
+    still skips that step."""
+    scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+    for opt in optimizers:
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if params:
+            torch.nn.utils.clip_grad_norm_(params, max_norm * scale)
+
+
+def _scaler_of(optimizer: Any) -> Any:
+    """The fp16 GradScaler of the trainer a Lightning optimizer steps through (None: none)."""
+    strategy = getattr(optimizer, "_strategy", None)
+    return getattr(getattr(strategy, "precision_plugin", None), "scaler", None)
+
+
+def _no_update(new_scale: Any = None) -> None:
+    return None
 
 
 def step_schedulers(module: MultiTaskModule, schedulers: list[Any], roles: list[str], means: Tensor, trained: Tensor) -> None:

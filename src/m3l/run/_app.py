@@ -340,8 +340,10 @@ def make_main(verb: str) -> Callable[[], Any]:
             _restore_full_error()
             from hydra._internal.utils import run_and_report
 
+            error = exc  # the name `exc` is unbound when the except block ends
+
             def reraise() -> None:
-                raise exc
+                raise error
 
             run_and_report(reraise)  # prints the trimmed traceback and exits with 1
             raise
