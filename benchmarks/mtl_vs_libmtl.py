@@ -61,10 +61,25 @@ from m3l.mtl.examples.multimnist import Classifier, MultiMNIST
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_line  # noqa: E402
-from mtl_aggregators import WIDTH, WideTrunk  # noqa: E402
+import mtl_aggregators  # noqa: E402
 
 WARMUP = 3
 OPTIMIZER = "defaults"  # --optimizer: defaults | same-loop | same-fused
+
+
+class TinyTrunk(nn.Module):
+    """``--tiny``: 4 pixels into 8 features (40 parameters), so a step is the libraries' own
+    per-step work (loops, hooks, bookkeeping) and almost no arithmetic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x.flatten(1)[:, :4]))
+
+
+TRUNK: tuple[Any, int] = (mtl_aggregators.WideTrunk, mtl_aggregators.WIDTH)  # --tiny: (TinyTrunk, 8)
 
 
 def import_libmtl() -> types.ModuleType:
@@ -138,15 +153,15 @@ def m3l_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[floa
     make, *_, one_input = METHODS[method]
     torch.manual_seed(0)
     if one_input:
-        heads = {f"t{i}": Classifier(in_features=WIDTH) for i in range(num_tasks)}
+        heads = {f"t{i}": Classifier(in_features=TRUNK[1]) for i in range(num_tasks)}
         tasks = [mtl.MultiHeadTask("all", heads, {n: nn.CrossEntropyLoss() for n in heads},
                                    train=ManyHeads(data["both"], num_tasks), batch_size=32)]
     else:
-        tasks = [mtl.Task(f"t{i}", Classifier(in_features=WIDTH), nn.CrossEntropyLoss(), train=data[i % 2],
+        tasks = [mtl.Task(f"t{i}", Classifier(in_features=TRUNK[1]), nn.CrossEntropyLoss(), train=data[i % 2],
                           batch_size=32) for i in range(num_tasks)]
     optimizer = None if OPTIMIZER == "defaults" else functools.partial(
         torch.optim.Adam, lr=1e-3, fused=OPTIMIZER == "same-fused")
-    module = mtl.MultiTaskModule(WideTrunk(), tasks, algorithm=mtl.Joint(make()), optimizer=optimizer,
+    module = mtl.MultiTaskModule(TRUNK[0](), tasks, algorithm=mtl.Joint(make()), optimizer=optimizer,
                                  finite_check_every_n_steps=10_000)
     timer = TimeBoth()
     with tempfile.TemporaryDirectory() as root:
@@ -167,8 +182,8 @@ def libmtl_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[f
 
     class Model(libmtl.architecture.HPS, weighting):  # what LibMTL's Trainer builds
         def __init__(self) -> None:
-            decoders = nn.ModuleDict({n: Classifier(in_features=WIDTH) for n in names})
-            super().__init__(names, WideTrunk, decoders, rep_grad, not one_input, torch.device("cpu"))
+            decoders = nn.ModuleDict({n: Classifier(in_features=TRUNK[1]) for n in names})
+            super().__init__(names, TRUNK[0], decoders, rep_grad, not one_input, torch.device("cpu"))
             self.init_param()
 
         def zero_grad_share_params(self) -> None:
@@ -330,7 +345,7 @@ def rss_table(num_tasks: int, steps: int) -> list[str]:
         for lib in ("m3l", "libmtl"):
             proc = subprocess.run(
                 [sys.executable, __file__, "--rss-child", lib, method, str(num_tasks), str(steps),
-                 "--optimizer", OPTIMIZER],
+                 "--optimizer", OPTIMIZER, *(["--tiny"] if TRUNK[0] is TinyTrunk else [])],
                 capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
             try:
@@ -357,9 +372,13 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=["defaults", "same-loop", "same-fused"], default="defaults",
                         help="defaults: each library's default Adam (m3l fused, LibMTL loop); same-*: both "
                              "the loop or both the fused implementation")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a 40-parameter trunk: the step time is each library's per-step framework work")
     args = parser.parse_args()
-    global OPTIMIZER
+    global OPTIMIZER, TRUNK
     OPTIMIZER = args.optimizer
+    if args.tiny:
+        TRUNK = (TinyTrunk, 8)
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -375,10 +394,10 @@ def main() -> None:
     if args.breakdown:
         print("\n".join(breakdown(min(args.tasks), args.methods[0], args.steps, args.rounds, data)))
         return
-    params = sum(p.numel() for p in WideTrunk().parameters())
+    params = sum(p.numel() for p in TRUNK[0]().parameters())
     print(f"# m3l / LibMTL 1.1.5, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
           f"{args.threads} thread(s), busy shared machine, optimizer: {args.optimizer}")
-    print(f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.rounds} interleaved rounds x "
+    print(f"backbone {params / 1e6:.2f}M parameters ({TRUNK[0].__name__}), batch 32/task, {args.rounds} interleaved rounds x "
           f"{args.steps} steps; ms = median step time; ratio = median over rounds of m3l/LibMTL (< 1: m3l faster)")
     head = "| method | " + " | ".join(
         f"T={t} m3l ms | T={t} LibMTL ms | T={t} ratio wall | T={t} ratio CPU" for t in args.tasks) + " |"
