@@ -274,8 +274,12 @@ def quantize_int8(path: Path, feeds: list[dict[str, Any]]) -> bytes:
     weights int8 per output channel, activations uint8 with scales calibrated (min/max) on
     ``feeds`` (``{input name: array}`` each), the first and the last convolution left in fp32.
     Returns the serialized model; nothing is written beside ``path``."""
+    import tempfile
+
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization import (
+        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
+    )
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:
@@ -285,29 +289,21 @@ def quantize_int8(path: Path, feeds: list[dict[str, Any]]) -> bytes:
             return next(self.left, None)
 
     convs = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "Conv"]
-    keep_fp32 = [convs[0], convs[-1]] if len(convs) >= 3 else []
     root = logging.getLogger()  # the quantizer advises pre-processing on the root logger
     level = root.level
     root.setLevel(max(level, logging.ERROR))
     try:
-        return _quantize(path, Feeds(), keep_fp32)
+        with tempfile.TemporaryDirectory(prefix="m3l-int8-") as tmp:
+            out = Path(tmp) / "int8.onnx"
+            quantize_static(
+                str(path), str(out), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=[convs[0], convs[-1]] if len(convs) >= 3 else [],
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            return out.read_bytes()
     finally:
         root.setLevel(level)
-
-
-def _quantize(path: Path, feeds: Any, keep_fp32: list[str]) -> bytes:
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    with tempfile.TemporaryDirectory(prefix="m3l-int8-") as tmp:
-        out = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(path), str(out), feeds, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        return out.read_bytes()
 
 
 def _onnx_forward(session: Any, conditions: tuple[str, ...]) -> Forward:
@@ -411,10 +407,10 @@ class InferenceBackend:
 
     def _onnx_feed(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> dict[str, Any]:
         """ONNX Runtime's inputs for ``x`` and the net's conditions, as :func:`_onnx_forward` feeds them."""
-        from m3l.deploy.formats import _input_names
+        from m3l.deploy.formats import input_names
 
         arrays = [x, *(conditions[c] for c in self.spec.conditions)]
-        return {n: a.detach().float().contiguous().numpy() for n, a in zip(_input_names(self.spec), arrays)}
+        return {n: a.detach().float().contiguous().numpy() for n, a in zip(input_names(self.spec), arrays)}
 
     def _onnx_places(self) -> list[Path]:
         if getattr(self, "_places", None) is None:  # the key hashes every weight: once
@@ -425,14 +421,13 @@ class InferenceBackend:
             self._places = onnx_cache_places(self.name, key, cache, self.checkpoint)
         return self._places
 
-    def _not_worth_it(self, x: torch.Tensor, probe: torch.Tensor) -> tuple[list[Candidate], str]:
+    def _not_worth_it(self, x: torch.Tensor, probe: torch.Tensor, plan: list[Candidate]) -> tuple[list[Candidate], str]:
         """What ``auto`` leaves out for a short job, and why: a first ONNX export (a few
         seconds once per checkpoint) under :data:`ONNX_EXPORT_WORTH_S` of estimated eager time,
         int8 (quantized again at every run, about a second) under :data:`INT8_WORTH_S`."""
         if self.backend != "auto" or self.expected_calls is None:
             return [], ""
         estimate = self.reference_seconds * x.numel() / probe.numel() * self.expected_calls
-        plan = self.candidates_planned
         if estimate < ONNX_EXPORT_WORTH_S and not any(p.is_file() for p in self._onnx_places()):
             dropped = [c for c in plan if c.backend == "onnx"]
             return dropped, f"onnx: not exported for a job of about {estimate:.0f} s (backend=onnx to force)"
@@ -485,8 +480,7 @@ class InferenceBackend:
         self._calibration = (probe, probe_cond)  # int8's scales come from the first input
         with torch.inference_mode():
             reference, self.reference_seconds = self._timed(self.module.forward, probe, probe_cond)
-        self.candidates_planned = plan
-        dropped, skip = self._not_worth_it(x, probe)
+        dropped, skip = self._not_worth_it(x, probe, plan)
         if skip:
             plan = [c for c in plan if c not in dropped]
             note = "; ".join(n for n in (note, skip) if n)

@@ -39,7 +39,7 @@ def _example(spec: ExportSpec) -> tuple[torch.Tensor, ...]:
     return (x, *(torch.full((2,), 25.0 / 255.0) for _ in spec.conditions))
 
 
-def _input_names(spec: ExportSpec) -> list[str]:
+def input_names(spec: ExportSpec) -> list[str]:
     return ["input", *spec.conditions]
 
 
@@ -54,7 +54,7 @@ def _save_onnx(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opset: int 
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper, _example(spec), dynamo=True, dynamic_shapes=_dynamic_shapes(spec),
-                input_names=_input_names(spec), output_names=list(spec.outputs), verbose=False, **kwargs,
+                input_names=input_names(spec), output_names=list(spec.outputs), verbose=False, **kwargs,
             )
     finally:
         registration.setLevel(level)
