@@ -1,5 +1,5 @@
 """Inference backends for ``correct`` and ``test``: the same restoration forward run by eager
-PyTorch, ``torch.compile`` or ONNX Runtime, in fp32 or bf16, picked on the first input.
+PyTorch, ``torch.compile`` or ONNX Runtime, in fp32, bf16 or int8, picked on the first input.
 
 A :class:`InferenceBackend` stands in for a restoration module's forward (a padded batch and
 the net's conditions in, the unclamped output with the residual added out, as
@@ -15,14 +15,14 @@ not the others, in one log line; anything that fails falls back to eager.
 - ``compile``: ``torch.compile`` of that copy (a one-time compilation per input shape);
 - ``onnx``: an ONNX Runtime session on the net exported by :func:`m3l.deploy.export.export_model`
   (its own parity check included), made once and cached under a key of the weights, the net's
-  config, the input channels and the torch version (:func:`onnx_cache_places`): beside the
+  config, the input channels and the torch version (:func:`~m3l.deploy.onnx_backend.onnx_cache_places`): beside the
   checkpoint (``<checkpoint>.<key>.onnx``) where its folder is writable, else in the m3l cache,
   so later runs skip the export;
 - ``auto`` (default): ``onnx`` (when ``onnxruntime`` and ``onnxscript`` are installed) and
   ``eager``, in fp32 and, where the CPU has bf16 units (AVX512-BF16, AMX), in bf16; ONNX
   Runtime also in int8 where the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI, AMX).
 
-int8 (:func:`quantize_int8`) is ONNX Runtime's static quantization of the cached fp32 export,
+int8 (:func:`~m3l.deploy.onnx_backend.quantize_int8`) is ONNX Runtime's static quantization of the cached fp32 export,
 calibrated on the crop of the run's first input: int8 weights per output channel, uint8
 activations, the first and the last convolution kept in fp32 (measured here: the same speed,
 less error). It is made again at each run (about a second), since its scales come from the
@@ -33,12 +33,9 @@ run's own input. Like bf16, ``auto`` keeps it only when its output is at least
 from __future__ import annotations
 
 import copy
-import glob
 import hashlib
 import logging
 import math
-import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +45,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from m3l.deploy.onnx_backend import (
+    onnx_artifact,
+    onnx_cache_places,
+    onnx_forward,
+    onnx_session,
+    quantize_int8,
+)
 from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -168,154 +172,6 @@ def _torch_forward(module: nn.Module, dtype: torch.dtype, compile: bool = False)
     return forward
 
 
-def onnx_cache_places(name: str, key: str, cache_dir: Path, checkpoint: Path | None = None) -> list[Path]:
-    """Where the ONNX export of a net is looked for, in order, and made at the first writable:
-    beside its checkpoint (``<checkpoint file name>.<key>.onnx``; not for the weights shipped
-    inside the m3l package), then in ``cache_dir``. Both
-    names carry the key, so a changed checkpoint or config never reuses an old export, and no
-    file of the user's is ever replaced (the export is written to a temporary file and renamed)."""
-    places = [cache_dir / f"{name}-{key[:20]}.onnx"]
-    if checkpoint is not None and not _packaged(checkpoint):
-        places.insert(0, checkpoint.parent / f"{checkpoint.name}.{key[:16]}.onnx")
-    return places
-
-
-def _packaged(path: Path) -> bool:
-    """Whether ``path`` is inside the installed m3l package (its shipped weights): nothing is
-    written there."""
-    package = Path(__file__).resolve().parents[1]
-    return package in path.resolve().parents
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK | os.X_OK)
-
-
-def onnx_artifact(module: nn.Module, places: list[Path], name: str, rebuild: bool = False) -> Path:
-    """The module's ONNX export: the first of ``places`` that exists (unless ``rebuild``), else
-    made (and parity-checked) at the first place whose folder can be written."""
-    from m3l.deploy.export import ExportError, export_model
-
-    found = next((p for p in places if p.is_file()), None)
-    if found is not None and not rebuild:
-        return found
-    start, last_error = time.perf_counter(), None
-    for path in ([found] if found is not None else []) + [p for p in places if p != found]:
-        if not _writable(path.parent):
-            continue
-        try:
-            export_model(module, path, fmt="onnx", name=name, sizes=((64, 64), (75, 123)), overwrite=rebuild and path == found)
-        except ExportError:
-            if path.is_file():  # another process made it in the meantime
-                return path
-            raise
-        except OSError as err:  # a folder that looked writable and was not: try the next place
-            last_error = err
-            continue
-        log.info("exported %s to ONNX in %.1f s (cached: %s)", name, time.perf_counter() - start, path)
-        remove_stale_exports(path)
-        return path
-    raise OSError(f"no writable place for the ONNX export of {name} (tried {', '.join(str(p.parent) for p in places)})") from last_error
-
-
-def remove_stale_exports(export: Path) -> list[Path]:
-    """Delete the exports m3l made beside the same checkpoint from its earlier contents.
-
-    ``export`` is ``<checkpoint>.<key>.onnx``; a sibling ``<checkpoint>.<other key>.onnx`` (and
-    its ``.json``) older than the checkpoint file was made from weights that file no longer
-    holds (``last.ckpt`` is rewritten at every save), so nothing can use it again. Exports of
-    other checkpoints, and any file not named by this pattern, are left alone. Returns what
-    was deleted."""
-    match = re.fullmatch(r"(.+)\.([0-9a-f]{16})\.onnx", export.name)
-    checkpoint = export.parent / match.group(1) if match else None
-    if checkpoint is None or not checkpoint.is_file():
-        return []
-    written = checkpoint.stat().st_mtime
-    removed = []
-    for old in export.parent.glob(f"{glob.escape(checkpoint.name)}.*.onnx"):
-        if old == export or not re.fullmatch(r"[0-9a-f]{16}", old.name[len(checkpoint.name) + 1:-5]):
-            continue
-        try:
-            if old.stat().st_mtime >= written:
-                continue
-            old.unlink()
-            old.with_name(old.name + ".json").unlink(missing_ok=True)
-        except OSError:  # gone already, or not ours to delete: leave it
-            continue
-        removed.append(old)
-    if removed:
-        log.info("removed %d stale ONNX export(s) of an earlier %s: %s", len(removed), checkpoint.name,
-                 ", ".join(p.name for p in removed))
-    return removed
-
-
-def onnx_session(path: Path | bytes, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session tuned for one model at a time: all graph optimizations,
-    ``threads`` intra-op threads (torch's count by default), sequential execution. ``path``:
-    an ``.onnx`` file or a serialized model."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = int(threads or torch.get_num_threads())
-    options.inter_op_num_threads = 1
-    model = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def quantize_int8(path: Path, feeds: list[dict[str, Any]]) -> bytes:
-    """The ONNX model at ``path`` quantized to int8 by ONNX Runtime (static, QDQ format):
-    weights int8 per output channel, activations uint8 with scales calibrated (min/max) on
-    ``feeds`` (``{input name: array}`` each), the first and the last convolution left in fp32.
-    Returns the serialized model; nothing is written beside ``path``."""
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
-    )
-
-    class Feeds(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.left = iter(feeds)
-
-        def get_next(self) -> dict[str, Any] | None:
-            return next(self.left, None)
-
-    convs = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "Conv"]
-    root = logging.getLogger()  # the quantizer advises pre-processing on the root logger
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))
-    try:
-        with tempfile.TemporaryDirectory(prefix="m3l-int8-") as tmp:
-            out = Path(tmp) / "int8.onnx"
-            quantize_static(
-                str(path), str(out), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=[convs[0], convs[-1]] if len(convs) >= 3 else [],
-                calibrate_method=CalibrationMethod.MinMax,
-            )
-            return out.read_bytes()
-    finally:
-        root.setLevel(level)
-
-
-def _onnx_forward(session: Any, conditions: tuple[str, ...]) -> Forward:
-    names = [i.name for i in session.get_inputs()]
-
-    def forward(x: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
-        arrays = [x.detach().float().contiguous().numpy(), *(cond[c].detach().float().contiguous().numpy() for c in conditions)]
-        return torch.from_numpy(session.run(None, dict(zip(names, arrays)))[0])
-
-    return forward
-
-
 # ---------------------------------------------------------------------------- selection
 
 
@@ -406,7 +262,7 @@ class InferenceBackend:
         return plan, "; ".join(notes)
 
     def _onnx_feed(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """ONNX Runtime's inputs for ``x`` and the net's conditions, as :func:`_onnx_forward` feeds them."""
+        """ONNX Runtime's inputs for ``x`` and the net's conditions, as :func:`~m3l.deploy.onnx_backend.onnx_forward` feeds them."""
         from m3l.deploy.formats import input_names
 
         arrays = [x, *(conditions[c] for c in self.spec.conditions)]
@@ -442,7 +298,7 @@ class InferenceBackend:
             model: Path | bytes = self._onnx_path
             if candidate.precision == "int8":
                 model = quantize_int8(self._onnx_path, [self._onnx_feed(*self._calibration)])
-            return _onnx_forward(onnx_session(model), tuple(self.spec.conditions))
+            return onnx_forward(onnx_session(model), tuple(self.spec.conditions))
         dtype = torch.bfloat16 if candidate.precision == "bf16" else torch.float32
         return _torch_forward(self.module, dtype, compile=candidate.backend == "compile")
 

@@ -62,11 +62,9 @@ class MultiTaskModule(L.LightningModule):
         scheduler_monitor: the logged key (e.g. ``val/left/acc``) given to schedulers whose
             ``step`` needs a metric (``ReduceLROnPlateau``); default: the validation loss, else
             the epoch's mean training loss (as EMTL stepped them).
-        gradient_clip_val: clip the gradients each optimizer steps with to this global norm
-            (unscaled under fp16), after the method wrote them; None: no clipping. Lightning
-            refuses ``Trainer(gradient_clip_val=...)`` under manual optimization, so m3l (the
-            command line's ``trainer.gradient_clip_val``, :class:`~m3l.mtl.Trainer`'s keyword)
-            hands that value to the module instead.
+        gradient_clip_val: clip each optimizer's gradients to this global norm (unscaled under
+            fp16) after the method wrote them; None: no clipping. ``trainer.gradient_clip_val``
+            and ``mtl.Trainer(gradient_clip_val=...)`` land here (Lightning refuses them here).
     """
 
     def __init__(
