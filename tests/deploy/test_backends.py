@@ -115,18 +115,22 @@ def test_a_module_m3l_cannot_export_runs_eager_with_the_reason(caplog) -> None:
     assert "eager PyTorch (Plain is not a restoration module" in chosen.summary
 
 
+def zoo_ffdnet(runs: Path, size: tuple[int, int]) -> tuple[RestorationModule, torch.Tensor, torch.Tensor]:
+    """m3l's trained blind FFDNet (the zoo's weights), a noisy photo of ``size`` and its eager output."""
+    from m3l import Experiment, compose
+
+    experiment = Experiment(compose("ffdnet_color_blind", [f"paths.runs_dir={runs}"]))
+    experiment.load_weights("pretrained")
+    module, x = experiment.net.eval(), photo(size)
+    with torch.inference_mode():
+        return module, x, module(x)
+
+
 def test_bf16_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None:
     """m3l's trained blind FFDNet (the zoo's weights) loses more than the bf16 threshold
     allows: auto keeps fp32, precision=bf16 forces it with a warning; precision=fp32 never
     tries it."""
-    from m3l import Experiment, compose
-
-    experiment = Experiment(compose("ffdnet_color_blind", [f"paths.runs_dir={tmp_path}"]))
-    experiment.load_weights("pretrained")
-    module = experiment.net.eval()
-    x = photo((64, 48))
-    with torch.inference_mode():
-        reference = module(x)
+    module, x, reference = zoo_ffdnet(tmp_path, (64, 48))
 
     auto = InferenceBackend(module, "eager", "auto", cache_dir=tmp_path)
     auto(x)
@@ -152,14 +156,7 @@ def test_int8_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None
     """int8 through ONNX Runtime, calibrated on the first input: faster, but m3l's trained
     blind FFDNet loses more than the threshold allows, so auto keeps fp32 and says why;
     precision=int8 forces it with a warning. Nothing but the fp32 export is written."""
-    from m3l import Experiment, compose
-
-    experiment = Experiment(compose("ffdnet_color_blind", [f"paths.runs_dir={tmp_path / 'runs'}"]))
-    experiment.load_weights("pretrained")
-    module = experiment.net.eval()
-    x = photo((128, 96))
-    with torch.inference_mode():
-        reference = module(x)
+    module, x, reference = zoo_ffdnet(tmp_path / "runs", (128, 96))
     cache = tmp_path / "cache"
 
     auto = InferenceBackend(module, "onnx", "auto", cache_dir=cache, name="ffdnet")
