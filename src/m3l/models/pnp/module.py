@@ -1,0 +1,216 @@
+"""PlugAndPlay: a RestorationModule that restores by plug-and-play HQS with a zoo denoiser.
+
+No training: the prior is a denoiser conditioned on ``sigma`` (the FFDNet authors' weights by
+default, gray or colour to match each input), the degradation an operator of
+:mod:`m3l.models.pnp.operators` (blur, downsampling) or :mod:`m3l.models.pnp.jpeg`. It does
+what a restoration module does: ``restore()`` in Python, ``test``, ``correct``, ``torch.hub``;
+the denoiser passes are tiled on large photos and run by ``correct``'s fast backends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from m3l.errors import ConfigError
+from m3l.models.noise_level import estimate_noise_sigma
+from m3l.models.pnp import solver
+from m3l.models.pnp.operators import Operator
+from m3l.models.restoration import RestorationModule
+from m3l.models.tiling import TiledPredictor
+
+log = logging.getLogger(__name__)
+
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+#: zoo denoisers conditioned on sigma: name -> {channels: hub entry}
+DENOISERS = {
+    "ffdnet": {1: "ffdnet_gray", 3: "ffdnet_color"},
+    "ffdnet_color": {3: "ffdnet_color"},
+    "ffdnet_gray": {1: "ffdnet_gray"},
+}
+
+
+def _build_denoiser(entry: str, channels: int, tile_size: int) -> RestorationModule:
+    from m3l.models.nets import FFDNet
+
+    # the nets of the packaged ffdnet_* model configs (FFDNet with the paper's sizes; residual)
+    tiler = TiledPredictor(tile_size=tile_size, overlap=64, blend="none")
+    module = RestorationModule(FFDNet(in_channels=channels), residual=True, tiler=tiler)
+    module.hub_entry = entry
+    return module.eval()
+
+
+class PlugAndPlay(RestorationModule):
+    """Plug-and-play restoration (HQS, DPIR's schedule; see :mod:`m3l.models.pnp.solver`).
+
+    Args:
+        operator: the degradation (:class:`~m3l.models.pnp.operators.Blur`,
+            :class:`~m3l.models.pnp.operators.Downsample`, :class:`~m3l.models.pnp.jpeg.JPEGConstraint`).
+        denoiser: the prior, a zoo denoiser conditioned on sigma: ``ffdnet`` (gray or colour
+            to match each input), ``ffdnet_color`` or ``ffdnet_gray``.
+        iterations, lam, sigma_max: HQS's iterations, lambda and first denoiser level (on the
+            0-255 scale), DPIR's 8, 0.23 and 49 by default.
+        noise: the observation's noise level on the 0-255 scale; None estimates it per image
+            (:func:`m3l.models.noise_level.estimate_noise_sigma`) and logs it.
+        tile_size: the denoiser passes run tile by tile on images larger than this (pixels).
+    """
+
+    def __init__(
+        self,
+        operator: Operator,
+        denoiser: str = "ffdnet",
+        iterations: int = solver.ITERATIONS,
+        lam: float = solver.LAMBDA,
+        sigma_max: float = solver.SIGMA_MAX * 255,
+        noise: float | None = None,
+        tile_size: int = 1024,
+        metric_y_channel: bool = False,
+        metric_crop_border: int = 0,
+    ) -> None:
+        if str(denoiser) not in DENOISERS:
+            raise ConfigError(
+                f"pnp.denoiser={denoiser!r}: plug-and-play needs a denoiser conditioned on sigma; the zoo has "
+                f"{', '.join(DENOISERS)} (ffdnet: gray or colour to match each input)."
+            )
+        entries = DENOISERS[str(denoiser)]
+        nets = nn.ModuleDict({str(c): _build_denoiser(name, c, int(tile_size)) for c, name in entries.items()})
+        super().__init__(nets, residual=False, metric_y_channel=metric_y_channel, metric_crop_border=metric_crop_border)
+        if not isinstance(operator, Operator):
+            raise ConfigError(f"PlugAndPlay needs a degradation operator (m3l.models.pnp.operators), got {type(operator).__name__}.")
+        self.operator = operator
+        self.denoiser_name = str(denoiser)
+        self.iterations, self.lam, self.sigma_max = int(iterations), float(lam), float(sigma_max) / 255
+        self.noise = None if noise is None else float(noise) / 255
+        if self.noise is not None and self.noise < 0:
+            raise ConfigError(f"pnp.noise must be >= 0 (the 0-255 scale), got {noise}.")
+        solver.schedule(self.iterations, self.sigma_max, self.sigma_max, 0.0, self.lam)  # checks the settings
+        self.tile_size = int(tile_size)
+
+    # ------------------------------------------------------------------ weights
+
+    @property
+    def denoisers(self) -> nn.ModuleDict:
+        return self.net  # type: ignore[return-value]
+
+    def load_pretrained(self) -> Path:
+        """Load the zoo weights of every denoiser (the FFDNet authors', converted on first use);
+        returns the last weights file."""
+        from safetensors.torch import load_file
+
+        from m3l import hub
+
+        path = Path()
+        for module in self.denoisers.values():
+            path = hub.weights_path(module.hub_entry)
+            module.net.load_state_dict(load_file(str(path)))
+            module.weights_file = path  # the fast backends key their ONNX export by it
+            log.info("plug-and-play prior %s: %s", module.hub_entry, path)
+        return path
+
+    def inference_targets(self) -> list[RestorationModule]:
+        """The modules whose forward ``correct``'s fast backends run (the denoisers)."""
+        return list(self.denoisers.values())
+
+    # ------------------------------------------------------------------ solving
+
+    def denoiser_for(self, channels: int) -> RestorationModule:
+        if str(channels) not in self.denoisers:
+            have = {"1": "gray", "3": "colour"}
+            raise ConfigError(
+                f"pnp.denoiser={self.denoiser_name} denoises {' and '.join(have[c] for c in self.denoisers)} "
+                f"images only, the input has {channels} channel(s); use pnp.denoiser=ffdnet (gray or colour to match)."
+            )
+        return self.denoisers[str(channels)]
+
+    def _denoise(self, module: RestorationModule) -> Any:
+        def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
+            level = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
+            if max(x.shape[-2:]) > self.tile_size:
+                return module.tiler(module.restore, x, pad_multiple=module.pad_multiple, sigma=level)
+            return module.restore(x, sigma=level)
+
+        return denoise
+
+    def noise_level(self, y: torch.Tensor, given: float | None = None) -> float:
+        if given is not None:
+            return float(given)
+        if self.noise is not None:
+            return self.noise
+        if min(y.shape[-2:]) < 8:
+            return solver.NOISE_FLOOR
+        return float(estimate_noise_sigma(y[:1].float())[0])
+
+    @torch.no_grad()
+    def solve(self, y: torch.Tensor, meta: Mapping[str, Any] | None = None, noise: float | None = None) -> torch.Tensor:
+        """Restore one observation ``(1, C, H, W)`` on [0, 1] (C = 1 or 3)."""
+        module = self.denoiser_for(y.shape[1])
+        level = self.noise_level(y, noise)
+        problem = self.operator.problem(y.float(), dict(meta or {}))
+        steps = solver.schedule(self.iterations, self.sigma_max, self.operator.min_sigma(level), level, self.lam)
+        out = solver.hqs(problem, self._denoise(module), steps)
+        return problem.cropped(out).clamp(0, 1)
+
+    def _conditions(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        meta = batch.get("meta") or {}
+        return {k: meta[k] for k in ("kernel", "sigma") if k in meta}
+
+    def restore(self, x: torch.Tensor, **conditions: Any) -> torch.Tensor:
+        """Restore ``(B, C, H, W)`` on [0, 1]; ``sigma`` ``(B,)`` (the noise level on [0, 1]) and
+        the operator's own metadata (e.g. ``kernel`` ``(B, k, k)``) per image are optional."""
+        outs = []
+        for i in range(x.shape[0]):
+            meta = {k: (v[i] if isinstance(v, (torch.Tensor, list, tuple)) else v) for k, v in conditions.items()}
+            sigma = meta.pop("sigma", None)
+            noise = float(sigma) if sigma is not None else None
+            outs.append(self.solve(x[i : i + 1], meta, noise))
+        return torch.cat(outs)
+
+    def forward(self, x: torch.Tensor, **conditions: Any) -> torch.Tensor:
+        return self.restore(x, **conditions)
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Any:
+        x = batch["input"]
+        if x.dim() != 4:
+            raise ConfigError("plug-and-play restores images (B, C, H, W); correct video frames with a trained model.")
+        meta = batch.get("meta") or {}
+        modes = batch.get("mode") or [None] * x.shape[0]
+        files = batch.get("relpath") or [f"input {i}" for i in range(x.shape[0])]
+        outs = []
+        for i in range(x.shape[0]):
+            item = x[i : i + 1]
+            gray = modes[i] in GRAY_MODES and item.shape[1] == 3
+            if gray:  # a gray file read as RGB: restore its one plane with the gray prior
+                item = item[:, :1]
+            given = None if self.noise is None else self.noise
+            level = self.noise_level(item, given)
+            how = "given" if self.noise is not None else "estimated"
+            log.info("%s: noise %.2f/255 (%s)", files[i], level * 255, how)
+            out = self.solve(item, {k: v[i] for k, v in meta.items()}, level)
+            outs.append(out.expand(-1, x.shape[1], -1, -1) if gray else out)
+        output = torch.cat(outs)
+        s = self.operator.scale
+        if s == 1:
+            return output
+        result: dict[str, Any] = {"output": output}
+        for key in ("height", "width"):
+            if batch.get(key) is not None:
+                result[key] = [int(v) * s for v in batch[key]]
+        if batch.get("alpha") is not None:
+            result["alpha"] = [
+                None if a is None else torch.nn.functional.interpolate(a[None].float(), scale_factor=s, mode="bicubic").clamp(0, 1)[0]
+                for a in batch["alpha"]
+            ]
+        return result
+
+    # ------------------------------------------------------------------ no training
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        raise ConfigError(
+            "plug-and-play models are not trained: their prior is a pretrained denoiser. Use test or correct "
+            "with checkpoint=pretrained (or train the denoiser itself, e.g. model=ffdnet_color)."
+        )

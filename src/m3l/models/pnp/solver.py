@@ -1,0 +1,63 @@
+"""Half-quadratic splitting with a denoiser as the prior (plug-and-play restoration).
+
+    K. Zhang, W. Zuo, S. Gu, L. Zhang, "Learning Deep CNN Denoiser Prior for Image
+    Restoration" (IRCNN), CVPR 2017. https://arxiv.org/abs/1704.03264
+    K. Zhang, Y. Li, W. Zuo, L. Zhang, L. Van Gool, R. Timofte, "Plug-and-Play Image
+    Restoration with Deep Denoiser Prior" (DPIR), IEEE TPAMI 2021. https://arxiv.org/abs/2008.13751
+
+To restore ``x`` from ``y = A x + n`` (noise level ``s``), HQS alternates, for ``k = 1..K``:
+
+1. the data step ``x = argmin ||y - A x||^2 + alpha_k ||x - z||^2`` (closed form, see
+   :mod:`m3l.models.pnp.operators`);
+2. the prior step ``z = D(x, sigma_k)``: a Gaussian denoiser at level ``sigma_k``.
+
+DPIR's schedule: ``sigma_k`` falls geometrically from ``sigma_max`` (49/255) to the operator's
+smallest level (the noise ``s``; for super-resolution at least ``scale / 255``) over the
+``K`` iterations, and ``alpha_k = lambda * s^2 / sigma_k^2`` with ``lambda = 0.23`` (``s``
+floored at 0.255/255 so that a noiseless observation still has a finite weight).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from m3l.errors import ConfigError
+
+#: DPIR's published defaults
+ITERATIONS = 8
+LAMBDA = 0.23
+SIGMA_MAX = 49 / 255
+NOISE_FLOOR = 0.255 / 255
+
+
+def schedule(iterations: int, sigma_max: float, sigma_min: float, noise: float, lam: float) -> list[tuple[float, float]]:
+    """``(alpha_k, sigma_k)`` for each iteration (see the module docstring)."""
+    if iterations < 1:
+        raise ConfigError(f"pnp.iterations must be >= 1, got {iterations}.")
+    if not 0 < sigma_min <= sigma_max:
+        raise ConfigError(
+            f"pnp: the denoiser levels must satisfy 0 < sigma_min <= sigma_max, got {sigma_min * 255:.3g}/255 and "
+            f"{sigma_max * 255:.3g}/255; lower pnp.noise or raise pnp.sigma_max."
+        )
+    if lam <= 0:
+        raise ConfigError(f"pnp.lam must be > 0, got {lam}.")
+    if iterations == 1:
+        sigmas = torch.tensor([sigma_min], dtype=torch.float64)
+    else:
+        sigmas = torch.logspace(torch.log10(torch.tensor(sigma_max)), torch.log10(torch.tensor(sigma_min)), iterations, dtype=torch.float64)
+    s2 = max(noise, NOISE_FLOOR) ** 2
+    return [(lam * s2 / float(sigma) ** 2, float(sigma)) for sigma in sigmas]
+
+
+def hqs(
+    problem, denoise: Callable[[torch.Tensor, float], torch.Tensor], steps: list[tuple[float, float]]
+) -> torch.Tensor:
+    """Run HQS on a prepared :class:`~m3l.models.pnp.operators.Problem`; returns the restored
+    image on the problem's domain (crop it with ``problem.cropped``)."""
+    z = problem.init()
+    for alpha, sigma in steps:
+        x = problem.data_step(z, alpha)
+        z = denoise(x, sigma)
+    return z
