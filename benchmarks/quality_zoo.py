@@ -13,8 +13,16 @@ them, so noise is clipped and quantized):
 - noise: Gaussian, sigma 15 / 25 / 50; baseline BM3D with the true sigma (``bm3d`` package);
   FFDNet (the authors' weights) with the true sigma and with the level m3l estimates per file;
 - JPEG: Pillow quality 10 / 20 / 30 / 40 (4:2:0 for color); baseline: the JPEG input;
-- blur: a Gaussian (sigma 2) and a motion-blur kernel (21 px) with noise sigma 1; baseline:
-  the blurred input.
+- blur: Gaussian kernels (sigma 1 and 2, 21x21) and one fixed motion-blur kernel (21 px, saved
+  as ``kernel.npy`` beside the inputs), reflected borders, noise sigma 1; baselines: the blurred
+  input, and Wiener and Richardson-Lucy deconvolution (scikit-image) with the true kernel;
+- super-resolution: Pillow's bicubic downscaling by 2 / 3 / 4; baseline (and "degraded input"):
+  Pillow's bicubic upscaling back to the size;
+- JPEG files for ``pnp_jpeg`` (which reads each file's coefficients and tables): the same Pillow
+  JPEG saved as ``.jpg``, qualities 10-90.
+
+Plug-and-play rows (``pnp_deblur``, ``pnp_sr``, ``pnp_jpeg``) run with their default settings
+and the known degradation (``pnp.kernel``, ``pnp.scale``); the noise level is estimated per file.
 
 PSNR: RGB (or gray), 0-255, no border crop, mean over photos. ``s/MP``: the correction loop's
 own rate from the `correct` log (start-up excluded), 2 CPU threads. Machine, CPU flags and date
@@ -44,17 +52,24 @@ from machine import cpu_line
 TASKS = {
     # task -> (channels, levels, degradation(level) -> Degradation, baseline name)
     "noise": (None, [15, 25, 50], lambda s: D.GaussianNoise(sigma=s, scale=255), "BM3D (true sigma)"),
-    "jpeg": (None, [10, 20, 30, 40], lambda q: D.JPEG(quality=q), "JPEG input"),
-    "blur": (3, ["gaussian2", "motion21"], None, "blurred input"),
+    "jpeg": (None, [10, 20, 30, 40, 50, 70, 90], None, "JPEG input"),
+    "blur": (3, ["gaussian1", "gaussian2", "motion21"], None, "blurred input"),
+    "sr": (3, [2, 3, 4], None, "bicubic (Pillow)"),
 }
-# task, channels -> models with `checkpoint=pretrained` (and extra overrides for a variant)
+# task, channels -> models with `checkpoint=pretrained`: (model, variant, levels or None for all)
 MODELS = {
-    ("noise", 3): [("ffdnet_color", "true sigma"), ("ffdnet_color", "estimated sigma"), ("ffdnet_color_blind", "blind")],
-    ("noise", 1): [("ffdnet_gray", "true sigma"), ("ffdnet_gray", "estimated sigma")],
-    ("jpeg", 1): [("ffdnet_jpeg_gray", "blind")],
-    ("jpeg", 3): [("ffdnet_jpeg_color", "blind")],
-    ("blur", 3): [("nafnet_small_deblur", "blind")],
+    ("noise", 3): [("ffdnet_color", "true sigma", None), ("ffdnet_color", "estimated sigma", None),
+                   ("ffdnet_color_blind", "blind", None)],
+    ("noise", 1): [("ffdnet_gray", "true sigma", None), ("ffdnet_gray", "estimated sigma", None)],
+    ("jpeg", 1): [("ffdnet_jpeg_gray", "blind", [10, 20, 30, 40]), ("pnp_jpeg", "file tables", None)],
+    ("jpeg", 3): [("ffdnet_jpeg_color", "blind", [10, 20, 30, 40]), ("qgac", "file tables", [10, 20, 30, 40]),
+                  ("pnp_jpeg", "file tables", None)],
+    ("blur", 3): [("nafnet_small_deblur", "blind", None), ("pnp_deblur", "known kernel", None)],
+    ("sr", 3): [("pnp_sr", "known scale", None)],
 }
+#: classical baselines run in-process on every level of a task: name -> function(task, level, degraded, kernel)
+CLASSICAL = {("blur", 3): ["Wiener (skimage, true kernel)", "Richardson-Lucy (skimage, true kernel, 30 it.)"]}
+MOTION_SEED = 21
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,37 +94,94 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0]
 
 
-def blur_degradation(name: str) -> D.Degradation:
-    blur = D.GaussianBlur(kernel_size=21, sigma=2.0) if name == "gaussian2" else D.MotionBlur(kernel_size=21)
-    return D.Chain([blur, D.GaussianNoise(sigma=1, scale=255)])
+def blur_kernel(name: str) -> torch.Tensor:
+    if name.startswith("gaussian"):
+        return D.gaussian_kernel(21, float(name[len("gaussian"):]))
+    return D.motion_kernel(21, torch.Generator().manual_seed(MOTION_SEED))
+
+
+def degrade(task: str, level, image: np.ndarray, generator: torch.Generator, folder: Path, stem: str) -> None:
+    """Write the degraded ``image`` as ``folder/stem.png`` (and ``.jpg`` for JPEG)."""
+    if task == "jpeg":  # a real JPEG file, and its Pillow decoding as the PNG input of pixel models
+        (folder / "jpg").mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / "jpg" / f"{stem}.jpg", quality=int(level), subsampling=2)
+        Image.open(folder / "jpg" / f"{stem}.jpg").save(folder / f"{stem}.png")
+        return
+    if task == "sr":
+        h, w = image.shape[:2]
+        Image.fromarray(image).resize((w // level, h // level), Image.BICUBIC).save(folder / f"{stem}.png")
+        return
+    if task == "blur":
+        x = D.apply_blur(to_tensor(image), blur_kernel(level))
+        degraded, _ = D.GaussianNoise(sigma=1, scale=255)(x, generator)
+    else:
+        degraded, _ = TASKS[task][2](level)(to_tensor(image), generator)
+    Image.fromarray(to_uint8(degraded)).save(folder / f"{stem}.png")
 
 
 def degrade_folder(photos: list[Path], folder: Path, channels: int, crop: int, task: str, level) -> dict[str, np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
-    make = TASKS[task][2] or blur_degradation
+    if task == "blur":
+        np.save(folder / "kernel.npy", blur_kernel(level).double().numpy())
     clean = {}
     for i, path in enumerate(photos):
-        image = load(path, channels, crop)
+        image = load(path, channels, crop // 24 * 24 if task == "sr" else crop)
         generator = torch.Generator().manual_seed(1000 * i + zlib.crc32(str(level).encode()) % 997)
-        degraded, _ = make(level)(to_tensor(image), generator)
-        Image.fromarray(to_uint8(degraded)).save(folder / f"{path.stem}.png")
+        degrade(task, level, image, generator, folder, path.stem)
         clean[f"{path.stem}.png"] = image
     return clean
 
 
-def correct(model: str, variant: str, inputs: Path, out: Path, level, runs: Path) -> float:
-    """Run the real command; return seconds per megapixel of its correction loop."""
+def upscaled(task: str, level, degraded: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """What the "degraded input" PSNR compares: the input itself, or for super-resolution its
+    Pillow bicubic upscaling to the clean size."""
+    if task != "sr":
+        return degraded
+    return np.asarray(Image.fromarray(degraded).resize(like.shape[:2][::-1], Image.BICUBIC))
+
+
+def overrides(model: str, variant: str, task: str, level, inputs: Path) -> tuple[list[str], Path]:
+    """The extra command-line overrides of a row, and the folder it corrects."""
+    if variant == "true sigma":
+        return [f"net.predict_conditions.sigma={level / 255}"], inputs
+    if model == "pnp_deblur":
+        kernel = f"gaussian:{level[len('gaussian'):]}:21" if level.startswith("gaussian") else str(inputs / "kernel.npy")
+        return [f"pnp.kernel={kernel}"], inputs
+    if model == "pnp_sr":
+        return [f"pnp.scale={level}"], inputs
+    if model in ("pnp_jpeg", "qgac"):
+        return [], inputs / "jpg"
+    return [], inputs
+
+
+def classical(name: str, degraded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    from skimage import restoration
+
+    image = degraded.astype(np.float64) / 255
+    planes = [image[..., c] for c in range(image.shape[2])] if image.ndim == 3 else [image]
+    if name.startswith("Wiener"):
+        # balance: the noise-to-signal power ratio of noise 1/255 on photos (tuned on one training photo)
+        out = [restoration.wiener(p, kernel, balance=0.005) for p in planes]
+    else:
+        out = [restoration.richardson_lucy(p, kernel, num_iter=30, clip=True) for p in planes]
+    result = np.stack(out, axis=-1) if image.ndim == 3 else out[0]
+    return (np.clip(result, 0, 1) * 255).round().astype(np.uint8)
+
+
+def correct(model: str, inputs: Path, out: Path, runs: Path, extra: list[str]) -> float:
+    """Run the real command; return seconds per megapixel (of the output) of its correction loop."""
     shutil.rmtree(out, ignore_errors=True)  # the benchmark's own scratch output of an earlier run
     cmd = [sys.executable, "-m", "m3l.run.correct", f"model={model}", "checkpoint=pretrained",
-           f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={runs}", "logger=none"]
-    if variant == "true sigma":
-        cmd.append(f"net.predict_conditions.sigma={level / 255}")
+           f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={runs}", "logger=none", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    rates = re.findall(r"correct done \d+/\S* ([\d.]+) it/s", done.stdout + done.stderr)
-    pixels = sum(np.prod(Image.open(p).size) for p in inputs.glob("*.png")) / len(list(inputs.glob("*.png")))
-    return 1 / float(rates[-1]) / (pixels / 1e6) if rates else float("nan")
+    rates = re.findall(r"correct done (\d+)/\S* \S+ ([\d.]+) \S+/s", done.stdout + done.stderr)
+    pixels = sum(np.prod(Image.open(p).size) for p in out.glob("*.png"))
+    if not rates or not pixels:
+        return float("nan")
+    count, rate = rates[-1]
+    return int(count) / float(rate) / (pixels / 1e6)  # the loop's seconds over all output pixels
 
 
 def baseline(task: str, level, clean: dict[str, np.ndarray], inputs: Path) -> float:
@@ -156,6 +228,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("zoo_benchmark"))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", nargs="*", help="model configs to run (default: all)")
+    parser.add_argument("--tasks", nargs="*", choices=sorted(TASKS), help="tasks to run (default: all)")
     args = parser.parse_args()
     photos = sorted((args.photos / "test").glob("*.png"))
     if not photos:
@@ -170,27 +243,45 @@ def main() -> None:
     print(header + "\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for (task, channels), models in MODELS.items():
         models = [m for m in models if not args.only or m[0] in args.only]
+        if args.tasks:
+            models = [m for m in models if task in args.tasks]
         if not models:
             continue
         for level in TASKS[task][1]:
+            level_models = [(m, v) for m, v, levels in models if levels is None or level in levels]
+            if not level_models:
+                continue
             inputs = args.work / f"{task}{channels}" / str(level) / "input"
             clean = degrade_folder(photos, inputs, channels, args.crop, task, level)
-            degraded = float(np.mean([psnr(np.asarray(Image.open(inputs / n)), im) for n, im in clean.items()]))
-            key = f"{task}{channels}/{level}/{args.crop}"
+            degraded = {n: upscaled(task, level, np.asarray(Image.open(inputs / n)), im) for n, im in clean.items()}
+            degraded_psnr = float(np.mean([psnr(degraded[n], im) for n, im in clean.items()]))
+            key = f"{task}{channels}/{level}/{args.crop}/v2"
             if key not in cached:  # BM3D is slow: reuse a baseline measured on identical inputs
-                cached[key] = baseline(task, level, clean, inputs)
+                cached[key] = degraded_psnr if task != "noise" else baseline(task, level, clean, inputs)
                 cache_file.write_text(json.dumps(cached, indent=1))
             base = cached[key]
-            for model, variant in models:
-                out = args.work / f"{task}{channels}" / str(level) / f"{model}-{variant.replace(' ', '_')}"
-                s_per_mp = correct(model, variant, inputs, out, level, args.work / "runs")
-                got = float(np.mean([psnr(np.asarray(Image.open(out / n)), im) for n, im in clean.items()]))
+
+            def emit(model: str, variant: str, got: float, s_per_mp: float) -> None:
                 row = {"task": f"{task} ({'color' if channels == 3 else 'gray'})", "level": level, "model": model,
-                       "variant": variant, "input": degraded, "output": got, "baseline": TASKS[task][3],
+                       "variant": variant, "input": degraded_psnr, "output": got, "baseline": TASKS[task][3],
                        "baseline_psnr": base, "s_per_mp": s_per_mp}
                 rows.append(row)
-                print(f"| {row['task']} | {level} | {model} | {variant} | {degraded:.2f} | {got:.2f} | {row['baseline']} "
+                print(f"| {row['task']} | {level} | {model} | {variant} | {degraded_psnr:.2f} | {got:.2f} | {row['baseline']} "
                       f"| {base:.2f} | {got - base:+.2f} | {s_per_mp:.2f} |", flush=True)
+
+            for name in CLASSICAL.get((task, channels), []) if not args.only else []:
+                kernel = np.load(inputs / "kernel.npy")
+                start = time.perf_counter()
+                outs = {n: classical(name, np.asarray(Image.open(inputs / n)), kernel) for n in clean}
+                seconds = time.perf_counter() - start
+                pixels = sum(im.shape[0] * im.shape[1] for im in clean.values()) / 1e6
+                emit("classical", name, float(np.mean([psnr(outs[n], im) for n, im in clean.items()])), seconds / pixels)
+            for model, variant in level_models:
+                out = args.work / f"{task}{channels}" / str(level) / f"{model}-{variant.replace(' ', '_')}"
+                extra, folder = overrides(model, variant, task, level, inputs)
+                s_per_mp = correct(model, folder, out, args.work / "runs", extra)
+                got = float(np.mean([psnr(np.asarray(Image.open(out / n)), im) for n, im in clean.items()]))
+                emit(model, variant, got, s_per_mp)
     if args.json:  # merged with an earlier run's rows (e.g. with --only), newest wins
         old = json.loads(args.json.read_text())["rows"] if args.json.is_file() else []
         ident = lambda r: (r["task"], str(r["level"]), r["model"], r["variant"])  # noqa: E731

@@ -325,20 +325,31 @@ class FastInference(Callback):
     def _install(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         from m3l.deploy.backends import InferenceBackend
 
-        if not hasattr(module, "inference_forward"):
+        targets = self._targets(module)
+        if not targets:
             if trainer.is_global_zero:
                 log.info("backend=%s: eager PyTorch (%s runs its own predict/test steps)", self.backend, type(module).__name__)
             return
         batches = trainer.num_predict_batches if trainer.predicting else trainer.num_test_batches
         calls = sum(int(b) for b in batches if b != float("inf")) if isinstance(batches, list) else None
-        self.installed = InferenceBackend(
-            module, self.backend, self.precision, name=self.name, config_text=self.config_text, expected_calls=calls
-        )
-        module.inference_forward = self.installed
+        # a module that runs other modules (plug-and-play: its denoisers) names them
+        calls = calls * int(getattr(module, "iterations", 1)) if calls is not None and targets[0] is not module else calls
+        for target in targets:
+            self.installed = InferenceBackend(
+                target, self.backend, self.precision, name=self.name, config_text=self.config_text, expected_calls=calls
+            )
+            target.inference_forward = self.installed
+
+    @staticmethod
+    def _targets(module: pl.LightningModule) -> list[Any]:
+        named = getattr(module, "inference_targets", None)
+        if callable(named):
+            return list(named())
+        return [module] if hasattr(module, "inference_forward") else []
 
     def _remove(self, module: pl.LightningModule) -> None:
-        if hasattr(module, "inference_forward"):
-            module.inference_forward = None
+        for target in self._targets(module):
+            target.inference_forward = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install(trainer, pl_module)

@@ -259,6 +259,9 @@ class Experiment:
                 f"`{self.verb}` needs weights: pass checkpoint=PATH (a .ckpt or .safetensors file), "
                 "or checkpoint=last / checkpoint=best for the newest training run of this model."
             )
+        if str(spec) == "pretrained" and callable(getattr(self.net, "load_pretrained", None)):
+            # a model that brings its own zoo weights (plug-and-play: its denoiser priors)
+            return self.net.load_pretrained()
         path = resolve_checkpoint(str(spec), self.cfg)
         load_weights_into(self.net, path, trusted=bool(self.cfg.get("checkpoint_trusted")))
         log.info("Loaded weights from %s", path)

@@ -168,7 +168,7 @@ class JPEGCorrectionDataset(Dataset):
             jpeg.subsampling if jpeg.is_color else "gray", effective_quality(jpeg.tables[0]),
         )
         return {
-            "input": pixels, "meta": meta, "relpath": relpath, "mode": "RGB" if self.channels == 3 else "L",
+            "input": pixels, "meta": meta, "relpath": relpath, "mode": "RGB" if self.channels == 3 and jpeg.is_color else "L",
             "bit_depth": 8, "height": jpeg.height, "width": jpeg.width, "alpha": None,
         }
 

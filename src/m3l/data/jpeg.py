@@ -118,7 +118,7 @@ def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoeffi
     """
     data, name = _open(source)
     if not data.startswith(JPEG_MAGIC):
-        raise MediaReadError(name, f"not a JPEG file ({_kind(data)}): QGAC reads the DCT coefficients of JPEG files only")
+        raise MediaReadError(name, f"not a JPEG file ({_kind(data)}): this model reads the DCT coefficients of JPEG files only")
     jpeglib = import_jpeglib()
     with tempfile.TemporaryDirectory(prefix="m3l-jpeg-") as tmp:
         path = Path(tmp) / "input.jpg"

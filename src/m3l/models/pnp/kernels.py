@@ -122,12 +122,14 @@ def parse_kernel(spec: str | torch.Tensor | np.ndarray) -> torch.Tensor:
         sigma = _number(parts[0], "SIGMA", text)
         size = 2 * math.ceil(4 * sigma) + 1
         if len(parts) > 1:
-            size = int(_number(parts[1], "SIZE", text))
-            if size % 2 == 0:
-                raise ConfigError(f"pnp.kernel={text}: SIZE must be odd, got {size}.")
+            value = _number(parts[1], "SIZE", text)
+            size = int(value)
+            if size != value or size % 2 == 0:
+                raise ConfigError(f"pnp.kernel={text}: SIZE must be an odd whole number of pixels, got {parts[1]}.")
         if len(parts) > 2:
             raise ConfigError(f"pnp.kernel={text}: expected gaussian:SIGMA or gaussian:SIGMA:SIZE.")
-        return gaussian_kernel(size, sigma).to(torch.float64).div_(1.0)
+        kernel = gaussian_kernel(size, sigma).to(torch.float64)
+        return kernel / kernel.sum()
     if kind == "motion" and rest:
         parts = rest.split(":")
         if len(parts) != 2:

@@ -136,20 +136,26 @@ class PlugAndPlay(RestorationModule):
 
         return denoise
 
-    def noise_level(self, y: torch.Tensor, given: float | None = None) -> float:
+    def noise_level(self, y: torch.Tensor, meta: Mapping[str, Any] | None = None, given: float | None = None) -> tuple[float, str]:
+        """The observation's noise level on [0, 1] and how it was found: ``given`` (a
+        ``sigma`` of the data), ``pnp.noise``, the operator's own (JPEG: the file's tables), or
+        estimated on the image."""
         if given is not None:
-            return float(given)
+            return float(given), "given"
         if self.noise is not None:
-            return self.noise
+            return self.noise, "given"
+        own = getattr(self.operator, "observation_noise", None)
+        if callable(own):
+            return float(own(dict(meta or {}))), "from the quantization tables"
         if min(y.shape[-2:]) < 8:
-            return solver.NOISE_FLOOR
-        return float(estimate_noise_sigma(y[:1].float())[0])
+            return solver.NOISE_FLOOR, "too small to estimate"
+        return float(estimate_noise_sigma(y[:1].float())[0]), "estimated"
 
     @torch.no_grad()
     def solve(self, y: torch.Tensor, meta: Mapping[str, Any] | None = None, noise: float | None = None) -> torch.Tensor:
         """Restore one observation ``(1, C, H, W)`` on [0, 1] (C = 1 or 3)."""
         module = self.denoiser_for(y.shape[1])
-        level = self.noise_level(y, noise)
+        level, _ = self.noise_level(y, meta, noise)
         problem = self.operator.problem(y.float(), dict(meta or {}))
         steps = solver.schedule(self.iterations, self.sigma_max, self.operator.min_sigma(level), level, self.lam)
         out = solver.hqs(problem, self._denoise(module), steps)
@@ -186,11 +192,10 @@ class PlugAndPlay(RestorationModule):
             gray = modes[i] in GRAY_MODES and item.shape[1] == 3
             if gray:  # a gray file read as RGB: restore its one plane with the gray prior
                 item = item[:, :1]
-            given = None if self.noise is None else self.noise
-            level = self.noise_level(item, given)
-            how = "given" if self.noise is not None else "estimated"
+            item_meta = {k: v[i] for k, v in meta.items()}
+            level, how = self.noise_level(item, item_meta)
             log.info("%s: noise %.2f/255 (%s)", files[i], level * 255, how)
-            out = self.solve(item, {k: v[i] for k, v in meta.items()}, level)
+            out = self.solve(item, item_meta, level)
             outs.append(out.expand(-1, x.shape[1], -1, -1) if gray else out)
         output = torch.cat(outs)
         s = self.operator.scale

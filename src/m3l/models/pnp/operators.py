@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from m3l.errors import ConfigError
-from m3l.models.pnp.kernels import parse_kernel, pil_bicubic_weights
+from m3l.models.pnp.kernels import check_kernel, parse_kernel, pil_bicubic_weights
 
 SCALES = (2, 3, 4)
 
@@ -107,6 +107,11 @@ class Problem:
     def data_step(self, z: torch.Tensor, alpha: float) -> torch.Tensor:
         return self.operator.data_step(self, z, alpha)
 
+    def finish(self, z: torch.Tensor) -> torch.Tensor:
+        """The operator's last word on the solver's output (JPEG: the projection); identity by default."""
+        finish = getattr(self.operator, "finish", None)
+        return finish(self, z) if callable(finish) else z
+
     def cropped(self, x: torch.Tensor) -> torch.Tensor:
         top, left, h, w = self.crop
         return x[..., top : top + h, left : left + w]
@@ -137,28 +142,38 @@ class Blur(Operator):
     ``gaussian:SIGMA``, ``motion:LENGTH:ANGLE`` or a file). A batch whose ``meta`` has a
     ``kernel`` (m3l's blur degradations record theirs) is solved with that kernel instead."""
 
-    def __init__(self, kernel: Any = "gaussian:1.6", margin: int | None = None, taper: bool = True) -> None:
-        self.kernel = parse_kernel(kernel)
+    def __init__(self, kernel: Any = None, margin: int | None = None, taper: bool = True) -> None:
+        self.kernel = None if kernel is None else parse_kernel(kernel)
         self._margin = margin
         self.taper = taper
 
     @property
     def margin(self) -> int:  # type: ignore[override]
-        k = self.kernel.shape[-1]
-        return int(self._margin) if self._margin is not None else 2 * k
+        """Observation pixels of reflected border: twice the kernel's side unless given."""
+        if self._margin is not None:
+            return int(self._margin)
+        return 2 * self.kernel.shape[-1] if self.kernel is not None else 0
+
+    def _kernel(self, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        if kernel is not None:
+            return check_kernel(torch.as_tensor(kernel, dtype=torch.float64).cpu(), "the input's kernel")
+        if self.kernel is None:
+            raise ConfigError(
+                "pnp.kernel is not set and the input carries no blur kernel: pass the blur, e.g. "
+                "pnp.kernel=gaussian:2.0, pnp.kernel=motion:15:30 or pnp.kernel=PATH (.npy or a gray PNG)."
+            )
+        return self.kernel
 
     def forward(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
-        k = (self.kernel if kernel is None else kernel).to(x.dtype)
+        k = self._kernel(kernel).to(x.dtype)
         return torch.fft.irfft2(torch.fft.rfft2(x) * otf(k, x.shape[-2:]), s=x.shape[-2:])
 
     def adjoint(self, y: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
-        k = (self.kernel if kernel is None else kernel).to(y.dtype)
+        k = self._kernel(kernel).to(y.dtype)
         return torch.fft.irfft2(torch.fft.rfft2(y) * otf(k, y.shape[-2:]).conj(), s=y.shape[-2:])
 
     def problem(self, y: torch.Tensor, meta: dict[str, Any] | None = None) -> Problem:
-        kernel = self.kernel
-        if meta and meta.get("kernel") is not None:
-            kernel = torch.as_tensor(meta["kernel"], dtype=torch.float64)
+        kernel = self._kernel((meta or {}).get("kernel"))
         kernel = kernel.to(device=y.device, dtype=y.dtype)
         h, w = y.shape[-2:]
         margin = self._margin if self._margin is not None else 2 * kernel.shape[-1]

@@ -19,6 +19,7 @@ floored at 0.255/255 so that a noiseless observation still has a finite weight).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -36,17 +37,20 @@ def schedule(iterations: int, sigma_max: float, sigma_min: float, noise: float, 
     """``(alpha_k, sigma_k)`` for each iteration (see the module docstring)."""
     if iterations < 1:
         raise ConfigError(f"pnp.iterations must be >= 1, got {iterations}.")
-    if not 0 < sigma_min <= sigma_max:
+    sigma_min = max(sigma_min, NOISE_FLOOR)  # a noiseless observation: the smallest level DPIR uses
+    if not sigma_min > 0 or not sigma_max > 0:
         raise ConfigError(
-            f"pnp: the denoiser levels must satisfy 0 < sigma_min <= sigma_max, got {sigma_min * 255:.3g}/255 and "
-            f"{sigma_max * 255:.3g}/255; lower pnp.noise or raise pnp.sigma_max."
+            f"pnp: the denoiser levels must be positive, got sigma_min {sigma_min * 255:.3g}/255 and sigma_max "
+            f"{sigma_max * 255:.3g}/255; set pnp.sigma_max > 0 (the 0-255 scale)."
         )
+    sigma_max = max(sigma_max, sigma_min)  # an observation noisier than sigma_max: start at its level
     if lam <= 0:
         raise ConfigError(f"pnp.lam must be > 0, got {lam}.")
     if iterations == 1:
         sigmas = torch.tensor([sigma_min], dtype=torch.float64)
     else:
-        sigmas = torch.logspace(torch.log10(torch.tensor(sigma_max)), torch.log10(torch.tensor(sigma_min)), iterations, dtype=torch.float64)
+        sigmas = torch.logspace(math.log10(sigma_max), math.log10(sigma_min), iterations, dtype=torch.float64)
+        sigmas[0], sigmas[-1] = sigma_max, sigma_min  # exact ends
     s2 = max(noise, NOISE_FLOOR) ** 2
     return [(lam * s2 / float(sigma) ** 2, float(sigma)) for sigma in sigmas]
 
@@ -60,4 +64,4 @@ def hqs(
     for alpha, sigma in steps:
         x = problem.data_step(z, alpha)
         z = denoise(x, sigma)
-    return z
+    return problem.finish(z)
