@@ -14,7 +14,7 @@ them, so noise is clipped and quantized):
   FFDNet (the authors' weights) with the true sigma and with the level m3l estimates per file;
 - JPEG: Pillow quality 10 / 20 / 30 / 40 (4:2:0 for color); baseline: the JPEG input;
 - blur: Gaussian kernels (sigma 1 and 2, 21x21) and one fixed motion-blur kernel (21 px, saved
-  as ``kernel.npy`` beside the inputs), reflected borders, noise sigma 1; baselines: the blurred
+  as ``kernel.npy`` beside the input folder), reflected borders, noise sigma 1; baselines: the blurred
   input, and Wiener and Richardson-Lucy deconvolution (scikit-image) with the true kernel;
 - super-resolution: Pillow's bicubic downscaling by 2 / 3 / 4; baseline (and "degraded input"):
   Pillow's bicubic upscaling back to the size;
@@ -122,7 +122,7 @@ def degrade(task: str, level, image: np.ndarray, generator: torch.Generator, fol
 def degrade_folder(photos: list[Path], folder: Path, channels: int, crop: int, task: str, level) -> dict[str, np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
     if task == "blur":
-        np.save(folder / "kernel.npy", blur_kernel(level).double().numpy())
+        np.save(folder.parent / "kernel.npy", blur_kernel(level).double().numpy())
     clean = {}
     for i, path in enumerate(photos):
         image = load(path, channels, crop // 24 * 24 if task == "sr" else crop)
@@ -145,7 +145,7 @@ def overrides(model: str, variant: str, task: str, level, inputs: Path) -> tuple
     if variant == "true sigma":
         return [f"net.predict_conditions.sigma={level / 255}"], inputs
     if model == "pnp_deblur":
-        kernel = f"gaussian:{level[len('gaussian'):]}:21" if level.startswith("gaussian") else str(inputs / "kernel.npy")
+        kernel = f"gaussian:{level[len('gaussian'):]}:21" if level.startswith("gaussian") else str(inputs.parent / "kernel.npy")
         return [f"pnp.kernel={kernel}"], inputs
     if model == "pnp_sr":
         return [f"pnp.scale={level}"], inputs
@@ -158,12 +158,16 @@ def classical(name: str, degraded: np.ndarray, kernel: np.ndarray) -> np.ndarray
     from skimage import restoration
 
     image = degraded.astype(np.float64) / 255
-    planes = [image[..., c] for c in range(image.shape[2])] if image.ndim == 3 else [image]
+    # both assume what lies beyond the borders (Wiener: periodic, Richardson-Lucy: zeros): give
+    # them the photo reflected, as it was blurred, and crop back
+    pad = 2 * kernel.shape[0]
+    planes = [np.pad(image[..., c] if image.ndim == 3 else image, pad, mode="reflect") for c in range(image.shape[-1] if image.ndim == 3 else 1)]
     if name.startswith("Wiener"):
-        # balance: the noise-to-signal power ratio of noise 1/255 on photos (tuned on one training photo)
+        # balance 0.005: about the noise-to-signal power ratio of noise 1/255 on photos (not tuned)
         out = [restoration.wiener(p, kernel, balance=0.005) for p in planes]
     else:
         out = [restoration.richardson_lucy(p, kernel, num_iter=30, clip=True) for p in planes]
+    out = [o[pad:-pad, pad:-pad] for o in out]
     result = np.stack(out, axis=-1) if image.ndim == 3 else out[0]
     return (np.clip(result, 0, 1) * 255).round().astype(np.uint8)
 
@@ -270,7 +274,7 @@ def main() -> None:
                       f"| {base:.2f} | {got - base:+.2f} | {s_per_mp:.2f} |", flush=True)
 
             for name in CLASSICAL.get((task, channels), []) if not args.only else []:
-                kernel = np.load(inputs / "kernel.npy")
+                kernel = np.load(inputs.parent / "kernel.npy")
                 start = time.perf_counter()
                 outs = {n: classical(name, np.asarray(Image.open(inputs / n)), kernel) for n in clean}
                 seconds = time.perf_counter() - start

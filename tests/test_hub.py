@@ -198,7 +198,7 @@ def test_torch_hub_load_on_the_repository() -> None:
 
 def test_every_config_with_weights_and_the_refusal_for_others() -> None:
     for entry in hub.REGISTRY.values():
-        if entry.has_weights:
+        if entry.has_weights and not entry.withdrawn:
             assert hub.entry_for_config(entry.config) is entry
     with pytest.raises(HubError, match=r"model=nafnet_deblur has no pretrained weights.*nafnet_small_deblur"):
         hub.pretrained_weights("nafnet_deblur")
@@ -221,3 +221,18 @@ def test_published_ffdnet_weights_convert_once_into_the_cache(isolated_cache: Pa
         given = model.restore(noisy, sigma=torch.tensor([25 / 255]))
     assert M.psnr(estimated, clean) > M.psnr(noisy.clamp(0, 1), clean) + 6
     assert M.psnr(given, clean) > M.psnr(noisy.clamp(0, 1), clean) + 6
+
+
+def test_withdrawn_weights_are_refused_as_pretrained_and_usable_by_path() -> None:
+    """qgac's CPU-trained weights do harm on held-out photos: checkpoint=pretrained and
+    torch.hub's pretrained=True refuse them, naming why and the file to pass instead."""
+    entry = hub.REGISTRY["qgac"]
+    assert entry.withdrawn and "no quality" in entry.withdrawn
+    for call in (lambda: hub.pretrained_weights("qgac"), lambda: hub.load("qgac", pretrained=True)):
+        with pytest.raises(HubError, match=r"qgac: m3l's weights are withdrawn.*checkpoint=.*qgac\.safetensors.*pnp_jpeg"):
+            call()
+    with pytest.raises(HubError) as refused:
+        hub.pretrained_weights("nafnet_deblur")
+    assert "qgac" not in str(refused.value)  # not listed among the configs with weights
+    module = hub.load("qgac", pretrained=False, weights=hub.WEIGHTS_DIR / "qgac.safetensors")
+    assert sum(p.numel() for p in module.parameters()) > 1_000_000

@@ -69,6 +69,9 @@ class WeightEntry:
     config: str | None = None
     importer: Callable[[], tuple[Path, Callable[[], dict[str, Any]]]] | None = None
     card_text: str = ""
+    #: why shipped weights are not offered as ``pretrained`` (they do harm on held-out photos);
+    #: the file stays, for ``checkpoint=PATH`` / ``weights=PATH``
+    withdrawn: str = ""
 
     @property
     def has_weights(self) -> bool:
@@ -122,7 +125,7 @@ def _shipped() -> list[WeightEntry]:
         return []
     return [
         WeightEntry(name, filename=item["filename"], sha256=item["sha256"], config=item["config"],
-                    summary=item.get("summary", ""))
+                    summary=item.get("summary", ""), withdrawn=item.get("withdrawn", ""))
         for name, item in sorted(json.loads(manifest.read_text()).items())
     ]
 
@@ -151,13 +154,23 @@ def entry_for_config(config: str) -> WeightEntry:
     """The entry whose weights belong to packaged model config ``config``."""
     for entry in REGISTRY.values():
         if entry.config == config and entry.has_weights:
+            _refuse_withdrawn(entry)
             return entry
-    with_weights = ", ".join(sorted(e.config for e in REGISTRY.values() if e.config and e.has_weights))
+    with_weights = ", ".join(sorted(e.config for e in REGISTRY.values() if e.config and e.has_weights and not e.withdrawn))
     raise HubError(
         f"model={config} has no pretrained weights (checkpoint=pretrained). Model configs with "
         f"weights: {with_weights}. Train it (python -m m3l.run.train model={config}) and pass "
         "checkpoint=best, or pass checkpoint=PATH."
     )
+
+
+def _refuse_withdrawn(entry: WeightEntry) -> None:
+    if entry.withdrawn:
+        raise HubError(
+            f"{entry.name}: m3l's weights are withdrawn from pretrained use: {entry.withdrawn}. The file still ships "
+            f"as the architecture's reference: pass checkpoint={WEIGHTS_DIR / str(entry.filename)} (or weights=) to "
+            "use it anyway; for JPEG files, model=pnp_jpeg checkpoint=pretrained corrects every quality."
+        )
 
 
 def pretrained_weights(config: str) -> Path:
@@ -239,10 +252,11 @@ def weights_path(name: str, weights: str | os.PathLike[str] | None = None) -> Pa
         return path  # the user's own file: no registry hash to hold it to
     if entry.importer is not None:
         return imported_weights(entry)
+    _refuse_withdrawn(entry)
     if entry.filename is None:
         raise HubError(
             f"m3l has no pretrained weights for {name!r}; use pretrained=False or weights=YOUR_FILE. "
-            f"Entries with weights: {', '.join(n for n, e in REGISTRY.items() if e.has_weights)}."
+            f"Entries with weights: {', '.join(n for n, e in REGISTRY.items() if e.has_weights and not e.withdrawn)}."
         )
     template = os.environ.get(URL_ENV)
     if template:

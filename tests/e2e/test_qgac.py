@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from m3l.data.samples import sample_paths
+from m3l.hub import WEIGHTS_DIR
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,8 @@ def test_correct_a_jpeg_folder_from_its_coefficients(workdir: Path, env: dict[st
         clean[rel] = np.asarray(image)
     Image.open(paths[2]).convert("RGB").crop((0, 0, 64, 64)).save(folder / "not_a_jpeg.png")
     out = workdir / "corrected"
-    done = run_cli("correct", "model=qgac", "checkpoint=pretrained", f"data.correct_dir={folder}",
+    # the shipped weights by path: they are withdrawn from checkpoint=pretrained (test_hub)
+    done = run_cli("correct", "model=qgac", f"checkpoint={WEIGHTS_DIR / 'qgac.safetensors'}", f"data.correct_dir={folder}",
                    f"serializer.root_dir={out}", cwd=workdir, env=env)
     log = done.stdout + done.stderr
     assert done.returncode == 1, log[-3000:]  # one input could not be corrected

@@ -391,6 +391,30 @@ class MotionBlur(Degradation):
         return {"kernel": delta_kernel(self.kernel_size)}
 
 
+class Downscale(Degradation):
+    """Downscaling by an integer ``scale`` (super-resolution inputs): Pillow's antialiased bicubic
+    (``Image.resize(..., BICUBIC)``, through ``F.interpolate(antialias=True)``); the image is first
+    cropped to a multiple of ``scale``. The scale is in the meta."""
+
+    def __init__(self, scale: int = 2) -> None:
+        if int(scale) != scale or int(scale) < 1:
+            raise ConfigError(f"Downscale: scale must be a whole number >= 1, got {scale!r}")
+        self.scale = int(scale)
+
+    def apply(self, x, params, generator):
+        _check_image(x, "Downscale")
+        s = self.scale
+        h, w = x.shape[-2] // s * s, x.shape[-1] // s * s
+        if h == 0 or w == 0:
+            raise ShapeError(f"Downscale: an image of {x.shape[-2]}x{x.shape[-1]} is smaller than the scale {s}")
+        flat = x[..., :h, :w].reshape(-1, x.shape[-3], h, w)
+        y = F.interpolate(flat, scale_factor=1 / s, mode="bicubic", antialias=True, align_corners=False)
+        return y.reshape(*x.shape[:-2], h // s, w // s).to(x.dtype), {"scale": _scalar(s)}
+
+    def defaults(self):
+        return {"scale": _scalar(1)}
+
+
 class JPEG(Degradation):
     """JPEG through Pillow at ``quality`` or uniform in ``quality_range``; quality is in the meta."""
 

@@ -12,8 +12,11 @@ sample covers, which makes it the least-squares projection in YCbCr).
 The prior's level comes from the tables, not from the pixels: compression error is not white
 noise, and the wavelet estimator reads it badly. The luma table's root-mean-square step ``q``
 (0-255 scale) gives ``sigma = a * (q / sqrt(12))^b`` (``q / sqrt(12)``: the error of a uniform
-quantizer), with ``a`` and ``b`` fitted on m3l's training photos by
-``benchmarks/fit_jpeg_sigma.py`` (never on the held-out ones).
+quantizer), with ``a`` and ``b`` fitted per kind (gray, colour) on m3l's training photos by
+``benchmarks/fit_jpeg_sigma.py`` (never on the held-out ones). The solver runs the prior once
+at that level and projects the result (more HQS iterations measured worse: the prior smooths
+what the projection cannot restore), starting from the file decoded in floating point with
+smooth chroma upsampling; nearly lossless files (level below :data:`MIN_LEVEL`) skip the prior.
 """
 
 from __future__ import annotations
@@ -28,14 +31,19 @@ from m3l.dct import block_dct, block_idct, quantization_plane, rgb_to_ycbcr, ycb
 from m3l.errors import ConfigError
 from m3l.models.pnp.operators import Operator, Problem
 
-#: ``sigma = a * (rms(q) / sqrt(12)) ** b`` on the 0-255 scale; fitted by benchmarks/fit_jpeg_sigma.py
-SIGMA_CURVE = (1.0, 1.0)
+#: ``sigma = a * (rms(q) / sqrt(12)) ** b`` on the 0-255 scale, per input channels (the gray and
+#: colour priors differ); fitted by benchmarks/fit_jpeg_sigma.py on 8 training photos (2026-12-07)
+SIGMA_CURVES = {3: (0.1157, 1.4561), 1: (0.0301, 1.6047)}
+#: below this level (0-255 scale) the prior's own error exceeds what it removes (measured on
+#: training photos at quality 90: -0.3 dB colour, -1.8 dB gray): the file is only decoded
+#: (in floating point, smooth chroma) and projected
+MIN_LEVEL = {3: 1.0, 1: 0.5}
 
 
-def table_sigma(table: torch.Tensor, curve: tuple[float, float] = SIGMA_CURVE) -> float:
+def table_sigma(table: torch.Tensor, channels: int = 3, curve: tuple[float, float] | None = None) -> float:
     """The prior's level (on [0, 1]) for a luma quantization table ``(8, 8)`` (0-255 steps)."""
     q = float(table.double().square().mean().sqrt())
-    a, b = curve
+    a, b = curve if curve is not None else SIGMA_CURVES[1 if channels == 1 else 3]
     return a * (q / math.sqrt(12)) ** b / 255
 
 
@@ -60,19 +68,25 @@ def project_plane(plane: torch.Tensor, dequantized: torch.Tensor, table: torch.T
 class JPEGConstraint(Operator):
     """The QCS of each JPEG file (see the module docstring). ``project``: False skips the
     projection (the prior alone, at the level of the file's tables); ``curve``: the
-    ``(a, b)`` of the tables-to-level curve."""
+    ``(a, b)`` of the tables-to-level curve (None: :data:`SIGMA_CURVES`, fitted per channels)."""
 
-    def __init__(self, project: bool = True, curve: tuple[float, float] | list[float] = SIGMA_CURVE) -> None:
+    def __init__(self, project: bool = True, curve: tuple[float, float] | list[float] | None = None) -> None:
         self.project = bool(project)
-        self.curve = (float(curve[0]), float(curve[1]))
+        if curve is not None and (len(curve) != 2 or not all(float(v) > 0 for v in curve)):
+            raise ConfigError(f"pnp.curve={list(curve)}: expected [a, b], two positive numbers (sigma = a * (rms(q)/sqrt(12)) ** b).")
+        self.curve = None if curve is None else (float(curve[0]), float(curve[1]))
 
-    def observation_noise(self, meta: dict[str, Any]) -> float:
+    def observation_noise(self, meta: dict[str, Any], channels: int = 3) -> float:
         if meta.get("qt") is None:
             raise ConfigError(
                 "pnp_jpeg needs each JPEG file's quantization tables: read the inputs as JPEG files "
                 "(data=samples_jpeg_dct, m3l.data.dct_domain); other images are listed as failures."
             )
-        return table_sigma(torch.as_tensor(meta["qt"])[0], self.curve)
+        return table_sigma(torch.as_tensor(meta["qt"])[0], channels, self.curve)
+
+    def needs_prior(self, level: float, channels: int) -> bool:
+        """Whether the prior runs at ``level``: not below :data:`MIN_LEVEL` (nearly lossless files)."""
+        return level * 255 >= MIN_LEVEL[1 if channels == 1 else 3]
 
     def min_sigma(self, noise: float) -> float:
         return noise
@@ -114,7 +128,7 @@ class JPEGConstraint(Operator):
             planes.append(fit(chroma))
         return ycbcr_to_rgb(torch.cat(planes, dim=1) / 255).to(problem.y.dtype).clamp(0, 1)
 
-    def finish(self, problem: Problem, z: torch.Tensor) -> torch.Tensor:
+    def finish(self, problem: Problem, z: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
         """The denoised image projected back into the constraint set (with ``project``)."""
         return self.data_step(problem, z, 0.0)
 

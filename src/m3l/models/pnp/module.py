@@ -22,7 +22,7 @@ from m3l.models.noise_level import estimate_noise_sigma
 from m3l.models.pnp import solver
 from m3l.models.pnp.operators import Operator
 from m3l.models.restoration import RestorationModule
-from m3l.models.tiling import TiledPredictor
+from m3l.models.tiling import TiledPredictor, self_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class PlugAndPlay(RestorationModule):
         noise: the observation's noise level on the 0-255 scale; None estimates it per image
             (:func:`m3l.models.noise_level.estimate_noise_sigma`) and logs it.
         tile_size: the denoiser passes run tile by tile on images larger than this (pixels).
+        ensemble_last: the last denoiser pass averages the x8 flips and rotations (8 passes).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class PlugAndPlay(RestorationModule):
         sigma_max: float = solver.SIGMA_MAX * 255,
         noise: float | None = None,
         tile_size: int = 1024,
+        ensemble_last: bool = False,
         metric_y_channel: bool = False,
         metric_crop_border: int = 0,
     ) -> None:
@@ -90,6 +92,7 @@ class PlugAndPlay(RestorationModule):
             raise ConfigError(f"pnp.noise must be >= 0 (the 0-255 scale), got {noise}.")
         solver.schedule(self.iterations, self.sigma_max, self.sigma_max, 0.0, self.lam)  # checks the settings
         self.tile_size = int(tile_size)
+        self.ensemble_last = bool(ensemble_last)
 
     # ------------------------------------------------------------------ weights
 
@@ -127,12 +130,15 @@ class PlugAndPlay(RestorationModule):
             )
         return self.denoisers[str(channels)]
 
-    def _denoise(self, module: RestorationModule) -> Any:
+    def _denoise(self, module: RestorationModule, ensemble: bool = False) -> Any:
+        def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            if max(x.shape[-2:]) > self.tile_size:
+                return module.tiler(module.restore, x, pad_multiple=module.pad_multiple, sigma=sigma)
+            return module.restore(x, sigma=sigma)
+
         def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
             level = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
-            if max(x.shape[-2:]) > self.tile_size:
-                return module.tiler(module.restore, x, pad_multiple=module.pad_multiple, sigma=level)
-            return module.restore(x, sigma=level)
+            return self_ensemble(run, x, sigma=level) if ensemble else run(x, level)
 
         return denoise
 
@@ -146,7 +152,7 @@ class PlugAndPlay(RestorationModule):
             return self.noise, "given"
         own = getattr(self.operator, "observation_noise", None)
         if callable(own):
-            return float(own(dict(meta or {}))), "from the quantization tables"
+            return float(own(dict(meta or {}), y.shape[1])), "from the quantization tables"
         if min(y.shape[-2:]) < 8:
             return solver.NOISE_FLOOR, "too small to estimate"
         return float(estimate_noise_sigma(y[:1].float())[0]), "estimated"
@@ -158,7 +164,11 @@ class PlugAndPlay(RestorationModule):
         level, _ = self.noise_level(y, meta, noise)
         problem = self.operator.problem(y.float(), dict(meta or {}))
         steps = solver.schedule(self.iterations, self.sigma_max, self.operator.min_sigma(level), level, self.lam)
-        out = solver.hqs(problem, self._denoise(module), steps)
+        needs_prior = getattr(self.operator, "needs_prior", None)
+        if callable(needs_prior) and not needs_prior(level, y.shape[1]):
+            steps = []
+        last = self._denoise(module, ensemble=True) if self.ensemble_last else None
+        out = solver.hqs(problem, self._denoise(module), steps, last)
         return problem.cropped(out).clamp(0, 1)
 
     def _conditions(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -175,6 +185,11 @@ class PlugAndPlay(RestorationModule):
             noise = float(sigma) if sigma is not None else None
             outs.append(self.solve(x[i : i + 1], meta, noise))
         return torch.cat(outs)
+
+    def _metrics(self, pred: torch.Tensor, target: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.shape[-2:] != target.shape[-2:]:  # super-resolution: the input's PSNR is its bicubic upscaling's
+            x = torch.nn.functional.interpolate(x, size=target.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        return super()._metrics(pred, target, x)
 
     def forward(self, x: torch.Tensor, **conditions: Any) -> torch.Tensor:
         return self.restore(x, **conditions)

@@ -56,12 +56,16 @@ def schedule(iterations: int, sigma_max: float, sigma_min: float, noise: float, 
 
 
 def hqs(
-    problem, denoise: Callable[[torch.Tensor, float], torch.Tensor], steps: list[tuple[float, float]]
+    problem,
+    denoise: Callable[[torch.Tensor, float], torch.Tensor],
+    steps: list[tuple[float, float]],
+    last_denoise: Callable[[torch.Tensor, float], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run HQS on a prepared :class:`~m3l.models.pnp.operators.Problem`; returns the restored
-    image on the problem's domain (crop it with ``problem.cropped``)."""
+    image on the problem's domain (crop it with ``problem.cropped``). ``last_denoise``, when
+    given, replaces ``denoise`` at the last iteration (e.g. a self-ensembled prior)."""
     z = problem.init()
-    for alpha, sigma in steps:
+    for k, (alpha, sigma) in enumerate(steps):
         x = problem.data_step(z, alpha)
-        z = denoise(x, sigma)
-    return problem.finish(z)
+        z = (last_denoise if last_denoise is not None and k == len(steps) - 1 else denoise)(x, sigma)
+    return problem.finish(z, steps[-1][0] if steps else None)
