@@ -62,7 +62,7 @@ MODELS = {
                    ("ffdnet_color_blind", "blind", None)],
     ("noise", 1): [("ffdnet_gray", "true sigma", None), ("ffdnet_gray", "estimated sigma", None)],
     ("jpeg", 1): [("ffdnet_jpeg_gray", "blind", [10, 20, 30, 40]), ("pnp_jpeg", "file tables", None)],
-    ("jpeg", 3): [("ffdnet_jpeg_color", "blind", [10, 20, 30, 40]), ("qgac", "file tables", [10, 20, 30, 40]),
+    ("jpeg", 3): [("ffdnet_jpeg_color", "blind", [10, 20, 30, 40]),
                   ("pnp_jpeg", "file tables", None)],
     ("blur", 3): [("nafnet_small_deblur", "blind", None), ("pnp_deblur", "known kernel", None)],
     ("sr", 3): [("pnp_sr", "known scale", None)],

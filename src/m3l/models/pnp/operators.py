@@ -124,7 +124,7 @@ def _taper(y: torch.Tensor, kernel: torch.Tensor, width: int) -> torch.Tensor:
     h, w = y.shape[-2:]
     if width <= 0:
         return y
-    blurred = torch.fft.irfft2(torch.fft.rfft2(y) * otf(kernel.to(y.dtype), (h, w)), s=(h, w))
+    blurred = torch.fft.irfft2(torch.fft.rfft2(y).mul_(otf(kernel.to(y.dtype), (h, w))), s=(h, w))
 
     def ramp(n: int) -> torch.Tensor:
         t = torch.ones(n, dtype=y.dtype, device=y.device)
@@ -135,7 +135,7 @@ def _taper(y: torch.Tensor, kernel: torch.Tensor, width: int) -> torch.Tensor:
         return t
 
     weight = ramp(h)[:, None] * ramp(w)[None, :]
-    return weight * y + (1 - weight) * blurred
+    return blurred.sub_(y).mul_(1 - weight).add_(y)  # weight * y + (1 - weight) * blurred
 
 
 class Blur(Operator):
@@ -187,15 +187,15 @@ class Blur(Operator):
         if self.taper:
             padded = _taper(padded, kernel, min(margin, kernel.shape[-1]))
         fk = otf(kernel, (fh, fw))
-        terms = {"fk": fk, "fk2": fk.abs().square(), "fkty": fk.conj() * torch.fft.rfft2(padded)}
+        terms = {"fk2": fk.abs().square(), "fkty": torch.fft.rfft2(padded).mul_(fk.conj())}
         return Problem(self, padded, (margin, margin, h, w), terms)
 
     def init(self, problem: Problem) -> torch.Tensor:
-        return problem.y.clone()
+        return problem.y  # never written in place
 
     def data_step(self, problem: Problem, z: torch.Tensor, alpha: float) -> torch.Tensor:
         t = problem.terms
-        spectrum = (t["fkty"] + alpha * torch.fft.rfft2(z)) / (t["fk2"] + alpha)
+        spectrum = torch.fft.rfft2(z).mul_(alpha).add_(t["fkty"]).div_(t["fk2"] + alpha)  # in place: large photos
         return torch.fft.irfft2(spectrum, s=z.shape[-2:])
 
 
@@ -282,12 +282,13 @@ class Downsample(Operator):
             padded = F.pad(padded, (0, fw - pw, 0, fh - ph), mode="replicate")
         kernel = self.kernel.to(device=y.device, dtype=y.dtype)
         fk = otf(kernel, (fh * s, fw * s), real=False)
-        up = torch.zeros(*padded.shape[:-2], fh * s, fw * s, dtype=y.dtype, device=y.device)
-        up[..., ::s, ::s] = padded
-        terms = {
-            "fk": fk, "fkty": fk.conj() * torch.fft.fft2(up),
-            "fk2_mean": self._block_mean(fk.abs().square()),
-        }
+        # one channel at a time: the full spectra of a 24 MP output take 0.2 GB per channel
+        fkty = torch.empty(*padded.shape[:-2], fh * s, fw * s, dtype=fk.dtype, device=y.device)
+        for c in range(padded.shape[-3]):
+            up = torch.zeros(*padded.shape[:-3], fh * s, fw * s, dtype=y.dtype, device=y.device)
+            up[..., ::s, ::s] = padded[..., c, :, :]
+            fkty[..., c, :, :] = torch.fft.fft2(up).mul_(fk.conj())
+        terms = {"fk": fk, "fkty": fkty, "fk2_mean": self._block_mean(fk.abs().square())}
         return Problem(self, padded, (margin * s, margin * s, h * s, w * s), terms)
 
     def init(self, problem: Problem) -> torch.Tensor:
@@ -301,7 +302,10 @@ class Downsample(Operator):
 
     def data_step(self, problem: Problem, z: torch.Tensor, alpha: float) -> torch.Tensor:
         t = problem.terms
-        fr = t["fkty"] + alpha * torch.fft.fft2(z)
-        ratio = self._block_mean(t["fk"] * fr) / (t["fk2_mean"] + alpha)
-        tiled = ratio.repeat(*([1] * (ratio.dim() - 2)), self.scale, self.scale)
-        return torch.fft.ifft2((fr - t["fk"].conj() * tiled) / alpha).real
+        out = torch.empty_like(z)
+        for c in range(z.shape[-3]):  # one channel at a time (memory, see problem())
+            fr = torch.fft.fft2(z[..., c, :, :]).mul_(alpha).add_(t["fkty"][..., c, :, :])
+            ratio = self._block_mean(t["fk"] * fr).div_(t["fk2_mean"] + alpha)
+            tiled = ratio.repeat(*([1] * (ratio.dim() - 2)), self.scale, self.scale).mul_(t["fk"].conj())
+            out[..., c, :, :] = torch.fft.ifft2(fr.sub_(tiled).div_(alpha)).real
+        return out

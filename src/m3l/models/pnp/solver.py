@@ -67,5 +67,7 @@ def hqs(
     z = problem.init()
     for k, (alpha, sigma) in enumerate(steps):
         x = problem.data_step(z, alpha)
+        del z  # one image less held at a time (large photos)
         z = (last_denoise if last_denoise is not None and k == len(steps) - 1 else denoise)(x, sigma)
+        del x
     return problem.finish(z, steps[-1][0] if steps else None)
