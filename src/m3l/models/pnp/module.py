@@ -237,8 +237,14 @@ class PlugAndPlay(RestorationModule):
 
     # ------------------------------------------------------------------ no training
 
+    NOT_TRAINED = (
+        "plug-and-play models are not trained: their prior is a pretrained denoiser. Use test or correct "
+        "with checkpoint=pretrained (or train the denoiser itself, e.g. model=ffdnet_color)."
+    )
+
+    def preflight(self, data: Any) -> None:
+        """``train`` runs this before anything else: refuse at once (m3l.Experiment.fit)."""
+        raise ConfigError(self.NOT_TRAINED)
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        raise ConfigError(
-            "plug-and-play models are not trained: their prior is a pretrained denoiser. Use test or correct "
-            "with checkpoint=pretrained (or train the denoiser itself, e.g. model=ffdnet_color)."
-        )
+        raise ConfigError(self.NOT_TRAINED)
