@@ -23,6 +23,7 @@ from PIL import Image
 
 # the pixel limit is shared with the dependency-free runtime, which keeps the one copy
 from m3l.deploy.runtime import (  # noqa: F401 - re-exported for m3l.data users
+    GRAY_MODES,
     MAX_IMAGE_PIXELS_ENV,
     ImageTooLargeError,
     open_image_checked,

@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from m3l.data.correction import VideoCorrectionDataset
 from m3l.data.failures import FAILURES_FILENAME, Failure, data_failures, record_failure, write_failures
-from m3l.data.io import VideoWriter, convert_channels, write_image
+from m3l.data.io import GRAY_MODES, VideoWriter, convert_channels, write_image
 from m3l.data.predictions import ACCEPTED_FORMS, prediction_items
 from m3l.data.writing import WriterThread, remove_partial_files
 from m3l.deploy.runtime import OutputPathError, check_output_paths, temp_file_beside
@@ -42,7 +42,6 @@ __all__ = ["ACCEPTED_FORMS", "ImageSerializer", "VideoSerializer", "prediction_i
 
 log = logging.getLogger(__name__)
 
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tif", "tiff"})
 
 
@@ -176,7 +175,7 @@ class ImageSerializer(BasePredictionWriter):
     def _layout(self, x: torch.Tensor, mode: str | None) -> torch.Tensor:
         if not self.keep_mode or mode is None:
             return x
-        if mode in _GRAY_MODES:
+        if mode in GRAY_MODES:
             return convert_channels(x, 1)
         if x.shape[0] == 1 and not self._warned_gray:
             self._warned_gray = True

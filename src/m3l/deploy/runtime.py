@@ -40,7 +40,8 @@ log = logging.getLogger("m3l.deploy.runtime")
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v"})
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+#: Pillow modes that hold one (gray) plane; the one copy (m3l.data.io re-exports it)
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 #: images written behind the net at most by :func:`correct_path` (each holds its output)
 WRITES_AHEAD = 2
 
@@ -422,7 +423,7 @@ def read_image(path: Path, channels: int) -> tuple[np.ndarray, dict[str, Any]]:
                 array = array[None]
             else:
                 depth = 8
-                array = np.asarray(img.convert("L" if mode in _GRAY_MODES else "RGB"), dtype=np.float32) / 255.0
+                array = np.asarray(img.convert("L" if mode in GRAY_MODES else "RGB"), dtype=np.float32) / 255.0
                 array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     except ImageTooLargeError as exc:
         raise RuntimeInputError(f"{path}: {exc}") from exc
@@ -438,7 +439,7 @@ def write_image(path: Path, x: np.ndarray, info: dict[str, Any], overwrite: bool
     """Write ``(C, H, W)`` like :class:`m3l.data.serializers.ImageSerializer` (atomically)."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    if info.get("mode") in _GRAY_MODES and x.shape[0] == 3:
+    if info.get("mode") in GRAY_MODES and x.shape[0] == 3:
         x = 0.299 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3]
     suffix = path.suffix.lower()
     sixteen = info.get("bit_depth") == 16 and x.shape[0] == 1 and suffix in (".png", ".tif", ".tiff")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from m3l.data.io import GRAY_MODES
 from m3l.errors import ConfigError
 from m3l.models.noise_level import estimate_noise_sigma
 from m3l.models.pnp import solver
@@ -26,7 +27,6 @@ from m3l.models.tiling import TiledPredictor, self_ensemble
 
 log = logging.getLogger(__name__)
 
-GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 #: the noise level of larger photos is estimated on a centre crop of this side
 ESTIMATE_SIDE = 2048
 #: zoo denoisers conditioned on sigma: name -> {channels: hub entry}
