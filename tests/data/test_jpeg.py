@@ -121,3 +121,76 @@ def test_encode_checks_its_arguments():
         encode_jpeg(x, quality=0)
     with pytest.raises(ValueError, match="subsampling must be one of"):
         encode_jpeg(x, quality=50, subsampling="4:1:1")
+
+
+def _declaring_size(data: bytes, height: int, width: int) -> bytes:
+    """The JPEG file ``data`` with its frame header (SOF) rewritten to declare ``height`` x
+    ``width``: a small file that libjpeg would decode to that many pixels."""
+    out, i = bytearray(data), 2
+    while True:
+        assert out[i] == 0xFF, "Pillow writes no fill bytes between segments"
+        marker, length = out[i + 1], int.from_bytes(out[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            out[i + 5 : i + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+            return bytes(out)
+        i += 2 + length
+
+
+def test_a_huge_declared_size_is_refused_before_decoding(tmp_path, monkeypatch):
+    """A 1 KB file whose header says 60000 x 60000 (libjpeg would allocate gigabytes of
+    coefficients) is refused from its header, quickly, naming the file and the limit."""
+    import time
+
+    monkeypatch.delenv("M3L_MAX_IMAGE_PIXELS", raising=False)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(_declaring_size(encode_jpeg(torch.rand(3, 16, 16), quality=90), 60000, 60000))
+    assert bomb.stat().st_size < 2000
+    start = time.perf_counter()
+    for source in (bomb, bomb.read_bytes()):
+        with pytest.raises(MediaReadError, match=r"60000x60000 = 3,600,000,000 pixels is over the limit of 89,478,485 pixels") as err:
+            read_jpeg_coefficients(source)
+        assert "M3L_MAX_IMAGE_PIXELS" in str(err.value)
+        assert err.value.path == (str(bomb) if isinstance(source, Path) else "<bytes>")
+    assert time.perf_counter() - start < 5
+    # the same limit as every other reader: $M3L_MAX_IMAGE_PIXELS
+    normal = tmp_path / "normal.jpg"
+    normal.write_bytes(encode_jpeg(torch.rand(3, 40, 50), quality=80))
+    assert read_jpeg_coefficients(normal).width == 50
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(MediaReadError, match=r"normal\.jpg: 50x40 = 2,000 pixels is over the limit of 1,000 pixels"):
+        read_jpeg_coefficients(normal)
+    small = tmp_path / "small.jpg"
+    small.write_bytes(encode_jpeg(torch.rand(1, 20, 30), quality=80))
+    assert read_jpeg_coefficients(small).height == 20  # under the limit: read as before
+
+
+def test_a_file_over_the_size_bound_is_not_read(tmp_path, monkeypatch):
+    """A file larger than any JPEG within the pixel limit can be (8 bytes a pixel plus 16 MiB
+    of metadata) is refused from its size, before it is read into memory."""
+    from m3l.data.jpeg import max_jpeg_file_bytes
+
+    monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", "1000")
+    assert max_jpeg_file_bytes() == 8 * 1000 + 16 * 2**20
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as fh:  # sparse: no disk space used
+        fh.write(encode_jpeg(torch.rand(3, 16, 16), quality=90))
+        fh.truncate(max_jpeg_file_bytes() + 1)
+    with pytest.raises(MediaReadError, match=r"big\.jpg: 16,785,217 bytes is over the bound of 16,785,216 bytes.*M3L_MAX_IMAGE_PIXELS"):
+        read_jpeg_coefficients(big)
+
+
+def test_the_frame_size_is_found_as_libjpeg_finds_it(tmp_path):
+    """The size check walks the markers as libjpeg does: stray bytes and 0xFF fill bytes
+    before a marker do not hide the frame header from it (libjpeg skips them and decodes)."""
+    from m3l.data.jpeg import jpeg_frame_size
+
+    data = encode_jpeg(torch.rand(3, 24, 40), quality=75)
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    padded = data[:sof] + b"junk\xff\xff\xff" + data[sof:]
+    (tmp_path / "padded.jpg").write_bytes(padded)
+    assert jpeg_frame_size(data) == jpeg_frame_size(padded) == (24, 40)
+    assert jpeglib.read_dct(str(tmp_path / "padded.jpg")).width == 40  # libjpeg reads it too
+    assert read_jpeg_coefficients(padded).height == 24
+    assert jpeg_frame_size(data[:sof]) is None  # cut before the frame header
+    with pytest.raises(MediaReadError, match="corrupt or truncated JPEG"):
+        read_jpeg_coefficients(data[:sof])

@@ -124,6 +124,20 @@ def test_jpeg_as_checkpoint_is_not_a_checkpoint(user, workdir, tmp_path):
     assert "checkpoint_trusted" not in stderr
 
 
+def test_bad_safetensors_checkpoint_is_one_error_line(workdir, env, tmp_path):
+    """A JPEG renamed .safetensors is named, not a SafetensorError traceback."""
+    from tests.conftest import random_image
+    from tests.test_checkpoints import bad_safetensors
+
+    checkpoint = bad_safetensors(tmp_path / "photo.safetensors", "jpeg")
+    random_image(tmp_path / "inputs" / "a.png", (20, 16))
+    result = run_cli("correct", "model=demo", f"checkpoint={checkpoint}", f"data.correct_dir={tmp_path / 'inputs'}",
+                     f"serializer.root_dir={tmp_path / 'out'}", cwd=workdir, env=env)
+    stderr = _clean_failure(result)
+    errors = [line for line in stderr.splitlines() if line.startswith("m3l: error:")]
+    assert len(errors) == 1 and "photo.safetensors is not a readable safetensors file" in errors[0], stderr
+
+
 def test_existing_run_directory_is_never_reused(user, workdir, tmp_path):
     env, _, common = user
     existing = tmp_path / "precious"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from m3l.data.io import tensor_to_array
+from m3l.data.io import MAX_IMAGE_PIXELS_ENV, ImageTooLargeError, check_image_pixels, max_image_pixels, tensor_to_array
 from m3l.dct import blocks_to_plane, block_idct_islow, quantization_plane, upsample_chroma, ycbcr_to_rgb_libjpeg
 from m3l.errors import ConfigError, MediaReadError, MissingDependencyError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 _INSTALL = "install the jpeg extra: pip install 'm3l[jpeg]'"
+#: the largest file :func:`read_jpeg_coefficients` reads is this many bytes per pixel of the pixel
+#: limit (:func:`m3l.data.io.max_image_pixels`) plus :data:`JPEG_METADATA_BYTES`: more than libjpeg
+#: writes for three full-resolution components of noise at quality 100 (about 3 bytes a pixel);
+#: raising the pixel limit raises it
+JPEG_BYTES_PER_PIXEL = 8
+JPEG_METADATA_BYTES = 16 * 2**20  # EXIF, ICC profiles, thumbnails
 
 
 def import_jpeglib() -> Any:
@@ -92,14 +99,77 @@ class JPEGCoefficients:
         return (ly // cy, lx // cx)
 
 
+def max_jpeg_file_bytes() -> int:
+    """The size bound of the files :func:`read_jpeg_coefficients` reads (see :data:`JPEG_BYTES_PER_PIXEL`)."""
+    return JPEG_BYTES_PER_PIXEL * max_image_pixels() + JPEG_METADATA_BYTES
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
 def _open(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    """The bytes of ``source``: a regular file (symlinks followed) of at most
+    :func:`max_jpeg_file_bytes`, as the pixel readers take regular files only. The file is opened
+    without blocking and checked through its descriptor, so a FIFO or a device put in its place
+    after listing is refused too, never read (a FIFO would block, /dev/zero never end)."""
     if isinstance(source, (bytes, bytearray)):
         return bytes(source), "<bytes>"
     path = Path(source)
     try:
-        return path.read_bytes(), str(path)
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            found = os.fstat(fh.fileno())
+            size = found.st_size
+            if not stat.S_ISREG(found.st_mode):
+                kind = next((name for test, name in _FILE_KINDS if test(found.st_mode)), "a special file")
+                raise MediaReadError(path, f"not a regular file ({kind}): only regular files are read")
+            limit = max_jpeg_file_bytes()
+            data = fh.read(limit + 1) if size <= limit else b""
     except OSError as err:
         raise MediaReadError(path, f"cannot be read ({err.strerror or err})") from err
+    if size > limit or len(data) > limit:
+        raise MediaReadError(
+            path, f"{max(size, len(data)):,} bytes is over the bound of {limit:,} bytes for a JPEG within the pixel "
+            f"limit ({JPEG_BYTES_PER_PIXEL} bytes a pixel for {max_image_pixels():,} pixels, plus "
+            f"{JPEG_METADATA_BYTES // 2**20} MiB of metadata), so it was not read. If the image is genuine, raise "
+            f"the limit with the environment variable {MAX_IMAGE_PIXELS_ENV}=N.",
+        )
+    return data, str(path)
+
+
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xDA)})  # TEM, RST0-7, SOI, EOI: no length
+_NOT_FRAME_HEADERS = frozenset({0xC4, 0xC8, 0xCC})  # DHT, JPG, DAC share SOF's code range
+
+
+def jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a JPEG's frame header (SOF0-SOF15), walking the markers as
+    libjpeg does (bytes between segments and 0xFF fill bytes skipped); None when the file
+    has no frame header before its image data."""
+    i, n = 2, len(data)
+    while i < n:
+        i = data.find(b"\xff", i)  # libjpeg skips stray bytes before a marker, with a warning
+        if i < 0:
+            break
+        while i < n and data[i] == 0xFF:
+            i += 1
+        if i >= n:
+            break
+        marker, i = data[i], i + 1
+        if marker == 0x00 or marker in _STANDALONE_MARKERS:
+            if marker == 0xD9:  # EOI
+                break
+            continue
+        if i + 2 > n:
+            break
+        length = int.from_bytes(data[i : i + 2], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in _NOT_FRAME_HEADERS:
+            if length < 8 or i + 7 > n:
+                return None
+            return int.from_bytes(data[i + 3 : i + 5], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        if marker == 0xDA or length < 2:  # image data (SOS) before any frame header, or a broken segment
+            break
+        i += length
+    return None
 
 
 def _kind(data: bytes) -> str:
@@ -114,11 +184,21 @@ def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoeffi
     """Read a JPEG file (a path or its bytes) without decoding it to pixels.
 
     Raises :class:`m3l.errors.MediaReadError` naming the file and the reason for anything that
-    is not a readable 8-bit gray or YCbCr JPEG (PNGs, CMYK JPEGs, truncated files...).
+    is not a readable 8-bit gray or YCbCr JPEG (PNGs, CMYK JPEGs, truncated files...), for
+    anything but a regular file of at most :func:`max_jpeg_file_bytes`, and, from the header
+    before any decoding, for a size over the pixel limit
+    (:func:`m3l.data.io.check_image_pixels`, ``$M3L_MAX_IMAGE_PIXELS``).
     """
     data, name = _open(source)
     if not data.startswith(JPEG_MAGIC):
         raise MediaReadError(name, f"not a JPEG file ({_kind(data)}): this model reads the DCT coefficients of JPEG files only")
+    size = jpeg_frame_size(data)
+    if size is None:
+        raise MediaReadError(name, "corrupt or truncated JPEG (no frame header before the image data)")
+    try:  # libjpeg allocates every coefficient of the declared size: check it first
+        check_image_pixels(size[1], size[0])
+    except ImageTooLargeError as err:
+        raise MediaReadError(name, str(err)) from err
     jpeglib = import_jpeglib()
     with tempfile.TemporaryDirectory(prefix="m3l-jpeg-") as tmp:
         path = Path(tmp) / "input.jpg"
