@@ -6,8 +6,10 @@
 For each libjpeg quality (color 4:2:0 and gray), ``pnp_jpeg``'s solver with its default
 settings (one pass of the FFDNet prior, the authors' weights, then the projection onto the
 file's quantization constraint set) runs at a grid of prior levels; the best level per quality
-(mean PSNR over the photos) is fitted, per kind, as ``sigma = a * (rms(q) / sqrt(12)) ** b``
-(``q``: the luma table, 0-255): the curves :data:`m3l.models.pnp.jpeg.SIGMA_CURVES` holds. Photos: ``PHOTOS/train`` only (the
+(mean PSNR over the photos, refined by a parabola) is printed against ``rms(q) / sqrt(12)``
+(``q``: the luma table, 0-255): those points are :data:`m3l.models.pnp.jpeg.SIGMA_TABLES`.
+A power fit ``sigma = a * (rms(q) / sqrt(12)) ** b`` is printed too (``pnp.curve=[a,b]``).
+Photos: ``PHOTOS/train`` only (the
 held-out ``test`` photos measure the result in ``quality_zoo.py``).
 """
 

@@ -11,9 +11,10 @@ sample covers, which makes it the least-squares projection in YCbCr).
 
 The prior's level comes from the tables, not from the pixels: compression error is not white
 noise, and the wavelet estimator reads it badly. The luma table's root-mean-square step ``q``
-(0-255 scale) gives ``sigma = a * (q / sqrt(12))^b`` (``q / sqrt(12)``: the error of a uniform
-quantizer), with ``a`` and ``b`` fitted per kind (gray, colour) on m3l's training photos by
-``benchmarks/fit_jpeg_sigma.py`` (never on the held-out ones). The solver runs the prior once
+(0-255 scale) gives the level through :data:`SIGMA_TABLES`, the best levels measured per kind
+(gray, colour) on m3l's training photos by ``benchmarks/fit_jpeg_sigma.py`` (never on the
+held-out ones), read between the measured qualities in log-log (``q / sqrt(12)``: the error of
+a uniform quantizer, which orders tables of any quality or origin). The solver runs the prior once
 at that level and projects the result (more HQS iterations measured worse: the prior smooths
 what the projection cannot restore), starting from the file decoded in floating point with
 smooth chroma upsampling; nearly lossless files (level below :data:`MIN_LEVEL`) skip the prior.
@@ -31,20 +32,36 @@ from m3l.dct import block_dct, block_idct, quantization_plane, rgb_to_ycbcr, ycb
 from m3l.errors import ConfigError
 from m3l.models.pnp.operators import Operator, Problem
 
-#: ``sigma = a * (rms(q) / sqrt(12)) ** b`` on the 0-255 scale, per input channels (the gray and
-#: colour priors differ); fitted by benchmarks/fit_jpeg_sigma.py on 8 training photos (2026-12-07)
-SIGMA_CURVES = {3: (0.1157, 1.4561), 1: (0.0301, 1.6047)}
+#: the prior's best level (0-255 scale) against ``rms(q) / sqrt(12)`` of the luma table, per input
+#: channels (the gray and colour priors differ): measured at libjpeg qualities 90, 80, ..., 10 on
+#: 8 training photos by benchmarks/fit_jpeg_sigma.py (2026-12-07); read between the points by
+#: linear interpolation in log-log, held constant beyond them
+SIGMA_TABLES = {
+    3: ((3.87, 0.25), (7.75, 5.49), (11.62, 7.11), (15.49, 9.06), (19.37, 10.83), (24.22, 12.90),
+        (32.16, 14.56), (47.16, 21.37), (60.99, 34.72)),
+    1: ((3.87, 0.25), (7.75, 0.71), (11.62, 2.12), (15.49, 2.23), (19.37, 2.35), (24.22, 5.57),
+        (32.16, 13.83), (47.16, 14.19), (60.99, 16.38)),
+}
 #: below this level (0-255 scale) the prior's own error exceeds what it removes (measured on
-#: training photos at quality 90: -0.3 dB colour, -1.8 dB gray): the file is only decoded
-#: (in floating point, smooth chroma) and projected
+#: training photos at quality 90: -0.3 dB colour, -1.8 dB gray at the best level): the file is
+#: only decoded (in floating point, smooth chroma) and projected
 MIN_LEVEL = {3: 1.0, 1: 0.5}
 
 
 def table_sigma(table: torch.Tensor, channels: int = 3, curve: tuple[float, float] | None = None) -> float:
-    """The prior's level (on [0, 1]) for a luma quantization table ``(8, 8)`` (0-255 steps)."""
-    q = float(table.double().square().mean().sqrt())
-    a, b = curve if curve is not None else SIGMA_CURVES[1 if channels == 1 else 3]
-    return a * (q / math.sqrt(12)) ** b / 255
+    """The prior's level (on [0, 1]) for a luma quantization table ``(8, 8)`` (0-255 steps):
+    :data:`SIGMA_TABLES`, or ``a * (rms(q) / sqrt(12)) ** b`` for a given ``curve = (a, b)``."""
+    r = float(table.double().square().mean().sqrt()) / math.sqrt(12)
+    if curve is not None:
+        return curve[0] * r ** curve[1] / 255
+    points = SIGMA_TABLES[1 if channels == 1 else 3]
+    if r <= points[0][0]:
+        return points[0][1] / 255
+    for (r0, l0), (r1, l1) in zip(points, points[1:]):
+        if r <= r1:
+            t = (math.log(r) - math.log(r0)) / (math.log(r1) - math.log(r0))
+            return math.exp(math.log(l0) + t * (math.log(l1) - math.log(l0))) / 255
+    return points[-1][1] / 255
 
 
 def project_plane(plane: torch.Tensor, dequantized: torch.Tensor, table: torch.Tensor, factor: tuple[int, int]) -> torch.Tensor:
@@ -68,7 +85,7 @@ def project_plane(plane: torch.Tensor, dequantized: torch.Tensor, table: torch.T
 class JPEGConstraint(Operator):
     """The QCS of each JPEG file (see the module docstring). ``project``: False skips the
     projection (the prior alone, at the level of the file's tables); ``curve``: the
-    ``(a, b)`` of the tables-to-level curve (None: :data:`SIGMA_CURVES`, fitted per channels)."""
+    ``(a, b)`` of a power curve ``a * (rms(q) / sqrt(12)) ** b`` instead of :data:`SIGMA_TABLES`."""
 
     def __init__(self, project: bool = True, curve: tuple[float, float] | list[float] | None = None) -> None:
         self.project = bool(project)

@@ -27,6 +27,8 @@ from m3l.models.tiling import TiledPredictor, self_ensemble
 
 log = logging.getLogger(__name__)
 
+#: the smallest tile of the denoiser passes (twice the 64 px overlap, and even)
+MIN_TILE = 130
 #: the noise level of larger photos is estimated on a centre crop of this side
 ESTIMATE_SIDE = 2048
 #: zoo denoisers conditioned on sigma: name -> {channels: hub entry}
@@ -81,6 +83,10 @@ class PlugAndPlay(RestorationModule):
             raise ConfigError(
                 f"pnp.denoiser={denoiser!r}: plug-and-play needs a denoiser conditioned on sigma; the zoo has "
                 f"{', '.join(DENOISERS)} (ffdnet: gray or colour to match each input)."
+            )
+        if int(tile_size) < MIN_TILE:
+            raise ConfigError(
+                f"pnp tile_size={tile_size}: the denoiser tiles overlap by 64 px, so a tile needs at least {MIN_TILE} px."
             )
         entries = DENOISERS[str(denoiser)]
         nets = nn.ModuleDict({str(c): _build_denoiser(name, c, int(tile_size)) for c, name in entries.items()})
