@@ -225,5 +225,5 @@ def test_train_refuses_plug_and_play_before_anything_runs(workdir: Path, env: di
     done = run_cli("train", "model=pnp_deblur", "logger=none", cwd=workdir, env=env)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "plug-and-play models are not trained" in done.stderr and "Traceback" not in done.stderr
-    runs = workdir / "runs" / "pnp_deblur" / "train"  # runs_dir is relative to where the command runs
+    runs = Path(env["M3L_RUNS_DIR"]) / "pnp_deblur" / "train"
     assert not (runs.exists() and any(runs.iterdir())), "the refused run left a directory behind"
