@@ -235,13 +235,18 @@ def self_ensemble(fn: TileFn, x: torch.Tensor, **conditions: torch.Tensor) -> to
     """
     total: torch.Tensor | None = None
     for k, flip in _TRANSFORMS:
-        t = x.flip(-1) if flip else x
-        t = torch.rot90(t, k, dims=(-2, -1))
-        y = torch.rot90(fn(t, **conditions), -k, dims=(-2, -1))
+        t = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+        y = fn(t, **conditions)
+        del t  # at most one transformed copy alive at a time (large images)
+        y = torch.rot90(y, -k, dims=(-2, -1))
         y = y.flip(-1) if flip else y
-        total = y if total is None else total + y
+        if total is None:
+            total = y.clone() if y.data_ptr() in (x.data_ptr(),) else y
+        else:
+            total.add_(y)
+        del y
     assert total is not None
-    return total / len(_TRANSFORMS)
+    return total.div_(len(_TRANSFORMS))
 
 
 def sliding_windows(frames: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:

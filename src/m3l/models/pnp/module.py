@@ -140,14 +140,14 @@ class PlugAndPlay(RestorationModule):
         return self.denoisers[str(channels)]
 
     def _denoise(self, module: RestorationModule, ensemble: bool = False) -> Any:
-        def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            if max(x.shape[-2:]) > self.tile_size:
-                return module.tiler(module.restore, x, pad_multiple=module.pad_multiple, sigma=sigma)
-            return module.restore(x, sigma=sigma)
+        def one(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            return self_ensemble(module.restore, x, sigma=sigma) if ensemble else module.restore(x, sigma=sigma)
 
         def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
             level = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
-            return self_ensemble(run, x, sigma=level) if ensemble else run(x, level)
+            if max(x.shape[-2:]) > self.tile_size:  # tile by tile (the ensemble too: memory of one tile)
+                return module.tiler(one, x, pad_multiple=module.pad_multiple, sigma=level)
+            return one(x, level)
 
         return denoise
 
