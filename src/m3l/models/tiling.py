@@ -241,7 +241,7 @@ def self_ensemble(fn: TileFn, x: torch.Tensor, **conditions: torch.Tensor) -> to
         y = torch.rot90(y, -k, dims=(-2, -1))
         y = y.flip(-1) if flip else y
         if total is None:
-            total = y.clone() if y.data_ptr() in (x.data_ptr(),) else y
+            total = y  # a fresh tensor: rot90 copies even at k = 0
         else:
             total.add_(y)
         del y
