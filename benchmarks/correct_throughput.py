@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_line  # noqa: E402
+from machine import cpu_line, median_seconds  # noqa: E402
 
 MODELS = {  # name: (model config, checkpoint: None = the config's net with seeded random weights)
     "DnCNN-17": ("dncnn_color_gaussian", None),
@@ -164,16 +164,6 @@ def run_row(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- the machine's limit
 
 
-def _median_seconds(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def machine_limits() -> dict[str, float]:
     """Sustained GFLOP/s: a 2048^3 matmul and a 64->64 3x3 convolution, fp32 and bf16."""
     limits = {}
@@ -181,13 +171,13 @@ def machine_limits() -> dict[str, float]:
     with torch.inference_mode():
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-            limits[f"matmul {name}"] = 2 * n**3 / _median_seconds(lambda: a @ b) / 1e9
+            limits[f"matmul {name}"] = 2 * n**3 / median_seconds(lambda: a @ b) / 1e9
             conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(dtype)
             x = torch.randn(4, 64, 128, 128, dtype=dtype)
             flops = 2 * 64 * 64 * 9 * 4 * 128 * 128
-            best = _median_seconds(lambda: conv(x))
+            best = median_seconds(lambda: conv(x))
             conv_cl, x_cl = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-            best = min(best, _median_seconds(lambda: conv_cl(x_cl)))
+            best = min(best, median_seconds(lambda: conv_cl(x_cl)))
             limits[f"conv {name}"] = flops / best / 1e9
     return limits
 

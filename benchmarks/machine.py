@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -23,3 +25,14 @@ def cpu_line() -> str:
         pass
     present = [f for f in FLAGS if f in flags]
     return f"{model}, {os.cpu_count()} cores, flags: {' '.join(present) or 'none of avx2/avx512/amx'}"
+
+
+def median_seconds(fn, repeats: int = 5) -> float:
+    """The median wall time of ``repeats`` calls of ``fn``, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

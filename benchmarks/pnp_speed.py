@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import time
 
 import numpy as np
@@ -25,17 +24,7 @@ from m3l.data.degradations import apply_blur, gaussian_kernel
 from m3l.data.jpeg import read_jpeg_coefficients
 from m3l.models.pnp import Blur, Downsample, PlugAndPlay
 from m3l.models.pnp.jpeg import JPEGConstraint
-from machine import cpu_line
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from machine import cpu_line, median_seconds
 
 
 def main() -> None:
@@ -58,20 +47,20 @@ def main() -> None:
     deblur.load_pretrained()
     prior = deblur.denoiser_for(3)
     sigma = torch.full((1,), 25 / 255)
-    one_pass = timed(lambda: prior.restore(clean, sigma=sigma), args.repeats)
+    one_pass = median_seconds(lambda: prior.restore(clean, sigma=sigma), args.repeats)
     rows = [("one prior pass (FFDNet colour, eager fp32)", one_pass, 1)]
     with torch.no_grad():
-        rows.append(("pnp_deblur (8 iterations)", timed(lambda: deblur.restore(blurred), args.repeats), 8))
+        rows.append(("pnp_deblur (8 iterations)", median_seconds(lambda: deblur.restore(blurred), args.repeats), 8))
         small = torch.nn.functional.interpolate(clean, scale_factor=0.5, mode="bicubic", antialias=True)
         sr = PlugAndPlay(Downsample(2), iterations=16, ensemble_last=True)
         sr.net = deblur.net  # the same loaded priors
-        rows.append(("pnp_sr x2 (16 iterations, last pass x8)", timed(lambda: sr.restore(small), args.repeats), 23))
+        rows.append(("pnp_sr x2 (16 iterations, last pass x8)", median_seconds(lambda: sr.restore(small), args.repeats), 23))
         buffer = io.BytesIO()
         photo.save(buffer, "JPEG", quality=20)
         pixels, meta = jpeg_net_inputs(read_jpeg_coefficients(buffer.getvalue()), 3)
         jpeg = PlugAndPlay(JPEGConstraint(), iterations=1)
         jpeg.net = deblur.net
-        rows.append(("pnp_jpeg (1 pass + projection)", timed(lambda: jpeg.solve(pixels[None], meta), args.repeats), 1))
+        rows.append(("pnp_jpeg (1 pass + projection)", median_seconds(lambda: jpeg.solve(pixels[None], meta), args.repeats), 1))
     print("\n| what | s/MP | / one prior pass | prior passes |")
     print("|---|---:|---:|---:|")
     for name, seconds, passes in rows:
