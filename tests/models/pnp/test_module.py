@@ -351,3 +351,40 @@ def test_blur_without_any_kernel_names_pnp_kernel() -> None:
     out = module.restore(torch.rand(1, 3, 32, 32), kernel=kernel, sigma=torch.tensor([1 / 255]))
     assert out.shape == (1, 3, 32, 32)
     assert math.isfinite(float(module.restore(torch.rand(1, 1, 32, 32), kernel=kernel).mean()))
+
+
+def test_a_sigma_conditioned_net_trained_with_m3l_is_a_prior(pretrained, tmp_path: Path) -> None:
+    """pnp.denoiser=RUN/checkpoints/best.safetensors: the run's config.yaml builds the net, the
+    checkpoint fills it; with the zoo's gray FFDNet weights saved that way, the result is the
+    zoo prior's, exactly. A net without a sigma input, or a checkpoint outside a run, is refused."""
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file, save_file
+
+    from m3l import hub
+    from m3l.config import compose
+    from m3l.errors import ConfigError
+    from m3l.models.pnp import Blur, PlugAndPlay
+
+    run = tmp_path / "runs" / "my_ffdnet" / "train" / "2026-12-07_00-00-00"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = compose("ffdnet_gray", [f"paths.runs_dir={tmp_path / 'runs'}", "logger=none"])
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    save_file(load_file(str(hub.weights_path("ffdnet_gray"))), str(run / "checkpoints" / "best.safetensors"))
+    mine = PlugAndPlay(Blur("gaussian:1.5"), denoiser=str(run / "checkpoints" / "best.safetensors"), iterations=3)
+    mine.load_pretrained()  # leaves the user's weights as they are
+    zoo = PlugAndPlay(Blur("gaussian:1.5"), denoiser="ffdnet_gray", iterations=3)
+    zoo.load_pretrained()
+    x = torch.rand(1, 1, 48, 56)
+    assert torch.equal(mine.restore(x), zoo.restore(x))
+    with pytest.raises(ConfigError, match="only"):  # a gray prior: colour inputs are refused by name
+        mine.restore(torch.rand(1, 3, 48, 56))
+
+    blind = tmp_path / "blind" / "checkpoints"
+    blind.mkdir(parents=True)
+    cfg = compose("ffdnet_color_blind", [f"paths.runs_dir={tmp_path / 'runs'}", "logger=none"])
+    (blind.parent / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
+    (blind / "best.ckpt").write_bytes(b"never read")
+    with pytest.raises(ConfigError, match="not conditioned on sigma"):
+        PlugAndPlay(Blur("gaussian:1.5"), denoiser=str(blind / "best.ckpt"))
+    with pytest.raises(ConfigError, match="RUN/config.yaml"):
+        PlugAndPlay(Blur("gaussian:1.5"), denoiser=str(tmp_path / "loose.ckpt"))

@@ -50,14 +50,44 @@ def _build_denoiser(entry: str, channels: int, tile_size: int) -> RestorationMod
     return module.eval()
 
 
+def _own_denoiser(spec: str, tile_size: int) -> RestorationModule:
+    """A sigma-conditioned net trained with m3l: ``spec`` is a checkpoint inside its run
+    directory (``RUN/checkpoints/best.ckpt``), whose ``RUN/config.yaml`` builds the net."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from m3l.checkpoints import load_weights_into
+
+    path = Path(spec).expanduser()
+    config = path.parent.parent / "config.yaml"
+    if not path.is_file() or not config.is_file():
+        raise ConfigError(
+            f"pnp.denoiser={spec}: expected a zoo denoiser ({', '.join(DENOISERS)}) or a checkpoint of a run m3l "
+            "trained (RUN/checkpoints/NAME.ckpt, with RUN/config.yaml beside the checkpoints folder)"
+            + ("" if path.is_file() else "; no such file") + "."
+        )
+    module = instantiate(OmegaConf.load(config).net)
+    if not isinstance(module, RestorationModule) or "sigma" not in tuple(getattr(module.net, "conditions", ()) or ()):
+        raise ConfigError(
+            f"pnp.denoiser={spec}: the net of {config} is not conditioned on sigma (a prior must denoise at a given "
+            "level, e.g. FFDNet with its noise map: model=ffdnet_color or ffdnet_gray)."
+        )
+    load_weights_into(module, path)
+    module.tiler = TiledPredictor(tile_size=tile_size, overlap=64, batch_size=1, blend="none")
+    module.hub_entry = None  # its weights are loaded: checkpoint=pretrained leaves them
+    return module.eval()
+
+
 class PlugAndPlay(RestorationModule):
     """Plug-and-play restoration (HQS, DPIR's schedule; see :mod:`m3l.models.pnp.solver`).
 
     Args:
         operator: the degradation (:class:`~m3l.models.pnp.operators.Blur`,
             :class:`~m3l.models.pnp.operators.Downsample`, :class:`~m3l.models.pnp.jpeg.JPEGConstraint`).
-        denoiser: the prior, a zoo denoiser conditioned on sigma: ``ffdnet`` (gray or colour
-            to match each input), ``ffdnet_color`` or ``ffdnet_gray``.
+        denoiser: the prior, a denoiser conditioned on sigma: from the zoo, ``ffdnet`` (gray or
+            colour to match each input), ``ffdnet_color`` or ``ffdnet_gray``; or the checkpoint
+            of one you trained with m3l (``RUN/checkpoints/best.ckpt``: ``RUN/config.yaml``
+            builds its net), for the channels it was trained on.
         iterations, lam, sigma_max: HQS's iterations, lambda and first denoiser level (on the
             0-255 scale), DPIR's 8, 0.23 and 49 by default.
         noise: the observation's noise level on the 0-255 scale; None estimates it per image
@@ -79,17 +109,22 @@ class PlugAndPlay(RestorationModule):
         metric_y_channel: bool = False,
         metric_crop_border: int = 0,
     ) -> None:
-        if str(denoiser) not in DENOISERS:
-            raise ConfigError(
-                f"pnp.denoiser={denoiser!r}: plug-and-play needs a denoiser conditioned on sigma; the zoo has "
-                f"{', '.join(DENOISERS)} (ffdnet: gray or colour to match each input)."
-            )
         if int(tile_size) < MIN_TILE:
             raise ConfigError(
                 f"pnp tile_size={tile_size}: the denoiser tiles overlap by 64 px, so a tile needs at least {MIN_TILE} px."
             )
-        entries = DENOISERS[str(denoiser)]
-        nets = nn.ModuleDict({str(c): _build_denoiser(name, c, int(tile_size)) for c, name in entries.items()})
+        if str(denoiser) in DENOISERS:
+            entries = DENOISERS[str(denoiser)]
+            nets = nn.ModuleDict({str(c): _build_denoiser(name, c, int(tile_size)) for c, name in entries.items()})
+        elif str(denoiser).endswith((".ckpt", ".safetensors")) or "/" in str(denoiser):
+            own = _own_denoiser(str(denoiser), int(tile_size))
+            nets = nn.ModuleDict({str(own.in_channels): own})
+        else:
+            raise ConfigError(
+                f"pnp.denoiser={denoiser!r}: plug-and-play needs a denoiser conditioned on sigma: the zoo's "
+                f"{', '.join(DENOISERS)} (ffdnet: gray or colour to match each input), or the checkpoint of a "
+                "sigma-conditioned net you trained with m3l (pnp.denoiser=RUN/checkpoints/best.ckpt)."
+            )
         super().__init__(nets, residual=False, metric_y_channel=metric_y_channel, metric_crop_border=metric_crop_border)
         if not isinstance(operator, Operator):
             raise ConfigError(f"PlugAndPlay needs a degradation operator (m3l.models.pnp.operators), got {type(operator).__name__}.")
@@ -118,6 +153,9 @@ class PlugAndPlay(RestorationModule):
 
         path = Path()
         for module in self.denoisers.values():
+            if module.hub_entry is None:  # your own checkpoint, loaded when the model was built
+                path = Path(getattr(module, "weights_file", path))
+                continue
             path = hub.weights_path(module.hub_entry)
             module.net.load_state_dict(load_file(str(path)))
             module.weights_file = path  # the fast backends key their ONNX export by it
@@ -218,7 +256,7 @@ class PlugAndPlay(RestorationModule):
         outs = []
         for i in range(x.shape[0]):
             item = x[i : i + 1]
-            gray = modes[i] in GRAY_MODES and item.shape[1] == 3
+            gray = modes[i] in GRAY_MODES and item.shape[1] == 3 and "1" in self.denoisers
             if gray:  # a gray file read as RGB: restore its one plane with the gray prior
                 item = item[:, :1]
             item_meta = {k: v[i] for k, v in meta.items()}
