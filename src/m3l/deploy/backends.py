@@ -1,14 +1,21 @@
 """Inference backends for ``correct`` and ``test``: the same restoration forward run by eager
-PyTorch, ``torch.compile`` or ONNX Runtime, in fp32, bf16 or int8, picked on the first input.
+PyTorch, ``torch.compile`` or ONNX Runtime, in fp32, bf16 or int8, picked on the first
+representative input and checked again as the job goes.
 
 A :class:`InferenceBackend` stands in for a restoration module's forward (a padded batch and
 the net's conditions in, the unclamped output with the residual added out, as
-:class:`m3l.deploy.export.ExportWrapper`). On its first call it builds the candidates that
-``backend`` and ``precision`` allow, runs each on a crop of that first input next to the
-module as it is (the reference), and keeps the fastest one that reproduces the reference:
-fp32 backends to :data:`PARITY_TOLERANCE` (max abs difference), bf16 ones to
-:data:`BF16_MIN_PSNR` dB PSNR against the fp32 output. It says what it picked, and why
-not the others, in one log line; anything that fails falls back to eager.
+:class:`m3l.deploy.export.ExportWrapper`). Inputs too small or too flat to judge on
+(:func:`~m3l.deploy.backend_checks.unrepresentative`: thumbnails, black frames) run on the
+module as it is (eager fp32, the reference), before the pick and after it. On the first
+representative input it builds the candidates that ``backend`` and ``precision`` allow, runs
+each on a crop of that input next to the reference, and keeps the fastest one that reproduces
+the reference: fp32 backends to :data:`PARITY_TOLERANCE` (max abs difference), bf16 and int8
+ones to :data:`BF16_MIN_PSNR` dB PSNR against the fp32 output. It says what it picked, and why
+not the others, in one log line; anything that fails falls back to eager. Every
+:data:`~m3l.deploy.backend_checks.CHECK_EVERY`-th call after the pick compares it with the
+reference again on a crop of that call's input; a pick that fails the rule there is dropped
+with a warning, that input is recomputed by the reference, and the rest of the run is eager
+fp32 (a precision the user forced is not checked again: its loss was accepted).
 
 - ``eager``: PyTorch on a copy of the net in ``channels_last`` memory format (oneDNN's
   fastest convolution layout on CPU);
@@ -23,7 +30,7 @@ not the others, in one log line; anything that fails falls back to eager.
   Runtime also in int8 where the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI, AMX).
 
 int8 (:func:`~m3l.deploy.onnx_backend.quantize_int8`) is ONNX Runtime's static quantization of the cached fp32 export,
-calibrated on the crop of the run's first input: int8 weights per output channel, uint8
+calibrated on the crop of the run's first representative input: int8 weights per output channel, uint8
 activations, the first and the last convolution kept in fp32 (measured here: the same speed,
 less error). It is made again at each run (about a second), since its scales come from the
 run's own input. Like bf16, ``auto`` keeps it only when its output is at least
@@ -45,6 +52,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from m3l.deploy.backend_checks import CHECK_EVERY, compare, unrepresentative
+from m3l.deploy.backend_checks import psnr_db as psnr_db  # re-exported
 from m3l.deploy.onnx_backend import (
     onnx_artifact,
     onnx_cache_places,
@@ -64,7 +73,7 @@ PARITY_TOLERANCE = 1e-4
 #: fp32 output's, 10 log10(1 + 10^(-(55 - P) / 10)) <= 0.05 dB: the PSNR of outputs up to
 #: P = 35.6 dB moves by at most 0.05 dB (see docs/correction.md#speed-backend-and-precision)
 BF16_MIN_PSNR = 55.0
-#: side of the crop of the first input the candidates are checked and timed on
+#: side of the crop of an input the candidates are checked and timed on
 PROBE_SIDE = 128
 #: ``auto`` exports to ONNX (when not cached yet) only for jobs whose eager PyTorch time is
 #: estimated above this many seconds: the export costs a few seconds once per checkpoint
@@ -130,12 +139,6 @@ def weights_key(module: nn.Module, *extra: str) -> str:
     for text in extra:
         digest.update(text.encode())
     return digest.hexdigest()
-
-
-def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of ``a`` against ``b`` on [0, 1], in dB (inf when equal)."""
-    mse = float(torch.mean((a.float() - b.float()) ** 2))
-    return math.inf if mse == 0 else -10 * math.log10(mse)
 
 
 # ---------------------------------------------------------------------------- candidates
@@ -225,12 +228,55 @@ class InferenceBackend:
         self.reference_seconds = math.inf
         # a choice the user made: falling back from it is a warning, not a note
         self._forced = backend != "auto" or precision in ("bf16", "int8")
+        #: every this-many-th call after the pick is checked against the reference on a crop
+        self.check_every = CHECK_EVERY
+        self.calls = 0  # calls run by the pick since it was made
+        self._waiting = ""
 
     def __call__(self, x: torch.Tensor, **conditions: torch.Tensor) -> torch.Tensor:
+        if self.chosen is not None and self.chosen.forward == self.module.forward:
+            return self._reference(x, conditions)
+        odd = unrepresentative(x, PROBE_SIDE)
+        if odd:  # nothing to pick on nor to check: the reference, cheap on thumbnails
+            if self.chosen is None and not self._waiting:
+                self._waiting = odd
+                if not self._plan(x)[0]:  # nothing to pick from anyway: say why now
+                    self.select(x, conditions)
+                else:
+                    self._say(f"eager PyTorch fp32 until an input fit to pick on (the first: {odd})")
+            return self._reference(x, conditions)
         if self.chosen is None:
             self.select(x, conditions)
+            assert self.chosen is not None and self.chosen.forward is not None
+            return self.chosen.forward(x, **conditions)
+        assert self.chosen.forward is not None
+        out = self.chosen.forward(x, **conditions)
+        self.calls += 1
+        if self.calls % self.check_every == 0 and not self._holds(x, conditions):
+            return self._reference(x, conditions)
+        return out
+
+    def _reference(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The module as it is, in fp32: what every backend is held to."""
+        with _no_autocast():
+            return self.module.forward(x, **conditions)
+
+    def _holds(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> bool:
+        """Whether the pick still reproduces the reference on a crop of ``x``; when not, warns
+        and makes the reference the pick for the rest of the run."""
         assert self.chosen is not None and self.chosen.forward is not None
-        return self.chosen.forward(x, **conditions)
+        if self.precision == self.chosen.precision and self.precision in ("bf16", "int8"):
+            return True  # forced, with its loss measured and warned about at the pick
+        probe, probe_cond = self._probe(x, conditions)
+        with torch.inference_mode(), _no_autocast():
+            check, failed = compare(self.chosen.precision, self.chosen.forward(probe, **probe_cond),
+                                    self.module.forward(probe, **probe_cond), BF16_MIN_PSNR, PARITY_TOLERANCE)
+        if not failed:
+            return True
+        dropped, self.chosen = self.chosen, Candidate("eager", "fp32 as is", forward=self.module.forward)
+        self._say(f"{dropped.label} failed the check on call {self.calls} after the pick ({failed}): "
+                  "that input recomputed, and eager PyTorch fp32 for the rest of the run", warn=True)
+        return False
 
     # -- what to try ---------------------------------------------------------------------
 
@@ -321,7 +367,7 @@ class InferenceBackend:
         return x[:1, ..., :ph, :pw].contiguous(), {k: v[:1] for k, v in conditions.items()}
 
     def select(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> Candidate:
-        """Pick the backend on this (first) input; logs one line saying which and why."""
+        """Pick the backend on this (first representative) input; logs one line saying which and why."""
         with _no_autocast():
             return self._select(x, conditions)
 
@@ -333,7 +379,7 @@ class InferenceBackend:
             self._say(f"eager PyTorch ({note})", warn=self._forced)
             return eager
         probe, probe_cond = self._probe(x, conditions)
-        self._calibration = (probe, probe_cond)  # int8's scales come from the first input
+        self._calibration = (probe, probe_cond)  # int8's scales come from the first representative input
         with torch.inference_mode():
             reference, self.reference_seconds = self._timed(self.module.forward, probe, probe_cond)
         dropped, skip = self._not_worth_it(x, probe, plan)
@@ -377,23 +423,13 @@ class InferenceBackend:
 
     def _check(self, candidate: Candidate, out: torch.Tensor, reference: torch.Tensor) -> str:
         """Whether ``out`` reproduces ``reference``; sets ``candidate.failed`` when not."""
-        if out.shape != reference.shape:
-            candidate.failed = f"output shape {tuple(out.shape)} vs eager {tuple(reference.shape)}"
-            return ""
-        if candidate.precision in ("bf16", "int8"):
-            value = psnr_db(out.clamp(0, 1), reference.clamp(0, 1))
-            check = f"PSNR {value:.1f} dB vs fp32"
-            if value < BF16_MIN_PSNR:
-                if self.precision == candidate.precision:
-                    log.warning("precision=%s: the output is %.1f dB from fp32 (below %.0f dB); used as forced",
-                                candidate.precision, value, BF16_MIN_PSNR)
-                else:
-                    candidate.failed = f"{check}, below {BF16_MIN_PSNR:.0f} dB"
-            return check
-        diff = float((out - reference).abs().max())
-        if not diff <= PARITY_TOLERANCE:
-            candidate.failed = f"max |diff| {diff:.2g} > {PARITY_TOLERANCE:g}"
-        return f"max |diff| {diff:.1g}"
+        check, failed = compare(candidate.precision, out, reference, BF16_MIN_PSNR, PARITY_TOLERANCE)
+        if failed and check.startswith("PSNR") and self.precision == candidate.precision:
+            log.warning("precision=%s: the output is at %s (below %.0f dB); used as forced",
+                        candidate.precision, check, BF16_MIN_PSNR)
+        else:
+            candidate.failed = failed
+        return check
 
     def _say(self, text: str, warn: bool = False) -> None:
         line = f"backend={self.backend} precision={self.precision}: {text}"
