@@ -43,12 +43,10 @@ class Recipe:
 
     level: str
     channels: int
-    degradation: Callable[[], D.Degradation] | None = None  # pixels -> PNG input
-    jpeg_file_quality: int | None = None  # or: a real JPEG file (models that read coefficients)
+    degradation: Callable[[], D.Degradation]  # pixels -> PNG input
     # the output must beat the input by this much on each crop; measured on these crops
     # (2026-12-07): the smallest gain of any entry is +0.61 dB (ffdnet_jpeg_color)
     min_gain_db: float = 0.1
-    needs: str | None = None  # an optional module the model reads its inputs with
 
 
 RECIPES = {
@@ -84,10 +82,6 @@ def _degrade(recipe: Recipe, crops: dict[str, np.ndarray], folder: Path) -> dict
     folder.mkdir()
     files = {}
     for i, (name, image) in enumerate(crops.items()):
-        if recipe.jpeg_file_quality is not None:
-            files[name] = folder / f"{name}.jpg"
-            Image.fromarray(image).save(files[name], quality=recipe.jpeg_file_quality)
-            continue
         x = torch.from_numpy(image.astype(np.float32) / 255)
         x = x.permute(2, 0, 1) if x.dim() == 3 else x[None]
         degraded, _ = recipe.degradation()(x, torch.Generator().manual_seed(i))
@@ -104,8 +98,6 @@ def test_shipped_weights_beat_their_degraded_input(name: str, workdir: Path, env
         pytest.fail(f"hub_weights/manifest.json ships {name!r}, but tests/e2e/test_zoo_guard.py has no degradation "
                     f"recipe for it: add one to RECIPES, at a level its card (hub_weights/{name}.md) claims")
     recipe = RECIPES[name]
-    if recipe.needs:
-        pytest.importorskip(recipe.needs, reason=f"{name} reads its inputs with {recipe.needs}")
     crops = _crops(recipe.channels)
     inputs = tmp_path / "degraded"
     files = _degrade(recipe, crops, inputs)
