@@ -151,9 +151,10 @@ class Blur(Operator):
     @property
     def margin(self) -> int:  # type: ignore[override]
         """Observation pixels of reflected border: twice the kernel's side unless given."""
-        if self._margin is not None:
-            return int(self._margin)
-        return 2 * self.kernel.shape[-1] if self.kernel is not None else 0
+        return self._margin_for(self.kernel) if self.kernel is not None else int(self._margin or 0)
+
+    def _margin_for(self, kernel: torch.Tensor) -> int:
+        return int(self._margin) if self._margin is not None else 2 * kernel.shape[-1]
 
     def _kernel(self, kernel: torch.Tensor | None = None) -> torch.Tensor:
         if kernel is not None:
@@ -177,7 +178,7 @@ class Blur(Operator):
         kernel = self._kernel((meta or {}).get("kernel"))
         kernel = kernel.to(device=y.device, dtype=y.dtype)
         h, w = y.shape[-2:]
-        margin = self._margin if self._margin is not None else 2 * kernel.shape[-1]
+        margin = self._margin_for(kernel)  # the input's own kernel may be another size
         padded = _pad_reflect(y, margin)
         ph, pw = padded.shape[-2:]
         # pad on to FFT-friendly sizes (reflecting on the bottom/right)
