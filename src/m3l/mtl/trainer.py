@@ -219,7 +219,9 @@ class Trainer:
         trainer.update({k: v for k, v in self.trainer_kwargs.items() if _is_config_value(v)})
         return OmegaConf.create({
             "name": RUN_NAME, "verb": "train", "run_id": run_id, "seed": None,
-            "checkpoint": None if checkpoint is None else str(checkpoint), "checkpoint_trusted": trusted,
+            # resume: a launch with run_id / ckpt_path continues that run exactly (optimizer, loops)
+            "checkpoint": None if checkpoint is None else str(checkpoint), "resume": checkpoint is not None,
+            "checkpoint_trusted": trusted,
             "paths": {"runs_dir": str(self.root_dir), "output_dir": None},
             "trainer": trainer,
             # last.ckpt at the end of every epoch, as the commands write it: a run that fails in
