@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +18,45 @@ REPO = Path(__file__).resolve().parents[1]
 OWN_CODE = REPO / "examples" / "own_code"
 
 
+# Variables of the user's environment that change where m3l (or torch, MLflow, W&B) reads and
+# writes: none of them may reach a test. Names ending in "_" are prefixes.
+USER_ENVIRONMENT = (
+    "M3L_", "MLFLOW_", "WANDB_", "TORCH_HOME", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",
+    "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "HYDRA_FULL_ERROR",
+)
+
+
+def without_user_environment(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` less every variable of :data:`USER_ENVIRONMENT`."""
+    def owned_by_user(name: str) -> bool:
+        return any(name.startswith(v) if v.endswith("_") else name == v for v in USER_ENVIRONMENT)
+
+    return {name: value for name, value in environ.items() if not owned_by_user(name)}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Isolate the whole test run from the user's caches, configs, runs and trackers.
+
+    Tests in this process (and the subprocesses they start) see a fresh home, torch hub dir,
+    m3l cache and runs folder of their own, removed when the run ends; the user's are never
+    read or written whatever ``TORCH_HOME``, ``M3L_CACHE_DIR``, ``M3L_CONFIG_PATH``,
+    ``MLFLOW_TRACKING_URI``... say.
+    """
+    root = Path(tempfile.mkdtemp(prefix="m3l-tests-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    isolated = without_user_environment(dict(os.environ))
+    isolated.update(
+        HOME=str(root / "home"), XDG_CONFIG_HOME=str(root / "home" / ".config"),
+        XDG_CACHE_HOME=str(root / "home" / ".cache"), M3L_RUNS_DIR=str(root / "runs"),
+        WANDB_MODE="offline",
+    )
+    os.environ.clear()
+    os.environ.update(isolated)
+
+
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """An environment isolated from the developer's own configs and runs."""
-    env = dict(os.environ)
-    env.pop("M3L_CONFIG_PATH", None)
+    """An environment isolated from the developer's own configs, caches and runs."""
+    env = without_user_environment(dict(os.environ))
     env.update(
         HOME=str(tmp_path / "home"),
         XDG_CONFIG_HOME=str(tmp_path / "home" / ".config"),
