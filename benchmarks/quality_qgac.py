@@ -70,15 +70,23 @@ def write_jpegs(photos: list[Path], folder: Path, channels: int, crop: int, qual
     return clean
 
 
+def weights_of(model: str) -> str:
+    """``pretrained``, or the shipped file of an entry withdrawn from pretrained use (qgac)."""
+    from m3l import hub
+
+    entry = hub.entry_of(model)
+    return str(hub.WEIGHTS_DIR / str(entry.filename)) if entry.withdrawn else "pretrained"
+
+
 def correct(model: str, inputs: Path, out: Path, runs: Path) -> float:
     """Run the real command; seconds per megapixel of its correction loop."""
     shutil.rmtree(out, ignore_errors=True)  # this benchmark's own scratch output
-    cmd = [sys.executable, "-m", "m3l.run.correct", f"model={model}", "checkpoint=pretrained",
+    cmd = [sys.executable, "-m", "m3l.run.correct", f"model={model}", f"checkpoint={weights_of(model)}",
            f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={runs}", "logger=none"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    rates = re.findall(r"correct done \d+/\S* ([\d.]+) it/s", done.stdout + done.stderr)
+    rates = re.findall(r"correct done \d+/\S* ([\d.]+) (?:it|file|batch)/s", done.stdout + done.stderr)
     files = list(inputs.glob("*.jpg"))
     pixels = sum(np.prod(Image.open(p).size) for p in files) / len(files)
     return 1 / float(rates[-1]) / (pixels / 1e6) if rates else float("nan")
@@ -101,7 +109,8 @@ def seconds_per_mp(photo: Path, crop: int, repeats: int = 3) -> list[tuple[str, 
     megapixels = jpeg.width * jpeg.height / 1e6
     out = []
     for name in ("ffdnet_jpeg_color", "qgac"):
-        module = hub.load(name, pretrained=True).eval()
+        weights = weights_of(name)
+        module = hub.load(name, pretrained=weights == "pretrained", weights=None if weights == "pretrained" else weights).eval()
         conditions = {k: meta[k][None] for k in getattr(module.net, "conditions", ())}
         times = []
         with torch.no_grad():
