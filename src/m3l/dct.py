@@ -16,7 +16,6 @@ import functools
 import math
 
 import torch
-import torch.nn.functional as F
 
 from m3l.errors import ShapeError
 
@@ -179,15 +178,3 @@ def rgb_to_ycbcr(rgb: torch.Tensor, center: float = 128 / 255) -> torch.Tensor:
     cb = -0.168736 * r - 0.331264 * g + 0.5 * b + center
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b + center
     return torch.stack([y, cb, cr], dim=-3)
-
-
-def pad_to_blocks(x: torch.Tensor, multiple: int = BLOCK) -> torch.Tensor:
-    """Pad ``(..., H, W)`` on the bottom/right by edge replication to multiples of ``multiple``
-    (what JPEG encoders do with partial blocks)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    flat = x.reshape(-1, 1, h, w)
-    padded = F.pad(flat.to(torch.float64) if not x.is_floating_point() else flat, (0, pw, 0, ph), mode="replicate")
-    return padded.reshape(*x.shape[:-2], h + ph, w + pw).to(x.dtype)
