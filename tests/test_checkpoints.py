@@ -105,3 +105,52 @@ def test_truncated_checkpoint_is_named_damaged(tmp_path):
     with pytest.raises(CheckpointError, match="cut.ckpt") as err:
         load_checkpoint(tmp_path / "cut.ckpt")
     assert "trusted" not in str(err.value)
+
+
+class RunsACommand:
+    """A pickle as an attacker plants it: unpickling calls ``os.system`` (here: creates ``target``)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = str(target)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.target}",))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-pickle"])
+def test_a_pickle_that_runs_a_command_is_named_code_with_what_its_owner_can_do(tmp_path, legacy):
+    target = tmp_path / "pwned"
+    path = tmp_path / "planted.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "x": RunsACommand(target)}, path,
+               _use_new_zipfile_serialization=not legacy)
+    for load in (lambda: load_checkpoint(path), lambda: check_checkpoint(path),
+                 lambda: load_weights_into(torch.nn.Linear(2, 1), path)):
+        with pytest.raises(CheckpointError) as err:
+            load()
+        message = str(err.value)
+        # what it is: code m3l will not load, naming what it would run; not a damaged file
+        assert "holds code or pickled Python objects" in message and "system`" in message
+        assert "truncated" not in message and "damaged" not in message and "Re-running" not in message
+        # how its owner trusts it: the option, or a conversion to weights only that m3l then loads
+        assert "checkpoint_trusted=true" in message and "planted-weights.ckpt" in message
+    assert not target.exists()
+    command = str(err.value).split('python -c "', 1)[1].split('"', 1)[0]
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", command], cwd=tmp_path, check=True)
+    assert target.exists()  # the owner's conversion ran the pickle (their choice, with their file)
+    assert torch.equal(load_checkpoint(tmp_path / "planted-weights.ckpt")["state_dict"]["w"], torch.zeros(2))
+
+
+def test_a_truncated_legacy_pickle_is_damaged_not_code(tmp_path):
+    torch.save({"state_dict": {"w": torch.ones(300)}}, tmp_path / "full.pt", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "full.pt").read_bytes()
+    for size in range(60, len(data), 20):  # cut anywhere, e.g. inside the name of a torch function
+        (tmp_path / "cut.pt").write_bytes(data[:size])
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(tmp_path / "cut.pt")
+        assert "truncated or damaged" in str(err.value) and "holds code" not in str(err.value), size
+        assert "weights_only" not in str(err.value)

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,18 +156,70 @@ def load_checkpoint(
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure here is a bad file for the user
-            text = str(exc)
-            if "Unsupported global" in text or "WeightsUnpickler" in text or "Unsupported operand" in text:
-                detail = next((line.strip() for line in text.splitlines() if "WeightsUnpickler" in line), _first_line(exc))
-                raise CheckpointError(
-                    f"{path} contains pickled Python objects besides weights, which m3l does not load "
-                    "by default (loading them can run code from the file). If you trust where the "
-                    f"file comes from, pass {trust_option}.\n  ({detail})"
-                ) from exc
+            refused = _refused_global(path, str(exc))
+            if refused is not None:
+                raise _holds_code(path, refused, trust_option) from exc
+            # (torch's own words here would advise weights_only=False: the wrong advice for a damaged file)
+            reason = "its pickle is incomplete" if "Weights only load failed" in str(exc) else _first_line(exc)
             raise CheckpointError(
-                f"{path} is not a readable checkpoint: {_first_line(exc)}. It may be truncated or "
+                f"{path} is not a readable checkpoint: {reason}. It may be truncated or "
                 "damaged; use another copy of it."
             ) from exc
+
+
+# how torch's weights-only unpickler names what it refused: a global it does not allow
+# ("Unsupported global: GLOBAL pathlib.PosixPath was not an allowed global") or one of a
+# module it blocks ("unsupported GLOBAL posix.system whose module posix is blocked")
+_REFUSED_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?([\w.<>]+)", re.IGNORECASE)
+
+
+def _refused_global(path: Path, text: str) -> str | None:
+    """The name of the function or class a pickle asked for that the weights-only unpickler
+    refused; None when torch's error is about something else, or the name is cut short by the
+    end of the file (a truncated file, not code)."""
+    found = _REFUSED_GLOBAL.search(text)
+    if found:
+        name = found.group(1)
+        return None if _cut_short(path, name) else name
+    if "Unsupported operand" in text or "WeightsUnpickler" in text:
+        return "an object the weights-only unpickler does not allow"
+    return None
+
+
+def _cut_short(path: Path, name: str) -> bool:
+    """Whether the pickle of ``path`` ends inside ``name`` (its GLOBAL opcode, ``c<module>\\n<name>\\n``,
+    lacks the final newline): what a truncated file makes torch report as a refused global."""
+    module, _, attribute = name.rpartition(".")
+    if not module or not attribute:
+        return True
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                pickled = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(pickled) if pickled else b""
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read(64 << 20)  # the pickle comes first, the tensor data after it
+    except (OSError, zipfile.BadZipFile):
+        return False
+    opcode = f"{module}\n{attribute}".encode()
+    at = data.rfind(opcode)
+    return at >= 0 and not data[at + len(opcode):at + len(opcode) + 1] == b"\n"
+
+
+def _holds_code(path: Path, name: str, trust_option: str) -> CheckpointError:
+    """The error for a pickle that holds code or objects besides weights: what it holds, and
+    what its owner can do (trust it, or convert it once to weights only)."""
+    what = name if " " in name else f"`{name}`"
+    converted = path.with_name(f"{path.stem}-weights{path.suffix or '.ckpt'}")
+    return CheckpointError(
+        f"{path} holds code or pickled Python objects, not only weights: loading it would import and run {what}. m3l "
+        "will not load it, since unpickling runs whatever the file says. If you wrote the file yourself and trust it, "
+        f"pass {trust_option} to load it as it is, or convert it once to a weights-only checkpoint, which m3l loads "
+        f"without trusting it: python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+        f"torch.save({{'state_dict': c.get('state_dict', c)}}, '{converted}')\". A file you did not write: do not "
+        "trust it; ask its author for a .safetensors or weights-only file."
+    )
 
 
 def check_checkpoint(path: str | os.PathLike[str], trusted: bool = False, trust_option: str = CLI_TRUST_OPTION) -> None:
