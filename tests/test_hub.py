@@ -169,6 +169,23 @@ def test_urls_with_the_same_file_name_never_share_a_cache_entry(tmp_path: Path, 
             server.httpd.server_close()
 
 
+def test_a_file_url_is_read_as_it_is_now_never_cached(tmp_path: Path, isolated_cache: Path) -> None:
+    from safetensors.torch import save_file
+
+    own = tmp_path / "my weights.safetensors"  # a space: quoted in the URL
+    url = own.as_uri()
+    for value in (0.25, 0.5):  # the user retrains and overwrites the same file
+        state = {k: torch.full_like(v, value) for k, v in hub.load("dncnn", pretrained=False).net.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in state.items()}, str(own))
+        loaded = hub.load("dncnn", weights=url)
+        assert all(torch.all(v == value) for k, v in loaded.net.state_dict().items() if v.is_floating_point()), value
+    assert not isolated_cache.exists() or not any(isolated_cache.iterdir())  # nothing copied into the cache
+    with pytest.raises(HubError, match="no such file"):
+        hub.load("dncnn", weights=(tmp_path / "absent.safetensors").as_uri())
+    with pytest.raises(HubError, match="sha256 mismatch"):  # a URL is held to the registry's hash, as downloads are
+        hub.load(NAME, weights=url)
+
+
 def test_local_path_and_clear_errors(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

@@ -23,7 +23,7 @@ Where shipped weights come from, first match wins:
 
 Downloads go to ``$M3L_CACHE_DIR`` (default ``<torch.hub dir>/m3l``) and are checked
 against the registry's sha256 before they are kept; a cached file is checked again when
-loaded. Every file has a model card beside it (``NAME.md``): data, steps, hardware, PSNR.
+loaded. A ``file://`` URL is read where it is, never cached (the file as it is now). Every file has a model card beside it (``NAME.md``): data, steps, hardware, PSNR.
 """
 
 from __future__ import annotations
@@ -210,8 +210,24 @@ def _check(path: Path, expected: str | None, source: str) -> Path:
     return path
 
 
+def local_file(url: str, sha256: str | None) -> Path:
+    """The file a ``file://`` URL names, read where it is: never copied into the cache, so a
+    file that changes is read as it is now (checked against ``sha256`` when one is known)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise HubError(f"{url}: a file:// URL names a file on this machine (file:///PATH); "
+                       "pass the path itself, or an http(s):// URL.")
+    path = Path(urllib.request.url2pathname(parsed.path))
+    if not path.is_file():
+        raise HubError(f"{url}: no such file ({path}). Check the path (file:///ABSOLUTE/PATH).")
+    return _check(path, sha256, url)
+
+
 def download(url: str, sha256: str | None, filename: str | None = None, timeout: float = 60) -> Path:
-    """Fetch ``url`` into the cache (atomically), unless a verified copy is already there."""
+    """Fetch ``url`` into the cache (atomically), unless a verified copy is already there; a
+    ``file://`` URL is the local file itself (:func:`local_file`)."""
+    if urllib.parse.urlparse(url).scheme == "file":
+        return local_file(url, sha256)
     name = filename or Path(urllib.parse.urlparse(url).path).name or "weights.safetensors"
     # keyed by content hash when known, else by the whole URL: two URLs that end in the same
     # file name never share a cache entry
