@@ -218,23 +218,7 @@ class Experiment:
         self.preflight()
         if self.cfg.get("preflight_only"):
             return {}
-        ckpt_path = None
-        spec = self.cfg.get("checkpoint") or ("last" if self.cfg.get("resume") else None)
-        if spec:
-            if str(spec) == "last":  # the run of these settings, never one of others (m3l.rundirs)
-                option = "checkpoint=last" if self.cfg.get("checkpoint") else "resume=true"
-                ckpt_path = resume_checkpoint(self.cfg, self.output_dir, option)
-            else:
-                ckpt_path = resolve_checkpoint(spec, self.cfg)
-                warn_if_other_settings(ckpt_path, self.cfg)
-            if ckpt_path.suffix == ".safetensors":
-                # weights only (checkpoint=pretrained or a shipped file): fine-tune from them
-                load_weights_into(self.net, ckpt_path)
-                log.info("Fine-tuning from the weights of %s", ckpt_path)
-                ckpt_path = None
-            else:
-                check_checkpoint(ckpt_path, trusted=bool(self.cfg.get("checkpoint_trusted")), trust_option=self.trust_option)
-                log.info("Resuming from %s", ckpt_path)
+        ckpt_path = self._start_from()
         # RNGStateCheckpoint: a resumed run continues the random streams of the interrupted one
         trainer = self.make_trainer(extra_callbacks=[RNGStateCheckpoint()])
         self._log_hyperparams()
@@ -250,6 +234,44 @@ class Experiment:
             report_metrics("Training finished", metrics, self.output_dir)
         return metrics
 
+    def _start_from(self) -> Path | None:
+        """What ``train`` starts from: the checkpoint Lightning resumes exactly (its optimizer,
+        schedule, epoch and random states), or None (a new run, from the weights of
+        ``checkpoint=`` when given).
+
+        ``resume=true`` (or ``checkpoint=last``, the run of these very settings) continues the
+        newest run of these settings exactly; ``resume=true checkpoint=PATH|best`` continues
+        that file exactly. ``checkpoint=PATH|best|pretrained`` alone starts a new run from its
+        weights, with the optimizer, learning rate and schedule of the config given now.
+        """
+        spec = self.cfg.get("checkpoint")
+        resume = bool(self.cfg.get("resume"))
+        if not spec and not resume:
+            return None
+        if str(spec or "last") == "last":  # the run of these settings, never one of others (m3l.rundirs)
+            option = "resume=true" if resume else "checkpoint=last"
+            path = resume_checkpoint(self.cfg, self.output_dir, option)
+        else:
+            path = self.resolve_checkpoint(spec)
+            warn_if_other_settings(path, self.cfg, resume=resume)
+        if path.suffix == ".safetensors" or not resume and str(spec) != "last":
+            # weights only (checkpoint=pretrained, a shipped file, or any checkpoint= without
+            # resume): a new run from them, optimizer and schedule as configured now
+            load_weights_into(self.net, path, trusted=bool(self.cfg.get("checkpoint_trusted")))
+            if resume:
+                log.warning("%s holds weights only: resume=true starts a new run from them (nothing else "
+                            "to continue)", path)
+            log.info("Starting from the weights of %s (a new run: optimizer, learning rate and schedule as "
+                     "configured now; resume=true checkpoint=PATH continues a run exactly)", path)
+            return None
+        check_checkpoint(path, trusted=bool(self.cfg.get("checkpoint_trusted")), trust_option=self.trust_option)
+        log.info("Resuming from %s (exactly: weights, optimizer, schedule, epoch and random states)", path)
+        return path
+
+    def resolve_checkpoint(self, spec: str | os.PathLike) -> Path:
+        """The file ``checkpoint=spec`` names (see :func:`m3l.checkpoints.resolve_checkpoint`)."""
+        return resolve_checkpoint(spec, self.cfg)
+
     def load_weights(self, spec: str | os.PathLike | None = None) -> Path:
         """Load ``checkpoint`` (path, ``last`` or ``best``) into the net, weights only."""
         if spec is None and not OmegaConf.is_missing(self.cfg, "checkpoint"):
@@ -262,7 +284,7 @@ class Experiment:
         if str(spec) == "pretrained" and callable(getattr(self.net, "load_pretrained", None)):
             # a model that brings its own zoo weights (plug-and-play: its denoiser priors)
             return self.net.load_pretrained()
-        path = resolve_checkpoint(str(spec), self.cfg)
+        path = self.resolve_checkpoint(str(spec))
         load_weights_into(self.net, path, trusted=bool(self.cfg.get("checkpoint_trusted")))
         log.info("Loaded weights from %s", path)
         return path

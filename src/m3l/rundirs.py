@@ -246,13 +246,15 @@ def resume_checkpoint(cfg: Any, output_dir: Path, option: str) -> Path:
         reason = f"no training run of '{cfg.name}' under {root} has these settings."
     raise CheckpointError(
         f"{option}: {reason}\nRuns with a last checkpoint, newest first:\n{listing}\n"
-        "To continue one of them, pass its file as checkpoint=PATH (it then trains with the settings "
-        f"given now); to start a new run, leave out {option}."
+        "To continue one of them exactly, pass resume=true checkpoint=PATH; to train its weights with the "
+        f"settings given now, pass checkpoint=PATH alone; to start a new run, leave out {option}."
     )
 
 
-def warn_if_other_settings(checkpoint: Path, cfg: Any) -> None:
-    """Say so when ``checkpoint`` comes from a run whose config.yaml has other settings."""
+def warn_if_other_settings(checkpoint: Path, cfg: Any, resume: bool = False) -> None:
+    """Say so when ``checkpoint`` comes from a run whose config.yaml has other settings, and
+    what the run now takes from where: ``checkpoint=`` alone trains the checkpoint's weights
+    with the settings given now; ``resume=true`` continues its optimizer and schedule."""
     config = checkpoint.parent.parent / "config.yaml"
     if not config.is_file():
         return
@@ -260,10 +262,15 @@ def warn_if_other_settings(checkpoint: Path, cfg: Any) -> None:
         diffs = differences(run_settings(OmegaConf.load(config)), run_settings(cfg))
     except Exception:  # noqa: BLE001 - an unreadable config.yaml: nothing to compare
         return
-    if diffs:
-        log.warning("%s comes from a run with other settings (%s); it continues with the settings given now.",
-                    checkpoint, describe(diffs))
-
+    if not diffs:
+        return
+    if resume:
+        log.warning("%s comes from a run with other settings (%s); resume=true continues it exactly: its "
+                    "optimizer state (learning rate included), schedule and epoch come from the checkpoint, the "
+                    "rest from the settings given now.", checkpoint, describe(diffs))
+    else:
+        log.warning("%s comes from a run with other settings (%s); this run starts from its weights with the "
+                    "settings given now (optimizer, learning rate and schedule included).", checkpoint, describe(diffs))
 
 
 def _recorded_run_id(config: Path) -> str | None:
