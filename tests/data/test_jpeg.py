@@ -103,7 +103,7 @@ def test_what_is_not_a_readable_jpeg_is_named(tmp_path):
     _photo("coffee", (64, 64)).save(good, quality=50)
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(MediaReadError, match=r"truncated\.jpg: corrupt or truncated JPEG"):
+    with pytest.raises(MediaReadError, match=r"truncated\.jpg: truncated JPEG: the file ends before its image data"):
         read_jpeg_coefficients(truncated)
     cmyk = tmp_path / "cmyk.jpg"
     _photo("coffee", (32, 32)).convert("CMYK").save(cmyk)
@@ -194,3 +194,61 @@ def test_the_frame_size_is_found_as_libjpeg_finds_it(tmp_path):
     assert jpeg_frame_size(data[:sof]) is None  # cut before the frame header
     with pytest.raises(MediaReadError, match="corrupt or truncated JPEG"):
         read_jpeg_coefficients(data[:sof])
+
+
+def _patched(data: bytes, marker: int, offset: int, value: bytes) -> bytes:
+    """``data`` with ``value`` written ``offset`` bytes after the first 0xFF ``marker``."""
+    i = data.index(bytes([0xFF, marker]))
+    return data[: i + offset] + value + data[i + offset + len(value) :]
+
+
+def _damaged_jpegs() -> dict[str, tuple[bytes, str]]:
+    """Real files (Pillow/libjpeg output) whose headers or length make them what libjpeg
+    refuses, or decodes wrongly, with the reason m3l must give."""
+    good = encode_jpeg(torch.from_numpy(np.array(_photo("coffee", (96, 80)))).permute(2, 0, 1), quality=50)
+    sof = good.index(b"\xff\xc0")
+    return {
+        "truncated.jpg": (good[: len(good) * 3 // 4], r"truncated JPEG: the file ends before its end-of-image marker"),
+        "no_end_marker.jpg": (good[:-2], r"truncated JPEG: the file ends before its end-of-image marker"),
+        "twelve_bit.jpg": (_patched(good[:sof] + b"\xff\xc1" + good[sof + 2 :], 0xC1, 4, b"\x0c"),
+                           r"a 12-bit JPEG: only 8-bit JPEGs are read"),
+        "arithmetic.jpg": (good[:sof] + b"\xff\xc9" + good[sof + 2 :], r"an arithmetic-coded JPEG \(frame marker 0xFFC9\)"),
+        "zero_height.jpg": (_patched(good, 0xC0, 5, b"\x00\x00"), r"a zero height in the frame header \(96x0"),
+        "zero_table.jpg": (_patched(good, 0xDB, 5, bytes(64)), r"quantization table 0 has 64 zero entries"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_damaged_jpegs()))
+def test_damaged_jpegs_are_refused_with_their_reason(tmp_path, name, capfd):
+    """Each reason names the user's file and what is wrong with it (not m3l's temporary copy,
+    not only libjpeg's line on stderr); a truncated file is refused, not decoded half gray."""
+    data, reason = _damaged_jpegs()[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(MediaReadError, match=rf"{name.replace('.', '[.]')}: {reason}") as err:
+        read_jpeg_coefficients(path)
+    assert "input.jpg" not in str(err.value) and "m3l-jpeg-" not in str(err.value)
+    assert str(path) == err.value.path
+
+
+def test_complete_jpegs_with_extra_bytes_still_read(tmp_path):
+    """What the marker walk must let through: bytes after the end-of-image marker, an EXIF
+    thumbnail (a whole JPEG, with its own end marker, inside a segment), progressive scans."""
+    photo = _photo("chelsea", (80, 64))
+    thumb = tmp_path / "thumb.jpg"
+    photo.resize((16, 12)).save(thumb, quality=80)
+    exif = Image.Exif()
+    exif[0x010E] = "a photo"
+    with_exif = tmp_path / "exif.jpg"
+    photo.save(with_exif, quality=80, exif=exif.tobytes())
+    trailing = tmp_path / "trailing.jpg"
+    trailing.write_bytes(with_exif.read_bytes() + b"\x00junk after the end")
+    progressive = tmp_path / "progressive.jpg"
+    photo.save(progressive, quality=60, progressive=True)
+    app = tmp_path / "app_thumbnail.jpg"  # a whole JPEG inside an APP segment, as cameras store thumbnails
+    inner = thumb.read_bytes()
+    good = with_exif.read_bytes()
+    app.write_bytes(good[:2] + b"\xff\xe5" + (len(inner) + 2).to_bytes(2, "big") + inner + good[2:])
+    for path in (thumb, with_exif, trailing, progressive, app):
+        jpeg = read_jpeg_coefficients(path)
+        assert (jpeg.height, jpeg.width) == ((12, 16) if path == thumb else (64, 80)), path.name

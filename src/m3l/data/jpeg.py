@@ -172,6 +172,89 @@ def jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+#: frame header markers libjpeg does not decode: lossless, hierarchical and arithmetic-coded ones
+_UNSUPPORTED_FRAMES = {
+    0xC3: "a lossless JPEG", 0xC5: "a hierarchical JPEG", 0xC6: "a hierarchical JPEG", 0xC7: "a hierarchical JPEG",
+    0xC9: "an arithmetic-coded JPEG", 0xCA: "an arithmetic-coded progressive JPEG", 0xCB: "an arithmetic-coded lossless JPEG",
+    0xCD: "an arithmetic-coded hierarchical JPEG", 0xCE: "an arithmetic-coded hierarchical JPEG",
+    0xCF: "an arithmetic-coded hierarchical JPEG",
+}
+
+
+def _next_marker(data: bytes, i: int) -> tuple[int, int] | None:
+    """The next marker at or after ``i`` (its code and the index after it), skipping fill
+    bytes; None at the end of the data."""
+    n = len(data)
+    i = data.find(b"\xff", i)
+    if i < 0:
+        return None
+    while i < n and data[i] == 0xFF:
+        i += 1
+    return (data[i], i + 1) if i < n else None
+
+
+def jpeg_refusal(data: bytes) -> str | None:
+    """Why m3l's JPEG reader refuses ``data`` from its markers alone, before libjpeg reads it
+    (libjpeg only prints its reason, and it decodes a truncated file with its missing part
+    gray), or None. Refused: no frame header before the image data, a zero height (a DNL
+    marker) or width, a precision other than 8 bits, lossless, hierarchical and arithmetic-coded
+    files, no image data, and a file that ends before its end-of-image marker (truncated)."""
+    frame: tuple[int, int, int, int] | None = None  # marker, precision, height, width
+    scans, i, n = 0, 2, len(data)
+    while True:
+        found = _next_marker(data, i)
+        if found is None:
+            break
+        marker, i = found
+        if marker == 0xD9:  # EOI
+            return None if scans else "no image data (the file ends at its end-of-image marker before any scan)"
+        if marker == 0x00 or marker in _STANDALONE_MARKERS:
+            continue
+        if i + 2 > n:
+            break
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2:
+            return f"corrupt JPEG (a marker segment 0xFF{marker:02X} of length {length})"
+        if 0xC0 <= marker <= 0xCF and marker not in _NOT_FRAME_HEADERS and frame is None:
+            if length < 8 or i + 7 > n:
+                break
+            frame = (marker, data[i + 2], int.from_bytes(data[i + 3 : i + 5], "big"), int.from_bytes(data[i + 5 : i + 7], "big"))
+            kind = _UNSUPPORTED_FRAMES.get(marker)
+            if kind is not None:
+                return f"{kind} (frame marker 0xFF{marker:02X}): only baseline and progressive Huffman-coded JPEGs are read " \
+                       "(libjpeg 6b); re-encode it as a standard JPEG"
+            if frame[1] != 8:
+                return f"a {frame[1]}-bit JPEG: only 8-bit JPEGs are read; convert it to 8 bits"
+            if frame[2] == 0 or frame[3] == 0:
+                side = "height" if frame[2] == 0 else "width"
+                return f"a zero {side} in the frame header ({frame[3]}x{frame[2]}; a height given later by a DNL marker " \
+                       "is not supported): nothing to decode"
+        if marker == 0xDA:  # a scan: its header, then entropy-coded data up to the next marker
+            if frame is None:
+                return "corrupt or truncated JPEG (no frame header before the image data)"
+            scans += 1
+            i += length
+            while True:
+                found = _next_marker(data, i)
+                if found is None:
+                    i = n
+                    break
+                code, after = found
+                if code == 0x00 or 0xD0 <= code <= 0xD7:  # a stuffed 0xFF byte, a restart marker
+                    i = after
+                    continue
+                i = after - 2
+                break
+            continue
+        i += length
+    if frame is None:
+        return "corrupt or truncated JPEG (no frame header before the image data)"
+    if not scans:
+        return "truncated JPEG: the file ends before its image data"
+    return (f"truncated JPEG: the file ends before its end-of-image marker ({n:,} bytes), so part of the image is "
+            "missing (libjpeg would decode it gray); use the complete file")
+
+
 def _kind(data: bytes) -> str:
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -184,7 +267,8 @@ def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoeffi
     """Read a JPEG file (a path or its bytes) without decoding it to pixels.
 
     Raises :class:`m3l.errors.MediaReadError` naming the file and the reason for anything that
-    is not a readable 8-bit gray or YCbCr JPEG (PNGs, CMYK JPEGs, truncated files...), for
+    is not a readable 8-bit gray or YCbCr JPEG (PNGs, CMYK JPEGs, truncated files, 12-bit,
+    arithmetic-coded and zero-height files: :func:`jpeg_refusal`; zero quantization entries), for
     anything but a regular file of at most :func:`max_jpeg_file_bytes`, and, from the header
     before any decoding, for a size over the pixel limit
     (:func:`m3l.data.io.check_image_pixels`, ``$M3L_MAX_IMAGE_PIXELS``).
@@ -199,6 +283,9 @@ def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoeffi
         check_image_pixels(size[1], size[0])
     except ImageTooLargeError as err:
         raise MediaReadError(name, str(err)) from err
+    refusal = jpeg_refusal(data)
+    if refusal is not None:
+        raise MediaReadError(name, refusal)
     jpeglib = import_jpeglib()
     with tempfile.TemporaryDirectory(prefix="m3l-jpeg-") as tmp:
         path = Path(tmp) / "input.jpg"
@@ -211,12 +298,20 @@ def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoeffi
             sampling = [tuple(int(v) for v in f) for f in np.asarray(jpeg.samp_factor)]
             space, n = str(jpeg.jpeg_color_space), int(jpeg.num_components)
             height, width, progressive = int(jpeg.height), int(jpeg.width), bool(jpeg.progressive_mode)
-        except OSError as err:
-            raise MediaReadError(name, f"corrupt or truncated JPEG ({err})") from err
+        except OSError as err:  # libjpeg printed its reason on stderr; name the user's file, not the copy
+            detail = str(err).replace(str(path), name)
+            raise MediaReadError(name, f"corrupt JPEG: libjpeg could not read it ({detail}; its reason is printed above)") from err
     if n not in (1, 3) or "CMYK" in space or "YCCK" in space:
         raise MediaReadError(name, f"a {space.replace('JCS_', '')} JPEG with {n} components: only gray and YCbCr JPEGs are supported")
     if n == 3 and (sampling[1] != sampling[2] or any(l % c for l, c in zip(sampling[0], sampling[1]))):
         raise MediaReadError(name, f"unsupported chroma sampling factors {sampling}: expected 4:4:4, 4:2:2 or 4:2:0")
+    for i in sorted(set(table_of[:n])):
+        zeros = int((qt[i] == 0).sum())
+        if zeros:
+            raise MediaReadError(
+                name, f"quantization table {i} has {zeros} zero entries (of 64): a JPEG encoder never writes 0 and a "
+                "decoder multiplies by it, so the file is damaged",
+            )
     planes = tuple(blocks_to_plane(torch.from_numpy(np.ascontiguousarray(c, dtype=np.int16))) for c in components)
     tables = tuple(torch.from_numpy(qt[table_of[i]].astype(np.int32)) for i in range(n))
     return JPEGCoefficients(planes, tables, tuple(sampling), height, width, progressive)
