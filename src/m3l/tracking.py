@@ -187,11 +187,77 @@ class MLFlowLogger(_LightningMLFlowLogger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
-        """Log flattened parameters, and the whole resolved config as ``config.yaml``."""
-        super().log_hyperparams(params)
-        if isinstance(params, Mapping):
+        """Log flattened parameters, and the whole resolved config as ``config.yaml``.
+
+        A run that already holds parameters (resumed with ``run_id=``) keeps them: MLflow
+        refuses to change a logged parameter, so a setting whose value changed since is logged
+        as ``<name>.resume_<n>`` (the ``n``-th resumption that changed settings), the run is
+        tagged ``m3l.resume_<n>`` with what changed (``max_epochs: 2 -> 3``) and this launch's
+        config is logged as ``config.resume_<n>.yaml``. Unchanged settings are not logged again.
+        """
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+        from mlflow.entities import Param
+
+        values = {k: _param_value(v) for k, v in _flatten_dict(_convert_params(params)).items()}
+        logged = self.experiment.get_run(self.run_id).data.params
+        changes = resumed_changes(logged, values)
+        new = {k: v for k, v in values.items() if k not in logged}
+        config_name = "config.yaml"
+        if changes:
+            if self._resume_number is None:
+                self._resume_number = 1 + max(_resume_numbers(logged), default=0)
+            n = self._resume_number
+            new.update({f"{key}.resume_{n}": now for key, (_, now) in changes.items()})
+            described = "; ".join(f"{key}: {then} -> {now}" for key, (then, now) in changes.items())
+            self.experiment.set_tag(self.run_id, f"m3l.resume_{n}", described[:_MAX_TAG])
+            log.warning("MLflow run %s resumed with other settings (%s): logged as %s", self.run_id, described,
+                        ", ".join(f"{key}.resume_{n}" for key in changes))
+            config_name = f"config.resume_{n}.yaml"
+        items = [Param(key=k, value=v) for k, v in new.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 parameters per call
+            self.experiment.log_batch(run_id=self.run_id, params=items[start : start + 100], **self._log_batch_kwargs)
+        if isinstance(params, Mapping) and (not logged or changes):
             text = OmegaConf.to_yaml(OmegaConf.create(_plain(params)))
-            self.experiment.log_text(self.run_id, text, "config.yaml")
+            self.experiment.log_text(self.run_id, text, config_name)
+
+    _resume_number: int | None = None
+
+
+def _param_value(value: Any) -> str:
+    """A parameter's value as MLflow stores it (at most its longest allowed value)."""
+    try:
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+    except ImportError:  # an older mlflow
+        MAX_PARAM_VAL_LENGTH = 250  # noqa: N806
+    return str(value)[:MAX_PARAM_VAL_LENGTH]
+
+
+_MAX_TAG = 5000
+
+
+def _resume_numbers(params: Mapping[str, str]) -> list[int]:
+    """The ``n`` of the ``<name>.resume_<n>`` parameters a run holds."""
+    numbers = []
+    for key in params:
+        _, sep, n = key.rpartition(".resume_")
+        if sep and n.isdigit():
+            numbers.append(int(n))
+    return numbers
+
+
+def resumed_changes(logged: Mapping[str, str], values: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """``{name: (value then, value now)}`` of the parameters in ``values`` whose newest logged
+    value in ``logged`` (``<name>.resume_<n>`` of the highest ``n``, else ``<name>``) differs."""
+    changes = {}
+    for key, now in values.items():
+        if key not in logged:
+            continue
+        latest = [(int(k.rpartition(".resume_")[2]), v) for k, v in logged.items()
+                  if k.startswith(f"{key}.resume_") and k.rpartition(".resume_")[2].isdigit()]
+        then = max(latest)[1] if latest else logged[key]
+        if then != now:
+            changes[key] = (then, now)
+    return changes
 
 
 def _plain(value: Any) -> Any:

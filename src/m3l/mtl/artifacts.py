@@ -74,12 +74,17 @@ def save_backbone(
 def save_head(
     head: nn.Module,
     path: str | Path,
-    task: str,
+    task: str | None = None,
     head_name: str | None = None,
     backbone_class: str | None = None,
     metrics: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write one head's ``.safetensors`` and ``.json`` card."""
+    """Write one head's ``.safetensors`` and ``.json`` card.
+
+    ``task`` (the task the head belongs to) and ``head_name`` are recorded in the card; each
+    defaults to the other, and without both to the file's name (``heads/left`` -> ``left``),
+    as :func:`save_module` names them. Give ``task=`` for a head of a ``MultiHeadTask``."""
+    task = task or head_name or Path(path).with_suffix("").name
     in_width = next((getattr(head, a) for a in ("in_channels", "in_features") if isinstance(getattr(head, a, None), int)), None)
     card = _card(
         head, "head", task=task, head=head_name or task, backbone_class=backbone_class,

@@ -37,6 +37,7 @@ from torch import nn
 from m3l.errors import M3LError
 from m3l.experiment import Experiment
 from m3l.mtl.algorithms.base import Schedule
+from m3l.mtl.algorithms.base import describe as describe_algorithm
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts, metrics_by_head
 from m3l.mtl.data import MultiTaskDataModule
@@ -45,7 +46,7 @@ from m3l.mtl.errors import TrainerArgumentError
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
 from m3l.rundirs import run_checkpoint
-from m3l.tracking import mlflow_logger, run_log, set_run_tags
+from m3l.tracking import MLFlowLogger, mlflow_logger, run_log, set_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -155,20 +156,23 @@ class Trainer:
         self.eval_splits = list(eval_splits)
         self.pin_memory = pin_memory
         self.trainer_kwargs = trainer_kwargs
+        self._used_trackers: set[int] = set()
         if baselines == "single_task":
             self._initial = (copy.deepcopy(backbone), [copy_task(t) for t in self.tasks])
         elif baselines is not None and not isinstance(baselines, Mapping):
             raise M3LError(f"baselines must be a dict or 'single_task'; got {baselines!r}")
 
-    def settings(self, algorithm: Schedule | None = None) -> dict[str, Any]:
-        """What this launch is made of, logged as the run's parameters."""
+    def settings(self, algorithm: Schedule | None = None, max_epochs: int | None = None) -> dict[str, Any]:
+        """What this launch is made of, logged as the run's parameters: every setting that
+        changes the run (the algorithm with all its arguments, the epochs it trains for)."""
         algorithm = algorithm or Joint()
+        epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
         return {
             "backbone": _describe(self.backbone),
             "tasks": {t.name: _describe_task(t) for t in self.tasks},
-            "algorithm": repr(algorithm),
+            "algorithm": describe_algorithm(algorithm),
             **{k: _describe(v) for k, v in self.module_kwargs.items()},
-            "max_epochs": self.max_epochs, "eval_splits": list(self.eval_splits),
+            "max_epochs": epochs, "eval_splits": list(self.eval_splits),
             "num_workers": self.num_workers, "pin_memory": self.pin_memory, "trainer": {k: _describe(v) for k, v in self.trainer_kwargs.items()},
         }
 
@@ -183,6 +187,17 @@ class Trainer:
         """The :class:`~m3l.experiment.Experiment` a launch runs: the module and datamodule,
         and a config of the run directory, trainer, checkpoint callback and CSV logger."""
         algorithm = algorithm or Joint()
+        runs = self.root_dir / RUN_NAME / "train"
+        loggers, tracker = self._loggers()
+        if ckpt_path is None and run_id is not None:  # the run's newest launch (m3l.rundirs)
+            ckpt_path = run_checkpoint(runs, run_id)
+            log.info("resuming run %s from %s", run_id, ckpt_path)
+        if run_id is not None:
+            run_id = _recorded_run_id(runs, run_id)  # a launch directory's name -> the run's id
+        epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
+        settings = self.settings(algorithm, epochs)
+        if tracker is not None:
+            run_id = _attach(tracker, run_id, settings)
         module = MultiTaskModule(self.backbone, self.tasks, algorithm=algorithm, **self.module_kwargs)
         data = MultiTaskDataModule.from_tasks(
             self.tasks, num_workers=self.num_workers, pin_memory=self.pin_memory, eval_splits=self.eval_splits,
@@ -191,24 +206,33 @@ class Trainer:
         if "val" in self.eval_splits and all(t.val is None for t in self.tasks):
             log.info("no task has a val set: nothing is evaluated during training; eval_splits=('train', "
                      "'test') evaluates those every epoch, as EMTL did")
-        if ckpt_path is None and run_id is not None:  # the run's newest launch (m3l.rundirs)
-            ckpt_path = run_checkpoint(self.root_dir / RUN_NAME / "train", run_id)
-            log.info("resuming run %s from %s", run_id, ckpt_path)
-        epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
-        cfg = self._config(epochs, run_id, ckpt_path, checkpoint_trusted, self.settings(algorithm))
+        cfg = self._config(epochs, run_id, ckpt_path, checkpoint_trusted, settings)
         objects = {k: v for k, v in self.trainer_kwargs.items() if not _is_config_value(v)}
-        loggers = list(self.loggers)
-        if self.mlflow:  # the logger=mlflow of the commands, its store under root_dir
-            loggers.append(mlflow_logger(self.root_dir, self.experiment_name, default_experiment="m3l-mtl",
-                                         option="mlflow=True", run_id=run_id))
         experiment = Experiment(cfg, net=module, data=data, callbacks=self.callbacks, loggers=loggers,
-                                trainer_objects=objects, hyperparams=self.settings(algorithm))
+                                trainer_objects=objects, hyperparams=settings)
         experiment.trust_option = "checkpoint_trusted=True"
-        if self.mlflow:  # the run's id is MLflow's; its tag names the newest launch's directory
-            set_run_tags(loggers[-1], {"m3l.run_dir": str(experiment.output_dir.resolve())})
-            run_id = loggers[-1].run_id
+        if tracker is not None:  # the newest launch's directory
+            set_run_tags(tracker, {"m3l.run_dir": str(experiment.output_dir.resolve())})
         cfg.run_id = run_id or experiment.output_dir.name
         return experiment
+
+    def _loggers(self) -> tuple[list[Logger], Any]:
+        """This launch's loggers and the MLflow logger among them (``None`` without one): the
+        user's own (``logger=MLFlowLogger(...)``, which ``mlflow=True`` then adds nothing to:
+        one MLflow run per launch), else the ``logger=mlflow`` of the commands with
+        ``mlflow=True``, its store under ``root_dir``."""
+        loggers = list(self.loggers)
+        tracker = next((lg for lg in loggers if _is_mlflow_logger(lg)), None)
+        if tracker is not None and id(tracker) in self._used_trackers:
+            # the user's logger served an earlier launch of this Trainer: this launch gets a run of its own
+            tracker._run_id, tracker._initialized = None, False
+        if tracker is not None:
+            self._used_trackers.add(id(tracker))
+        if tracker is None and self.mlflow:
+            tracker = mlflow_logger(self.root_dir, self.experiment_name, default_experiment="m3l-mtl",
+                                    option="mlflow=True")
+            loggers.append(tracker)
+        return loggers, tracker
 
     def _config(self, epochs: int, run_id: str | None, checkpoint: str | Path | None, trusted: bool,
                 settings: Mapping[str, Any]) -> DictConfig:
@@ -389,3 +413,73 @@ def _describe_task(task: Task) -> dict[str, Any]:
 def _directions(module: MultiTaskModule) -> Callable[[str, str], bool]:
     by_name = {o.name: o for o in module.objectives}
     return lambda head, metric: by_name[head].is_higher_better(metric)
+
+
+def _is_mlflow_logger(logger: Any) -> bool:
+    from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
+
+    return isinstance(logger, LightningMLFlowLogger)
+
+
+def _recorded_run_id(runs: Path, run_id: str) -> str:
+    """The run id a launch directory's config.yaml records (the MLflow run's id when that
+    launch logged to MLflow), given the directory's name; any other id as it is."""
+    config = runs / run_id / "config.yaml"
+    if config.is_file():
+        try:
+            recorded = OmegaConf.load(config).get("run_id")
+        except Exception:  # noqa: BLE001 - an unreadable config.yaml: the run is known by its folder name
+            recorded = None
+        if recorded:
+            return str(recorded)
+    return run_id
+
+
+def _attach(tracker: Any, run_id: str | None, settings: Mapping[str, Any]) -> str | None:
+    """Point the MLflow logger at the run ``run_id`` resumes (a new MLflow run, tagged
+    ``m3l.run_id``, when that run never logged to this store); returns the run's id."""
+    if run_id is None:
+        return tracker.run_id
+    own = getattr(tracker, "_run_id", None)
+    if own is not None and own != run_id:
+        raise TrainerArgumentError(
+            f"launch(run_id={run_id!r}) resumes one run, and logger=MLFlowLogger(run_id={own!r}) logs another.\n"
+            "  fix: leave run_id out of the MLFlowLogger (the launch's run_id picks the MLflow run)"
+        )
+    if not _mlflow_run_exists(tracker, run_id):
+        tracker.tags = {**(tracker.tags or {}), "m3l.run_id": run_id}
+        return run_id
+    tracker._run_id = run_id
+    if not isinstance(tracker, MLFlowLogger):  # Lightning's own logger: MLflow refuses a changed parameter
+        _refuse_changed_params(tracker, run_id, settings)
+    # Lightning applies a logger's tags to the runs it creates only: a resumed run gets them too
+    set_run_tags(tracker, {**(tracker.tags or {}), "m3l.run_id": run_id})
+    return run_id
+
+
+def _mlflow_run_exists(tracker: Any, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = tracker._mlflow_client.get_run(run_id)
+    except MlflowException:
+        return False
+    return run.info.lifecycle_stage != "deleted"
+
+
+def _refuse_changed_params(tracker: Any, run_id: str, settings: Mapping[str, Any]) -> None:
+    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+    from m3l.tracking import resumed_changes
+
+    logged = tracker._mlflow_client.get_run(run_id).data.params
+    values = {k: str(v)[:250] for k, v in _flatten_dict(_convert_params(dict(settings))).items()}
+    changes = resumed_changes(logged, values)
+    if changes:
+        what = "; ".join(f"{key}: {then} -> {now}" for key, (then, now) in list(changes.items())[:4])
+        raise TrainerArgumentError(
+            f"launch(run_id={run_id!r}) resumes an MLflow run with other settings ({what}), and "
+            f"lightning's MLFlowLogger cannot log a changed parameter.\n  fix: log with "
+            "m3l.tracking.MLFlowLogger (same arguments), which logs each change as <name>.resume_<n>, or "
+            "resume with the settings of the run"
+        )

@@ -74,6 +74,17 @@ def check_sample(task: Task, split: str, dataset: Any, sample: Any) -> None:
                 f"of length {len(sample)}.\n  expected: (input, target)\n"
                 f"  received: {describe(sample)}\n  fix: return (input, target) from __getitem__"
             )
+        read = {src for src in task.head_inputs.values() if isinstance(src, int) and not isinstance(src, bool)}
+        unread = [i for i in range(2, len(sample)) if i not in read and i - len(sample) not in read]
+        if unread:
+            target = f"{{{', '.join(repr(h) + ': target' for h in heads)}}}" if multi else "target"
+            raise DatasetStructureError(
+                f"task {task.name!r}: {split} dataset {ds!r} yields a {type(sample).__name__} of length "
+                f"{len(sample)}.\n  expected: (input, {target}), the task reads no element past the second\n"
+                f"  received: {describe(sample)}\n  fix: return (input, {target}) from __getitem__, or, "
+                f"when element {unread[0]} is for the head's forward, name it: "
+                f"head_inputs={{'argument': {unread[0]}}}"
+            )
         if multi and not (isinstance(sample[1], Mapping) and all(h in sample[1] for h in heads)):
             raise DatasetStructureError(
                 f"task {task.name!r} (MultiHeadTask): {split} dataset {ds!r} must yield "

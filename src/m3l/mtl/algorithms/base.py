@@ -13,6 +13,8 @@ decides which tasks' data a training step sees and builds the combined train loa
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +24,68 @@ from torch.utils.data import DataLoader
 
 from m3l.mtl.algorithms.context import StepContext
 from m3l.optim import OptimizerFactory
+
+
+#: where a method or schedule keeps the arguments it was constructed with (see :func:`describe`)
+SETTINGS_ATTR = "_m3l_settings"
+
+
+def _remember_arguments(cls: type) -> None:
+    """Wrap ``cls``'s own ``__init__`` so instances remember their constructor's arguments
+    (defaults included); the outermost constructor of a ``super().__init__`` chain wins."""
+    original = cls.__dict__.get("__init__")
+    if original is None or getattr(original, "_m3l_remembers", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            return
+        bound.apply_defaults()
+        settings: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                settings.update(value)
+            else:
+                settings[name] = value
+        object.__setattr__(self, SETTINGS_ATTR, settings)
+
+    __init__._m3l_remembers = True  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+def describe(algorithm: Any) -> str:
+    """A schedule or method with every constructor argument, defaults included, e.g.
+    ``Sequential(epochs_per_task=3, order=None, weighting=EqualWeighting())``: what the run's
+    parameters record, so that two runs with different settings never look alike (the short
+    ``repr``, ``Sequential(weighting=EqualWeighting)``, names the kind only)."""
+    settings = getattr(algorithm, SETTINGS_ATTR, None)
+    if settings is None:
+        return repr(algorithm) if isinstance(algorithm, Schedule) else f"{type(algorithm).__name__}()"
+    parts = [f"{name}={_describe_value(value)}" for name, value in settings.items() if name != "weighting"]
+    if isinstance(algorithm, Schedule):
+        parts.insert(0, f"weighting={describe(algorithm.weighting)}")
+    return f"{type(algorithm).__name__}({', '.join(parts)})"
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, (Method, Schedule)):
+        return describe(value)
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_describe_value(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_describe_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, functools.partial):
+        args = [*map(_describe_value, value.args), *(f"{k}={_describe_value(v)}" for k, v in value.keywords.items())]
+        return f"{_describe_value(value.func)}({', '.join(args)})"
+    if callable(value) and hasattr(value, "__qualname__"):  # a function: its name, not its address
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}".lstrip(".")
+    return repr(value)
 
 
 class Method(nn.Module):
@@ -37,6 +101,10 @@ class Method(nn.Module):
         super().__init__()
         self.names: list[str] = []
         self.register_buffer("last_weights", torch.zeros(0), persistent=False)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _remember_arguments(cls)
 
     def setup(self, names: Sequence[str]) -> None:
         """Called once with the objective names, in the order of the loss vector."""
@@ -122,6 +190,10 @@ class Schedule:
 
     def __init__(self, weighting: Method | None = None) -> None:
         self.weighting = weighting if weighting is not None else EqualWeighting()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _remember_arguments(cls)
 
     def train_loader(self, loaders: Mapping[str, DataLoader], epoch: int) -> Any:
         """The train loader for ``epoch`` from the per-task loaders (each yields {task: batch})."""
