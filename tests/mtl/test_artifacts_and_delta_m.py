@@ -24,6 +24,14 @@ def test_round_trip_and_card(tmp_path):
     assert torch.equal(load_head(tmp_path / "left", backbone=tmp_path / "bb").net[0].weight, head.net[0].weight)
 
 
+def test_save_head_takes_its_task_from_the_head_name_or_the_file_name(tmp_path):
+    """Issue 27 item 10: task= is needed only where the file does not say it."""
+    save_head(Classifier(), tmp_path / "heads" / "left")
+    save_head(Classifier(), tmp_path / "heads" / "h", head_name="right")
+    assert (read_card(tmp_path / "heads" / "left")["task"], read_card(tmp_path / "heads" / "left")["head"]) == ("left", "left")
+    assert read_card(tmp_path / "heads" / "h")["task"] == "right"
+
+
 def test_head_on_a_backbone_of_another_width_is_refused(tmp_path):
     save_backbone(LeNet(out_features=64), tmp_path / "wide", out_channels=64)
     save_head(Classifier(in_features=50), tmp_path / "head", task="left")

@@ -248,10 +248,73 @@ def test_mlflow_honours_the_users_store_and_experiment_with_params_and_tags(tmp_
     assert tags["m3l.version"] == m3l.__version__ and tags["m3l.tasks"] == "left,right"
     assert tags["m3l.algorithm"] == "Joint(weighting=GradNorm)"
     assert tags["m3l.run_dir"] == str(results.log_dir.resolve())  # the launch's run directory
-    assert params["algorithm"] == "Joint(weighting=GradNorm)"
+    assert params["algorithm"] == "Joint(weighting=GradNorm(alpha=1.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
     assert params["optimizer"] == "torch.optim.adam.Adam(lr=0.003)"
     assert params["tasks/right/batch_size"] == "16" and params["tasks/left/samples/train"] == "96"
     assert params["backbone"].startswith("m3l.mtl.examples.multimnist.LeNet(") and params["max_epochs"] == "1"
     assert "val/left/acc" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"backbone.safetensors", "heads", "config.yaml"} <= artifacts
+
+
+def _mlflow_trainer(digits, adam, tmp_path, **kwargs):
+    return mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path, limit_train_batches=1,
+                       **FAST, **kwargs)
+
+
+def test_resuming_to_train_longer_logs_the_change_in_the_same_mlflow_run(tmp_path, digits, adam, user_mlflow):
+    """Issue 27 item 7: max_epochs 2 -> 3 on resume is logged as max_epochs.resume_1, not MLflow's error."""
+    from mlflow.tracking import MlflowClient
+
+    first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=2, mlflow=True).launch(mtl.Alternating())
+    again = _mlflow_trainer(digits, adam, tmp_path, max_epochs=3, mlflow=True).launch(mtl.Alternating(), run_id=first.run_id)
+    assert again.run_id == first.run_id and again.module.current_epoch == 3 and again.checkpoint.exists()
+    (run,) = MlflowClient(user_mlflow).search_runs([MlflowClient(user_mlflow).get_experiment_by_name("EMTL Example").experiment_id])
+    assert run.info.run_id == first.run_id
+    assert run.data.params["max_epochs"] == "2" and run.data.params["max_epochs.resume_1"] == "3"
+    assert run.data.tags["m3l.resume_1"] == "max_epochs: 2 -> 3"
+    assert [k for k in run.data.params if ".resume_" in k] == ["max_epochs.resume_1"]
+
+
+def test_a_users_mlflow_logger_is_the_one_mlflow_run_and_its_id_resumes(tmp_path, digits, adam, user_mlflow):
+    """Issue 27 item 8: logger=MLFlowLogger(tags=...), with or without mlflow=True: one MLflow
+    run per launch, results.run_id is its id, and that id (or the launch directory's name) resumes."""
+    from mlflow.tracking import MlflowClient
+
+    from m3l.tracking import MLFlowLogger
+
+    client = MlflowClient(user_mlflow)
+    first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=1, logger=MLFlowLogger(tags={"team": "vision"}),
+                            mlflow=True).launch()
+    (run,) = client.search_runs([client.get_experiment_by_name("EMTL Example").experiment_id])
+    assert run.info.run_id == first.run_id and run.data.tags["team"] == "vision"
+    again = _mlflow_trainer(digits, adam, tmp_path, max_epochs=2,
+                            logger=MLFlowLogger(tags={"team": "vision"})).launch(run_id=first.log_dir.name)
+    assert again.run_id == first.run_id and again.module.current_epoch == 2
+    (run,) = client.search_runs([client.get_experiment_by_name("EMTL Example").experiment_id])
+    assert run.data.params["max_epochs.resume_1"] == "2"
+
+
+def test_lightnings_own_mlflow_logger_refuses_a_changed_setting_before_anything_is_written(tmp_path, digits, adam, user_mlflow):
+    from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
+
+    from m3l.mtl.errors import TrainerArgumentError
+
+    first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=1,
+                            logger=LightningMLFlowLogger(tracking_uri=user_mlflow)).launch()
+    launches = sorted((tmp_path / "mtl" / "train").iterdir())
+    with pytest.raises(TrainerArgumentError, match=r"(?s)other settings \(max_epochs: 1 -> 2\).*m3l.tracking.MLFlowLogger"):
+        _mlflow_trainer(digits, adam, tmp_path, max_epochs=2,
+                        logger=LightningMLFlowLogger(tracking_uri=user_mlflow)).launch(run_id=first.run_id)
+    assert sorted((tmp_path / "mtl" / "train").iterdir()) == launches
+
+
+def test_params_tell_runs_with_other_algorithm_arguments_apart(tasks):
+    """Issue 27 item 9: every argument of the algorithm and the epochs the run trains for."""
+    one, two = (mtl.Trainer(LeNet(), tasks).settings(mtl.Sequential(epochs_per_task=n)) for n in (1, 2))
+    assert one["algorithm"] == "Sequential(weighting=EqualWeighting(), epochs_per_task=1, order=None)"
+    assert two["algorithm"] == "Sequential(weighting=EqualWeighting(), epochs_per_task=2, order=None)"
+    assert (one["max_epochs"], two["max_epochs"]) == (2, 4)
+    joint = mtl.Trainer(LeNet(), tasks, max_epochs=5).settings(mtl.Joint(mtl.GradNorm(alpha=0.5)))
+    assert joint["algorithm"] == "Joint(weighting=GradNorm(alpha=0.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
+    assert joint["max_epochs"] == 5

@@ -255,3 +255,31 @@ def test_head_bug_in_its_own_forward_points_at_the_line(digits):
     with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)at .*test_validation.py:\d+ \(return self.fc\(x\).softmax.*"
                        r"error is in the head's own forward\(\)"):
         preflight(LeNet(), [task])
+
+
+class _Triples(Dataset):
+    """(input, target, extra): a sample with one element the task does not read."""
+
+    def __init__(self, base) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x, y, torch.tensor(x.shape[-2:])
+
+
+def test_a_sample_with_an_element_the_task_does_not_read_is_refused(digits):
+    """Issue 27 item 10: a 3-tuple where the task reads (input, target) is named, not ignored."""
+    task = mtl.Task("left", Classifier(), nn.CrossEntropyLoss(), train=_Triples(digits["left/train"]), batch_size=8)
+    with pytest.raises(errors.DatasetStructureError, match=r"(?s)task 'left': train dataset '_Triples' yields a tuple "
+                       r"of length 3\..*expected: \(input, target\).*fix: return \(input, target\).*head_inputs=\{'argument': 2\}"):
+        preflight(LeNet(), [task])
+
+
+def test_a_third_element_the_head_reads_is_accepted(digits):
+    seg = _segmentation(digits, head_inputs={"original_shape": 2})
+    seg.train = _Triples(seg.train)
+    preflight(ConvTrunk(), [seg])
