@@ -252,8 +252,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def resolve_checkpoint(spec: str | os.PathLike, cfg: Any) -> Path:
-    """A checkpoint path from ``spec``: a file, ``last`` / ``best`` of the newest run, or
-    ``pretrained``: the weights that belong to the packaged model config (see m3l.hub)."""
+    """A checkpoint path from ``spec``: a file, ``last`` / ``best`` of the newest run whose net
+    fits ``cfg`` (:func:`m3l.rundirs.pick_checkpoint`), or ``pretrained``: the weights that
+    belong to the packaged model config (see m3l.hub)."""
+    return resolve_checkpoint_noted(spec, cfg)[0]
+
+
+def resolve_checkpoint_noted(spec: str | os.PathLike, cfg: Any) -> tuple[Path, str | None]:
+    """:func:`resolve_checkpoint`, and for ``best`` / ``last`` a note of which run's file it
+    took and why (with the monitored metric's value for ``best``)."""
     text = str(spec)
     if text == "pretrained":
         from m3l import hub
@@ -262,19 +269,13 @@ def resolve_checkpoint(spec: str | os.PathLike, cfg: Any) -> Path:
 
         model = config_choices(cfg).get("model") or str(cfg.name)
         try:
-            return hub.pretrained_weights(str(model))
+            return hub.pretrained_weights(str(model)), None
         except hub.HubError as exc:
             raise CheckpointError(str(exc)) from exc
     if text in ("last", "best"):
-        root = Path(str(cfg.paths.runs_dir)) / str(cfg.name) / "train"
-        pattern = "last*.ckpt" if text == "last" else "best*.ckpt"
-        found = [p for p in root.glob(f"**/checkpoints/{pattern}") if p.is_file()]
-        if not found:
-            raise CheckpointError(
-                f"checkpoint={text}: no training run of '{cfg.name}' has a {text} checkpoint under "
-                f"{root}. Train it first (python -m m3l.run.train model=...) or pass checkpoint=PATH."
-            )
-        return max(found, key=lambda p: p.stat().st_mtime)
+        from m3l.rundirs import pick_checkpoint
+
+        return pick_checkpoint(cfg, text)
     path = Path(text).expanduser()
     if not path.is_file():
         hint = " It is a directory: pass the .ckpt file inside it." if path.is_dir() else ""
@@ -283,7 +284,7 @@ def resolve_checkpoint(spec: str | os.PathLike, cfg: Any) -> Path:
             "checkpoint=last / checkpoint=best for the newest training run of this model, or "
             "checkpoint=pretrained for the weights m3l has for this model config."
         )
-    return path
+    return path, None
 
 
 def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False) -> None:

@@ -30,7 +30,7 @@ from m3l.checkpoints import (
     RNGStateCheckpoint,
     check_checkpoint,
     load_weights_into,
-    resolve_checkpoint,
+    resolve_checkpoint_noted,
 )
 from m3l.config_checks import check_correct_dir_taken, check_missing, require_group
 from m3l.distributed import ExactDistributedTest
@@ -80,6 +80,7 @@ class Experiment:
         self._extra_callbacks, self._extra_loggers = list(callbacks), list(loggers)
         self.trainer_objects, self.hyperparams = dict(trainer_objects or {}), hyperparams
         self.trainer: pl.Trainer | None = None  # the Lightning Trainer the last verb ran
+        self._resolved: dict[str, tuple[Path, str | None]] = {}  # checkpoint= values resolved so far
 
     @property
     def verb(self) -> str:
@@ -100,7 +101,10 @@ class Experiment:
             for name in ("data", "callbacks", "loggers", "serializer"):  # built from this verb's config
                 if name not in self._given:
                     self.__dict__.pop(name, None)
-            yield
+            try:
+                yield
+            finally:
+                self._resolved.clear()  # checkpoint=best after this verb: resolved again (it may be this run's)
 
     def discard_if_unused(self) -> bool:
         """Remove this run's directory if it holds nothing but its config.yaml (and, under
@@ -268,9 +272,39 @@ class Experiment:
         log.info("Resuming from %s (exactly: weights, optimizer, schedule, epoch and random states)", path)
         return path
 
-    def resolve_checkpoint(self, spec: str | os.PathLike) -> Path:
-        """The file ``checkpoint=spec`` names (see :func:`m3l.checkpoints.resolve_checkpoint`)."""
-        return resolve_checkpoint(spec, self.cfg)
+    def resolve_checkpoint(self, spec: str | os.PathLike, announce: bool = True) -> Path:
+        """The file ``checkpoint=spec`` names (see :func:`m3l.checkpoints.resolve_checkpoint`),
+        resolved once per verb: the run header and the run use the same file. For ``best`` and
+        ``last``, which run's file it is gets logged (unless the run header said it)."""
+        key = str(spec)
+        if key not in self._resolved:
+            path, note = resolve_checkpoint_noted(key, self.cfg)
+            if note and announce:
+                log.info("checkpoint=%s: %s", key, note)
+            self._resolved[key] = (path, note)
+        return self._resolved[key][0]
+
+    def describe_weights(self) -> str | None:
+        """What the run header says of the weights: ``checkpoint=`` as given, for ``best`` and
+        ``last`` the file, run and monitored value it resolved to, and for ``train`` whether
+        the run continues a checkpoint or starts from its weights. None: no weights given."""
+        spec = None if OmegaConf.is_missing(self.cfg, "checkpoint") else self.cfg.get("checkpoint")
+        resume = self.verb == "train" and bool(self.cfg.get("resume"))
+        if spec is None and not resume:
+            return None if self.verb == "train" else "checkpoint=None"
+        if self.verb == "train" and str(spec or "last") == "last":
+            return f"{'resume=true' if resume else 'checkpoint=last'} (continues the newest run with these settings exactly)"
+        text = f"checkpoint={spec}"
+        if str(spec) in ("best", "last"):
+            try:
+                self.resolve_checkpoint(str(spec), announce=False)  # the header says it
+                text += f": {self._resolved[str(spec)][1]}"
+            except CheckpointError:
+                pass  # the run itself reports it
+        if self.verb == "train":
+            text += (" (resume=true: continues it exactly)" if resume else
+                     " (a new run from its weights; optimizer and schedule as configured now)")
+        return text
 
     def load_weights(self, spec: str | os.PathLike | None = None) -> Path:
         """Load ``checkpoint`` (path, ``last`` or ``best``) into the net, weights only."""

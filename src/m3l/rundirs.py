@@ -273,6 +273,121 @@ def warn_if_other_settings(checkpoint: Path, cfg: Any, resume: bool = False) -> 
                     "settings given now (optimizer, learning rate and schedule included).", checkpoint, describe(diffs))
 
 
+# ---------------------------------------------------------------------------- checkpoint=best|last
+
+# keys of a module's config that say how it is trained, not what its weights are
+_TRAINING_KEYS = ("optimizer", "scheduler", "lr_scheduler", "scheduler_interval", "loss")
+
+
+def net_signature(net: Any) -> dict[str, Any] | None:
+    """What of a ``net`` config decides its weights' names and shapes, flattened: the
+    architecture ``net.net`` of m3l's RestorationModule configs, else the whole ``net`` without
+    the keys of how it is trained (optimizer, scheduler, loss). None without a ``net``."""
+    if net is None:
+        return None
+    if OmegaConf.is_config(net):
+        net = OmegaConf.to_container(net, resolve=True, throw_on_missing=False)
+    # through YAML, so that a config and one read back from config.yaml compare equal
+    net = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(net)), resolve=False)
+    if not isinstance(net, Mapping):
+        return None
+    inner = net.get("net")
+    if isinstance(inner, Mapping) and "_target_" in inner:
+        return _flatten(inner, "net.net.")
+    return _flatten({k: v for k, v in net.items() if k not in _TRAINING_KEYS}, "net.")
+
+
+def _net_differences(run_dir: Path, now: Mapping[str, Any]) -> list[tuple[str, Any, Any]] | None:
+    """How the net of the run in ``run_dir`` (its config.yaml) differs from ``now`` (a
+    :func:`net_signature`); None when its config.yaml is missing or unreadable."""
+    try:
+        then = net_signature(OmegaConf.load(run_dir / "config.yaml").get("net"))
+    except Exception:  # noqa: BLE001 - no or an unreadable config.yaml: the run's net is unknown
+        return None
+    if then is None:
+        return None
+    missing = "(not set)"
+    return [(key, then.get(key, missing), now.get(key, missing)) for key in sorted(then.keys() | now.keys())
+            if then.get(key, missing) != now.get(key, missing)]
+
+
+def _monitored_score(path: Path) -> tuple[str, float, str] | None:
+    """``(monitor, score, mode)`` that the checkpoint callback recorded in the checkpoint
+    ``path`` when it saved it; None when the file does not say (or cannot be read safely)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - unreadable here: the loader names the problem later
+        return None
+    found = []
+    for value in (state.get("callbacks") or {}).values() if isinstance(state, dict) else ():
+        if isinstance(value, Mapping) and value.get("monitor") and value.get("current_score") is not None:
+            score = float(value["current_score"])
+            named_here = Path(str(value.get("best_model_path", ""))).name == path.name
+            found.append((not named_here, str(value["monitor"]), score, str(value.get("mode", ""))))
+    if not found:
+        return None
+    _, monitor, score, mode = min(found, key=lambda item: item[0])
+    return monitor, score, mode
+
+
+def pick_checkpoint(cfg: Any, kind: str) -> tuple[Path, str]:
+    """The file ``checkpoint=best`` (``kind`` best) or ``checkpoint=last`` means, and a note
+    saying which run it comes from and why (for the run header and the log).
+
+    It is a checkpoint of the newest training run of ``cfg.name`` (sweep trials included)
+    whose net fits the config given now (:func:`net_signature`: a trial of another width
+    does not); of several best checkpoints of that run, the one with the best monitored
+    score. Refuses, listing the runs there are and how their nets differ, when none fits.
+    """
+    root = Path(str(cfg.paths.runs_dir)) / str(cfg.name) / "train"
+    pattern = "last*.ckpt" if kind == "last" else "best*.ckpt"
+    files = [p for p in root.glob(f"**/checkpoints/{pattern}") if p.is_file()]
+    if not files:
+        raise CheckpointError(
+            f"checkpoint={kind}: no training run of '{cfg.name}' has a {kind} checkpoint under "
+            f"{root}. Train it first (python -m m3l.run.train model=...) or pass checkpoint=PATH."
+        )
+    runs: dict[Path, list[Path]] = {}
+    for path in files:
+        runs.setdefault(path.parent.parent, []).append(path)
+    ordered = sorted(runs, key=lambda d: max(p.stat().st_mtime for p in runs[d]), reverse=True)
+    now = net_signature(cfg.get("net")) or {}
+    skipped: list[tuple[Path, list[tuple[str, Any, Any]] | None]] = []
+    for run_dir in ordered:
+        diffs = _net_differences(run_dir, now)
+        if diffs == []:
+            break
+        skipped.append((run_dir, diffs))
+    else:
+        listing = "\n".join(
+            f"  {run_dir}: " + ("net unknown (no config.yaml)" if diffs is None else "another net: " + describe(diffs))
+            for run_dir, diffs in skipped[:8]
+        )
+        raise CheckpointError(
+            f"checkpoint={kind}: no training run of '{cfg.name}' under {root} has the net of this config, so none "
+            f"of their {kind} checkpoints fits it. Runs with a {kind} checkpoint, newest first:\n{listing}\n"
+            "Pass the net settings of one of them (its config.yaml), or its file as checkpoint=PATH with those "
+            "settings, or train this net first."
+        )
+    scored = [(path, _monitored_score(path)) for path in runs[run_dir]]
+    chosen, score = max(scored, key=lambda item: item[0].stat().st_mtime)
+    if kind == "best" and len(scored) > 1 and all(s is not None for _, s in scored):
+        sign = -1.0 if scored[0][1][2] == "min" else 1.0  # type: ignore[index]
+        chosen, score = max(scored, key=lambda item: sign * item[1][1])  # type: ignore[index]
+    where = run_dir.relative_to(root) if root in run_dir.parents else run_dir
+    value = f", {score[0]}={score[1]:.4g} ({'lowest' if score[2] == 'min' else 'highest'} of the run)" if (
+        kind == "best" and score is not None) else ""
+    why = f"the newest run of '{cfg.name}' whose net fits this config"
+    if skipped:
+        newest, diffs = skipped[0]
+        other = "net unknown: no config.yaml" if diffs is None else describe(diffs, limit=2)
+        named = newest.relative_to(root) if root in newest.parents else newest
+        why += f"; {len(skipped)} newer run(s) skipped for another net, e.g. {named} ({other})"
+    return chosen, f"{chosen} (run {where}{value}; {why})"
+
+
 def _recorded_run_id(config: Path) -> str | None:
     try:
         recorded = OmegaConf.load(config).get("run_id")

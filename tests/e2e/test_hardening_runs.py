@@ -59,3 +59,32 @@ def test_checkpoint_path_starts_from_the_weights_with_the_optimizer_given_now(tm
     assert _lr(resumed_last) == pytest.approx(1e-2)  # exactly the checkpoint's optimizer
     assert torch.load(resumed_last, weights_only=True)["epoch"] == 1  # its second epoch
     assert "Resuming from" in (resumed_dir / "train.log").read_text()
+
+
+def test_checkpoint_best_takes_the_newest_run_whose_net_fits_and_the_header_says_which(tmp_path: Path, workdir: Path):
+    """Issue 27 items 6 and 15: a newer sweep trial of another width is not what
+    ``checkpoint=best`` means for this config; the header names the run and its metric value."""
+    env = toy_env(tmp_path)
+    fitting = run_cli("train", *TOY, cwd=workdir, env=env)
+    assert fitting.returncode == 0, fitting.stderr[-3000:]
+    sweep = run_cli("train", "-m", *TOY, "net.net.width=16", cwd=workdir, env=env)  # a newer trial, another net
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    runs = Path(env["M3L_RUNS_DIR"]) / "toy" / "train"
+    (trial_best,) = runs.glob("multirun/*/0/checkpoints/best*.ckpt")
+    (own_best,) = [p for p in runs.glob("*/checkpoints/best*.ckpt") if "multirun" not in p.parts]
+    assert trial_best.stat().st_mtime > own_best.stat().st_mtime
+
+    tested = run_cli("test", "model=toy", "logger=csv", "checkpoint=best", cwd=workdir, env=env)
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    header = next(line for line in tested.stdout.splitlines() if line.strip().startswith("weights:"))
+    score = torch.load(own_best, weights_only=True)["callbacks"]
+    value = next(float(v["best_model_score"]) for v in score.values() if isinstance(v, dict) and v.get("monitor"))
+    assert str(own_best) in header and own_best.parent.parent.name in header
+    assert f"val/psnr={value:.4g}" in header and "newer run(s) skipped for another net" in header
+    assert "net.net.width: 16 there, 8 now" in header
+
+    wider = run_cli("test", "model=toy", "logger=csv", "checkpoint=best", "net.net.width=32", cwd=workdir, env=env)
+    assert wider.returncode == 2, wider.stderr[-3000:]
+    assert "checkpoint=best: no training run of 'toy'" in wider.stderr and "has the net of this config" in wider.stderr
+    assert "net.net.width: 16 there, 32 now" in wider.stderr and "net.net.width: 8 there, 32 now" in wider.stderr
+    assert "Traceback" not in wider.stderr

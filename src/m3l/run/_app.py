@@ -197,11 +197,9 @@ def print_header(verb: str, cfg: Any, experiment: Any) -> None:
     if data:
         parts.append(f"data {data}")
     lines = [f"m3l {verb}: {', '.join(parts)}", f"  run directory: {experiment.output_dir}"]
-    checkpoint = cfg.get("checkpoint") if not _is_missing(cfg, "checkpoint") else None
-    if checkpoint or verb != "train":
-        lines.append(f"  weights: checkpoint={checkpoint}")
-    elif cfg.get("resume"):
-        lines.append("  weights: resume=true (the last checkpoint of the newest run with these settings)")
+    weights = experiment.describe_weights()  # checkpoint=best: which run's file, and its metric value
+    if weights:
+        lines.append(f"  weights: {weights}")
     lines.append(f"  device: {_device_text(cfg)}")
     print("\n".join(lines), flush=True)
 
