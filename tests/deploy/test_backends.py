@@ -56,7 +56,7 @@ def test_the_pick_reproduces_eager_pytorch(cache: Path, backend: str) -> None:
     assert chosen.chosen is not None and chosen.summary.startswith(f"backend={backend} precision=fp32: ")
     if backend != "auto":
         assert chosen.chosen.backend == backend
-    assert "max |diff|" in chosen.summary or chosen.chosen.label == "eager/fp32 as is"
+    assert "of fp32's (largest difference" in chosen.summary or chosen.chosen.label == "eager/fp32 as is"
 
 
 def test_onnx_export_is_cached_by_weights(cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -112,7 +112,7 @@ def test_a_module_m3l_cannot_export_runs_eager_with_the_reason(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
         out = chosen(torch.ones(1, 3, 8, 8))
     assert torch.equal(out, torch.full((1, 3, 8, 8), 0.5))
-    assert "eager PyTorch (Plain is not a restoration module" in chosen.summary
+    assert "eager PyTorch fp32 runs the net (Plain is not a restoration module" in chosen.summary
 
 
 def zoo_ffdnet(runs: Path, size: tuple[int, int]) -> tuple[RestorationModule, torch.Tensor, torch.Tensor]:
@@ -169,7 +169,7 @@ def test_int8_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None
     int8 = next(c for c in auto.candidates if c.precision == "int8")
     assert not int8.failed.startswith(("ModuleNotFound", "ImportError")), int8.failed
     assert "PSNR" in int8.check and int8.failed.endswith(f"below {B.BF16_MIN_PSNR:.0f} dB")
-    assert auto.chosen.label == "onnx/fp32" and "onnx/int8 PSNR" in auto.summary
+    assert auto.chosen.label == "onnx/fp32" and "ONNX Runtime int8 refused: PSNR" in auto.summary
 
     with caplog.at_level(logging.WARNING, logger="m3l.deploy.backends"):
         forced = InferenceBackend(module, "auto", "int8", cache_dir=cache, name="ffdnet")
@@ -384,4 +384,59 @@ def test_a_pick_that_stops_holding_mid_run_falls_back_to_eager(cache: Path, capl
         assert (got - expected).abs().max() <= B.PARITY_TOLERANCE
     assert backend.chosen.label == "eager/fp32 as is"
     (line,) = [r.getMessage() for r in caplog.records]
-    assert "onnx/fp32" in line and "max |diff|" in line and "eager" in line and f"call {backend.check_every}" in line
+    assert "ONNX Runtime fp32" in line and "max |diff|" in line and "eager" in line and f"call {backend.check_every}" in line
+
+
+def test_the_choice_line_says_what_runs_how_fast_and_how_close(cache: Path) -> None:
+    """Issue 27 item 16: the line names the engine and precision in words, the speed-up against
+    eager PyTorch fp32 and the closeness to fp32, with the numbers."""
+    import re
+
+    module, x = dncnn(), photo()
+    picked = InferenceBackend(module, "onnx", "fp32", cache_dir=cache, name="dncnn")
+    restore(module, x, picked)
+    line = picked.summary
+    assert re.search(r"ONNX Runtime fp32 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 on a crop of the "
+                     r"first input; its output is within [\d.e+-]+ of fp32's \(largest difference, on a 0-1 scale\)\.", line), line
+    assert "/fp32" not in line and "|diff|" not in line
+    bf16 = InferenceBackend(module, "eager", "bf16", cache_dir=cache, name="dncnn")
+    restore(module, x, bf16)
+    assert re.search(r"eager PyTorch bf16 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 .*; its output is "
+                     r"[\d.]+ dB PSNR from fp32's \(at least 55 dB required\)", bf16.summary), bf16.summary
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "random_with_matching_hash", "no_metadata"])
+def test_a_damaged_cached_export_is_made_again_once(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
+    """Issue 26 item 17: a cached ONNX export that is random bytes, cut short, unloadable though
+    its recorded hash was made to match, or without its metadata is exported again (once, with a
+    log line) and used, instead of every run falling back to eager."""
+    import hashlib
+    import json
+    import os
+
+    module, x = dncnn(), photo()
+    expected = restore(module, x, None)
+    restore(module, x, InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn"))
+    (export,) = tmp_path.glob("*.onnx")
+    meta = export.with_name(export.name + ".json")
+    good = export.read_bytes()
+    export.write_bytes(good[: len(good) // 2] if damage == "truncated" else os.urandom(2048))
+    if damage == "random_with_matching_hash":
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "sha256": hashlib.sha256(export.read_bytes()).hexdigest()}))
+    if damage == "no_metadata":
+        export.write_bytes(good)
+        meta.unlink()
+    caplog.clear()
+    again = InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn")
+    with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
+        got = restore(module, x, again)
+    assert again.chosen.label == "onnx/fp32", again.summary
+    assert (got - expected).abs().max() <= B.PARITY_TOLERANCE
+    redone = [r.getMessage() for r in caplog.records if "exporting it again" in r.getMessage()]
+    assert len(redone) == 1 and str(export) in redone[0] and exports_made(caplog) == 1
+    assert export.read_bytes() != b"" and meta.is_file()
+    # the next run uses the fresh export as it is
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
+        restore(module, x, InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn"))
+    assert exports_made(caplog) == 0 and "exporting it again" not in caplog.text

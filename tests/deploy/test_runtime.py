@@ -204,8 +204,10 @@ def test_multitask_heads_and_missing_condition(tmp_path: Path, photos: Path) -> 
     torch.manual_seed(0)
     ffdnet = export_model(RestorationModule(FFDNet(in_channels=3, depth=3, features=8)).eval(),
                           tmp_path / "ffdnet.pt2", fmt="pt2", sizes=[(20, 22)])
-    written, failures = R.correct_path(ffdnet, photos, tmp_path / "f")
-    assert not written and all("--sigma" in reason for _, reason in failures)
+    written, failures = R.correct_path(ffdnet, photos, tmp_path / "f")  # sigma estimated per image
+    assert len(written) == 2 and not failures
+    with pytest.raises(R.RuntimeInputError, match="pass --sigma"):  # a raw call has nothing to estimate on
+        R.ExportedModel(ffdnet)(np.zeros((1, 3, 8, 8), dtype=np.float32))
     written, failures = R.correct_path(ffdnet, photos, tmp_path / "g", sigma=25 / 255)
     assert len(written) == 2 and not failures
 
@@ -320,3 +322,22 @@ def test_runtime_and_export_outputs_follow_the_users_umask(tmp_path: Path) -> No
         os.umask(old)
     assert model.stat().st_mode & 0o777 == 0o644
     assert written.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("sigma", [0.0, 5 / 255, 25 / 255, 60 / 255])
+def test_numpy_noise_estimate_equals_the_one_correct_uses(channels: int, sigma: float) -> None:
+    """The runtime's numpy noise estimator gives what m3l.models.noise_level gives (what
+    ``correct`` uses) on real photos of odd and even sizes, clean or noisy, flat regions included."""
+    from m3l.models.noise_level import estimate_noise_sigma
+
+    rng = np.random.default_rng(7)
+    for k, (path, size) in enumerate(zip(sample_paths("val")[:2], [(101, 77), (64, 48)])):
+        image = Image.open(path).convert("L" if channels == 1 else "RGB").resize(size)
+        clean = np.asarray(image, dtype=np.float32).reshape(size[1], size[0], channels).transpose(2, 0, 1) / 255
+        clean[:, :20, :20] = 0.5  # an exactly flat patch: its zero coefficients are left out by both
+        x = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
+        expected = float(estimate_noise_sigma(torch.from_numpy(x)[None])[0])
+        assert R.estimate_noise_sigma(x) == pytest.approx(expected, rel=1e-6, abs=1e-9), (k, sigma)
+    with pytest.raises(R.RuntimeInputError, match="pass --sigma"):
+        R.estimate_noise_sigma(np.zeros((3, 7, 30), dtype=np.float32))

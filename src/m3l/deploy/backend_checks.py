@@ -56,3 +56,13 @@ def compare(precision: str, out: torch.Tensor, reference: torch.Tensor, min_psnr
         return check, (f"{check}, below {min_psnr:.0f} dB" if not value >= min_psnr else "")
     diff = float((out - reference).abs().max())
     return f"max |diff| {diff:.1g}", (f"max |diff| {diff:.2g} > {tolerance:g}" if not diff <= tolerance else "")
+
+
+def closeness_in_words(check: str, min_psnr: float) -> str:
+    """:func:`compare`'s figure as a user reads it: how close an output is to eager fp32's."""
+    words = check.split()
+    if check.startswith("max |diff|"):
+        return f"its output is within {words[-1]} of fp32's (largest difference, on a 0-1 scale)"
+    if check.startswith("PSNR"):
+        return f"its output is {words[1]} dB PSNR from fp32's (at least {min_psnr:.0f} dB required)"
+    return f"its output: {check}" if check else "its output is fp32's"

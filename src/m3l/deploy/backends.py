@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from m3l.deploy.backend_checks import CHECK_EVERY, compare, unrepresentative
+from m3l.deploy.backend_checks import CHECK_EVERY, closeness_in_words, compare, unrepresentative
 from m3l.deploy.backend_checks import psnr_db as psnr_db  # re-exported
 from m3l.deploy.onnx_backend import (
     onnx_artifact,
@@ -87,6 +87,8 @@ INT8_WORTH_S = 10.0
 AUTO_MIN_SPEEDUP = 1.25
 
 Forward = Callable[..., torch.Tensor]
+#: what each backend is, in the backend choice line
+ENGINES = {"eager": "eager PyTorch", "compile": "torch.compile", "onnx": "ONNX Runtime"}
 #: the precisions each backend runs
 RUNS = {"eager": ("fp32", "bf16"), "compile": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
 
@@ -191,6 +193,11 @@ class Candidate:
     def label(self) -> str:
         return f"{self.backend}/{self.precision}"
 
+    @property
+    def words(self) -> str:
+        """What runs, as a user reads it: ``ONNX Runtime fp32``, ``eager PyTorch bf16``."""
+        return f"{ENGINES.get(self.backend, self.backend)} {self.precision.split()[0]}"
+
 
 class InferenceBackend:
     """The forward of a restoration module, run by the fastest backend that reproduces it.
@@ -274,7 +281,7 @@ class InferenceBackend:
         if not failed:
             return True
         dropped, self.chosen = self.chosen, Candidate("eager", "fp32 as is", forward=self.module.forward)
-        self._say(f"{dropped.label} failed the check on call {self.calls} after the pick ({failed}): "
+        self._say(f"{dropped.words} failed the check on call {self.calls} after the pick ({failed}): "
                   "that input recomputed, and eager PyTorch fp32 for the rest of the run", warn=True)
         return False
 
@@ -284,6 +291,10 @@ class InferenceBackend:
         """The candidates to try, and a note on what was left out and why."""
         if x.device.type != "cpu":
             return [], f"the input is on {x.device.type}; m3l's fast backends are CPU ones"
+        from m3l.deploy.spec import is_restoration_module
+
+        if not is_restoration_module(self.module):  # backends run a restoration module's net (RUNS)
+            return [], f"{type(self.module).__name__} is not a restoration module m3l runs on other backends"
         try:
             from m3l.deploy.export import describe
 
@@ -341,12 +352,24 @@ class InferenceBackend:
     def _build(self, candidate: Candidate, rebuild: bool = False) -> Forward:
         if candidate.backend == "onnx":
             self._onnx_path = onnx_artifact(self.module, self._onnx_places(), self.name, rebuild=rebuild)
-            model: Path | bytes = self._onnx_path
-            if candidate.precision == "int8":
-                model = quantize_int8(self._onnx_path, [self._onnx_feed(*self._calibration)])
-            return onnx_forward(onnx_session(model), tuple(self.spec.conditions))
+            try:
+                return self._onnx_candidate(candidate)
+            except Exception as err:  # noqa: BLE001 - a cached file onnxruntime cannot load: made again, once
+                if rebuild:
+                    raise
+                first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+                log.warning("the cached ONNX export %s cannot be loaded (%s: %s); exporting it again",
+                            self._onnx_path, type(err).__name__, first)
+                self._onnx_path = onnx_artifact(self.module, self._onnx_places(), self.name, rebuild=True)
+                return self._onnx_candidate(candidate)
         dtype = torch.bfloat16 if candidate.precision == "bf16" else torch.float32
         return _torch_forward(self.module, dtype, compile=candidate.backend == "compile")
+
+    def _onnx_candidate(self, candidate: Candidate) -> Forward:
+        model: Path | bytes = self._onnx_path
+        if candidate.precision == "int8":
+            model = quantize_int8(self._onnx_path, [self._onnx_feed(*self._calibration)])
+        return onnx_forward(onnx_session(model), tuple(self.spec.conditions))
 
     # -- trying ----------------------------------------------------------------------------
 
@@ -376,7 +399,7 @@ class InferenceBackend:
         plan, note = self._plan(x)
         if not plan:
             self.chosen = eager
-            self._say(f"eager PyTorch ({note})", warn=self._forced)
+            self._say(f"eager PyTorch fp32 runs the net ({note})", warn=self._forced)
             return eager
         probe, probe_cond = self._probe(x, conditions)
         self._calibration = (probe, probe_cond)  # int8's scales come from the first representative input
@@ -407,19 +430,25 @@ class InferenceBackend:
         faster = [c for c in good if self.backend != "auto" or c.seconds * AUTO_MIN_SPEEDUP < self.reference_seconds]
         if not faster:
             self.chosen = eager
-            why = "; ".join(f"{c.label} {c.failed or f'not {AUTO_MIN_SPEEDUP}x faster ({self.reference_seconds / c.seconds:.2f}x)'}" for c in plan)
-            self._say(f"eager PyTorch ({why}{'; ' + note if note else ''})", warn=self._forced)
+            why = "; ".join(f"{c.words} {c.failed or f'only {self._speed(c)} as fast (it must be {AUTO_MIN_SPEEDUP}x)'}"
+                            for c in plan)
+            self._say(f"eager PyTorch fp32 runs the net ({why}{'; ' + note if note else ''})", warn=self._forced)
             return eager
         self.chosen = min(faster, key=lambda c: c.seconds)
-        others = ", ".join(
-            f"{c.label} {c.failed or f'{self.reference_seconds / c.seconds:.2f}x'}" for c in plan if c is not self.chosen
+        others = "; ".join(
+            f"{c.words} {f'refused: {c.failed}' if c.failed else f'{self._speed(c)} as fast'}"
+            for c in plan if c is not self.chosen
         )
-        where = f", {self._onnx_path}" if self.chosen.backend == "onnx" else ""
+        where = f" The export: {self._onnx_path}." if self.chosen.backend == "onnx" else ""
         self._say(
-            f"{self.chosen.label} ({self.reference_seconds / self.chosen.seconds:.2f}x eager on the first input, "
-            f"{self.chosen.check}{where}){'; also tried ' + others if others else ''}{'; ' + note if note else ''}"
+            f"{self.chosen.words} runs the net, {self._speed(self.chosen)} as fast as eager PyTorch fp32 on a crop "
+            f"of the first input; {closeness_in_words(self.chosen.check, BF16_MIN_PSNR)}.{where}"
+            f"{' Also tried: ' + others + '.' if others else ''}{' Not tried: ' + note + '.' if note else ''}"
         )
         return self.chosen
+
+    def _speed(self, candidate: Candidate) -> str:
+        return f"{self.reference_seconds / candidate.seconds:.2f}x"
 
     def _check(self, candidate: Candidate, out: torch.Tensor, reference: torch.Tensor) -> str:
         """Whether ``out`` reproduces ``reference``; sets ``candidate.failed`` when not."""

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from m3l.deploy.formats import FORMATS, SAVERS, load_artifact
+from m3l.deploy.formats import FORMATS, SAVERS, export_extra_hint, load_artifact
 from m3l.deploy.parity import check_parity
 from m3l.deploy.runtime import temp_file_beside
 from m3l.deploy.spec import ExportWrapper, describe
@@ -102,6 +102,10 @@ def export_model(
             SAVERS[fmt](wrapper, spec, tmp, opset)
         except ExportError:
             raise
+        except ImportError as exc:  # a module of the export extra that is missing or broken
+            if fmt != "onnx":
+                raise
+            raise ExportError(export_extra_hint([exc.name or str(exc)])) from exc
         except Exception as exc:  # noqa: BLE001 - the exporter's own failure, reported with context
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(

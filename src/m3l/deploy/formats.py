@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,58 @@ def input_names(spec: ExportSpec) -> list[str]:
     return ["input", *spec.conditions]
 
 
+#: the loggers of the ONNX tools: a dozen lines of their passes per export ("Removed 67 unused
+#: nodes", "Skipping constant folding ...") that say nothing to a user
+ONNX_TOOL_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx")
+
+
+@contextmanager
+def tool_logs_to_file(names: Sequence[str] = ONNX_TOOL_LOGGERS) -> Iterator[None]:
+    """Send the records of the loggers ``names`` to the run's log file only (the root logger's
+    file handlers, which Hydra sets up), not to the terminal; where no file is set up (Python
+    API) only their warnings and errors pass."""
+    root = logging.getLogger()
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    saved = []
+    for name in names:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate, logger.level, list(logger.handlers)))
+        if files:
+            logger.propagate = False
+            for handler in files:
+                logger.addHandler(handler)
+        else:
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, propagate, level, handlers in saved:
+            logger.propagate, logger.handlers[:] = propagate, handlers
+            logger.setLevel(level)
+
+
+def _missing_export_extra() -> list[str]:
+    import importlib.util
+
+    return [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+
+
+def export_extra_hint(missing: Sequence[str]) -> str:
+    return (f"format=onnx needs {', '.join(missing)}, which the `export` extra installs: pip install \"m3l[export]\" "
+            "(in a checkout: pip install -e \".[export]\"). Or export with format=pt2 or torchscript, which need torch only.")
+
+
 def _save_onnx(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opset: int | None) -> None:
+    missing = _missing_export_extra()
+    if missing:
+        raise ExportError(export_extra_hint(missing))
     kwargs: dict[str, Any] = {"opset_version": opset} if opset else {}
     # the exporter logs a warning per missing torchvision op; m3l never uses torchvision
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), tool_logs_to_file():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper, _example(spec), dynamo=True, dynamic_shapes=_dynamic_shapes(spec),
@@ -59,7 +104,7 @@ def _save_onnx(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opset: int 
     finally:
         registration.setLevel(level)
     if program is None:
-        raise ExportError("torch.onnx.export returned nothing; is onnxscript installed? (pip install 'm3l[export]')")
+        raise ExportError(export_extra_hint(_missing_export_extra() or ["onnxscript"]))
     program.save(str(path))
 
 
@@ -76,10 +121,19 @@ def _save_torchscript(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opse
             "TorchScript is deprecated in PyTorch; prefer format=pt2 (torch.export) or format=onnx. "
             "The TorchScript export is traced and checked for parity like the others."
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation and tracer warnings: parity below is the check
-        traced = torch.jit.trace(wrapper, _example(spec), check_trace=False, strict=False)
-        torch.jit.save(traced, str(path))
+    # the tracer reads every attribute of a module; a LightningModule's `trainer` raises when none
+    # is attached, unless the module says it is being scripted (what its own to_torchscript does)
+    lightning = [m for m in wrapper.modules() if hasattr(type(m), "_jit_is_scripting")]
+    try:
+        for module in lightning:
+            object.__setattr__(module, "_jit_is_scripting", True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation and tracer warnings: parity below is the check
+            traced = torch.jit.trace(wrapper, _example(spec), check_trace=False, strict=False)
+            torch.jit.save(traced, str(path))
+    finally:
+        for module in lightning:
+            module.__dict__.pop("_jit_is_scripting", None)
 
 
 SAVERS: dict[str, Callable[[ExportWrapper, ExportSpec, Path, int | None], None]] = {
@@ -94,7 +148,7 @@ def load_artifact(path: str | os.PathLike[str], fmt: str) -> Callable[..., list[
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ExportError("format=onnx checks parity with onnxruntime: pip install onnxruntime") from exc
+            raise ExportError(export_extra_hint(["onnxruntime"])) from exc
         options = ort.SessionOptions()
         options.log_severity_level = 3
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -54,7 +54,11 @@ def onnx_artifact(module: nn.Module, places: list[Path], name: str, rebuild: boo
 
     found = next((p for p in places if p.is_file()), None)
     if found is not None and not rebuild:
-        return found
+        damage = cached_export_damage(found)
+        if not damage:
+            return found
+        log.warning("the cached ONNX export %s %s; exporting it again", found, damage)
+        rebuild = True
     start, last_error = time.perf_counter(), None
     for path in ([found] if found is not None else []) + [p for p in places if p != found]:
         if not _writable(path.parent):
@@ -72,6 +76,26 @@ def onnx_artifact(module: nn.Module, places: list[Path], name: str, rebuild: boo
         remove_stale_exports(path)
         return path
     raise OSError(f"no writable place for the ONNX export of {name} (tried {', '.join(str(p.parent) for p in places)})") from last_error
+
+
+def cached_export_damage(path: Path) -> str:
+    """Why the cached export at ``path`` cannot be trusted ("" when it can): its metadata
+    (``path.json``, written by the export) is missing or unreadable, or the file's sha256 is not
+    the one the metadata records (cut short, overwritten, random bytes)."""
+    import json
+
+    from m3l.deploy.runtime import sha256_of
+
+    try:
+        recorded = json.loads(path.with_name(path.name + ".json").read_bytes()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return "has no readable metadata beside it"
+    if not isinstance(recorded, str):
+        return "has no sha256 in its metadata"
+    actual = sha256_of(path)
+    if actual != recorded.lower():
+        return f"does not match the sha256 its metadata records ({actual[:12]}... vs {recorded[:12]}...: damaged or changed)"
+    return ""
 
 
 def remove_stale_exports(export: Path) -> list[Path]:

@@ -92,6 +92,6 @@ def check_parity(
                 diff = float(np.max(np.abs(g - e.numpy()))) if g.size else 0.0
                 if not math.isfinite(diff):
                     diff = math.inf
-                log.info("parity %s batch %d size %dx%d: max |diff| %.3g", name, batch_size, h, w, diff)
+                log.debug("parity %s batch %d size %dx%d: max |diff| %.3g", name, batch_size, h, w, diff)
                 worst = max(worst, diff)
     return worst

@@ -198,6 +198,35 @@ def check_output_paths(
                                           f"(input: {source}); pick an output folder outside it.")
 
 
+# the Daubechies-2 decomposition high-pass filter (pywt.Wavelet("db2").dec_hi), as in m3l.models.noise_level
+_DB2_HIGH = (-0.48296291314469025, 0.836516303737469, -0.22414386804185735, -0.12940952255092145)
+_GAUSS_Q75 = 0.6744897501960817  # scipy.stats.norm.ppf(0.75)
+
+
+def estimate_noise_sigma(x: np.ndarray) -> float:
+    """The Gaussian noise level (on [0, 1]) of one image ``(C, H, W)`` on [0, 1]: numpy's copy of
+    :func:`m3l.models.noise_level.estimate_noise_sigma`, which ``correct`` uses (the tests hold
+    the two equal): the median of the finest diagonal Daubechies-2 wavelet coefficients over
+    0.6745 (exact zeros left out, the lower median), averaged over the channels."""
+    if x.ndim != 3 or x.shape[1] < 8 or x.shape[2] < 8:
+        raise RuntimeInputError(
+            f"the noise level is estimated on images of at least 8x8 pixels, got {'x'.join(map(str, x.shape[1:]))}; "
+            "pass --sigma (0-255 scale) for tiny images.")
+    g = np.asarray(_DB2_HIGH, dtype=np.float64)[::-1]
+    kernel = g[:, None] * g[None, :]
+    sigmas = []
+    for plane in np.asarray(x, dtype=np.float64):
+        windows = np.lib.stride_tricks.sliding_window_view(plane, (4, 4))[::2, ::2]
+        values = np.abs(np.einsum("ijab,ab->ij", windows, kernel)).ravel()
+        values = values[values != 0]  # exactly flat regions carry no information
+        if values.size == 0:
+            sigmas.append(0.0)
+            continue
+        k = (values.size - 1) // 2  # the lower median, as torch.median
+        sigmas.append(float(np.partition(values, k)[k]) / _GAUSS_Q75)
+    return float(np.float32(np.mean(sigmas)))
+
+
 # ---------------------------------------------------------------------------- tiling (numpy)
 
 
@@ -335,16 +364,22 @@ class ExportedModel:
                 f"{meta_file} is missing: the runtime needs the metadata written next to the artifact by "
                 "`python -m m3l.run.export` (keep NAME.EXT and NAME.EXT.json together)."
             )
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_file.read_text())
-        except ValueError as exc:
-            raise RuntimeInputError(f"{meta_file} is not valid JSON: {exc}") from exc
-        self.format = str(self.meta.get("format", ""))
-        self.channels = int(self.meta.get("channels", 3))
-        self.pad_multiple = int(self.meta.get("pad_multiple", 1))
+        self.meta = read_metadata(meta_file)
+        self.format = str(self.meta["format"])
+        self.channels = int(self.meta["channels"])
+        self.pad_multiple = int(self.meta["pad_multiple"])
         self.window = self.meta.get("temporal_window")
-        self.conditions: list[str] = list(self.meta.get("conditions", []))
-        self.outputs: list[str] = list(self.meta.get("outputs", ["output"]))
+        self.conditions: list[str] = list(self.meta["conditions"])
+        self.outputs: list[str] = list(self.meta["outputs"])
+        expected = self.meta.get("sha256")
+        if expected is not None:
+            actual = sha256_of(self.path)
+            if actual != expected.lower():
+                raise RuntimeInputError(
+                    f"{self.path}: its sha256 ({actual[:12]}...) is not the one {meta_file.name} records "
+                    f"({expected[:12]}...): the file was changed or cut short after the export. Export it again "
+                    "(python -m m3l.run.export) or copy the artifact whole."
+                )
         self._run = self._load(threads)
 
     def _load(self, threads: int | None) -> Callable[..., list[np.ndarray]]:
@@ -357,7 +392,10 @@ class ExportedModel:
             options.log_severity_level = 3
             if threads:
                 options.intra_op_num_threads = threads
-            session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            try:
+                session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
+                raise RuntimeInputError(_unloadable(self.path, "ONNX", exc)) from exc
             names = [i.name for i in session.get_inputs()]
             return lambda *arrays: list(session.run(None, dict(zip(names, arrays))))
         if self.format in ("pt2", "torchscript"):
@@ -367,14 +405,17 @@ class ExportedModel:
                 raise RuntimeInputError(f"{self.format} models need torch; ONNX models do not.") from exc
             if threads:
                 torch.set_num_threads(threads)
-            if self.format == "pt2":
-                graph = torch.export.load(str(self.path)).module()
-            else:
-                import warnings
+            try:
+                if self.format == "pt2":
+                    graph = torch.export.load(str(self.path)).module()
+                else:
+                    import warnings
 
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    graph = torch.jit.load(str(self.path))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        graph = torch.jit.load(str(self.path))
+            except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+                raise RuntimeInputError(_unloadable(self.path, self.format, exc)) from exc
 
             def run(*arrays: np.ndarray) -> list[np.ndarray]:
                 with torch.inference_mode():
@@ -394,10 +435,19 @@ class ExportedModel:
         extra = [np.full((batch.shape[0],), conditions[c], dtype=np.float32) for c in self.conditions]
         return self._run(np.ascontiguousarray(batch, dtype=np.float32), *extra)
 
+    def conditions_for(self, x: np.ndarray, conditions: dict[str, float]) -> dict[str, float]:
+        """``conditions`` with a missing ``sigma`` estimated on ``x`` (its centre frame for a
+        window), as ``correct`` estimates it (:func:`estimate_noise_sigma`)."""
+        if "sigma" in self.conditions and conditions.get("sigma") is None:
+            frame = x[x.shape[0] // 2] if x.ndim == 4 else x
+            conditions = {**conditions, "sigma": estimate_noise_sigma(frame)}
+        return conditions
+
     def restore(self, x: np.ndarray, output: str | None = None, tiling: dict[str, Any] | None = None, **conditions: float) -> np.ndarray:
         """Restore one image ``(C, H, W)`` (or window ``(T, C, H, W)``) on [0, 1], tiled like
         ``correct``; ``output`` picks a head of a multi-task model (the first by default)."""
         index = self.outputs.index(output) if output else 0
+        conditions = self.conditions_for(x, conditions)
         options = {**(self.meta.get("tiling") or {}), **(tiling or {})}
         options = {k: options[k] for k in ("tile_size", "overlap", "batch_size", "blend") if k in options}
 
@@ -405,6 +455,63 @@ class ExportedModel:
             return self(tiles, **conditions)[index]
 
         return np.clip(tiled(fn, x, multiple=self.pad_multiple, **options), 0.0, 1.0)
+
+
+#: what each metadata key must hold: (test, what is expected); a key missing from the file takes
+#: its default (files from older exports lack some), a key present must pass its test
+_METADATA_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
+    "format": (None, lambda v: v in ("onnx", "pt2", "torchscript"), '"onnx", "pt2" or "torchscript"'),
+    "channels": (3, lambda v: type(v) is int and v in (1, 3), "1 or 3 (a whole number)"),
+    "pad_multiple": (1, lambda v: type(v) is int and v >= 1, "a whole number >= 1"),
+    "temporal_window": (None, lambda v: v is None or (type(v) is int and v >= 1), "null or a whole number >= 1"),
+    "conditions": ([], lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of names"),
+    "outputs": (["output"], lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
+                "a non-empty list of names"),
+    "tiling": (None, lambda v: v is None or (isinstance(v, dict) and all(
+        type(v.get(k, 1)) is int and v.get(k, 1) >= 0 for k in ("tile_size", "overlap", "batch_size"))),
+        "null or an object of whole numbers (tile_size, overlap, batch_size)"),
+    "sha256": (None, lambda v: v is None or (isinstance(v, str) and len(v) == 64
+                                            and all(c in "0123456789abcdefABCDEF" for c in v)),
+               "the artifact's sha256 as 64 hex digits"),
+}
+
+
+def read_metadata(meta_file: Path) -> dict[str, Any]:
+    """The metadata beside an artifact, checked key by key (:data:`_METADATA_KEYS`); raises
+    :class:`RuntimeInputError` naming the file, the key, what it holds and what it should."""
+    again = "Export the model again (python -m m3l.run.export) to get a valid one."
+    try:
+        meta = json.loads(meta_file.read_bytes())
+    except (ValueError, OSError) as exc:
+        raise RuntimeInputError(f"{meta_file} is not valid JSON ({exc}). {again}") from exc
+    if not isinstance(meta, dict):
+        raise RuntimeInputError(
+            f"{meta_file} holds a JSON {type(meta).__name__}, not the object of metadata the export writes. {again}")
+    if "format" not in meta:
+        raise RuntimeInputError(f"{meta_file} has no \"format\" key (onnx, pt2 or torchscript). {again}")
+    for key, (default, test, expected) in _METADATA_KEYS.items():
+        meta.setdefault(key, default)
+        if not test(meta[key]):
+            raise RuntimeInputError(
+                f"{meta_file}: \"{key}\" must be {expected}, got {json.dumps(meta[key])[:80]}. {again}")
+    return meta
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _unloadable(path: Path, kind: str, exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (f"{path}: not a loadable {kind} model ({type(exc).__name__}: {first[:200]}); the file may be "
+            "damaged or cut short. Export it again (python -m m3l.run.export).")
 
 
 # ---------------------------------------------------------------------------- files
@@ -428,7 +535,8 @@ def read_image(path: Path, channels: int) -> tuple[np.ndarray, dict[str, Any]]:
     except ImageTooLargeError as exc:
         raise RuntimeInputError(f"{path}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types (DecompressionBombError, ...)
-        raise RuntimeInputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+        detail = str(exc).replace(repr(str(path)), "it").replace(str(path), "it")  # the path once, in front
+        raise RuntimeInputError(f"{path}: not a readable image ({type(exc).__name__}: {detail})") from exc
     if array.shape[0] != channels:
         array = np.repeat(array, 3, axis=0) if channels == 3 else (
             0.299 * array[0:1] + 0.587 * array[1:2] + 0.114 * array[2:3])
@@ -529,6 +637,24 @@ def correct_video(model: ExportedModel, source: Path, target: Path, overwrite: b
     return target
 
 
+def check_output_writable(root: Path) -> None:
+    """Make the output folder ``root`` and write (then delete) a file in it, before any work:
+    an output that is a file, or a folder that cannot be written, is refused up front rather
+    than after the net ran on every input. (Permission bits alone do not tell: root writes in
+    read-only folders.)"""
+    if root.exists() and not root.is_dir():
+        raise RuntimeInputError(f"the output folder {root} is an existing file, not a folder; pass a folder (new or existing).")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".m3l-write-check-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise RuntimeInputError(
+            f"the output folder {root} cannot be written ({exc.strerror or type(exc).__name__}); pick a folder you can "
+            "write to, or fix its permissions.") from exc
+
+
 def correct_path(
     model: ExportedModel | str | os.PathLike[str], source: str | os.PathLike[str], root_dir: str | os.PathLike[str],
     format: str | None = "png", overwrite: bool = False, output: str | None = None,
@@ -555,6 +681,7 @@ def correct_path(
     files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not p.name.startswith(".")]
     if not files:
         raise RuntimeInputError(f"{source}: no images or videos found (suffixes {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    check_output_writable(root)
     options = dict(output=output, tiling=tiling, **conditions)
     # as ImageSerializer.plan_names: inputs that would map to one output keep their suffix
     stems = [p.relative_to(base).with_suffix("").as_posix() for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -564,8 +691,10 @@ def correct_path(
     errors = (RuntimeInputError, FileExistsError, OSError, ValueError)
 
     def failed(path: Path, exc: BaseException) -> None:
-        log.error("%s: %s", path, exc)
-        failures.append((str(path), str(exc)))
+        reason = str(exc)
+        reason = reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason  # the path once
+        log.error("%s: %s", path, reason)
+        failures.append((str(path), reason))
 
     def collect(path: Path, job: Future) -> None:
         try:
@@ -600,7 +729,11 @@ def correct_path(
                 target = root / rel.with_suffix(suffix)
                 check_output_paths([source, path], root, [target])  # never an input file, whatever --overwrite says
                 x, info = current.result() if current is not None else read_image(path, model.channels)
-                writes.append((path, writer.submit(write_image, target, model.restore(x, **options), info, overwrite)))
+                estimated = model.conditions_for(x, conditions)
+                if estimated.get("sigma") is not None and conditions.get("sigma") is None:
+                    log.info("%s: sigma %.2f/255 (estimated)", rel.as_posix(), 255 * estimated["sigma"])
+                restored = model.restore(x, **{**options, **estimated})
+                writes.append((path, writer.submit(write_image, target, restored, info, overwrite)))
             except errors as exc:
                 failed(path, exc)
             while len(writes) > WRITES_AHEAD:
@@ -646,10 +779,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeInputError as exc:
         print(f"m3l.deploy.runtime: error: {exc}", file=sys.stderr)
         return 2
-    if failures:
-        print(f"m3l.deploy.runtime: {len(failures)} input(s) failed:", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
+    if failures:  # each was logged with its reason as it happened: here only the count and the list
+        listed = Path(args.output).expanduser() / "failures.tsv"
+        print(f"m3l.deploy.runtime: {len(failures)} input(s) failed, each with its reason above; listed in {listed}",
+              file=sys.stderr)
         return 1
     return 0
 
