@@ -35,7 +35,8 @@ def test_onnx_backend_writes_what_eager_writes(tmp_path: Path, workdir: Path) ->
         )
         assert result.returncode == 0, result.stderr[-3000:]
         log = result.stdout + result.stderr
-        assert f"backend={backend} precision=auto: {backend}/" in log, log[-2000:]
+        engine = {"onnx": "ONNX Runtime", "eager": "eager PyTorch"}[backend]
+        assert f"backend={backend} precision=auto: {engine} " in log and " runs the net" in log, log[-2000:]
         outputs[backend] = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted(out.glob("*.png"))}
     assert sorted(outputs["onnx"]) == ["astronaut.png", "coffee.png"]
     for name, image in outputs["onnx"].items():  # 1e-4 on [0, 1] may flip a rounding, no more
@@ -51,5 +52,5 @@ def test_onnx_backend_writes_what_eager_writes(tmp_path: Path, workdir: Path) ->
     )
     assert again.returncode == 0, again.stderr[-3000:]
     log = again.stdout + again.stderr
-    assert "backend=onnx precision=auto: onnx/" in log and str(export) in log and "to ONNX in" not in log, log[-2000:]
+    assert "backend=onnx precision=auto: ONNX Runtime " in log and str(export) in log and "to ONNX in" not in log, log[-2000:]
     assert export.stat().st_mtime_ns == stamp
