@@ -13,10 +13,14 @@ MLFlowLogger of ``logger=mlflow``: on the tracking URI and experiment set with
 ``sqlite:///<root_dir>/mlflow.db``). The Trainer's settings are logged as parameters (and
 ``hparams.yaml``), m3l's version, the tasks and the algorithm as run tags.
 
-A launch's ``run_id`` is its run directory's name (the MLflow run's id with ``mlflow=True``),
-recorded in its config.yaml. Launching again with it resumes that run from its last
-checkpoint, in a new run directory that records the same ``run_id`` (as ``resume=true`` does
-on the command line, nothing is written into an earlier run's directory).
+A launch's ``run_id`` is the MLflow run's id when it logs to MLflow (``mlflow=True`` or the
+user's own ``MLFlowLogger``, which is then the only one: one MLflow run per launch), else its
+run directory's name; it is recorded in its config.yaml. Launching again with it (or with the
+name of any of the run's launch directories) resumes that run from its last checkpoint, in a
+new run directory that records the same ``run_id`` (as ``resume=true`` does on the command
+line, nothing is written into an earlier run's directory), logging to the same MLflow run.
+The resumed launch may change settings (``max_epochs`` to train longer, ...): MLflow keeps
+the first values and gets each change as ``<name>.resume_<n>`` (:class:`m3l.tracking.MLFlowLogger`).
 """
 
 from __future__ import annotations
@@ -100,9 +104,10 @@ class Trainer:
             scheduler_monitor: as :class:`MultiTaskModule`.
         max_epochs: epochs (default: one round of the schedule).
         root_dir: where logs, checkpoints and artifacts go.
-        logger: any Lightning logger(s), in addition to the CSV file.
-        mlflow: add an MLFlowLogger (needs ``mlflow``): on the tracking URI set with
-            ``mlflow.set_tracking_uri`` (or ``MLFLOW_TRACKING_URI``), else
+        logger: any Lightning logger(s), in addition to the CSV file. An ``MLFlowLogger``
+            among them (``m3l.tracking.MLFlowLogger(tags=...)``) is the launch's MLflow logger.
+        mlflow: add an MLFlowLogger (needs ``mlflow``) unless ``logger`` has one: on the
+            tracking URI set with ``mlflow.set_tracking_uri`` (or ``MLFLOW_TRACKING_URI``), else
             ``sqlite:///<root_dir>/mlflow.db``.
         experiment_name: the MLflow experiment; default: the one set with
             ``mlflow.set_experiment`` (or ``MLFLOW_EXPERIMENT_NAME``), else ``m3l-mtl``.
