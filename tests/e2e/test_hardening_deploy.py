@@ -276,3 +276,57 @@ def test_a_user_module_whose_forward_is_no_image_map_is_told_what_export_needs(
     assert "m3l exports a model whose forward maps an image batch to an image batch" in done.stderr
     assert "MyClassifier.forward does not fit" in done.stderr and "returned shape (1, 10)" in done.stderr
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- issue 27 item 13
+
+
+@pytest.fixture
+def demo_weights(tmp_path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    from m3l import compose
+    from m3l.experiment import Experiment
+
+    net = Experiment(compose("demo", [f"paths.runs_dir={tmp_path}/api_runs"])).net
+    path = tmp_path / "demo.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def test_export_without_the_export_extra_names_it(demo_weights: Path, workdir: Path, tmp_path: Path) -> None:
+    """Without onnxscript (the export extra), format=onnx says which extra to install instead of
+    "No module named 'onnxscript'" / "Try another format". The package is made unimportable in
+    the subprocess (``sys.modules[name] = None``, what Python does for a module that is absent)."""
+    from tests.conftest import cli_env
+
+    env = cli_env(tmp_path)
+    out = tmp_path / "exports" / "demo.onnx"
+    args = ["model=demo", f"checkpoint={demo_weights}", "format=onnx", f"output={out}"]
+    code = ("import sys; sys.modules['onnxscript'] = None; sys.argv = ['m3l-export', *sys.argv[1:]]; "
+            "from m3l.run.export import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert 'pip install "m3l[export]"' in done.stderr and 'pip install -e ".[export]"' in done.stderr
+    assert "onnxscript" in done.stderr and "Traceback" not in done.stderr and "Try another format" not in done.stderr
+    assert not out.exists()
+
+
+def test_export_keeps_the_onnx_tools_log_lines_off_the_terminal(demo_weights: Path, workdir: Path, tmp_path: Path) -> None:
+    """The ONNX exporter's passes log about a dozen lines ("Removed 67 unused nodes"...): they go
+    to the run's log file only; the terminal keeps m3l's own lines."""
+    from tests.conftest import cli_env, run_cli
+
+    env = cli_env(tmp_path)
+    out = tmp_path / "exports" / "demo.onnx"
+    done = run_cli("export", "model=demo", f"checkpoint={demo_weights}", "format=onnx", f"output={out}",
+                   cwd=workdir, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    terminal = done.stdout + done.stderr
+    for noise in ("onnx_ir", "onnxscript", "unused nodes", "constant folding"):
+        assert noise not in terminal, terminal
+    assert "Exported demo (onnx)" in terminal
+    (log_file,) = Path(env["M3L_RUNS_DIR"]).rglob("export.log")
+    assert "onnx_ir" in log_file.read_text() or "onnxscript" in log_file.read_text()
+    assert len(lines(terminal)) <= 10, terminal  # the run header, the weights, the result
