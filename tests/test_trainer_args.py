@@ -7,7 +7,6 @@ import inspect
 
 import lightning.pytorch as pl
 import pytest
-import pytorch_lightning
 import torch
 
 from m3l import Experiment, compose
@@ -126,14 +125,41 @@ def test_describe_says_annotations_in_words():
     assert describe(Union[int, float, None]) == "an integer or a number or null"
 
 
-class _OldModule(pytorch_lightning.LightningModule):
-    pass
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (the import order matters); its stdout."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
-def test_modules_of_pytorch_lightning_are_refused_with_the_import_to_use():
-    with pytest.raises(ConfigError, match="import `lightning.pytorch as pl`") as info:
-        check_lightning2({"net": _OldModule(), "data": None})
-    assert "'net'" in str(info.value) and "pytorch_lightning" in str(info.value)
+def test_pytorch_lightning_2_is_the_package_m3l_runs():
+    """Imported after m3l, ``pytorch_lightning`` (2.x here) is ``lightning.pytorch``: a module
+    written against it mixes with m3l's Trainer, callbacks and datamodules."""
+    out = _fresh_python(
+        "import m3l.instantiation, lightning.pytorch as L, lightning.fabric as F\n"
+        "import pytorch_lightning as pl, lightning_fabric\n"
+        "from pytorch_lightning.callbacks import ModelCheckpoint\n"
+        "from m3l.trainer_args import check_lightning2\n"
+        "check_lightning2({'net': pl.LightningModule()})\n"
+        "print(pl.LightningModule is L.LightningModule, ModelCheckpoint is L.callbacks.ModelCheckpoint,\n"
+        "      lightning_fabric is F, L.__spec__.name)\n"
+    )
+    assert out.split() == ["True", "True", "True", "lightning.pytorch"]
+
+
+def test_pytorch_lightning_imported_before_m3l_is_refused_with_the_import_to_use():
+    out = _fresh_python(
+        "import pytorch_lightning\n"
+        "from m3l.errors import ConfigError\n"
+        "from m3l.trainer_args import check_lightning2\n"
+        "class Old(pytorch_lightning.LightningModule): pass\n"
+        "try:\n    check_lightning2({'net': Old(), 'data': None})\n"
+        "except ConfigError as exc:\n    print(exc)\n"
+    )
+    assert "'net'" in out and "imported before m3l" in out and "import `lightning.pytorch as pl`" in out
     check_lightning2({"net": pl.LightningModule()})
 
 

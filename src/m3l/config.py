@@ -62,6 +62,29 @@ def group_options(group: str) -> dict[str, Path]:
     return dict(sorted(options.items()))
 
 
+def shadowing_configs(choices: dict[str, Any], primary: str | None = None) -> list[tuple[str, Path]]:
+    """The user configs a run uses in place of packaged ones of the same group and name:
+    ``("net/dncnn_small", Path(".../.config/m3l/net/dncnn_small.yaml"))`` for each group choice
+    in ``choices`` (and the ``primary`` config, e.g. ``"train"``) whose winning file is a
+    user's while m3l ships one too. A config is code (any ``_target_`` runs): the run header
+    names these so that a replaced packaged config never goes unnoticed."""
+    names: list[str] = [primary] if primary else []
+    for group, option in choices.items():
+        if option is None or str(group).startswith("hydra"):
+            continue
+        options = option if isinstance(option, (list, tuple)) or OmegaConf.is_list(option) else [option]
+        names += [f"{group}/{item}" for item in options if item is not None]
+    found = []
+    user_dirs = user_config_dirs()
+    for name in names:
+        if not (PACKAGED_CONFIG_DIR / f"{name}.yaml").is_file():
+            continue
+        user = next((d / f"{name}.yaml" for d in user_dirs if (d / f"{name}.yaml").is_file()), None)
+        if user is not None:
+            found.append((name, user))
+    return found
+
+
 # ---------------------------------------------------------------------------- resolvers
 
 
@@ -194,14 +217,14 @@ def normalize_overrides(overrides: Iterable[str]) -> list[str]:
 def normalize_argv(argv: Sequence[str]) -> list[str]:
     """Command-line arguments with ``--cluster-launch`` -> ``--multirun`` and the above.
 
-    The flag goes first, so it may follow overrides (``model=x --cluster-launch``), which
-    argparse would otherwise reject.
+    The flag (and ``-m``/``--multirun``) goes first, so it may follow overrides
+    (``model=x --cluster-launch``), which argparse would otherwise reject.
     """
     if not argv:
         return list(argv)
     rest = list(argv[1:])
-    flags = ["--multirun"] if "--cluster-launch" in rest else []
-    rest = [arg for arg in rest if arg != "--cluster-launch"]
+    flags = ["--multirun"] if any(arg in ("--cluster-launch", "-m", "--multirun") for arg in rest) else []
+    rest = [arg for arg in rest if arg not in ("--cluster-launch", "-m", "--multirun")]
     return [argv[0], *flags, *normalize_overrides(rest)]
 
 
@@ -369,6 +392,48 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
         )
     detail = f" ({cause})" if cause is not None and str(cause) and str(cause) not in text else ""
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) + detail
+
+
+def interpolation_error(cfg: DictConfig, exc: BaseException) -> str:
+    """An interpolation of ``cfg`` that cannot be resolved (``${oc.env:VAR}`` with ``VAR``
+    unset, a key that does not exist), said in one line: the key, its value, what to do."""
+    reason = str(getattr(exc, "msg", "") or exc).strip().splitlines()[0]
+    raws = dict(_interpolations(cfg))
+    key = str(getattr(exc, "full_key", "") or "")
+    if key not in raws:  # ``node.get(key)`` raises without the key: find the value that names it
+        quoted = re.findall(r"'([^']+)'", reason)
+        key = next((k for k, raw in raws.items() if quoted and quoted[0] in raw), key)
+    where = f"{key}={raws[key]}" if key in raws else (key or "the config")
+    variable = re.search(r"Environment variable '([^']+)' not found", reason)
+    if variable:
+        name = variable[1]
+        return (
+            f"{where}: the environment variable {name} is not set. Set it (export {name}=...) or give the "
+            f"interpolation a default: ${{oc.env:{name},DEFAULT}}."
+        )
+    return f"{where}: cannot resolve the interpolation ({reason}). Check the keys it refers to."
+
+
+def _interpolations(node: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """``(key, raw text)`` of every interpolation in ``node``, without resolving any."""
+    from omegaconf import ListConfig
+
+    if not isinstance(node, (DictConfig, ListConfig)):
+        return
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for k in keys:
+        full = f"{prefix}.{k}" if prefix else str(k)
+        try:
+            child = node._get_node(k)
+        except Exception:  # noqa: BLE001 - a node that cannot be read is not the one we look for
+            continue
+        if isinstance(child, (DictConfig, ListConfig)):
+            if child._is_interpolation():
+                yield full, str(child._value())
+            else:
+                yield from _interpolations(child, full)
+        elif child is not None and child._is_interpolation():
+            yield full, str(child._value())
 
 
 def cluster_launcher(name: str) -> str | None:

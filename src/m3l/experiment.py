@@ -45,7 +45,7 @@ from m3l.lightning_messages import quiet_lightning
 from m3l.metrics_report import collect_failures, floats, report_metrics
 from m3l.run_directory import RunDirectory
 from m3l.rundirs import is_rank_zero, resume_checkpoint, warn_if_other_settings
-from m3l.trainer_args import check_lightning2, lightning2_kwargs, upgrade_config
+from m3l.trainer_args import check_lightning2, inference_precision, lightning2_kwargs, upgrade_config
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class Experiment:
             # which checkpoint=last would then load)
             node["enable_checkpointing"] = False
         callbacks = [cb for cb in callbacks if not _disabled_by(node, cb)]
+        node = inference_precision(node, self.verb, self.__dict__.get("net"))
         self.dirs.started = True
         loggers = self.loggers
         if not loggers:
@@ -335,7 +336,7 @@ class Experiment:
         self._apply_read_ahead()
         # ExactDistributedTest: with several processes, each test sample is seen exactly once
         trainer = self.make_trainer(extra_callbacks=[ExactDistributedTest(), self.fast_inference()])
-        results = trainer.test(self.net, datamodule=self.data)
+        results = trainer.test(self.net, datamodule=self.data, verbose=False)  # report_metrics prints them
         metrics: dict[str, float] = {}
         for item in results:
             metrics.update(floats(item))
@@ -383,7 +384,7 @@ class Experiment:
         except CorrectionInterrupted as stop:
             left = sum(1 for f in serializer.failures if f.reason.startswith("not corrected: the run was stopped"))
             raise CorrectionInterrupted(
-                f"{stop} {left} input(s) not corrected yet are listed in {out / 'failures.tsv'}. To finish, run "
+                f"{stop}. {left} input(s) not corrected yet are listed in {out / 'failures.tsv'}. To finish, run "
                 "the same command again with serializer.skip_existing=true (it keeps what is written)."
             ) from None
         failures = collect_failures(self.data, serializer)

@@ -13,7 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from m3l.config import target_arguments
 from m3l.config_checks import config_source
 from m3l.errors import ConfigError, M3LError
-from m3l.trainer_args import did_you_mean, pytorch_lightning_message
+from m3l.trainer_args import alias_pytorch_lightning, did_you_mean, pytorch_lightning_message
+
+# before any user code is imported: a module written against pytorch_lightning 2.x gets the
+# package m3l runs (see m3l.trainer_args)
+alias_pytorch_lightning()
 
 
 def instantiate_key(cfg: DictConfig, key: str, node: Any | None = None, **kwargs: Any) -> Any:
@@ -37,8 +41,9 @@ def instantiate_key(cfg: DictConfig, key: str, node: Any | None = None, **kwargs
             line.strip() for line in text.splitlines()
             if line.strip() and not line.strip().startswith(("full_key:", "object_type="))
         )
-        if "pytorch_lightning" in text:
-            hint = pytorch_lightning_message(key)
+        missing = _missing_module(exc)
+        if "pytorch_lightning" in text or missing.startswith("pytorch_lightning"):
+            hint = pytorch_lightning_message(key, name=missing or None)
         elif "Error locating target" in text:
             hint = ("Check that the `_target_` names an importable class or function and that "
                     "your package is on PYTHONPATH (or installed).")
@@ -54,3 +59,16 @@ def instantiate_key(cfg: DictConfig, key: str, node: Any | None = None, **kwargs
         raise ConfigError(
             f"Building '{key}' from {config_source(cfg, key)} failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _missing_module(exc: BaseException) -> str:
+    """The module name of a ``ModuleNotFoundError`` in ``exc``'s chain (Hydra's message hides
+    it), or ``""``."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            return str(cause.name)
+        cause = cause.__cause__ or cause.__context__
+    return ""

@@ -99,16 +99,20 @@ def test_removed_lightning1_key_is_refused_with_the_new_name(workdir: Path, tmp_
     assert "Lightning 1.x argument" in line and "checkpoint=PATH" in line
 
 
-def test_module_importing_pytorch_lightning_is_named(user, workdir: Path, tmp_path: Path):
+def test_module_importing_a_lightning1_name_is_named(user, workdir: Path, tmp_path: Path):
+    """`pytorch_lightning` 2.x is the package m3l runs (tests/e2e/test_user_paths_cli.py); a
+    name only Lightning 1.x had is refused with what to do."""
     env, _, common = user
     package = tmp_path / "old_code" / "my_library"
     shutil.copytree(OWN_CODE / "my_library", package)
     net = package / "net.py"
-    net.write_text(net.read_text().replace("import lightning.pytorch as pl", "import pytorch_lightning as pl"))
+    net.write_text(net.read_text().replace(
+        "import lightning.pytorch as pl", "import pytorch_lightning as pl\nfrom pytorch_lightning.callbacks.base import Callback"
+    ))
     env = dict(env, PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(package.parent)]))
-    line = _error(run_cli("train", *common, "debug=fdr", cwd=workdir, env=env))
-    assert "my_library.net.MyRestorationNetwork is built on `pytorch_lightning`" in line
-    assert "import `lightning.pytorch as pl`" in line
+    result = run_cli("train", *common, "debug=fdr", cwd=workdir, env=env)
+    assert "Could not build 'net'" in _error(result)
+    assert "uses a `pytorch_lightning` name that Lightning 2 does not have (`pytorch_lightning.callbacks.base`" in result.stderr
 
 
 @pytest.mark.parametrize("with_override", [True, False])

@@ -49,6 +49,12 @@ class SweepError(CompactHydraException):
     """A sweep config that cannot work, with what to change."""
 
 
+class NoTrialCompleted(SweepError):
+    """Every trial this sweep ran failed: the sweep has no result (the command exits 1)."""
+
+    exit_code = 1
+
+
 def parse_direction(direction: Any) -> list[str]:
     """``maximize``/``max``/... or a list of them -> Optuna's direction names."""
     items = list(direction) if isinstance(direction, Sequence) and not isinstance(direction, str) else [direction]
@@ -331,6 +337,12 @@ class OptunaSweeper(Sweeper):
                     f"see {sweep_dir / RESULTS_FILE}."
                 )
         self._report(study, sweep_dir)
+        if mine and failed == len(mine):
+            reasons = sorted({str(t.user_attrs.get("m3l.failure", "?")) for t, _ in mine})
+            raise NoTrialCompleted(
+                f"No trial of this sweep completed ({failed} failed; the first reason: {reasons[0]}). The trials "
+                f"are listed in {sweep_dir / RESULTS_FILE}."
+            )
         return returns
 
     # ------------------------------------------------------------------ report

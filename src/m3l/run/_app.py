@@ -83,8 +83,7 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
     import shutil
 
     args = argv[1:]
-    if any(a in _MULTIRUN_FLAGS for a in args):
-        return argv
+    multirun = any(a in _MULTIRUN_FLAGS for a in args)  # -m, or --cluster-launch (normalize_argv)
     name = next((a.split("=", 1)[1] for a in args if _override_key(a) == "cluster" and "=" in a), None)
     launcher = next((a.split("=", 1)[1] for a in args if _override_key(a) == "hydra/launcher" and "=" in a), None)
     source = f"hydra/launcher={launcher}" if launcher else None
@@ -96,6 +95,8 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
     if not launcher or launcher == "basic":
         return argv
     if "slurm" in launcher and shutil.which("sbatch") is None:
+        # also with -m / --cluster-launch: submitit would fail with a traceback after Hydra made
+        # the sweep directory
         print(
             f"m3l: error: {source} submits the {verb} job to Slurm ({launcher}), but this machine has no "
             "`sbatch`: run the same command on the cluster's submission node. To run here instead, leave out "
@@ -103,6 +104,8 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
             file=sys.stderr,
         )
         raise SystemExit(2)
+    if multirun:
+        return argv
     where = "to Slurm" if "slurm" in launcher else "as a local subprocess"
     print(
         f"m3l: {source} selects the {launcher} launcher: submitting the {verb} job {where} "
@@ -185,7 +188,7 @@ def _remove_unused_run_dir(cfg: Any, experiment: Any) -> None:
 def print_header(verb: str, cfg: Any, experiment: Any) -> None:
     """The few lines a run starts with: model, run directory, weights, device (the whole
     config is in the run's config.yaml; ``print_config=true`` prints it)."""
-    from m3l.config import config_choices
+    from m3l.config import config_choices, shadowing_configs
 
     choices = config_choices(cfg)
     model = choices.get("model") or str(cfg.get("name"))
@@ -201,6 +204,10 @@ def print_header(verb: str, cfg: Any, experiment: Any) -> None:
     if weights:
         lines.append(f"  weights: {weights}")
     lines.append(f"  device: {_device_text(cfg)}")
+    shadows = shadowing_configs(choices, primary=verb)
+    if shadows:
+        listing = ", ".join(f"{name} ({path})" for name, path in shadows)
+        lines.append(f"  your configs in place of m3l's: {listing}")
     print("\n".join(lines), flush=True)
 
 
@@ -257,6 +264,47 @@ def _check_composed(cfg: Any) -> None:
             raise ConfigError(missing_package_message(str(model), path))
 
 
+def sweep_objective(cfg: Any, metrics: dict[str, Any], trainer: Any) -> float | None:
+    """What a training run returns to a sweeper: the metric its best checkpoint was ranked by.
+
+    That is ``monitor``, or the metric the checkpoint callback picked when the module does not
+    log ``monitor`` (:class:`m3l.callbacks.MonitoredCheckpoint`), so that a sweep optimizes
+    what the checkpoints are chosen by. In a sweep, a run with no such metric, or whose picked
+    metric runs the other way than ``monitor_mode`` (the sweep's direction), fails with the
+    metrics the module logs and the setting to give."""
+    from m3l.callbacks import pick_monitor
+    from m3l.errors import ConfigError
+
+    configured, mode = cfg.get("monitor"), str(cfg.get("monitor_mode") or "max")
+    if configured is not None and str(configured) in metrics:
+        return metrics[str(configured)]
+    callback = getattr(trainer, "checkpoint_callback", None) if trainer is not None else None
+    logged = sorted(k for k, v in metrics.items() if isinstance(v, float))
+    picked: tuple[str, str] | None = None
+    if callback is not None and getattr(callback, "monitor", None) in metrics:
+        picked = (str(callback.monitor), str(callback.mode))
+    elif callback is None:
+        picked = pick_monitor(logged)
+    if not _is_multirun():
+        return metrics.get(picked[0]) if picked else None
+    module = type(getattr(trainer, "lightning_module", None)).__name__ if trainer is not None else "the module"
+    how = "Set monitor=METRIC monitor_mode=min|max (in the model config or on the command line)"
+    if picked is None:
+        raise ConfigError(
+            f"monitor={configured!r} is not logged by {module} (it logs: {', '.join(logged) or 'nothing'}), so the "
+            f"sweep has no objective. {how}."
+        )
+    if picked[1] != mode:
+        raise ConfigError(
+            f"monitor={configured!r} is not logged by {module}; its checkpoints are ranked by {picked[0]} "
+            f"({'higher' if picked[1] == 'max' else 'lower'} is better), but the sweep's direction is "
+            f"monitor_mode={mode}. Set monitor={picked[0]} monitor_mode={picked[1]}."
+        )
+    log.info("The sweep's objective is %s, the metric the checkpoints are ranked by (monitor=%s is not logged).",
+             picked[0], configured)
+    return metrics[picked[0]]
+
+
 # set while Hydra composes, so that its errors reach main() (which words them for m3l)
 _OWN_FULL_ERROR = "_M3L_HYDRA_FULL_ERROR_SET"
 
@@ -271,6 +319,8 @@ def make_main(verb: str) -> Callable[[], Any]:
 
     def job(cfg: Any) -> Any:
         _restore_full_error()  # errors of the job itself get Hydra's usual report
+        from omegaconf.errors import InterpolationResolutionError
+
         from m3l.errors import M3LError
 
         experiment = None
@@ -287,8 +337,7 @@ def make_main(verb: str) -> Callable[[], Any]:
                 print_header(verb, cfg, experiment)
             if verb == "train":
                 metrics = experiment.fit()
-                value = metrics.get(str(cfg.get("monitor")))
-                return value
+                return sweep_objective(cfg, metrics, experiment.trainer)
             if verb == "test":
                 return experiment.test()
             if verb == "correct":
@@ -305,6 +354,14 @@ def make_main(verb: str) -> Callable[[], Any]:
                 raise
             print(f"m3l: error: {exc}", file=sys.stderr)
             raise SystemExit(exc.exit_code) from None
+        except InterpolationResolutionError as exc:  # e.g. ${oc.env:VAR} with VAR unset: nothing was done
+            _remove_unused_run_dir(cfg, experiment)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or _is_multirun():
+                raise
+            from m3l.config import interpolation_error
+
+            print(f"m3l: error: {interpolation_error(cfg, exc)}", file=sys.stderr)
+            raise SystemExit(2) from None
         except BaseException:
             _remove_unused_run_dir(cfg, experiment)
             raise
@@ -315,7 +372,9 @@ def make_main(verb: str) -> Callable[[], Any]:
         from omegaconf.errors import OmegaConfBaseException
 
         from m3l.config import composition_error, normalize_argv, register_resolvers
+        from m3l.trainer_args import alias_pytorch_lightning
 
+        alias_pytorch_lightning()  # before Hydra imports any user code (see m3l.trainer_args)
         register_resolvers()
         sys.argv = normalize_argv(sys.argv)
         sys.argv = _preflight_argv(verb, sys.argv)
@@ -331,7 +390,8 @@ def make_main(verb: str) -> Callable[[], Any]:
             if user_full_error:
                 raise
             print(f"m3l: error: {composition_error(exc, sys.argv[1:])}", file=sys.stderr)
-            raise SystemExit(2) from None
+            # 2: the config cannot work; a sweeper's own code for a sweep that ran and failed
+            raise SystemExit(getattr(exc, "exit_code", 2)) from None
         except Exception as exc:  # noqa: BLE001 - anything else outside the job: Hydra's usual report
             if user_full_error:
                 raise
