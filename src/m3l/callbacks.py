@@ -225,6 +225,11 @@ def pick_monitor(logged: list[str]) -> tuple[str, str] | None:
     return None
 
 
+#: how much worse than the first validation a run's best score may be before the end of the
+#: run says the best checkpoint is of a diverged model: this fraction of the first value
+FAR_WORSE_FRACTION = 0.10
+
+
 class MonitoredCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` that does not stop a run whose module does not log the
     configured ``monitor`` (``val/psnr`` by default, what m3l's modules log).
@@ -233,6 +238,11 @@ class MonitoredCheckpoint(ModelCheckpoint):
     metric the module logs that :func:`pick_monitor` finds, or, with none, keeps only
     ``last.ckpt``; either way with one warning that says how to choose (``monitor=``,
     ``monitor_mode=``). ``monitor=null`` keeps only ``last.ckpt`` too.
+
+    It also keeps the monitored value of the run's first validation (Lightning's sanity check
+    of the net before training, ``trainer.num_sanity_val_steps`` batches, else the first
+    epoch's), so that :meth:`far_worse_note` can say when the best checkpoint is of a model
+    that training made far worse (a diverged run without a NaN).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -240,6 +250,38 @@ class MonitoredCheckpoint(ModelCheckpoint):
         self._configured_monitor, self._configured_mode = self.monitor, self.mode
         self._last_only = self.monitor is None and bool(self.save_last)
         self._last_saved_step: int | None = None
+        self.first_score: tuple[str, float, bool] | None = None  # (metric, value, before any training)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.first_score is None and self.monitor is not None:
+            value = trainer.callback_metrics.get(self.monitor)
+            if value is not None and torch.isfinite(torch.as_tensor(value)).all():
+                self.first_score = (str(self.monitor), float(value), bool(trainer.sanity_checking))
+        super().on_validation_end(trainer, pl_module)
+
+    def far_worse_note(self) -> str | None:
+        """A warning when the best checkpoint's score is far worse than the first validation's
+        (worse by more than :data:`FAR_WORSE_FRACTION` of the first value, in the direction of
+        ``mode``): the run diverged or learned nothing, and ``checkpoint=best`` names a model
+        worse than the one training started from. None otherwise."""
+        if self.first_score is None or self.best_model_score is None or not self.best_model_path:
+            return None
+        monitor, first, before_training = self.first_score
+        if monitor != self.monitor:
+            return None
+        best = float(self.best_model_score)
+        margin = FAR_WORSE_FRACTION * abs(first)
+        worse = best < first - margin if self.mode == "max" else best > first + margin
+        if not worse:
+            return None
+        when = ("before training (Lightning's sanity check)" if before_training
+                else "at the first validation")
+        return (
+            f"The best checkpoint is far worse than the model training started from: {monitor}={best:.4g} at best, "
+            f"{first:.4g} {when} ({'higher' if self.mode == 'max' else 'lower'} is better). The run diverged or learned "
+            f"nothing: {self.best_model_path} (checkpoint=best) holds a model worse than the untrained one. Lower the "
+            "learning rate (e.g. net.optimizer.lr) or check the data and the loss, and train again."
+        )
 
     @property
     def state_key(self) -> str:
@@ -253,10 +295,17 @@ class MonitoredCheckpoint(ModelCheckpoint):
         monitor = state_dict.get("monitor")
         if monitor != self.monitor:  # a metric picked in the interrupted run: pick the same
             self._use_monitor(monitor, state_dict.get("mode", self.mode))
-        super().load_state_dict(state_dict)
+        first = state_dict.get("first_score")
+        if isinstance(first, dict):
+            self.first_score = (str(first["monitor"]), float(first["value"]), bool(first["before_training"]))
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "first_score"})
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "mode": self.mode}
+        state = {**super().state_dict(), "mode": self.mode}
+        if self.first_score is not None:  # a resumed run compares with the first validation of the run
+            state["first_score"] = {"monitor": self.first_score[0], "value": self.first_score[1],
+                                    "before_training": self.first_score[2]}
+        return state
 
     def _use_monitor(self, monitor: str | None, mode: str) -> None:
         self.monitor = monitor

@@ -237,6 +237,9 @@ class Experiment:
             metrics["best_checkpoint"] = checkpoint_cb.best_model_path  # type: ignore[assignment]
         if trainer.is_global_zero:
             report_metrics("Training finished", metrics, self.output_dir)
+            far_worse = getattr(checkpoint_cb, "far_worse_note", None)  # m3l's MonitoredCheckpoint
+            if callable(far_worse) and far_worse():
+                log.warning(far_worse())
         return metrics
 
     def _start_from(self) -> Path | None:

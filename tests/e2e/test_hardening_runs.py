@@ -88,3 +88,25 @@ def test_checkpoint_best_takes_the_newest_run_whose_net_fits_and_the_header_says
     assert "checkpoint=best: no training run of 'toy'" in wider.stderr and "has the net of this config" in wider.stderr
     assert "net.net.width: 16 there, 32 now" in wider.stderr and "net.net.width: 8 there, 32 now" in wider.stderr
     assert "Traceback" not in wider.stderr
+
+
+def test_a_diverged_run_says_its_best_checkpoint_is_far_worse_than_the_untrained_net(tmp_path: Path, workdir: Path):
+    """Issue 26 item 18: lr 1e5 ruins the net without a NaN; the end of the run says the "best"
+    checkpoint is far worse than the first validation (the sanity check before training)."""
+    env = toy_env(tmp_path)
+    sane = ["trainer.num_sanity_val_steps=1", "trainer.max_epochs=2"]
+    diverged = run_cli("train", *TOY, *sane, "net.optimizer.lr=1e5", cwd=workdir, env=env)
+    assert diverged.returncode == 0, diverged.stderr[-3000:]
+    (run_dir,) = _run_dirs(env)
+    (best,) = run_dir.glob("checkpoints/best*.ckpt")
+    scores = [v["best_model_score"] for v in torch.load(best, weights_only=True)["callbacks"].values()
+              if isinstance(v, dict) and v.get("monitor") == "val/psnr"]
+    assert scores and torch.isfinite(torch.as_tensor(scores[0]))  # no NaN: only the scores say it diverged
+    text = diverged.stderr.split("Training finished", 1)[-1] + (run_dir / "train.log").read_text()
+    assert "The best checkpoint is far worse than the model training started from: val/psnr=" in text
+    assert "before training (Lightning's sanity check)" in text and str(best) in text
+    assert "Lower the learning rate" in text
+
+    healthy = run_cli("train", *TOY, *sane, cwd=workdir, env=env)  # the toy's own lr: it learns
+    assert healthy.returncode == 0, healthy.stderr[-3000:]
+    assert "far worse" not in healthy.stderr and "far worse" not in (_run_dirs(env)[-1] / "train.log").read_text()
