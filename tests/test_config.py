@@ -84,6 +84,8 @@ def _user_model(root: Path, name: str, logger_line: str) -> None:
         ("  - override /logger: csv", ["logger=mlflow"], ["mlflow"]),
         ("  - /logger: tensorboard", [], ["tensorboard"]),  # the default's own name, picked explicitly
         ("  - /logger: many", [], ["csv", "tensorboard"]),
+        ("  - /logger: [tensorboard, mlflow]", [], ["mlflow", "tensorboard"]),  # docs/logging.md's list
+        ("  - /logger: [tensorboard, mlflow]", ["logger=csv"], ["csv"]),
         ("", [], ["tensorboard"]),  # none picked: m3l's default
         ("", ["logger=csv"], ["csv"]),
         ("", ["logger=none"], []),
