@@ -3,7 +3,9 @@
 Items follow docs/contracts.md: ``input`` (original size, unpadded), ``relpath``, ``mode``,
 ``bit_depth``, ``height``, ``width``, ``alpha``; video frames add ``frame_index``,
 ``num_frames``, ``fps``. Bad inputs (missing path, empty folder, non-media file, corrupt image,
-unreadable video) never stop the run: they are left out and listed in ``failures``.
+unreadable video) never stop the run: they are left out and listed in ``failures``. A video
+with a frame over the pixel limit or of another size than its first is listed when that frame
+is decoded, and the serializer drops what it wrote of it.
 """
 
 from __future__ import annotations
@@ -162,7 +164,9 @@ class VideoCorrectionDataset(IterableDataset):
 
     def _emit(self, buffer: deque, base: dict[str, Any], frame_index: int) -> dict[str, Any]:
         x = buffer[self.window // 2] if self.window == 1 else torch.stack(list(buffer))
-        return {"input": x, "frame_index": frame_index, **base}
+        # the size is the frame's own, not the header's (every frame has the first's size:
+        # iter_video_frames refuses a video whose frames change size)
+        return {**base, "input": x, "frame_index": frame_index, "height": x.shape[-2], "width": x.shape[-1]}
 
 
 def collate_correction(items: list[dict[str, Any]]) -> dict[str, Any]:

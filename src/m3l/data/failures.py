@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from m3l.data.io import atomic_write
+from m3l.deploy.runtime import FAILURES_FILENAME, write_failures_file
 
 log = logging.getLogger(__name__)
 
-FAILURES_FILENAME = "failures.tsv"
+__all__ = ["FAILURES_FILENAME", "Failure", "data_failures", "printable", "read_failures", "record_failure", "write_failures"]
 
 
 class Failure(NamedTuple):
@@ -23,7 +24,21 @@ class Failure(NamedTuple):
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+        return printable(f"{self.path}: {self.reason}")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for any log or terminal: the bytes of a file name that is not UTF-8 (kept
+    by ``os.fsdecode`` as lone surrogates, which a UTF-8 log file refuses) as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape" if _escapable(text) else "backslashreplace").decode("utf-8", "backslashreplace")
+
+
+def _escapable(text: str) -> bool:
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def record_failure(failures: list[Failure], path: str | os.PathLike[str], reason: str) -> Failure:
@@ -35,10 +50,21 @@ def record_failure(failures: list[Failure], path: str | os.PathLike[str], reason
     return failure
 
 
-def write_failures(path: str | os.PathLike[str], failures: list[Failure]) -> Path:
-    """Write ``path<TAB>reason`` lines (with a header) atomically."""
-    lines = ["path\treason"] + [f"{f.path}\t{' '.join(f.reason.split())}" for f in failures]
-    return atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8"))
+def write_failures(path: str | os.PathLike[str], failures: Sequence[Failure]) -> Path | None:
+    """Write ``failures.tsv`` at ``path`` atomically: the one writer of ``correct`` and the
+    runtime (:func:`m3l.deploy.runtime.write_failures_file`; format in
+    :func:`m3l.deploy.runtime.format_failures`: tab-separated with csv quoting, file names kept
+    byte for byte). When it cannot be written (a full disk...), the list is logged instead and
+    None is returned."""
+    path = Path(path)
+    return write_failures_file(path.parent, [(f.path, f.reason) for f in failures], name=path.name)
+
+
+def read_failures(path: str | os.PathLike[str]) -> list[Failure]:
+    """The rows of a ``failures.tsv`` (what :func:`write_failures` wrote), paths as written."""
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        rows = list(csv.reader(fh, delimiter="\t"))
+    return [Failure(*row) for row in rows[1:]]
 
 
 def data_failures(trainer: Any) -> list[Failure]:

@@ -5,7 +5,8 @@ on one thread while the net computes the next batch; at most ``depth`` batches w
 disk slows the run instead of filling the memory. Each write still goes to a temporary file
 renamed into place when complete (:func:`m3l.data.io.atomic_write`), so a stop never leaves a
 half-written output under its final name; :func:`remove_partial_files` removes the temporary
-files that a kill without warning (SIGKILL) left behind.
+files that a kill without warning (SIGKILL) left behind. :class:`FolderLock` keeps a second run
+from writing into an output folder while a first one does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import queue
 import re
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -113,3 +115,60 @@ def remove_partial_files(root: Path) -> list[Path]:
         log.warning("removed %d partial file(s) left under %s by an earlier run that was killed", len(removed), root)
     return removed
 
+
+
+class FolderLock:
+    """An advisory lock (``flock``) on the file ``path``, held while a run writes into its
+    folder: a second run asking for it is told who holds it. The operating system drops the
+    lock when its process ends, however it ends, so a killed run never leaves the folder locked;
+    :meth:`release` also removes the file. Where ``flock`` is missing or refused (Windows, some
+    network file systems) nothing is locked, with a warning."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy never holds the lock
+        return {"path": self.path, "_fd": None}
+
+    def acquire(self) -> str | None:
+        """Take the lock: None when taken (or when locks are not supported), else who holds it
+        (``pid N on HOST``, as the holder wrote it)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 256).decode("utf-8", "replace").strip()
+                os.close(fd)
+                return holder or "another process"
+            except OSError as err:
+                os.close(fd)
+                log.warning("could not lock %s (%s): a second run into this folder would not be stopped", self.path, err)
+                return None
+            try:  # its holder may have removed the file between our open and flock: lock the new one
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            self._fd = fd
+            return None
+
+    def release(self) -> None:
+        """Remove the file and drop the lock (nothing when not held)."""
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None

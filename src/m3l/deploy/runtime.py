@@ -198,6 +198,60 @@ def check_output_paths(
                                           f"(input: {source}); pick an output folder outside it.")
 
 
+FAILURES_FILENAME = "failures.tsv"
+
+
+def _file_text(text: str) -> str:
+    """``text`` as it can be written with ``surrogateescape``: a non-UTF-8 file name's bytes
+    (``os.fsdecode`` keeps them as lone surrogates) stay as they are; any other lone surrogate
+    becomes a backslash escape."""
+    try:
+        text.encode("utf-8", "surrogateescape")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def format_failures(failures: Iterable[tuple[str, str]]) -> bytes:
+    """The ``failures.tsv`` of ``(path, reason)`` pairs: a ``path<TAB>reason`` header, then
+    one row a failure, written by Python's ``csv`` module (tab-delimited, ``"``-quoted where a
+    field holds a tab, a newline or a quote, so every file name round-trips). Reasons are put
+    on one line. Paths are written as the file system's bytes: a name that is not UTF-8 keeps
+    its bytes; read the file with ``csv.reader(open(path, newline="", encoding="utf-8",
+    errors="surrogateescape"), delimiter="\\t")`` and ``os.fsencode(row[0])`` gives them back."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    for path, reason in failures:
+        writer.writerow([_file_text(os.fspath(path)), _file_text(" ".join(str(reason).split()))])
+    return buffer.getvalue().encode("utf-8", "surrogateescape")
+
+
+def write_failures_file(root: str | os.PathLike[str], failures: Sequence[tuple[str, str]], name: str = FAILURES_FILENAME) -> Path | None:
+    """Write :func:`format_failures` to ``root/name`` atomically (temp file and rename) and
+    return its path; when it cannot be written (a full disk, a read-only folder), log the whole
+    list instead, with the reason, and return None. The one writer of ``correct`` and the runtime."""
+    target = Path(root) / name
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_file_beside(target, ".part")
+        with open(fd, "wb") as fh:
+            fh.write(format_failures(failures))
+        os.replace(tmp, target)
+        return target
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        listing = "\n".join(f"  {_file_text(os.fspath(p))}\t{' '.join(str(r).split())}" for p, r in failures)
+        log.error("could not write the list of failures to %s (%s); here it is:\n%s",
+                  target, exc.strerror or exc, listing)
+        return None
+
+
 # the Daubechies-2 decomposition high-pass filter (pywt.Wavelet("db2").dec_hi), as in m3l.models.noise_level
 _DB2_HIGH = (-0.48296291314469025, 0.836516303737469, -0.22414386804185735, -0.12940952255092145)
 _GAUSS_Q75 = 0.6744897501960817  # scipy.stats.norm.ppf(0.75)
@@ -741,9 +795,7 @@ def correct_path(
         while writes:
             collect(*writes.popleft())
     if failures:  # the same failures.tsv as `correct` writes
-        root.mkdir(parents=True, exist_ok=True)
-        lines = ["path\treason"] + [f"{p}\t{' '.join(r.split())}" for p, r in failures]
-        (root / "failures.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_failures_file(root, failures)
     log.info("wrote %d file(s) under %s", len(written), root)
     return written, failures
 
