@@ -224,9 +224,11 @@ def format_failures(failures: Iterable[tuple[str, str]]) -> bytes:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    quoting = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_ALL)  # a name with a CR
     writer.writerow(["path", "reason"])
     for path, reason in failures:
-        writer.writerow([_file_text(os.fspath(path)), _file_text(" ".join(str(reason).split()))])
+        row = [_file_text(os.fspath(path)), _file_text(" ".join(str(reason).split()))]
+        (quoting if "\r" in row[0] else writer).writerow(row)
     return buffer.getvalue().encode("utf-8", "surrogateescape")
 
 
