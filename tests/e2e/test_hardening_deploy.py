@@ -294,6 +294,7 @@ def demo_weights(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_export_without_the_export_extra_names_it(demo_weights: Path, workdir: Path, tmp_path: Path) -> None:
     """Without onnxscript (the export extra), format=onnx says which extra to install instead of
     "No module named 'onnxscript'" / "Try another format". The package is made unimportable in
@@ -313,6 +314,7 @@ def test_export_without_the_export_extra_names_it(demo_weights: Path, workdir: P
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_export_keeps_the_onnx_tools_log_lines_off_the_terminal(demo_weights: Path, workdir: Path, tmp_path: Path) -> None:
     """The ONNX exporter's passes log about a dozen lines ("Removed 67 unused nodes"...): they go
     to the run's log file only; the terminal keeps m3l's own lines."""
