@@ -117,3 +117,9 @@ def log_mean(module: pl.LightningModule, name: str, value: torch.Tensor, weight:
     metric = store[key]
     metric.update(value, weight)
     module.log(name, metric, metric_attribute=f"_m3l_means.{key}", **log_kwargs)
+
+
+def logged_mean(module: pl.LightningModule, name: str) -> torch.Tensor:
+    """The mean :func:`log_mean` has accumulated for ``name`` this epoch, reduced over the
+    processes (a collective: every rank must ask for the same names)."""
+    return module._m3l_means[_KEY.sub("_", name)].compute()

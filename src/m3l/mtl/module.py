@@ -20,6 +20,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 import torch
 from torch import Tensor, nn
 
+from m3l.distributed import log_mean, logged_mean
 from m3l.mtl.algorithms.base import Schedule
 from m3l.mtl.algorithms.context import StepContext, last_parameterized_module, world_size
 from m3l.mtl.algorithms.joint import Joint
@@ -126,7 +127,7 @@ class MultiTaskModule(L.LightningModule):
         self.preflight_done = False
         self._roles: list[str] = []
         self._scheduler_roles: list[str] = []
-        self._eval_sums: dict[str, dict[str, list[Tensor]]] = {}
+        self._eval_heads: dict[str, dict[str, None]] = {}  # the heads evaluated per split this epoch, in order
         self._index_cache: dict[tuple[str, ...], Tensor] = {}
         #: this step's ``train/loss``, ``train/<head>/loss`` and ``weights/<head>`` (logged every
         #: ``log_every_n_steps``, see :meth:`_logs_this_step`)
@@ -324,6 +325,9 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, split: str, batch: Any) -> None:
+        """Log each head's loss and metrics on one evaluation batch. The loss and function
+        metrics are epoch means over samples, exact across DDP ranks (:func:`m3l.distributed.log_mean`:
+        each rank's weighted sum and count are reduced); torchmetrics objects sync themselves."""
         for name, task_batch in merge_task_batches(batch).items():
             task = self.task_by_name[name]
             losses, predictions, targets = self._task_losses(task, task_batch)
@@ -331,10 +335,8 @@ class MultiTaskModule(L.LightningModule):
             size = len(inputs) if hasattr(inputs, "__len__") else 1
             for o in task.objectives:
                 pred, target = predictions[o.name], targets[o.name]
-                self.log(f"{split}/{o.name}/loss", losses[o.name], batch_size=size, add_dataloader_idx=False)
-                acc = self._eval_sums.setdefault(split, {}).setdefault(o.name, [])
-                acc.append(losses[o.name].detach() * size)
-                acc.append(torch.as_tensor(float(size), device=losses[o.name].device))
+                log_mean(self, f"{split}/{o.name}/loss", losses[o.name], size, add_dataloader_idx=False)
+                self._eval_heads.setdefault(split, {})[o.name] = None
                 for metric_name, metric in o.metrics.items():
                     key = f"{split}/{o.name}/{metric_name}"
                     if _is_metric(metric):
@@ -342,14 +344,15 @@ class MultiTaskModule(L.LightningModule):
                         stateful.update(pred, target)
                         self.log(key, stateful, add_dataloader_idx=False)
                     else:
-                        self.log(key, metric(pred, target), batch_size=size, add_dataloader_idx=False)
+                        log_mean(self, key, torch.as_tensor(metric(pred, target), device=self.device), size, add_dataloader_idx=False)
 
     def _log_totals(self) -> None:
-        """``<split>/loss``: the sum over heads of each head's mean loss on that split."""
-        for split, sums in self._eval_sums.items():
-            total = sum(torch.stack(v[0::2]).sum() / torch.stack(v[1::2]).sum() for v in sums.values())
+        """``<split>/loss``: the sum over heads of each head's mean loss on that split (the
+        means reduced over DDP ranks, so every rank logs the same total)."""
+        for split, heads in self._eval_heads.items():
+            total = sum(logged_mean(self, f"{split}/{head}/loss") for head in heads)
             self.log(f"{split}/loss", total, add_dataloader_idx=False)
-        self._eval_sums = {}
+        self._eval_heads = {}
 
     def eval_prefix(self, dataloader_idx: int) -> str:
         """The logged prefix of a validation loader: ``val``, or ``eval_train`` / ``eval_test``
