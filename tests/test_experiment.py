@@ -49,6 +49,22 @@ def test_fit_test_correct_from_python(tmp_path: Path):
     out = corrector.correct(checkpoint="best", correct_dir=tmp_path / "in", root_dir=tmp_path / "out")
     assert (out / "x.png").is_file()
 
+    # the command line's options as arguments, for one call each; errors name the arguments
+    from m3l.errors import CorrectionFailures
+
+    (out / "x.png").write_bytes(b"mine")
+    with pytest.raises(CorrectionFailures, match=r"pass overwrite=True to replace it, or skip_existing=True") as err:
+        corrector.correct(checkpoint="best")
+    assert "serializer." not in str(err.value)
+    corrector.correct(checkpoint="best", overwrite=True, format="png")
+    assert Image.open(out / "x.png").size == (31, 17)
+    (out / "x.png").write_bytes(b"mine")
+    with pytest.raises(CorrectionFailures):  # overwrite=True held for that call only
+        corrector.correct(checkpoint="best")
+    assert (out / "x.png").read_bytes() == b"mine"
+    with pytest.raises(ConfigError, match=r"colour is not an option of the serializer .*jpeg_quality"):
+        corrector.correct(checkpoint="best", colour="red")
+
 
 def test_same_seed_same_weights_other_seed_differs():
     a = Experiment(compose("demo", [*SHORT, "seed=3"]))
@@ -69,7 +85,7 @@ def test_two_experiments_get_different_run_dirs():
 
 def test_correct_without_input_or_serializer_is_explained(tmp_path: Path):
     exp = Experiment(compose("demo", SHORT, verb="correct"))
-    with pytest.raises(ConfigError, match="data.correct_dir"):
+    with pytest.raises(ConfigError, match=r"pass correct_dir=DIR_OR_FILE"):  # in Python's words
         exp.correct(checkpoint="last", root_dir=tmp_path / "out")
     with pytest.raises(CheckpointError, match="no training run of 'demo'"):
         exp.correct(checkpoint="last", correct_dir=tmp_path, root_dir=tmp_path / "out")
@@ -97,7 +113,7 @@ def test_the_readme_snippet_runs_as_written_each_verb_in_its_own_run_dir(tmp_pat
     train_config = (train_dir / "config.yaml").read_bytes()
     exp.test(checkpoint=metrics["best_checkpoint"])
     test_dir = exp.output_dir
-    exp.correct(checkpoint="best", correct_dir="my_photos/", root_dir="corrected/")
+    exp.correct(checkpoint="best", correct_dir="my_photos/", root_dir="corrected/", overwrite=True)
     correct_dir = exp.output_dir
 
     for path in sample_paths("val")[:2]:

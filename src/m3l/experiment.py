@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -327,10 +328,20 @@ class Experiment:
         log.info("Loaded weights from %s", path)
         return path
 
-    def test(self, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
-        """Evaluate the weights of ``checkpoint`` on the data's test sets."""
-        with self.running("test"):
-            return self._test(checkpoint)
+    def test(self, checkpoint: str | os.PathLike | None = None, *, backend: str | None = None,
+             precision: str | None = None) -> dict[str, float]:
+        """Evaluate the weights of ``checkpoint`` on the data's test sets (``backend`` and
+        ``precision``: the command line's keys of the same names)."""
+        options = {k: str(v) for k, v in (("backend", backend), ("precision", precision)) if v is not None}
+        earlier = {key: self.cfg.get(key) for key in options}
+        try:
+            with open_dict(self.cfg):  # for this call only
+                self.cfg.update(options)
+            with self.running("test"):
+                return self._test(checkpoint)
+        finally:
+            with open_dict(self.cfg):
+                self.cfg.update(earlier)
 
     def _test(self, checkpoint: str | os.PathLike | None) -> dict[str, float]:
         self._seed()
@@ -352,27 +363,73 @@ class Experiment:
         checkpoint: str | os.PathLike | None = None,
         correct_dir: str | os.PathLike | None = None,
         root_dir: str | os.PathLike | None = None,
+        *,
+        overwrite: bool | None = None,
+        skip_existing: bool | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        **serializer_options: Any,
     ) -> Path:
-        """Correct ``data.correct_dir`` with the weights of ``checkpoint``; returns the output root."""
-        with open_dict(self.cfg):
-            if correct_dir is not None:
-                self.cfg.data.correct_dir = str(correct_dir)
-            if root_dir is not None and self.cfg.get("serializer") is not None:
-                self.cfg.serializer.root_dir = str(root_dir)
+        """Correct ``data.correct_dir`` with the weights of ``checkpoint``; returns the output root.
+
+        The options of ``python -m m3l.run.correct``: ``correct_dir`` is ``data.correct_dir``,
+        ``root_dir``, ``overwrite``, ``skip_existing`` and any other keyword (``format="jpg"``,
+        ``jpeg_quality=90``, ...) are the ``serializer.*`` keys, ``backend`` and ``precision``
+        the keys of the same names. Called from Python, its errors name these arguments
+        (``overwrite=True``), not the command line's ``serializer.overwrite=true``.
+        """
+        restore: dict[str, Any] = {}
+        try:
+            restore = self._set_correct_options(
+                correct_dir, root_dir, backend, precision,
+                {"overwrite": overwrite, "skip_existing": skip_existing, **serializer_options})
+            check_missing(self.cfg, with_serializer=True)
+            with self.running("correct"):
+                return self._correct(checkpoint)
+        except (CorrectionFailures, CorrectionInterrupted, ConfigError) as exc:
+            worded = _in_python_words(str(exc)) if not _under_hydra_app() else str(exc)
+            if worded == str(exc):
+                raise
+            raise type(exc)(worded).with_traceback(exc.__traceback__) from None
+        finally:
+            with open_dict(self.cfg):  # overwrite=True & co. hold for this call only
+                for key, value in restore.items():
+                    OmegaConf.update(self.cfg, key, value, force_add=True)
+
+    def _set_correct_options(self, correct_dir: Any, root_dir: Any, backend: Any, precision: Any,
+                             serializer_options: Mapping[str, Any]) -> dict[str, Any]:
+        """Put :meth:`correct`'s arguments into the config; returns the earlier values of those
+        that hold for one call (all but ``correct_dir`` and ``root_dir``)."""
         if self._select("serializer") is None:
             raise ConfigError(
                 "Nothing would write the corrected files: this model has no serializer. Add "
                 "`- override /serializer: image_serializer` to the model config's defaults, or pass "
                 "serializer=image_serializer (video_serializer for videos)."
             )
-        if OmegaConf.select(self.cfg, "data.correct_dir") is None:
+        options = {k: v for k, v in serializer_options.items() if v is not None}
+        unknown = sorted(k for k in options if k not in self.cfg.serializer or k == "_target_")
+        if unknown:
+            known = ", ".join(k for k in self.cfg.serializer if k != "_target_")
+            raise ConfigError(
+                f"Experiment.correct(): {', '.join(unknown)} is not an option of the serializer "
+                f"{self.cfg.serializer.get('_target_', '')}; its options (the serializer.* keys): {known}."
+            )
+        if correct_dir is None and OmegaConf.select(self.cfg, "data.correct_dir") is None:
             raise ConfigError(
                 "No input to correct: pass data.correct_dir=DIR_OR_FILE (a folder, searched "
                 "recursively, an image or a video file)."
             )
-        check_missing(self.cfg, with_serializer=True)
-        with self.running("correct"):
-            return self._correct(checkpoint)
+        for_this_call = {**{f"serializer.{k}": v for k, v in options.items()},
+                         **{k: str(v) for k, v in (("backend", backend), ("precision", precision)) if v is not None}}
+        restore = {key: OmegaConf.select(self.cfg, key) for key in for_this_call}
+        with open_dict(self.cfg):
+            if correct_dir is not None:
+                self.cfg.data.correct_dir = str(correct_dir)
+            if root_dir is not None:
+                self.cfg.serializer.root_dir = str(root_dir)
+            for key, value in for_this_call.items():
+                OmegaConf.update(self.cfg, key, value, force_add=True)
+        return restore
 
     def _correct(self, checkpoint: str | os.PathLike | None) -> Path:
         self._seed()
@@ -445,6 +502,33 @@ class Experiment:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _under_hydra_app() -> bool:
+    """Whether this runs inside a Hydra app (the commands), not a notebook or script."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+    except ImportError:
+        return False
+    return HydraConfig.initialized()
+
+
+# the command line's words in a message, and Experiment.correct()'s
+_CLI_WORDS = (
+    (re.compile(r"\bset serializer\.(\w+)=(true|false)\b"), lambda m: f"pass {m[1]}={m[2].capitalize()}"),
+    (re.compile(r"\bserializer\.(\w+)=(true|false)\b"), lambda m: f"{m[1]}={m[2].capitalize()}"),
+    (re.compile(r"\b(overwrite|skip_existing|allow_inside_input)=(true|false)\b"), lambda m: f"{m[1]}={m[2].capitalize()}"),
+    (re.compile(r"\bpass data\.correct_dir="), lambda m: "pass correct_dir="),
+    (re.compile(r"\brun the same command again with\b"), lambda m: "call Experiment.correct() again with"),
+)
+
+
+def _in_python_words(text: str) -> str:
+    """``text`` with the command line's options named as :meth:`Experiment.correct`'s
+    arguments (``serializer.overwrite=true`` -> ``overwrite=True``)."""
+    for pattern, words in _CLI_WORDS:
+        text = pattern.sub(words, text)
+    return text
 
 
 def _disabled_by(trainer: Mapping[str, Any], callback: Any) -> bool:

@@ -110,3 +110,70 @@ def test_a_diverged_run_says_its_best_checkpoint_is_far_worse_than_the_untrained
     healthy = run_cli("train", *TOY, *sane, cwd=workdir, env=env)  # the toy's own lr: it learns
     assert healthy.returncode == 0, healthy.stderr[-3000:]
     assert "far worse" not in healthy.stderr and "far worse" not in (_run_dirs(env)[-1] / "train.log").read_text()
+
+
+# ---------------------------------------------------------------------------- the README, in order
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+# what makes the README's demo training quick enough for a test (the README trains 12 epochs)
+QUICK = ["trainer.max_epochs=1", "data.patches_per_image=4", "data.val_patch_size=64"]
+
+
+def _readme_block(after: str, language: str) -> str:
+    text = README.read_text()
+    start = text.index(f"```{language}\n", text.index(after)) + len(language) + 4
+    return text[start:text.index("```", start)]
+
+
+def _quick_start_commands() -> list[list[str]]:
+    """The Quick start's commands, each as its argument list (continuations joined, comments cut)."""
+    import shlex
+
+    joined = _readme_block("## Quick start", "bash").replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in joined.splitlines() if line.strip()]
+
+
+def test_the_readme_python_snippet_runs_after_the_quick_start(tmp_path: Path, workdir: Path):
+    """Issue 27 item 12: the Quick start writes ``corrected/``; the Python snippet after it, as
+    written, must run too (it writes the same folder), and its errors speak Python."""
+    import shutil
+    import subprocess
+    import sys
+
+    from m3l.data.samples import sample_paths
+    from tests.conftest import cli_env
+
+    env = cli_env(tmp_path)
+    photos = workdir / "my_photos"
+    photos.mkdir()
+    for path in sample_paths("val")[:2]:
+        shutil.copy(path, photos / path.name)
+
+    commands = _quick_start_commands()
+    train, test, correct = commands[:3]  # the main job: train the demo, test it, correct my_photos/
+    assert [c[:3] for c in (train, test, correct)] == [["python3", "-m", f"m3l.run.{v}"] for v in ("train", "test", "correct")]
+    assert "serializer.root_dir=corrected/" in correct and "data.correct_dir=my_photos/" in correct
+    for command, quick in ((train, QUICK), (test, QUICK[2:]), (correct, [])):
+        done = subprocess.run([sys.executable, *command[1:], *quick], cwd=workdir, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
+    written = {p.name: p.stat().st_mtime_ns for p in (workdir / "corrected").iterdir() if p.suffix == ".png"}
+    assert sorted(written) == sorted(p.name for p in photos.iterdir())
+
+    snippet = _readme_block("From Python or Jupyter", "python")
+    assert '"trainer.max_epochs=2"' in snippet
+    snippet = snippet.replace('"trainer.max_epochs=2"', ", ".join(f'"{o}"' for o in QUICK))
+    # then, as a user would next: the same call without overwrite=True, caught to read its message
+    snippet += (
+        "\nfrom m3l.errors import CorrectionFailures\n"
+        "try:\n"
+        "    exp.correct(checkpoint='best', correct_dir='my_photos/', root_dir='corrected/')\n"
+        "except CorrectionFailures as exc:\n"
+        "    print('REFUSED:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=workdir, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, before in written.items():
+        assert (workdir / "corrected" / name).stat().st_mtime_ns > before, name  # the snippet wrote them again
+    refused = done.stdout.split("REFUSED:", 1)[1]
+    assert "pass overwrite=True to replace it, or skip_existing=True to keep it" in refused
+    assert "serializer." not in refused and "=true" not in refused
