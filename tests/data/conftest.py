@@ -4,6 +4,8 @@ corrupt file and a non-image file)."""
 
 from __future__ import annotations
 
+import io
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,44 @@ def video_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     photo = torch.from_numpy(np.asarray(_photo("astronaut", (120, 80)), dtype=np.float32) / 255).permute(2, 0, 1)
     frames = torch.stack([photo[:, 5 : 5 + 35, 3 * t : 3 * t + 47] for t in range(12)])
     return write_video(root / "clip.mp4", frames, fps=10, crf=0)
+
+
+def _h264(frames: list[np.ndarray]) -> bytes:
+    """An H.264 elementary stream of ``frames`` (libx264, no B-frames)."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt, stream.options = "yuv420p", {"bframes": "0"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def size_changing_mp4(path: Path, first: tuple[int, int], count: int, then: tuple[int, int]) -> Path:
+    """A real mp4 whose first ``count`` frames are ``first`` (width, height) and whose last
+    frame is ``then``: two H.264 streams joined (the second's parameter sets travel in band, so
+    decoders switch size), muxed by PyAV. The container's header gives the first size only."""
+    import av
+
+    rng = np.random.default_rng(0)
+    raw = path.with_suffix(".h264")
+    raw.write_bytes(_h264([rng.integers(0, 256, (first[1], first[0], 3), dtype=np.uint8) for _ in range(count)])
+                    + _h264([rng.integers(0, 256, (then[1], then[0], 3), dtype=np.uint8)]))
+    with av.open(str(raw), format="h264") as source, av.open(str(path), mode="w") as target:
+        stream = target.add_stream_from_template(source.streams.video[0])
+        stream.time_base = Fraction(1, 25)
+        for i, packet in enumerate(p for p in source.demux(source.streams.video[0]) if p.size):
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
+            target.mux(packet)
+    raw.unlink()
+    with av.open(str(path)) as check:  # what the test relies on
+        video = check.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == first
+        assert [(f.width, f.height) for f in check.decode(video)] == [first] * count + [then]
+    return path

@@ -204,3 +204,25 @@ def test_outputs_follow_the_users_umask(tmp_path, umask: int) -> None:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
     assert os.stat(name).st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("limit", [None, 5000])
+def test_every_video_frame_is_checked_before_conversion(tmp_path: Path, monkeypatch, limit) -> None:
+    """The header says 64x48 for all frames; the seventh is 128x96. With a pixel limit under
+    it, that frame is refused as over the limit; without, as a size change; the frames before
+    it come through, and no frame of another size ever does (issue 26 items 4, 10)."""
+    pytest.importorskip("av")
+    from m3l.data.io import iter_video_frames
+
+    from .conftest import size_changing_mp4
+
+    video = size_changing_mp4(tmp_path / "clip.mp4", (64, 48), 6, (128, 96))
+    if limit:
+        monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", str(limit))
+    assert probe_video(video).num_frames == 7  # the header alone sees nothing wrong
+    seen = []
+    reason = r"frame 6: 128x96 = 12,288 pixels is over the limit of 5,000" if limit else r"frame 6 is 128x96 pixels but the video began at 64x48"
+    with pytest.raises(MediaReadError, match=reason):
+        for frame in iter_video_frames(video):
+            seen.append(tuple(frame.shape))
+    assert seen == [(3, 48, 64)] * 6

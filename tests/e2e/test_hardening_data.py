@@ -6,11 +6,9 @@ with their reason."""
 from __future__ import annotations
 
 import csv
-import io
 import os
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import random_image, run_cli
+from tests.data.conftest import size_changing_mp4
 
 pytestmark = pytest.mark.slow
 
@@ -179,47 +178,6 @@ def test_a_failures_list_that_cannot_be_written_is_logged(workdir: Path, env: di
 
 
 # ---------------------------------------------------------------------------- items 4 and 10
-
-
-def _h264(frames: list[np.ndarray]) -> bytes:
-    """An H.264 elementary stream of ``frames`` (libx264, no B-frames)."""
-    import av
-
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt, stream.options = "yuv420p", {"bframes": "0"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buffer.getvalue()
-
-
-def size_changing_mp4(path: Path, first: tuple[int, int], count: int, then: tuple[int, int]) -> Path:
-    """A real mp4 whose first ``count`` frames are ``first`` (width, height) and whose last
-    frame is ``then``: two H.264 streams joined (the second's parameter sets travel in band, so
-    decoders switch size), muxed by PyAV. The container's header gives the first size only."""
-    import av
-
-    rng = np.random.default_rng(0)
-    raw = path.with_suffix(".h264")
-    raw.write_bytes(_h264([rng.integers(0, 256, (first[1], first[0], 3), dtype=np.uint8) for _ in range(count)])
-                    + _h264([rng.integers(0, 256, (then[1], then[0], 3), dtype=np.uint8)]))
-    with av.open(str(raw), format="h264") as source, av.open(str(path), mode="w") as target:
-        stream = target.add_stream_from_template(source.streams.video[0])
-        stream.time_base = Fraction(1, 25)
-        for i, packet in enumerate(p for p in source.demux(source.streams.video[0]) if p.size):
-            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
-            target.mux(packet)
-    raw.unlink()
-    with av.open(str(path)) as check:  # what the test relies on
-        video = check.streams.video[0]
-        assert (video.codec_context.width, video.codec_context.height) == first
-        assert [(f.width, f.height) for f in check.decode(video)] == [first] * count + [then]
-    return path
 
 
 @pytest.mark.parametrize("serializer", ["video_serializer", "image_serializer"])
