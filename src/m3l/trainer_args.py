@@ -151,7 +151,7 @@ LIGHTNING1_KEYS: dict[str, Lightning1Key] = {
     "train_percent_check": _rename("limit_train_batches"),
     "val_percent_check": _rename("limit_val_batches"),
     "test_percent_check": _rename("limit_test_batches"),
-    "resume_from_checkpoint": Lightning1Key("checkpoint=PATH (or resume=true for the newest run of this model)"),
+    "resume_from_checkpoint": Lightning1Key("resume=true checkpoint=PATH (resume=true alone: the newest run of these settings; checkpoint=PATH alone: a new run from its weights)"),
     "auto_select_gpus": Lightning1Key("trainer.devices=N (Lightning picks the GPUs; CUDA_VISIBLE_DEVICES selects them)"),
     "auto_lr_find": Lightning1Key("lightning.pytorch.tuner.Tuner(trainer).lr_find(...) in Python"),
     "auto_scale_batch_size": Lightning1Key("lightning.pytorch.tuner.Tuner(trainer).scale_batch_size(...) in Python"),
