@@ -318,3 +318,16 @@ def test_params_tell_runs_with_other_algorithm_arguments_apart(tasks):
     joint = mtl.Trainer(LeNet(), tasks, max_epochs=5).settings(mtl.Joint(mtl.GradNorm(alpha=0.5)))
     assert joint["algorithm"] == "Joint(weighting=GradNorm(alpha=0.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
     assert joint["max_epochs"] == 5
+
+
+def test_a_run_started_without_mlflow_keeps_one_mlflow_run_over_its_resumptions(tmp_path, digits, adam, user_mlflow):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(user_mlflow)
+    first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=1).launch()
+    for epochs in (2, 3):
+        again = _mlflow_trainer(digits, adam, tmp_path, max_epochs=epochs, mlflow=True).launch(run_id=first.run_id)
+        assert again.run_id == first.run_id and again.module.current_epoch == epochs
+    (run,) = client.search_runs([client.get_experiment_by_name("EMTL Example").experiment_id])
+    assert run.data.tags["m3l.run_id"] == first.run_id
+    assert (run.data.params["max_epochs"], run.data.params["max_epochs.resume_1"]) == ("2", "3")

@@ -451,12 +451,13 @@ def _attach(tracker: Any, run_id: str | None, settings: Mapping[str, Any]) -> st
             f"launch(run_id={run_id!r}) resumes one run, and logger=MLFlowLogger(run_id={own!r}) logs another.\n"
             "  fix: leave run_id out of the MLFlowLogger (the launch's run_id picks the MLflow run)"
         )
-    if not _mlflow_run_exists(tracker, run_id):
+    mlflow_id = run_id if _mlflow_run_exists(tracker, run_id) else _tagged_run(tracker, run_id)
+    if mlflow_id is None:  # the run never logged to this store: a new MLflow run, tagged with its id
         tracker.tags = {**(tracker.tags or {}), "m3l.run_id": run_id}
         return run_id
-    tracker._run_id = run_id
+    tracker._run_id = mlflow_id
     if not isinstance(tracker, MLFlowLogger):  # Lightning's own logger: MLflow refuses a changed parameter
-        _refuse_changed_params(tracker, run_id, settings)
+        _refuse_changed_params(tracker, mlflow_id, settings)
     # Lightning applies a logger's tags to the runs it creates only: a resumed run gets them too
     set_run_tags(tracker, {**(tracker.tags or {}), "m3l.run_id": run_id})
     return run_id
@@ -470,6 +471,20 @@ def _mlflow_run_exists(tracker: Any, run_id: str) -> bool:
     except MlflowException:
         return False
     return run.info.lifecycle_stage != "deleted"
+
+
+def _tagged_run(tracker: Any, run_id: str) -> str | None:
+    """The newest MLflow run of the logger's experiment tagged ``m3l.run_id=run_id`` (the
+    MLflow run of an m3l run whose first launch did not log to MLflow), if any."""
+    experiment = tracker._mlflow_client.get_experiment_by_name(tracker._experiment_name)
+    if experiment is None:
+        return None
+    quoted = run_id.replace("'", "\\'")
+    found = tracker._mlflow_client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`m3l.run_id` = '{quoted}'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
 
 
 def _refuse_changed_params(tracker: Any, run_id: str, settings: Mapping[str, Any]) -> None:
