@@ -177,3 +177,32 @@ def test_the_readme_python_snippet_runs_after_the_quick_start(tmp_path: Path, wo
     refused = done.stdout.split("REFUSED:", 1)[1]
     assert "pass overwrite=True to replace it, or skip_existing=True to keep it" in refused
     assert "serializer." not in refused and "=true" not in refused
+
+
+class _RunsACommand:
+    """What a planted checkpoint holds: unpickling it runs a shell command (here: ``touch``)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = str(target)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_a_planted_checkpoint_is_named_code_by_every_command(tmp_path: Path, workdir: Path):
+    """Issue 26 item 15: not "truncated or damaged" with torch's advice to re-run with
+    weights_only=False, but what it is (code m3l will not load) and what its owner can do."""
+    env = toy_env(tmp_path)
+    target = tmp_path / "pwned"
+    planted = tmp_path / "planted.ckpt"
+    torch.save({"state_dict": {}, "x": _RunsACommand(target)}, planted)
+    for verb, extra in (("test", []), ("train", []), ("train", ["resume=true"])):
+        result = run_cli(verb, "model=toy", "logger=csv", f"checkpoint={planted}", *extra, cwd=workdir, env=env)
+        assert result.returncode == 2, (verb, extra, result.stderr[-3000:])
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("m3l: error: ") and "holds code or pickled Python objects" in line, line
+        assert "checkpoint_trusted=true" in line and "weights_only=False); torch.save(" in line
+        assert "damaged" not in line and "Re-running" not in line and "Traceback" not in result.stderr
+    assert not target.exists()
