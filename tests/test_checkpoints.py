@@ -154,3 +154,61 @@ def test_a_truncated_legacy_pickle_is_damaged_not_code(tmp_path):
             load_checkpoint(tmp_path / "cut.pt")
         assert "truncated or damaged" in str(err.value) and "holds code" not in str(err.value), size
         assert "weights_only" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- checkpoint=best|last
+
+
+def _net(width: int, lr: float = 1e-3) -> dict:
+    return {"_target_": "m3l.models.restoration.RestorationModule",
+            "net": {"_target_": "m3l.models.nets.dncnn.DnCNN", "in_channels": 3, "features": width},
+            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr}}
+
+
+def _run(root: Path, name: str, net: dict | None, scores: dict[str, float], mode: str = "max", age: int = 0) -> Path:
+    """A run directory as train leaves it: config.yaml and best checkpoints with their scores."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    run_dir = root / "toy" / "train" / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    if net is not None:
+        OmegaConf.save(OmegaConf.create({"name": "toy", "net": net}), run_dir / "config.yaml")
+    for filename, score in scores.items():
+        path = run_dir / "checkpoints" / filename
+        state = {"monitor": "val/psnr", "mode": mode, "current_score": torch.tensor(score),
+                 "best_model_path": str(path)}
+        torch.save({"state_dict": {}, "callbacks": {"MonitoredCheckpoint{'monitor': 'val/psnr'}": state}}, path)
+        os.utime(path, (1_000_000 - age, 1_000_000 - age))
+    return run_dir
+
+
+def test_checkpoint_best_is_the_newest_run_whose_net_fits(tmp_path):
+    from omegaconf import OmegaConf
+
+    from m3l.checkpoints import resolve_checkpoint_noted
+
+    cfg = OmegaConf.create({"name": "toy", "paths": {"runs_dir": str(tmp_path)}, "net": _net(32)})
+    old = _run(tmp_path, "2026-01-01_00-00-00", _net(32), {"best-a.ckpt": 20.0, "best-b.ckpt": 25.0}, age=30)
+    _run(tmp_path, "2026-01-02_00-00-00", _net(32, lr=0.5), {"best-c.ckpt": 12.0}, age=20)  # another lr: fits
+    _run(tmp_path, "multirun/2026-01-03_00-00-00/0", _net(64), {"best-d.ckpt": 31.0}, age=10)  # another width
+    _run(tmp_path, "2026-01-04_00-00-00", None, {"best-e.ckpt": 33.0}, age=0)  # no config.yaml: net unknown
+    path, note = resolve_checkpoint_noted("best", cfg)
+    assert path.name == "best-c.ckpt"  # the newest that fits, not the best of all runs
+    assert "val/psnr=12" in note and "2 newer run(s) skipped for another net" in note
+
+    cfg.net = _net(16)
+    with pytest.raises(CheckpointError) as err:
+        resolve_checkpoint_noted("best", cfg)
+    message = str(err.value)
+    assert "no training run of 'toy'" in message and "net.net.features: 64 there, 16 now" in message
+    assert "net unknown (no config.yaml)" in message
+
+    # of several best checkpoints of one run, the best score in the monitor's direction
+    cfg.net = _net(32)
+    for run in tmp_path.glob("toy/train/2026-01-02*"):
+        import shutil
+
+        shutil.rmtree(run)
+    assert resolve_checkpoint_noted("best", cfg)[0] == old / "checkpoints" / "best-b.ckpt"

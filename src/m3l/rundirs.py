@@ -285,10 +285,13 @@ def net_signature(net: Any) -> dict[str, Any] | None:
     the keys of how it is trained (optimizer, scheduler, loss). None without a ``net``."""
     if net is None:
         return None
-    if OmegaConf.is_config(net):
-        net = OmegaConf.to_container(net, resolve=True, throw_on_missing=False)
-    # through YAML, so that a config and one read back from config.yaml compare equal
-    net = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(net)), resolve=False)
+    try:
+        if OmegaConf.is_config(net):
+            net = OmegaConf.to_container(net, resolve=True, throw_on_missing=False)
+        # through YAML, so that a config and one read back from config.yaml compare equal
+        net = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(net)), resolve=False)
+    except Exception:  # noqa: BLE001 - a value that does not resolve: nothing to compare by
+        return None
     if not isinstance(net, Mapping):
         return None
     inner = net.get("net")
@@ -353,10 +356,10 @@ def pick_checkpoint(cfg: Any, kind: str) -> tuple[Path, str]:
     for path in files:
         runs.setdefault(path.parent.parent, []).append(path)
     ordered = sorted(runs, key=lambda d: max(p.stat().st_mtime for p in runs[d]), reverse=True)
-    now = net_signature(cfg.get("net")) or {}
+    now = net_signature(cfg.get("net"))
     skipped: list[tuple[Path, list[tuple[str, Any, Any]] | None]] = []
     for run_dir in ordered:
-        diffs = _net_differences(run_dir, now)
+        diffs = [] if now is None else _net_differences(run_dir, now)  # no net here: nothing to compare
         if diffs == []:
             break
         skipped.append((run_dir, diffs))
@@ -379,7 +382,7 @@ def pick_checkpoint(cfg: Any, kind: str) -> tuple[Path, str]:
     where = run_dir.relative_to(root) if root in run_dir.parents else run_dir
     value = f", {score[0]}={score[1]:.4g} ({'lowest' if score[2] == 'min' else 'highest'} of the run)" if (
         kind == "best" and score is not None) else ""
-    why = f"the newest run of '{cfg.name}' whose net fits this config"
+    why = f"the newest run of '{cfg.name}'" + (" whose net fits this config" if now is not None else "")
     if skipped:
         newest, diffs = skipped[0]
         other = "net unknown: no config.yaml" if diffs is None else describe(diffs, limit=2)
