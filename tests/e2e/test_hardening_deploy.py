@@ -332,3 +332,31 @@ def test_export_keeps_the_onnx_tools_log_lines_off_the_terminal(demo_weights: Pa
     (log_file,) = Path(env["M3L_RUNS_DIR"]).rglob("export.log")
     assert "onnx_ir" in log_file.read_text() or "onnxscript" in log_file.read_text()
     assert len(lines(terminal)) <= 10, terminal  # the run header, the weights, the result
+
+
+# ---------------------------------------------------------------------------- issue 26 item 17 (the command)
+
+
+@pytest.mark.slow
+def test_correct_exports_a_damaged_cached_onnx_again(demo_checkpoint: Path, photos: Path, workdir: Path, tmp_path: Path) -> None:
+    """`correct backend=onnx` after the cached export beside the checkpoint was replaced by random
+    bytes: exported again once, with a warning naming it, and ONNX Runtime runs the net (before:
+    every run fell back to eager PyTorch)."""
+    from tests.conftest import cli_env, run_cli
+
+    env = cli_env(tmp_path)
+    common = ["model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={photos}", "backend=onnx",
+              "precision=fp32"]
+    first = run_cli("correct", *common, f"serializer.root_dir={tmp_path / 'first'}", cwd=workdir, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (export,) = demo_checkpoint.parent.glob(f"{demo_checkpoint.name}.*.onnx")
+    export.write_bytes(os.urandom(4096))
+    again = run_cli("correct", *common, f"serializer.root_dir={tmp_path / 'again'}", cwd=workdir, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    assert log.count("exporting it again") == 1 and str(export) in log, log[-3000:]
+    assert "ONNX Runtime fp32 runs the net" in log, log[-3000:]
+    for name in ("p0.png", "p1.png"):
+        a = np.asarray(Image.open(tmp_path / "first" / name), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "again" / name), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1
