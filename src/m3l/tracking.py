@@ -10,6 +10,9 @@
   m3l's MLflow loggers honour; :func:`set_run_tags` tags a logger's run.
 * :func:`mlflow_logger` is the logger ``logger=mlflow`` configures, built in Python
   (``mtl.Trainer(mlflow=True)``): the same store (``<runs dir>/mlflow.db``) and defaults.
+* :func:`attach_mlflow_run` points an MLflow logger at the run a resumed ``mtl.Trainer`` launch
+  continues (found by id, or by its ``m3l.run_id`` tag); :meth:`MLFlowLogger.log_hyperparams`
+  logs a resumed run's changed settings as ``<name>.resume_<n>``.
 * :func:`run_log` writes m3l's and Lightning's log records into a run's ``<verb>.log``
   where no Hydra app does (Hydra writes that file under the commands).
 
@@ -29,7 +32,7 @@ from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
-from m3l.errors import M3LError
+from m3l.errors import ConfigError, M3LError
 
 log = logging.getLogger(__name__)
 
@@ -269,3 +272,74 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
+
+
+# ---------------------------------------------------------------------------- resuming an MLflow run
+
+
+def is_mlflow_logger(logger: Any) -> bool:
+    """Whether ``logger`` is an MLflow logger (Lightning's or m3l's)."""
+    return isinstance(logger, _LightningMLFlowLogger)
+
+
+def attach_mlflow_run(tracker: Any, run_id: str | None, settings: Mapping[str, Any]) -> str | None:
+    """Point the MLflow logger at the run ``run_id`` resumes (a new MLflow run, tagged
+    ``m3l.run_id``, when that run never logged to this store); returns the run's id."""
+    if run_id is None:
+        return tracker.run_id
+    own = getattr(tracker, "_run_id", None)
+    if own is not None and own != run_id:
+        raise ConfigError(
+            f"launch(run_id={run_id!r}) resumes one run, and logger=MLFlowLogger(run_id={own!r}) logs another.\n"
+            "  fix: leave run_id out of the MLFlowLogger (the launch's run_id picks the MLflow run)"
+        )
+    mlflow_id = run_id if _mlflow_run_exists(tracker, run_id) else _tagged_run(tracker, run_id)
+    if mlflow_id is None:  # the run never logged to this store: a new MLflow run, tagged with its id
+        tracker.tags = {**(tracker.tags or {}), "m3l.run_id": run_id}
+        return run_id
+    tracker._run_id = mlflow_id
+    if not isinstance(tracker, MLFlowLogger):  # Lightning's own logger: MLflow refuses a changed parameter
+        _refuse_changed_params(tracker, mlflow_id, settings)
+    # Lightning applies a logger's tags to the runs it creates only: a resumed run gets them too
+    set_run_tags(tracker, {**(tracker.tags or {}), "m3l.run_id": run_id})
+    return run_id
+
+
+def _mlflow_run_exists(tracker: Any, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = tracker._mlflow_client.get_run(run_id)
+    except MlflowException:
+        return False
+    return run.info.lifecycle_stage != "deleted"
+
+
+def _tagged_run(tracker: Any, run_id: str) -> str | None:
+    """The newest MLflow run of the logger's experiment tagged ``m3l.run_id=run_id`` (the
+    MLflow run of an m3l run whose first launch did not log to MLflow), if any."""
+    experiment = tracker._mlflow_client.get_experiment_by_name(tracker._experiment_name)
+    if experiment is None:
+        return None
+    quoted = run_id.replace("'", "\\'")
+    found = tracker._mlflow_client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`m3l.run_id` = '{quoted}'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def _refuse_changed_params(tracker: Any, run_id: str, settings: Mapping[str, Any]) -> None:
+    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+    logged = tracker._mlflow_client.get_run(run_id).data.params
+    values = {k: str(v)[:250] for k, v in _flatten_dict(_convert_params(dict(settings))).items()}
+    changes = resumed_changes(logged, values)
+    if changes:
+        what = "; ".join(f"{key}: {then} -> {now}" for key, (then, now) in list(changes.items())[:4])
+        raise ConfigError(
+            f"launch(run_id={run_id!r}) resumes an MLflow run with other settings ({what}), and "
+            f"lightning's MLFlowLogger cannot log a changed parameter.\n  fix: log with "
+            "m3l.tracking.MLFlowLogger (same arguments), which logs each change as <name>.resume_<n>, or "
+            "resume with the settings of the run"
+        )

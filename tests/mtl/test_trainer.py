@@ -298,12 +298,12 @@ def test_a_users_mlflow_logger_is_the_one_mlflow_run_and_its_id_resumes(tmp_path
 def test_lightnings_own_mlflow_logger_refuses_a_changed_setting_before_anything_is_written(tmp_path, digits, adam, user_mlflow):
     from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
 
-    from m3l.mtl.errors import TrainerArgumentError
+    from m3l.errors import ConfigError
 
     first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=1,
                             logger=LightningMLFlowLogger(tracking_uri=user_mlflow)).launch()
     launches = sorted((tmp_path / "mtl" / "train").iterdir())
-    with pytest.raises(TrainerArgumentError, match=r"(?s)other settings \(max_epochs: 1 -> 2\).*m3l.tracking.MLFlowLogger"):
+    with pytest.raises(ConfigError, match=r"(?s)other settings \(max_epochs: 1 -> 2\).*m3l.tracking.MLFlowLogger"):
         _mlflow_trainer(digits, adam, tmp_path, max_epochs=2,
                         logger=LightningMLFlowLogger(tracking_uri=user_mlflow)).launch(run_id=first.run_id)
     assert sorted((tmp_path / "mtl" / "train").iterdir()) == launches

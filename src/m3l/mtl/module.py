@@ -325,9 +325,8 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, split: str, batch: Any) -> None:
-        """Log each head's loss and metrics on one evaluation batch. The loss and function
-        metrics are epoch means over samples, exact across DDP ranks (:func:`m3l.distributed.log_mean`:
-        each rank's weighted sum and count are reduced); torchmetrics objects sync themselves."""
+        """Log each head's loss and metrics for a batch: epoch means over samples, exact across DDP
+        ranks (:func:`~m3l.distributed.log_mean`; torchmetrics objects sync themselves)."""
         for name, task_batch in merge_task_batches(batch).items():
             task = self.task_by_name[name]
             losses, predictions, targets = self._task_losses(task, task_batch)
@@ -347,8 +346,7 @@ class MultiTaskModule(L.LightningModule):
                         log_mean(self, key, torch.as_tensor(metric(pred, target), device=self.device), size, add_dataloader_idx=False)
 
     def _log_totals(self) -> None:
-        """``<split>/loss``: the sum over heads of each head's mean loss on that split (the
-        means reduced over DDP ranks, so every rank logs the same total)."""
+        """``<split>/loss``: the sum over heads of each head's mean loss (reduced over DDP ranks)."""
         for split, heads in self._eval_heads.items():
             total = sum(logged_mean(self, f"{split}/{head}/loss") for head in heads)
             self.log(f"{split}/loss", total, add_dataloader_idx=False)

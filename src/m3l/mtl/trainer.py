@@ -50,7 +50,7 @@ from m3l.mtl.errors import TrainerArgumentError
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
 from m3l.rundirs import run_checkpoint
-from m3l.tracking import MLFlowLogger, mlflow_logger, run_log, set_run_tags
+from m3l.tracking import attach_mlflow_run, is_mlflow_logger, mlflow_logger, run_log, set_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class Trainer:
         epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
         settings = self.settings(algorithm, epochs)
         if tracker is not None:
-            run_id = _attach(tracker, run_id, settings)
+            run_id = attach_mlflow_run(tracker, run_id, settings)
         module = MultiTaskModule(self.backbone, self.tasks, algorithm=algorithm, **self.module_kwargs)
         data = MultiTaskDataModule.from_tasks(
             self.tasks, num_workers=self.num_workers, pin_memory=self.pin_memory, eval_splits=self.eval_splits,
@@ -227,7 +227,7 @@ class Trainer:
         one MLflow run per launch), else the ``logger=mlflow`` of the commands with
         ``mlflow=True``, its store under ``root_dir``."""
         loggers = list(self.loggers)
-        tracker = next((lg for lg in loggers if _is_mlflow_logger(lg)), None)
+        tracker = next((lg for lg in loggers if is_mlflow_logger(lg)), None)
         if tracker is not None and id(tracker) in self._used_trackers:
             # the user's logger served an earlier launch of this Trainer: this launch gets a run of its own
             tracker._run_id, tracker._initialized = None, False
@@ -420,12 +420,6 @@ def _directions(module: MultiTaskModule) -> Callable[[str, str], bool]:
     return lambda head, metric: by_name[head].is_higher_better(metric)
 
 
-def _is_mlflow_logger(logger: Any) -> bool:
-    from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
-
-    return isinstance(logger, LightningMLFlowLogger)
-
-
 def _recorded_run_id(runs: Path, run_id: str) -> str:
     """The run id a launch directory's config.yaml records (the MLflow run's id when that
     launch logged to MLflow), given the directory's name; any other id as it is."""
@@ -438,68 +432,3 @@ def _recorded_run_id(runs: Path, run_id: str) -> str:
         if recorded:
             return str(recorded)
     return run_id
-
-
-def _attach(tracker: Any, run_id: str | None, settings: Mapping[str, Any]) -> str | None:
-    """Point the MLflow logger at the run ``run_id`` resumes (a new MLflow run, tagged
-    ``m3l.run_id``, when that run never logged to this store); returns the run's id."""
-    if run_id is None:
-        return tracker.run_id
-    own = getattr(tracker, "_run_id", None)
-    if own is not None and own != run_id:
-        raise TrainerArgumentError(
-            f"launch(run_id={run_id!r}) resumes one run, and logger=MLFlowLogger(run_id={own!r}) logs another.\n"
-            "  fix: leave run_id out of the MLFlowLogger (the launch's run_id picks the MLflow run)"
-        )
-    mlflow_id = run_id if _mlflow_run_exists(tracker, run_id) else _tagged_run(tracker, run_id)
-    if mlflow_id is None:  # the run never logged to this store: a new MLflow run, tagged with its id
-        tracker.tags = {**(tracker.tags or {}), "m3l.run_id": run_id}
-        return run_id
-    tracker._run_id = mlflow_id
-    if not isinstance(tracker, MLFlowLogger):  # Lightning's own logger: MLflow refuses a changed parameter
-        _refuse_changed_params(tracker, mlflow_id, settings)
-    # Lightning applies a logger's tags to the runs it creates only: a resumed run gets them too
-    set_run_tags(tracker, {**(tracker.tags or {}), "m3l.run_id": run_id})
-    return run_id
-
-
-def _mlflow_run_exists(tracker: Any, run_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = tracker._mlflow_client.get_run(run_id)
-    except MlflowException:
-        return False
-    return run.info.lifecycle_stage != "deleted"
-
-
-def _tagged_run(tracker: Any, run_id: str) -> str | None:
-    """The newest MLflow run of the logger's experiment tagged ``m3l.run_id=run_id`` (the
-    MLflow run of an m3l run whose first launch did not log to MLflow), if any."""
-    experiment = tracker._mlflow_client.get_experiment_by_name(tracker._experiment_name)
-    if experiment is None:
-        return None
-    quoted = run_id.replace("'", "\\'")
-    found = tracker._mlflow_client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`m3l.run_id` = '{quoted}'", order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return found[0].info.run_id if found else None
-
-
-def _refuse_changed_params(tracker: Any, run_id: str, settings: Mapping[str, Any]) -> None:
-    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
-
-    from m3l.tracking import resumed_changes
-
-    logged = tracker._mlflow_client.get_run(run_id).data.params
-    values = {k: str(v)[:250] for k, v in _flatten_dict(_convert_params(dict(settings))).items()}
-    changes = resumed_changes(logged, values)
-    if changes:
-        what = "; ".join(f"{key}: {then} -> {now}" for key, (then, now) in list(changes.items())[:4])
-        raise TrainerArgumentError(
-            f"launch(run_id={run_id!r}) resumes an MLflow run with other settings ({what}), and "
-            f"lightning's MLFlowLogger cannot log a changed parameter.\n  fix: log with "
-            "m3l.tracking.MLFlowLogger (same arguments), which logs each change as <name>.resume_<n>, or "
-            "resume with the settings of the run"
-        )
