@@ -331,3 +331,9 @@ def test_a_run_started_without_mlflow_keeps_one_mlflow_run_over_its_resumptions(
     (run,) = client.search_runs([client.get_experiment_by_name("EMTL Example").experiment_id])
     assert run.data.tags["m3l.run_id"] == first.run_id
     assert (run.data.params["max_epochs"], run.data.params["max_epochs.resume_1"]) == ("2", "3")
+
+
+def test_params_tell_tasks_with_other_loss_weights_apart(digits):
+    one, two = (mtl.Trainer(LeNet(), [make_task(digits, "left", weight=w)]).settings()["tasks"]["left"]["weight"]
+                for w in (1.0, 0.5))
+    assert (one, two) == ({"left": 1.0}, {"left": 0.5})

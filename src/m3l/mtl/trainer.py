@@ -409,6 +409,8 @@ def _describe_task(task: Task) -> dict[str, Any]:
         "heads": {o.name: _describe(o.head) for o in task.objectives},
         "criterion": {o.name: _describe(o.criterion) for o in task.objectives},
         "metrics": {o.name: sorted(o.metrics) for o in task.objectives},
+        "weight": {o.name: o.weight for o in task.objectives},
+        **({"head_inputs": {k: _describe(v) for k, v in task.head_inputs.items()}} if task.head_inputs else {}),
         "batch_size": task.batch_size,
         "samples": {split: len(ds) for split, ds in task.datasets().items() if ds is not None and hasattr(ds, "__len__")},
         "optimizer": _describe(task.optimizer), "scheduler": _describe(task.scheduler),
