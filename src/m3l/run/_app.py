@@ -94,12 +94,14 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
         source = f"cluster={name}"
     if not launcher or launcher == "basic":
         return argv
-    if "slurm" in launcher and shutil.which("sbatch") is None:
+    # submitit submits with sbatch and needs srun ('Could not detect "srun"')
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    if "slurm" in launcher and missing:
         # also with -m / --cluster-launch: submitit would fail with a traceback after Hydra made
         # the sweep directory
         print(
             f"m3l: error: {source} submits the {verb} job to Slurm ({launcher}), but this machine has no "
-            "`sbatch`: run the same command on the cluster's submission node. To run here instead, leave out "
+            f"{' or '.join(f'`{c}`' for c in missing)}: run the same command on the cluster's submission node. To run here instead, leave out "
             f"{source} (on a machine without GPUs, also leave out trainer.gpus). See docs/clusters-and-sweeps.md.",
             file=sys.stderr,
         )
@@ -318,7 +320,17 @@ def make_main(verb: str) -> Callable[[], Any]:
     """The ``main()`` of ``python -m m3l.run.<verb>``."""
 
     def job(cfg: Any) -> Any:
+        ours = os.environ.get(_OWN_FULL_ERROR) == "1"
         _restore_full_error()  # errors of the job itself get Hydra's usual report
+        try:
+            return run_job(cfg)
+        finally:
+            if ours and _is_multirun():
+                # the sweep goes on in this process after the job: a sweep's own error (e.g. no
+                # trial completed) reaches main(), which says it in one line
+                os.environ["HYDRA_FULL_ERROR"] = os.environ[_OWN_FULL_ERROR] = "1"
+
+    def run_job(cfg: Any) -> Any:
         from omegaconf.errors import InterpolationResolutionError
 
         from m3l.errors import M3LError
