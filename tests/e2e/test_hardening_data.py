@@ -107,7 +107,9 @@ def test_failures_tsv_describes_the_last_run(workdir: Path, env: dict[str, str],
     assert "left by an earlier run" in rerun.stdout + rerun.stderr
 
 
-def test_skip_existing_writes_again_an_empty_or_unreadable_output(workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path):
+def test_skip_existing_writes_again_an_empty_or_unreadable_output(
+    workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path
+):
     inputs = tmp_path / "inputs"
     for i in range(3):
         random_image(inputs / f"photo{i}.png", (40, 30), seed=i)

@@ -171,11 +171,11 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
     return tensor, info
 
 
-def _check_pixels(path: Path, width: int, height: int) -> None:
+def _check_pixels(path: Path, width: int, height: int, what: str = "") -> None:
     try:
         check_image_pixels(width, height)
     except ImageTooLargeError as err:
-        raise MediaReadError(path, str(err)) from err
+        raise MediaReadError(path, f"{what}{err}") from err
 
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -318,27 +318,10 @@ def _frame_to_tensor(frame: Any, channels: int | None) -> torch.Tensor:
     return _to_tensor(frame.to_ndarray(format="rgb24"), 255.0)
 
 
-def check_frame_size(path: str | os.PathLike[str], index: int, width: int, height: int, first: tuple[int, int] | None) -> None:
-    """Refuse the decoded frame ``index`` of a video when it is over the pixel limit or of
-    another size than the first frame ``first`` (``(width, height)``): checked on every frame,
-    before it is converted, since a container's header gives one size for all and a stream may
-    change it (a small file with one huge frame is a bomb; a changed size would be cropped)."""
-    try:
-        check_image_pixels(width, height)
-    except ImageTooLargeError as err:
-        raise MediaReadError(path, f"frame {index}: {err}") from err
-    if first is not None and (width, height) != first:
-        raise MediaReadError(
-            path, f"frame {index} is {width}x{height} pixels but the video began at {first[0]}x{first[1]}: videos whose "
-            "frame size changes are not corrected (split it where the size changes, e.g. with ffmpeg)",
-        )
-
-
 def iter_video_frames(path: str | os.PathLike[str], channels: int | None = 3) -> Iterator[torch.Tensor]:
-    """Decode a video frame by frame as ``(C, H, W)`` tensors (streaming, constant memory).
-
-    Every frame's size is checked before it is converted (:func:`check_frame_size`): a frame
-    over the pixel limit, or of another size than the first, raises :class:`MediaReadError`."""
+    """Decode a video frame by frame as ``(C, H, W)`` tensors (streaming, constant memory). Each
+    frame's size is checked before it is converted (a header gives one size, a stream may change
+    it): a frame over the pixel limit or of another size than the first is a MediaReadError."""
     av = import_av()
     try:
         with av.open(str(path)) as container:
@@ -349,12 +332,16 @@ def iter_video_frames(path: str | os.PathLike[str], channels: int | None = 3) ->
             stream.thread_type = "AUTO"
             first: tuple[int, int] | None = None
             for index, frame in enumerate(container.decode(stream)):
-                check_frame_size(path, index, frame.width, frame.height, first)
-                first = first or (frame.width, frame.height)
+                _check_pixels(Path(path), frame.width, frame.height, f"frame {index}: ")
+                if first not in (None, (frame.width, frame.height)):
+                    raise MediaReadError(path, f"frame {index} is {frame.width}x{frame.height} pixels but the video began at "
+                                         f"{first[0]}x{first[1]}: videos whose frame size changes are not corrected (split it "
+                                         "where the size changes, e.g. with ffmpeg)")
+                first = (frame.width, frame.height)
                 yield _frame_to_tensor(frame, channels)
+    except MediaReadError:
+        raise
     except Exception as err:
-        if isinstance(err, MediaReadError):
-            raise
         raise MediaReadError(path, f"video decoding failed ({type(err).__name__}: {err})") from err
 
 

@@ -19,12 +19,8 @@ The same happens on any crash mid-run. A kill that gives no time (SIGKILL) can l
 first. ``skip_existing=True`` keeps the outputs a stopped run finished (an empty or unreadable
 one is written again) and corrects the rest.
 
-``failures.tsv`` always describes the last run into ``root_dir``: a run in which nothing failed
-removes the one an earlier run left. One run at a time writes into a ``root_dir``: a second
-one started meanwhile stops before computing anything (:class:`m3l.data.writing.FolderLock`,
-the hidden ``.m3l-correct.lock``). A video whose frames change size, or hold a frame over the
-pixel limit, is a listed failure and leaves no output (never a crop), whichever serializer
-writes it.
+The rules of the output folder (one run at a time, ``failures.tsv`` describing the last run,
+a video failing part way leaving nothing, never a crop) are in :mod:`m3l.data.output_folder`.
 """
 
 from __future__ import annotations
@@ -36,15 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from m3l.data.correction import VideoCorrectionDataset
-from m3l.data.failures import FAILURES_FILENAME, Failure, data_failures, record_failure, write_failures
-from m3l.data.io import GRAY_MODES, VideoWriter, convert_channels, probe_video, write_image
+from m3l.data.failures import FAILURES_FILENAME, Failure, data_failures, record_failure
+from m3l.data.io import GRAY_MODES, VideoWriter, convert_channels, write_image
+from m3l.data.output_folder import VideoOutputs, check_writable, damaged_output, finish_failures_file, lock_output_folder
 from m3l.data.predictions import ACCEPTED_FORMS, prediction_items
 from m3l.data.writing import FolderLock, WriterThread, remove_partial_files
-from m3l.deploy.runtime import OutputPathError, check_output_paths, temp_file_beside
+from m3l.deploy.runtime import OutputPathError, check_output_paths
 from m3l.errors import ConfigError, CorrectionInterrupted
 
 __all__ = ["ACCEPTED_FORMS", "ImageSerializer", "VideoSerializer", "prediction_items", "remove_partial_files"]
@@ -52,8 +48,6 @@ __all__ = ["ACCEPTED_FORMS", "ImageSerializer", "VideoSerializer", "prediction_i
 log = logging.getLogger(__name__)
 
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tif", "tiff"})
-#: the lock file of a run writing into ``root_dir`` (rank N > 0 of a DDP run: ``.m3l-correct.rankN.lock``)
-LOCK_FILENAME = ".m3l-correct.lock"
 
 
 def _inputs(trainer: Any) -> list[Path]:
@@ -108,9 +102,7 @@ class ImageSerializer(BasePredictionWriter):
         self._inputs: list[Path] = []
         self._counted = 0  # numbered outputs written by this rank without batch indices
         self._lock: FolderLock | None = None
-        self._frame_files: dict[str, list[Path]] = {}  # video frames written as images, by video
-        self._frame_sizes: dict[str, tuple[int, ...]] = {}  # each video's first frame size
-        self._failed_videos: set[str] = set()
+        self._videos = VideoOutputs()
 
     # -- checks -------------------------------------------------------------------------
 
@@ -133,7 +125,7 @@ class ImageSerializer(BasePredictionWriter):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.check_root(_inputs(trainer))
         self.check_writable()
-        self.take_lock(int(getattr(trainer, "global_rank", 0) or 0))
+        self._lock = lock_output_folder(self.root_dir, int(getattr(trainer, "global_rank", 0) or 0))
         if trainer.global_rank == 0:
             remove_partial_files(self.root_dir)
         sets = getattr(getattr(trainer, "datamodule", None), "predict_sets", [])
@@ -144,31 +136,7 @@ class ImageSerializer(BasePredictionWriter):
 
     def check_writable(self) -> None:
         """Create ``root_dir`` and write a probe file in it, or a :class:`ConfigError` naming it."""
-        try:
-            self.root_dir.mkdir(parents=True, exist_ok=True)
-            fd, probe = temp_file_beside(self.root_dir / "write-probe", ".part")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as err:
-            raise ConfigError(
-                f"serializer.root_dir: cannot write into {self.root_dir} ({err.strerror or err}). "
-                "Choose a folder you can write to (it is created if missing)."
-            ) from None
-
-    def take_lock(self, rank: int = 0) -> None:
-        """Lock ``root_dir`` for this run (per rank), or a :class:`ConfigError` when another run
-        holds it: two runs into one folder would both compute everything, remove each other's
-        partial files and replace each other's ``failures.tsv``."""
-        name = LOCK_FILENAME if rank == 0 else f".m3l-correct.rank{rank}.lock"
-        lock = FolderLock(self.root_dir / name)
-        holder = lock.acquire()
-        if holder is not None:
-            raise ConfigError(
-                f"serializer.root_dir: another correction ({holder}) is writing into {self.root_dir} now. "
-                "Wait for it to finish, or choose another serializer.root_dir. (If no such process runs, "
-                f"the lock {lock.path} is released already: just run again.)"
-            )
-        self._lock = lock
+        check_writable(self.root_dir)
 
     def release_lock(self) -> None:
         if self._lock is not None:
@@ -225,7 +193,7 @@ class ImageSerializer(BasePredictionWriter):
         if not path.exists() or self.overwrite:
             return False
         if self.skip_existing:
-            damage = _damaged(path)
+            damage = damaged_output(path)
             if damage is not None:
                 log.warning("%s is %s: writing it again (serializer.skip_existing keeps complete outputs only)", path, damage)
                 return False
@@ -255,7 +223,7 @@ class ImageSerializer(BasePredictionWriter):
             return
         self.written += 1
         if item.get("frame_index") is not None:
-            self._frame_files.setdefault(relpath, []).append(path)
+            self._videos.frames.setdefault(relpath, []).append(path)
 
     def write_item(self, x: torch.Tensor, item: dict[str, Any]) -> None:
         self.write_image_item(x, item)
@@ -277,61 +245,38 @@ class ImageSerializer(BasePredictionWriter):
                 continue
             h, w = item.get("height"), item.get("width")
             x = outputs[i, :, :h, :w] if h and w else outputs[i]
-            if item.get("frame_index") is not None and not self._same_frame_size(x, item):
+            # a video's frames all have its first frame's size: another size fails the video, never a crop
+            frame = item.get("frame_index")
+            refusal = None if frame is None else self._videos.size_refusal(item["relpath"], frame, tuple(x.shape[-2:]))
+            if refusal:
+                record_failure(self.failures, self._source(item["relpath"]), refusal)
+                self.drop_video(item["relpath"])
+            if refusal is not None:
                 continue
             self.write_item(x, item)
             if item.get("frame_index") is None:
                 self._done.add(item["relpath"])
-
-    def _same_frame_size(self, x: torch.Tensor, item: dict[str, Any]) -> bool:
-        """A video's frames all have its first frame's size: a frame of another size makes the
-        video a listed failure (its outputs so far are dropped) rather than a crop."""
-        relpath = item["relpath"]
-        size = tuple(x.shape[-2:])
-        first = self._frame_sizes.setdefault(relpath, size)
-        if first == size:
-            return relpath not in self._failed_videos
-        if relpath not in self._failed_videos:
-            self._failed_videos.add(relpath)
-            source = self._source(relpath)
-            record_failure(
-                self.failures, source, f"frame {item['frame_index']} is {size[1]}x{size[0]} pixels but the video began "
-                f"at {first[1]}x{first[0]}: videos whose frame size changes are not corrected (split it where the size "
-                "changes, e.g. with ffmpeg); nothing was written for it",
-            )
-            self.drop_video(relpath)
-        return False
 
     def _source(self, relpath: str) -> Path:
         root = next(iter(self._inputs), None)
         return (root / relpath) if root is not None and root.is_dir() else (root or Path(relpath))
 
     def drop_video(self, relpath: str) -> None:
-        """Remove what was written of the video ``relpath`` (its frames, here) after it failed."""
+        """Remove what was written of the video ``relpath`` after it failed."""
         self._done.add(relpath)
-        folders = set()
-        for path in self._frame_files.pop(relpath, []):
-            path.unlink(missing_ok=True)
-            self.written -= 1
-            folders.add(path.parent)
-        for folder in folders:
-            try:
-                folder.rmdir()  # the video's frame folder, when nothing else is in it
-            except OSError:
-                pass
+        self.written -= self._videos.drop(relpath)
 
     def drop_failed_videos(self, input_failures: Sequence[Failure]) -> None:
         """Drop the outputs of the videos that the data side listed as failed part way (a frame
         over the pixel limit or of another size): a failed video leaves no output."""
         failed = {f.path for f in input_failures}
         for relpath in self._video_relpaths():
-            if relpath not in self._failed_videos and str(self._source(relpath)) in failed:
-                self._failed_videos.add(relpath)
+            if relpath not in self._videos.failed and str(self._source(relpath)) in failed:
                 self.drop_video(relpath)
                 log.warning("dropped the output of %s: the video failed part way", self._source(relpath))
 
     def _video_relpaths(self) -> list[str]:
-        return list(self._frame_files)
+        return [*self._videos.frames, *self._videos.finished]
 
     def _progress(self) -> str:
         kept = f", {self.kept} kept from an earlier run" if self.kept else ""
@@ -390,10 +335,9 @@ class ImageSerializer(BasePredictionWriter):
     def finalize(self, input_failures: Sequence[Failure] = (), rank: int = 0, world_size: int = 1) -> list[Failure]:
         """Merge the data side's failures, write ``failures.tsv`` (rank 0; other ranks write
         ``failures.rank<N>.tsv`` for their own write failures) and return all failures.
-        Called by Lightning at the end of ``predict``; calling it again does no harm. The file
-        always describes this run: when nothing failed, one an earlier run left is removed. When
-        it cannot be written (a full disk), the list is logged instead. Nothing is written when
-        setup did not finish (e.g. another run holds ``root_dir``)."""
+        Called by Lightning at the end of ``predict``; calling it again does no harm. See
+        :func:`m3l.data.output_folder.finish_failures_file`; nothing is written when setup did
+        not finish (e.g. another run holds ``root_dir``)."""
         self.writer.close()
         self.drop_failed_videos(input_failures)
         for failure in input_failures:
@@ -402,16 +346,7 @@ class ImageSerializer(BasePredictionWriter):
         if not self._ready:
             return self.failures
         own = self.failures if rank == 0 else [f for f in self.failures if f not in input_failures]
-        target = self.root_dir / (FAILURES_FILENAME if rank == 0 else f"failures.rank{rank}.tsv")
-        if own:
-            if write_failures(target, own) is not None:
-                log.error("%d input(s) or output(s) failed; listed in %s:\n  %s", len(own), target, "\n  ".join(map(str, own)))
-        elif target.is_file() or target.is_symlink():
-            try:
-                target.unlink()
-                log.info("removed %s, left by an earlier run: every input of this run was corrected", target)
-            except OSError as err:
-                log.warning("could not remove %s, left by an earlier run (%s): it does not describe this run", target, err)
+        finish_failures_file(self.root_dir / (FAILURES_FILENAME if rank == 0 else f"failures.rank{rank}.tsv"), own)
         log.info("wrote %d file(s) under %s", self.written, self.root_dir)
         return self.failures
 
@@ -447,7 +382,6 @@ class VideoSerializer(ImageSerializer):
         self.video_format = "mkv" if lossless else video_format.lower().lstrip(".")
         self._writers: dict[str, VideoWriter] = {}
         self._skipped: set[str] = set()
-        self._closed: dict[str, Path] = {}  # videos written whole, by relpath
 
     def video_path(self, relpath: str) -> Path:
         return self.root_dir / Path(relpath).with_suffix(f".{self.video_format}")
@@ -491,15 +425,11 @@ class VideoSerializer(ImageSerializer):
         writer = self._writers.pop(relpath, None)
         if writer is not None:
             writer.abort()
-        closed = self._closed.pop(relpath, None)
-        if closed is not None:
-            closed.unlink(missing_ok=True)
-            self.written -= 1
         self._skipped.add(relpath)
         super().drop_video(relpath)
 
     def _video_relpaths(self) -> list[str]:
-        return [*self._writers, *self._closed, *super()._video_relpaths()]
+        return [*self._writers, *super()._video_relpaths()]
 
     def _close(self, relpath: str) -> None:
         writer = self._writers.pop(relpath)
@@ -507,7 +437,7 @@ class VideoSerializer(ImageSerializer):
         try:
             writer.close()
             self.written += 1
-            self._closed[relpath] = writer.path
+            self._videos.finished[relpath] = writer.path
         except Exception as err:  # noqa: BLE001
             record_failure(self.failures, writer.path, f"write failed ({type(err).__name__}: {err})")
 
@@ -518,19 +448,3 @@ class VideoSerializer(ImageSerializer):
             self._close(relpath)  # fewer frames than the header said: keep what was decoded
         return super().finalize(input_failures, rank, world_size)
 
-
-def _damaged(path: Path) -> str | None:
-    """Why an existing output cannot be kept (empty, or not readable as the image or video its
-    suffix says), or None."""
-    try:
-        if path.stat().st_size == 0:
-            return "empty (0 bytes)"
-        if path.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v"):
-            probe_video(path)
-            return None
-        with Image.open(path) as image:
-            image.verify()
-    except Exception as err:  # noqa: BLE001 - any reason it cannot be read
-        reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
-        return f"not readable ({reason})"
-    return None
