@@ -70,3 +70,39 @@ def test_a_copy_starts_idle():
     twin = copy.deepcopy(writer)
     assert twin.depth == 3 and twin._thread is None
     writer.close()
+
+
+def test_an_output_folder_serves_one_run_at_a_time(tmp_path):
+    """The folder lock of a correction (issue 26 item 17): a second serializer into a folder
+    another one holds is refused at setup, naming the holder; after release (or a second
+    predict of the same serializer) the folder is free again, and no lock file is left."""
+    import os
+
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from m3l.data import ImageSerializer
+    from m3l.data.output_folder import LOCK_FILENAME, lock_output_folder
+    from m3l.errors import ConfigError
+
+    class Same(L.LightningModule):
+        def predict_step(self, batch, batch_idx):
+            return batch[0]
+
+    def predict(serializer):
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                            enable_checkpointing=False, callbacks=[serializer])
+        trainer.predict(Same(), dataloaders=DataLoader(TensorDataset(torch.rand(2, 3, 8, 8))), return_predictions=False)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    held = lock_output_folder(out)
+    with pytest.raises(ConfigError, match=rf"another correction \(pid {os.getpid()} on .*\) is writing into {out}"):
+        predict(ImageSerializer(out))
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILENAME]  # nothing written, nothing removed
+    held.release()
+    serializer = ImageSerializer(out, overwrite=True)
+    predict(serializer)
+    predict(serializer)  # the same serializer again: its own lock was released at the end
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png"]

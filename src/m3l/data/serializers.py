@@ -125,6 +125,7 @@ class ImageSerializer(BasePredictionWriter):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.check_root(_inputs(trainer))
         self.check_writable()
+        self.release_lock()  # a lock still held from an earlier predict of this serializer
         self._lock = lock_output_folder(self.root_dir, int(getattr(trainer, "global_rank", 0) or 0))
         if trainer.global_rank == 0:
             remove_partial_files(self.root_dir)
@@ -140,8 +141,7 @@ class ImageSerializer(BasePredictionWriter):
 
     def release_lock(self) -> None:
         if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+            self._lock.release()  # idempotent
 
     def refused(self, path: Path, relpath: str) -> bool:
         """Record and refuse an output that the shared rule forbids (e.g. its input file)."""
