@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -26,17 +25,11 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from m3l.checkpoints import (
-    CLI_TRUST_OPTION,
-    RNGStateCheckpoint,
-    check_checkpoint,
-    load_weights_into,
-    resolve_checkpoint_noted,
-)
+from m3l.call_options import for_one_call, serializer_options, worded_for_python
+from m3l.checkpoints import CLI_TRUST_OPTION, RNGStateCheckpoint
 from m3l.config_checks import check_correct_dir_taken, check_missing, require_group
 from m3l.distributed import ExactDistributedTest
 from m3l.errors import (
-    CheckpointError,
     ConfigError,
     CorrectionFailures,
     CorrectionInterrupted,
@@ -45,8 +38,9 @@ from m3l.instantiation import instantiate_key
 from m3l.lightning_messages import quiet_lightning
 from m3l.metrics_report import collect_failures, floats, report_metrics
 from m3l.run_directory import RunDirectory
-from m3l.rundirs import is_rank_zero, resume_checkpoint, warn_if_other_settings
+from m3l.rundirs import is_rank_zero
 from m3l.trainer_args import check_lightning2, inference_precision, lightning2_kwargs, upgrade_config
+from m3l.weights_choice import WeightsChoice
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +75,7 @@ class Experiment:
         self._extra_callbacks, self._extra_loggers = list(callbacks), list(loggers)
         self.trainer_objects, self.hyperparams = dict(trainer_objects or {}), hyperparams
         self.trainer: pl.Trainer | None = None  # the Lightning Trainer the last verb ran
-        self._resolved: dict[str, tuple[Path, str | None]] = {}  # checkpoint= values resolved so far
+        self.weights = WeightsChoice(cfg)  # what checkpoint= / resume= name, resolved once per verb
 
     @property
     def verb(self) -> str:
@@ -105,7 +99,7 @@ class Experiment:
             try:
                 yield
             finally:
-                self._resolved.clear()  # checkpoint=best after this verb: resolved again (it may be this run's)
+                self.weights.forget()  # checkpoint=best after this verb: resolved again (it may be this run's)
 
     def discard_if_unused(self) -> bool:
         """Remove this run's directory if it holds nothing but its config.yaml (and, under
@@ -224,7 +218,8 @@ class Experiment:
         self.preflight()
         if self.cfg.get("preflight_only"):
             return {}
-        ckpt_path = self._start_from()
+        # resume: Lightning restores the file exactly; else a new run (from checkpoint='s weights)
+        ckpt_path = self.weights.train_start(self.net, self.output_dir, self.trust_option)
         # RNGStateCheckpoint: a resumed run continues the random streams of the interrupted one
         trainer = self.make_trainer(extra_callbacks=[RNGStateCheckpoint()])
         self._log_hyperparams()
@@ -243,105 +238,25 @@ class Experiment:
                 log.warning(far_worse())
         return metrics
 
-    def _start_from(self) -> Path | None:
-        """What ``train`` starts from: the checkpoint Lightning resumes exactly (its optimizer,
-        schedule, epoch and random states), or None (a new run, from the weights of
-        ``checkpoint=`` when given).
-
-        ``resume=true`` (or ``checkpoint=last``, the run of these very settings) continues the
-        newest run of these settings exactly; ``resume=true checkpoint=PATH|best`` continues
-        that file exactly. ``checkpoint=PATH|best|pretrained`` alone starts a new run from its
-        weights, with the optimizer, learning rate and schedule of the config given now.
-        """
-        spec = self.cfg.get("checkpoint")
-        resume = bool(self.cfg.get("resume"))
-        if not spec and not resume:
-            return None
-        if str(spec or "last") == "last":  # the run of these settings, never one of others (m3l.rundirs)
-            option = "resume=true" if resume else "checkpoint=last"
-            path = resume_checkpoint(self.cfg, self.output_dir, option)
-        else:
-            path = self.resolve_checkpoint(spec)
-            warn_if_other_settings(path, self.cfg, resume=resume)
-        if path.suffix == ".safetensors" or not resume and str(spec) != "last":
-            # weights only (checkpoint=pretrained, a shipped file, or any checkpoint= without
-            # resume): a new run from them, optimizer and schedule as configured now
-            load_weights_into(self.net, path, trusted=bool(self.cfg.get("checkpoint_trusted")))
-            if resume:
-                log.warning("%s holds weights only: resume=true starts a new run from them (nothing else "
-                            "to continue)", path)
-            log.info("Starting from the weights of %s (a new run: optimizer, learning rate and schedule as "
-                     "configured now; resume=true checkpoint=PATH continues a run exactly)", path)
-            return None
-        check_checkpoint(path, trusted=bool(self.cfg.get("checkpoint_trusted")), trust_option=self.trust_option)
-        log.info("Resuming from %s (exactly: weights, optimizer, schedule, epoch and random states)", path)
-        return path
-
     def resolve_checkpoint(self, spec: str | os.PathLike, announce: bool = True) -> Path:
-        """The file ``checkpoint=spec`` names (see :func:`m3l.checkpoints.resolve_checkpoint`),
-        resolved once per verb: the run header and the run use the same file. For ``best`` and
-        ``last``, which run's file it is gets logged (unless the run header said it)."""
-        key = str(spec)
-        if key not in self._resolved:
-            path, note = resolve_checkpoint_noted(key, self.cfg)
-            if note and announce:
-                log.info("checkpoint=%s: %s", key, note)
-            self._resolved[key] = (path, note)
-        return self._resolved[key][0]
+        """The file ``checkpoint=spec`` names, resolved once per verb (:mod:`m3l.weights_choice`)."""
+        return self.weights.resolve(spec, announce)
 
     def describe_weights(self) -> str | None:
-        """What the run header says of the weights: ``checkpoint=`` as given, for ``best`` and
-        ``last`` the file, run and monitored value it resolved to, and for ``train`` whether
-        the run continues a checkpoint or starts from its weights. None: no weights given."""
-        spec = None if OmegaConf.is_missing(self.cfg, "checkpoint") else self.cfg.get("checkpoint")
-        resume = self.verb == "train" and bool(self.cfg.get("resume"))
-        if spec is None and not resume:
-            return None if self.verb == "train" else "checkpoint=None"
-        if self.verb == "train" and str(spec or "last") == "last":
-            return f"{'resume=true' if resume else 'checkpoint=last'} (continues the newest run with these settings exactly)"
-        text = f"checkpoint={spec}"
-        if str(spec) in ("best", "last"):
-            try:
-                self.resolve_checkpoint(str(spec), announce=False)  # the header says it
-                text += f": {self._resolved[str(spec)][1]}"
-            except CheckpointError:
-                pass  # the run itself reports it
-        if self.verb == "train":
-            text += (" (resume=true: continues it exactly)" if resume else
-                     " (a new run from its weights; optimizer and schedule as configured now)")
-        return text
+        """The run header's line on the weights (which run and metric value ``best`` is)."""
+        return self.weights.describe(self.verb)
 
     def load_weights(self, spec: str | os.PathLike | None = None) -> Path:
-        """Load ``checkpoint`` (path, ``last`` or ``best``) into the net, weights only."""
-        if spec is None and not OmegaConf.is_missing(self.cfg, "checkpoint"):
-            spec = self.cfg.get("checkpoint")
-        if spec is None:
-            raise CheckpointError(
-                f"`{self.verb}` needs weights: pass checkpoint=PATH (a .ckpt or .safetensors file), "
-                "or checkpoint=last / checkpoint=best for the newest training run of this model."
-            )
-        if str(spec) == "pretrained" and callable(getattr(self.net, "load_pretrained", None)):
-            # a model that brings its own zoo weights (plug-and-play: its denoiser priors)
-            return self.net.load_pretrained()
-        path = self.resolve_checkpoint(str(spec))
-        load_weights_into(self.net, path, trusted=bool(self.cfg.get("checkpoint_trusted")))
-        log.info("Loaded weights from %s", path)
-        return path
+        """Load ``checkpoint`` (path, ``last``, ``best`` or ``pretrained``) into the net, weights only."""
+        return self.weights.load(self.net, self.verb, spec)
 
     def test(self, checkpoint: str | os.PathLike | None = None, *, backend: str | None = None,
              precision: str | None = None) -> dict[str, float]:
         """Evaluate the weights of ``checkpoint`` on the data's test sets (``backend`` and
         ``precision``: the command line's keys of the same names)."""
         options = {k: str(v) for k, v in (("backend", backend), ("precision", precision)) if v is not None}
-        earlier = {key: self.cfg.get(key) for key in options}
-        try:
-            with open_dict(self.cfg):  # for this call only
-                self.cfg.update(options)
-            with self.running("test"):
-                return self._test(checkpoint)
-        finally:
-            with open_dict(self.cfg):
-                self.cfg.update(earlier)
+        with for_one_call(self.cfg, options), self.running("test"):
+            return self._test(checkpoint)
 
     def _test(self, checkpoint: str | os.PathLike | None) -> dict[str, float]:
         self._seed()
@@ -368,7 +283,7 @@ class Experiment:
         skip_existing: bool | None = None,
         backend: str | None = None,
         precision: str | None = None,
-        **serializer_options: Any,
+        **more_options: Any,
     ) -> Path:
         """Correct ``data.correct_dir`` with the weights of ``checkpoint``; returns the output root.
 
@@ -378,58 +293,30 @@ class Experiment:
         the keys of the same names. Called from Python, its errors name these arguments
         (``overwrite=True``), not the command line's ``serializer.overwrite=true``.
         """
-        restore: dict[str, Any] = {}
-        try:
-            restore = self._set_correct_options(
-                correct_dir, root_dir, backend, precision,
-                {"overwrite": overwrite, "skip_existing": skip_existing, **serializer_options})
-            check_missing(self.cfg, with_serializer=True)
-            with self.running("correct"):
-                return self._correct(checkpoint)
-        except (CorrectionFailures, CorrectionInterrupted, ConfigError) as exc:
-            worded = _in_python_words(str(exc)) if not _under_hydra_app() else str(exc)
-            if worded == str(exc):
-                raise
-            raise type(exc)(worded).with_traceback(exc.__traceback__) from None
-        finally:
-            with open_dict(self.cfg):  # overwrite=True & co. hold for this call only
-                for key, value in restore.items():
-                    OmegaConf.update(self.cfg, key, value, force_add=True)
-
-    def _set_correct_options(self, correct_dir: Any, root_dir: Any, backend: Any, precision: Any,
-                             serializer_options: Mapping[str, Any]) -> dict[str, Any]:
-        """Put :meth:`correct`'s arguments into the config; returns the earlier values of those
-        that hold for one call (all but ``correct_dir`` and ``root_dir``)."""
-        if self._select("serializer") is None:
-            raise ConfigError(
-                "Nothing would write the corrected files: this model has no serializer. Add "
-                "`- override /serializer: image_serializer` to the model config's defaults, or pass "
-                "serializer=image_serializer (video_serializer for videos)."
-            )
-        options = {k: v for k, v in serializer_options.items() if v is not None}
-        unknown = sorted(k for k in options if k not in self.cfg.serializer or k == "_target_")
-        if unknown:
-            known = ", ".join(k for k in self.cfg.serializer if k != "_target_")
-            raise ConfigError(
-                f"Experiment.correct(): {', '.join(unknown)} is not an option of the serializer "
-                f"{self.cfg.serializer.get('_target_', '')}; its options (the serializer.* keys): {known}."
-            )
-        if correct_dir is None and OmegaConf.select(self.cfg, "data.correct_dir") is None:
-            raise ConfigError(
-                "No input to correct: pass data.correct_dir=DIR_OR_FILE (a folder, searched "
-                "recursively, an image or a video file)."
-            )
-        for_this_call = {**{f"serializer.{k}": v for k, v in options.items()},
-                         **{k: str(v) for k, v in (("backend", backend), ("precision", precision)) if v is not None}}
-        restore = {key: OmegaConf.select(self.cfg, key) for key in for_this_call}
-        with open_dict(self.cfg):
-            if correct_dir is not None:
-                self.cfg.data.correct_dir = str(correct_dir)
-            if root_dir is not None:
-                self.cfg.serializer.root_dir = str(root_dir)
-            for key, value in for_this_call.items():
-                OmegaConf.update(self.cfg, key, value, force_add=True)
-        return restore
+        with worded_for_python():
+            if self._select("serializer") is None:
+                raise ConfigError(
+                    "Nothing would write the corrected files: this model has no serializer. Add "
+                    "`- override /serializer: image_serializer` to the model config's defaults, or pass "
+                    "serializer=image_serializer (video_serializer for videos)."
+                )
+            options = serializer_options(
+                self.cfg, {"overwrite": overwrite, "skip_existing": skip_existing, **more_options}, "Experiment.correct()")
+            options.update({k: str(v) for k, v in (("backend", backend), ("precision", precision)) if v is not None})
+            with open_dict(self.cfg):
+                if correct_dir is not None:
+                    self.cfg.data.correct_dir = str(correct_dir)
+                if root_dir is not None:
+                    self.cfg.serializer.root_dir = str(root_dir)
+            if OmegaConf.select(self.cfg, "data.correct_dir") is None:
+                raise ConfigError(
+                    "No input to correct: pass data.correct_dir=DIR_OR_FILE (a folder, searched "
+                    "recursively, an image or a video file)."
+                )
+            with for_one_call(self.cfg, options):  # overwrite=True & co. hold for this call only
+                check_missing(self.cfg, with_serializer=True)
+                with self.running("correct"):
+                    return self._correct(checkpoint)
 
     def _correct(self, checkpoint: str | os.PathLike | None) -> Path:
         self._seed()
@@ -502,33 +389,6 @@ class Experiment:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _under_hydra_app() -> bool:
-    """Whether this runs inside a Hydra app (the commands), not a notebook or script."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-    except ImportError:
-        return False
-    return HydraConfig.initialized()
-
-
-# the command line's words in a message, and Experiment.correct()'s
-_CLI_WORDS = (
-    (re.compile(r"\bset serializer\.(\w+)=(true|false)\b"), lambda m: f"pass {m[1]}={m[2].capitalize()}"),
-    (re.compile(r"\bserializer\.(\w+)=(true|false)\b"), lambda m: f"{m[1]}={m[2].capitalize()}"),
-    (re.compile(r"\b(overwrite|skip_existing|allow_inside_input)=(true|false)\b"), lambda m: f"{m[1]}={m[2].capitalize()}"),
-    (re.compile(r"\bpass data\.correct_dir="), lambda m: "pass correct_dir="),
-    (re.compile(r"\brun the same command again with\b"), lambda m: "call Experiment.correct() again with"),
-)
-
-
-def _in_python_words(text: str) -> str:
-    """``text`` with the command line's options named as :meth:`Experiment.correct`'s
-    arguments (``serializer.overwrite=true`` -> ``overwrite=True``)."""
-    for pattern, words in _CLI_WORDS:
-        text = pattern.sub(words, text)
-    return text
 
 
 def _disabled_by(trainer: Mapping[str, Any], callback: Any) -> bool:
