@@ -348,8 +348,13 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
     group that does not exist, a model config without ``# @package _global_``."""
     from omegaconf import DictConfig
 
+    from omegaconf.errors import InterpolationResolutionError
+
     from m3l.trainer_args import did_you_mean
 
+    for error in (exc, exc.__cause__):
+        if isinstance(error, InterpolationResolutionError):
+            return interpolation_error(None, error, overrides)
     text = str(exc).strip()
     model = _chosen(overrides, "model")
     if model:
@@ -394,14 +399,22 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) + detail
 
 
-def interpolation_error(cfg: DictConfig, exc: BaseException) -> str:
+def interpolation_error(cfg: DictConfig | None, exc: BaseException, overrides: Sequence[str] = ()) -> str:
     """An interpolation of ``cfg`` that cannot be resolved (``${oc.env:VAR}`` with ``VAR``
-    unset, a key that does not exist), said in one line: the key, its value, what to do."""
+    unset, a key that does not exist), said in one line: the key, its value, what to do.
+    Without ``cfg`` (Hydra failed to resolve its own run directory), the command-line
+    ``overrides`` are searched for the value."""
     reason = str(getattr(exc, "msg", "") or exc).strip().splitlines()[0]
-    raws = dict(_interpolations(cfg))
+    raws = dict(_interpolations(cfg)) if cfg is not None else {}
+    for item in overrides:
+        match = _OVERRIDE.match(item)
+        if match and "${" in match["value"]:
+            raws.setdefault(match["key"], match["value"])
     key = str(getattr(exc, "full_key", "") or "")
-    if key not in raws:  # ``node.get(key)`` raises without the key: find the value that names it
-        quoted = re.findall(r"'([^']+)'", reason)
+    quoted = re.findall(r"'([^']+)'", reason)
+    if key not in raws or quoted and quoted[0] not in raws[key]:
+        # ``node.get(key)`` raises without the key, and a run directory made of other keys
+        # names itself: find the value that names what is missing
         key = next((k for k, raw in raws.items() if quoted and quoted[0] in raw), key)
     where = f"{key}={raws[key]}" if key in raws else (key or "the config")
     variable = re.search(r"Environment variable '([^']+)' not found", reason)

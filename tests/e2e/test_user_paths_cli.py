@@ -205,12 +205,14 @@ def test_header_names_user_configs_that_replace_packaged_ones(tmp_path: Path, wo
     assert plain.returncode == 0 and "in place of m3l's" not in plain.stdout
 
 
-def test_unset_environment_variable_in_an_override_is_one_line(tmp_path: Path, workdir: Path):
+@pytest.mark.parametrize("key", ["paths.output_dir", "paths.runs_dir", "hydra.run.dir"])
+def test_unset_environment_variable_in_an_override_is_one_line(key: str, tmp_path: Path, workdir: Path):
+    """Resolved in the job (paths.output_dir) or by Hydra for its run directory (the others)."""
     env = cli_env(tmp_path)
     env.pop("M3L_TEST_RDX", None)
-    result = run_cli("train", "model=demo", "paths.output_dir=${oc.env:M3L_TEST_RDX}", cwd=workdir, env=env)
+    result = run_cli("train", "model=demo", f"{key}=${{oc.env:M3L_TEST_RDX}}", cwd=workdir, env=env)
     line = _error_line(result)
-    assert "paths.output_dir=${oc.env:M3L_TEST_RDX}: the environment variable M3L_TEST_RDX is not set" in line
+    assert f"{key}=${{oc.env:M3L_TEST_RDX}}: the environment variable M3L_TEST_RDX is not set" in line
     runs = tmp_path / "runs"
     assert not runs.exists() or not [p for p in runs.rglob("*") if p.is_file()]
 
