@@ -168,7 +168,7 @@ def test_a_module_that_logs_nothing_keeps_last_only(tmp_path: Path, caplog: pyte
     """Lightning's own BoringModel (logs no metric) trains past epoch 1 under m3l's default."""
     from lightning.pytorch.demos.boring_classes import BoringModel
 
-    with caplog.at_level(logging.WARNING, logger="m3l.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="m3l.best_checkpoint"):
         trainer = _fit(BoringModel(), tmp_path, epochs=3)
     assert trainer.current_epoch == 3
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
@@ -186,7 +186,7 @@ def test_the_metric_the_module_logs_is_picked(tmp_path: Path, caplog: pytest.Log
             self.log("val_loss", loss)
             return {"x": loss}
 
-    with caplog.at_level(logging.WARNING, logger="m3l.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="m3l.best_checkpoint"):
         trainer = _fit(LogsValLoss(), tmp_path, epochs=3)
     callback = trainer.checkpoint_callback
     assert callback.monitor == "val_loss" and callback.mode == "min"
@@ -194,6 +194,33 @@ def test_the_metric_the_module_logs_is_picked(tmp_path: Path, caplog: pytest.Log
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert len(names) == 2 and "last.ckpt" in names and names[0].startswith("best-epoch")
     assert float(callback.best_model_score) == pytest.approx(min(float(v) for v in callback.best_k_models.values()))
+
+
+def test_a_best_far_worse_than_the_sanity_check_is_said_in_the_monitors_direction(tmp_path: Path):
+    """Issue 26 item 18, for a module of its own: the metric picked for it (val_loss, minimized)
+    is 1.0 at the sanity check and 5.0 at every epoch: far worse (by more than 10%)."""
+    from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
+
+    from m3l.callbacks import MonitoredCheckpoint
+
+    class GetsWorse(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", 1.0 if self.trainer.sanity_checking else 5.0)
+
+    checkpoint = MonitoredCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/psnr", mode="max", save_top_k=1)
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[checkpoint], accelerator="cpu", num_sanity_val_steps=1)
+    trainer.fit(GetsWorse(), datamodule=BoringDataModule())
+    assert checkpoint.monitor == "val_loss" and checkpoint.mode == "min"
+    note = checkpoint.far_worse_note()
+    assert note is not None and "val_loss=5 at best, 1 before training" in note and "lower is better" in note
+
+    # the bound: 10% of the first value, in the monitor's direction
+    for mode, first, best, far in (("max", 20.0, 17.9, True), ("max", 20.0, 18.1, False), ("max", 20.0, 25.0, False),
+                                   ("min", 1.0, 1.2, True), ("min", 1.0, 1.05, False), ("min", 1.0, 0.5, False)):
+        checkpoint.mode, checkpoint.monitor = mode, "m"
+        checkpoint.first_score, checkpoint.best_model_score = ("m", first, True), torch.tensor(best)
+        assert (checkpoint.far_worse_note() is not None) == far, (mode, first, best)
 
 
 def test_monitor_null_keeps_last_only(tmp_path: Path):

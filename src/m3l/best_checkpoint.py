@@ -71,9 +71,13 @@ class MonitoredCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.first_score is None and self.monitor is not None:
-            value = trainer.callback_metrics.get(self.monitor)
+            metrics = trainer.callback_metrics
+            # the metric the checkpoints will be ranked by: the configured one, or the one picked
+            # at the first epoch's validation when the module does not log it
+            name = self.monitor if self.monitor in metrics else (pick_monitor(sorted(metrics)) or (None,))[0]
+            value = metrics.get(name) if name is not None else None
             if value is not None and torch.isfinite(torch.as_tensor(value)).all():
-                self.first_score = (str(self.monitor), float(value), bool(trainer.sanity_checking))
+                self.first_score = (str(name), float(value), bool(trainer.sanity_checking))
         super().on_validation_end(trainer, pl_module)
 
     def far_worse_note(self) -> str | None:
