@@ -496,15 +496,32 @@ def alias_pytorch_lightning() -> bool:
     return True
 
 
+# hooks of Lightning 1.x that Lightning 2 removed, and what replaces each
+_LIGHTNING1_HOOKS = {
+    "training_epoch_end": "on_train_epoch_end",
+    "validation_epoch_end": "on_validation_epoch_end",
+    "test_epoch_end": "on_test_epoch_end",
+}
+
+
 def check_lightning2(objects: Mapping[str, Any]) -> None:
-    """Refuse objects built on a ``pytorch_lightning`` m3l cannot run: a Lightning 1.x release,
-    or a 2.x one imported before m3l could map it (:func:`alias_pytorch_lightning`)."""
+    """Refuse objects built on a ``pytorch_lightning`` m3l cannot run (a Lightning 1.x release,
+    or a 2.x one imported before m3l could map it: :func:`alias_pytorch_lightning`), and
+    modules written for Lightning 1.x (its removed ``*_epoch_end`` hooks), before anything runs."""
     for key, obj in objects.items():
         if obj is None:
             continue
         for cls in type(obj).__mro__:
             if cls.__module__.split(".")[0] == "pytorch_lightning":
                 raise ConfigError(pytorch_lightning_message(key, type(obj)))
+        for hook, replacement in _LIGHTNING1_HOOKS.items():
+            if callable(getattr(obj, hook, None)):
+                name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+                raise ConfigError(
+                    f"'{key}': {name} implements `{hook}`, a Lightning 1.x hook that Lightning 2 (which m3l runs) "
+                    f"removed: rename it to `{replacement}(self)` and keep the step outputs it needs as attributes "
+                    "(see https://github.com/Lightning-AI/pytorch-lightning/pull/16520)."
+                )
 
 
 def pytorch_lightning_message(key: str, cls: type | None = None, name: str | None = None) -> str:

@@ -151,6 +151,21 @@ def test_pytorch_lightning_2_module_trains_tests_and_corrects(tmp_path: Path, ph
     assert (out / "rocket.png").is_file()
 
 
+def test_lightning1_hook_in_a_pytorch_lightning_module_is_named(tmp_path: Path, photo_dirs: Path, workdir: Path):
+    """Code written for Lightning 1.x (its `validation_epoch_end`) under the 2.x package: one
+    line naming the hook and its replacement, before anything trains (not Lightning's traceback)."""
+    package = _user_package(tmp_path, "pytorch_lightning")
+    net = package / "my_library" / "net.py"
+    net.write_text(net.read_text() + "\n    def validation_epoch_end(self, outputs):\n        pass\n")
+    env, _ = _user_env(tmp_path, package)
+    result = run_cli("train", "model=my_model", f"data.root_dir={photo_dirs}", "trainer.max_epochs=1", cwd=workdir, env=env)
+    line = _error_line(result)
+    assert "my_library.net.MyRestorationNetwork implements `validation_epoch_end`, a Lightning 1.x hook" in line
+    assert "`on_validation_epoch_end(self)`" in line
+    assert not (Path(env["M3L_RUNS_DIR"]) / "my_network").exists() or not list(
+        (Path(env["M3L_RUNS_DIR"]) / "my_network").rglob("*.ckpt"))
+
+
 def test_pytorch_lightning_1_module_keeps_its_named_error(tmp_path: Path, photo_dirs: Path, workdir: Path):
     """Where the installed pytorch_lightning is a 1.x release (a stand-in package with its
     dist-info, first on PYTHONPATH), a module built on it is refused by name."""
