@@ -248,9 +248,9 @@ def write_failures_file(root: str | os.PathLike[str], failures: Sequence[tuple[s
     except OSError as exc:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        listing = "\n".join(f"  {_file_text(os.fspath(p))}\t{' '.join(str(r).split())}" for p, r in failures)
-        log.error("could not write the list of failures to %s (%s); here it is:\n%s",
-                  target, exc.strerror or exc, listing)
+        listing = format_failures(failures).decode("utf-8", "backslashreplace").replace("\n", "\n  ")  # any log takes it
+        log.error("could not write the list of failures to %s (%s); here it is:\n  %s",
+                  target, exc.strerror or exc, listing.rstrip())
         return None
 
 
