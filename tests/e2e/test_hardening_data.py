@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -234,8 +234,6 @@ def test_qgac_refuses_damaged_jpegs_with_their_reason_and_keeps_gray_gray(workdi
     assert "Traceback" not in done.stderr
     reasons = {Path(p).name: reason for p, reason in _rows(out / "failures.tsv")}
     assert sorted(reasons) == sorted(damaged)
-    import re
-
     for name, (_, pattern) in damaged.items():
         assert re.match(pattern, reasons[name]), (name, reasons[name])
         assert "input.jpg" not in reasons[name]
