@@ -281,6 +281,24 @@ def test_video_over_the_pixel_limit_is_a_listed_failure(exported: dict[str, Path
     assert not written and len(failures) == 1 and "16x16 = 256 pixels is over the limit of 255" in failures[0][1]
 
 
+@pytest.mark.parametrize("limit", [None, "5000"])
+def test_every_decoded_frame_is_checked_not_only_the_header(exported: dict[str, Path], tmp_path: Path, monkeypatch, limit) -> None:
+    """A frame of another size than the first, or over the pixel limit, fails the video (listed,
+    nothing written), never a crop; the container's header names the first size only."""
+    pytest.importorskip("av")
+    from tests.data.conftest import size_changing_mp4
+
+    (tmp_path / "in").mkdir()
+    size_changing_mp4(tmp_path / "in" / "clip.mp4", (64, 48), 4, (128, 96))
+    if limit:
+        monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", limit)  # 64x48 = 3072 fits, 128x96 does not
+    written, failures = R.correct_path(exported["onnx"], tmp_path / "in", tmp_path / "out")
+    assert not written and len(failures) == 1, failures
+    reason = failures[0][1]
+    assert "frame 4" in reason and ("over the limit of 5,000" in reason if limit else "128x96" in reason and "64x48" in reason)
+    assert not list((tmp_path / "out").rglob("*.mp4"))
+
+
 def test_symlink_loop_in_the_input_folder_is_walked_once(exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
     (photos / "sub" / "up").symlink_to(photos, target_is_directory=True)
     written, failures = R.correct_path(exported["onnx"], photos, tmp_path / "out")

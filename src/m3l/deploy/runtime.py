@@ -645,8 +645,21 @@ def _frames(path: Path, channels: int) -> tuple[Iterator[np.ndarray], float]:
     fps = float(stream.average_rate or 25)
 
     def gen() -> Iterator[np.ndarray]:
+        first: tuple[int, int] | None = None
         try:
-            for frame in container.decode(stream):
+            for index, frame in enumerate(container.decode(stream)):
+                # each decoded frame, before it is converted: the header may not say the truth
+                size = (frame.width, frame.height)
+                try:
+                    check_image_pixels(*size)
+                except ImageTooLargeError as exc:
+                    raise RuntimeInputError(f"{path}: frame {index}: {exc}") from exc
+                first = first or size
+                if size != first:
+                    raise RuntimeInputError(
+                        f"{path}: frame {index} is {size[0]}x{size[1]}, the video's first frame {first[0]}x{first[1]}: "
+                        "a video whose frame size changes is not corrected (split it where the size changes)"
+                    )
                 rgb = frame.to_ndarray(format="rgb24").astype(np.float32).transpose(2, 0, 1) / 255.0
                 yield rgb if channels == 3 else 0.299 * rgb[0:1] + 0.587 * rgb[1:2] + 0.114 * rgb[2:3]
         finally:
