@@ -74,9 +74,17 @@ def shadowing_configs(choices: dict[str, Any], primary: str | None = None) -> li
             continue
         options = option if isinstance(option, (list, tuple)) or OmegaConf.is_list(option) else [option]
         names += [f"{group}/{item}" for item in options if item is not None]
-    found = []
+    return shadowing(names)
+
+
+def shadowing(names: Iterable[str]) -> list[tuple[str, Path]]:
+    """Of the configs ``names`` (config paths such as ``"net/dncnn_small"`` or ``"train"``),
+    those a user config directory replaces, with the user's file; in the given order, once."""
+    found: list[tuple[str, Path]] = []
     user_dirs = user_config_dirs()
-    for name in names:
+    for name in dict.fromkeys(names):
+        if name.startswith("hydra/"):
+            continue
         if not (PACKAGED_CONFIG_DIR / f"{name}.yaml").is_file():
             continue
         user = next((d / f"{name}.yaml" for d in user_dirs if (d / f"{name}.yaml").is_file()), None)

@@ -209,13 +209,18 @@ def test_test_prints_its_metrics_once_and_no_mixed_precision_it_does_not_run(
 
 
 def test_header_names_user_configs_that_replace_packaged_ones(tmp_path: Path, workdir: Path):
+    """Also a config another one includes: logger=many takes logger/csv from the user's dir."""
     env = cli_env(tmp_path)
-    mine = Path(env["XDG_CONFIG_HOME"]) / "m3l" / "net" / "dncnn_small.yaml"
-    mine.parent.mkdir(parents=True)
-    shutil.copy(Path(__file__).resolve().parents[2] / "src" / "m3l" / "configs" / "net" / "dncnn_small.yaml", mine)
-    result = run_cli("train", "model=demo", "preflight_only=true", cwd=workdir, env=env)
+    packaged = Path(__file__).resolve().parents[2] / "src" / "m3l" / "configs"
+    home = Path(env["XDG_CONFIG_HOME"]) / "m3l"
+    for name in ("net/dncnn_small", "logger/csv"):
+        (home / name).parent.mkdir(parents=True)
+        shutil.copy(packaged / f"{name}.yaml", home / f"{name}.yaml")
+    result = run_cli("train", "model=demo", "logger=many", "preflight_only=true", cwd=workdir, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"your configs in place of m3l's: net/dncnn_small ({mine})" in result.stdout, result.stdout[:2000]
+    (line,) = [line for line in result.stdout.splitlines() if "your configs in place of m3l's:" in line]
+    assert f"net/dncnn_small ({home / 'net/dncnn_small.yaml'})" in line, line
+    assert f"logger/csv ({home / 'logger/csv.yaml'})" in line, line
     plain = run_cli("train", "model=demo", "preflight_only=true", cwd=workdir, env=cli_env(tmp_path / "other"))
     assert plain.returncode == 0 and "in place of m3l's" not in plain.stdout
 

@@ -206,11 +206,32 @@ def print_header(verb: str, cfg: Any, experiment: Any) -> None:
     if weights:
         lines.append(f"  weights: {weights}")
     lines.append(f"  device: {_device_text(cfg)}")
-    shadows = shadowing_configs(choices, primary=verb)
+    shadows = _loaded_shadows(verb) or shadowing_configs(choices, primary=verb)
     if shadows:
         listing = ", ".join(f"{name} ({path})" for name, path in shadows)
         lines.append(f"  your configs in place of m3l's: {listing}")
     print("\n".join(lines), flush=True)
+
+
+def _loaded_shadows(verb: str) -> list[tuple[str, Path]]:
+    """:func:`m3l.config.shadowing` of every config file the run was composed from (Hydra's
+    defaults list: also those a config includes, e.g. ``logger/csv`` of ``logger=many``, or
+    ``train`` under ``test``); empty where it cannot be computed."""
+    try:
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from m3l.config import shadowing
+
+        overrides = [str(item) for item in HydraConfig.get().overrides.task]
+        defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
+            config_name=verb, overrides=overrides, run_mode=RunMode.RUN
+        )
+        return shadowing(str(d.config_path) for d in defaults.defaults if d.config_path)
+    except Exception:  # noqa: BLE001 - the header never fails a run; the choices are the fallback
+        log.debug("could not list the run's config files", exc_info=True)
+        return []
 
 
 def _select(cfg: Any, key: str) -> Any:
