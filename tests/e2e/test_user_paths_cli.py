@@ -93,6 +93,23 @@ def test_cluster_launch_without_slurm_is_one_line_and_leaves_nothing(
     assert "submitit" not in result.stderr.replace("(submitit_slurm)", "")
 
 
+def test_slurm_refusing_the_submission_is_one_line_and_leaves_nothing(tmp_path: Path, workdir: Path):
+    """sbatch there but the submission refused (no controller, a bad partition): a stand-in
+    sbatch that answers as Slurm's does, srun present."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2\nexit 1\n')
+    sbatch.chmod(0o755)
+    (bin_dir / "srun").symlink_to(shutil.which("true") or "/bin/true")
+    env = cli_env(tmp_path, PATH=str(bin_dir))
+    result = run_cli("train", "model=demo", "cluster=slurm", "--cluster-launch", cwd=workdir, env=env)
+    line = _error_line(result)
+    assert "Slurm did not accept the train job: sbatch: error: Batch job submission failed: Invalid partition" in line
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not list(runs.rglob("*")), sorted(runs.rglob("*"))
+
+
 # ------------------------------------------------------------------ issue 27 items 3 and 4
 
 

@@ -118,6 +118,28 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
     return [argv[0], "--multirun", *args]
 
 
+def _remove_unsubmitted_sweeps() -> None:
+    """Remove the sweep directories of this process (``m3l.new_dir``'s choices) that hold
+    nothing but Hydra's ``multirun.yaml`` and submitit's files of a job that was never
+    accepted, and the folders above them that this leaves empty (``<name>/<verb>/multirun``)."""
+    import shutil
+
+    from m3l.config import _new_dirs
+
+    for value in list(_new_dirs.values()):
+        path = Path(value)
+        if not path.is_dir() or path.is_symlink():
+            continue
+        if any(entry.name not in ("multirun.yaml", ".submitit") for entry in path.iterdir()):
+            continue
+        shutil.rmtree(path)
+        for parent in list(path.parents)[:3]:
+            try:
+                parent.rmdir()  # only when empty
+            except OSError:
+                break
+
+
 def print_config_tree(cfg: Any) -> None:
     """Print the composed config as a tree (resolved where it can be)."""
     from omegaconf import OmegaConf
@@ -428,6 +450,18 @@ def make_main(verb: str) -> Callable[[], Any]:
         except Exception as exc:  # noqa: BLE001 - anything else outside the job: Hydra's usual report
             if user_full_error:
                 raise
+            if type(exc).__name__ == "FailedJobError" and type(exc).__module__.startswith("submitit"):
+                # sbatch refused the submission (no controller, a bad partition...): say it in
+                # one line and leave no sweep folder that holds nothing but the refused job
+                _remove_unsubmitted_sweeps()
+                reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+                print(
+                    f"m3l: error: Slurm did not accept the {verb} job: {reason}. Check the cluster config "
+                    "(partition, account, qos, resources) with your cluster's documentation, or run without the "
+                    "cluster= option here. See docs/clusters-and-sweeps.md.",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2) from None
             _restore_full_error()
             from hydra._internal.utils import run_and_report
 
