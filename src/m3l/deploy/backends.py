@@ -39,12 +39,9 @@ run's own input. Like bf16, ``auto`` keeps it only when its output is at least
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,13 +51,16 @@ from torch import nn
 
 from m3l.deploy.backend_checks import CHECK_EVERY, closeness_in_words, compare, unrepresentative
 from m3l.deploy.backend_checks import psnr_db as psnr_db  # re-exported
+from m3l.deploy.capabilities import cpu_has_bf16, cpu_has_int8, onnx_unavailable
 from m3l.deploy.onnx_backend import (
     onnx_artifact,
     onnx_cache_places,
     onnx_forward,
     onnx_session,
     quantize_int8,
+    weights_key,
 )
+from m3l.deploy.torch_backend import Forward, no_autocast, torch_forward
 from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,6 @@ INT8_WORTH_S = 10.0
 #: into a 0.7x loss over a whole folder (docs/benchmarks.md, correction throughput)
 AUTO_MIN_SPEEDUP = 1.25
 
-Forward = Callable[..., torch.Tensor]
 #: what each backend is, in the backend choice line
 ENGINES = {"eager": "eager PyTorch", "compile": "torch.compile", "onnx": "ONNX Runtime"}
 #: the precisions each backend runs
@@ -105,76 +104,7 @@ def check_choice(backend: str, precision: str) -> None:
         raise ConfigError(f"precision=int8 runs on ONNX Runtime: use backend=onnx or auto with it, not backend={backend}.")
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has bf16 dot-product units (AVX512-BF16 or AMX), from /proc/cpuinfo."""
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def cpu_has_int8() -> bool:
-    """Whether the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI or AMX), from /proc/cpuinfo."""
-    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-def _onnx_available() -> str | None:
-    """None when ONNX export and runtime are importable, else why not."""
-    import importlib.util
-
-    missing = [name for name in ("onnxruntime", "onnxscript") if importlib.util.find_spec(name) is None]
-    return f"{' and '.join(missing)} not installed (pip install 'm3l[export]')" if missing else None
-
-
-def weights_key(module: nn.Module, *extra: str) -> str:
-    """A hex key of a module's weights (names, shapes, values), its structure and ``extra``."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    digest.update(repr(module).encode())
-    for text in extra:
-        digest.update(text.encode())
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------------------- candidates
-
-
-def _no_autocast() -> Any:
-    """Lightning's ``trainer.precision=bf16-mixed`` (a training setting) runs predict under
-    autocast; the backends run the precision they were picked for."""
-    return torch.autocast("cpu", enabled=False)
-
-
-def _centre(x: torch.Tensor) -> torch.Tensor:
-    return x[:, x.shape[1] // 2] if x.dim() == 5 else x
-
-
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-
-
-def _torch_forward(module: nn.Module, dtype: torch.dtype, compile: bool = False) -> Forward:
-    """The net of ``module`` copied in ``channels_last`` (and ``dtype``); the residual is
-    added in fp32, so a bf16 net only rounds what it predicts, not the image."""
-    net = copy.deepcopy(module.net).eval().to(dtype=dtype, memory_format=torch.channels_last)
-    residual = bool(getattr(module, "residual", False))
-    if compile:
-        net = torch.compile(net)
-
-    def forward(x: torch.Tensor, **conditions: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), _no_autocast():
-            cond = {k: v.to(dtype) for k, v in conditions.items()}
-            out = net(_channels_last(x.to(dtype)), **cond).float().contiguous()
-            return _centre(x) + out if residual else out
-
-    return forward
 
 
 # ---------------------------------------------------------------------------- selection
@@ -265,7 +195,7 @@ class InferenceBackend:
 
     def _reference(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> torch.Tensor:
         """The module as it is, in fp32: what every backend is held to."""
-        with _no_autocast():
+        with no_autocast():
             return self.module.forward(x, **conditions)
 
     def _holds(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> bool:
@@ -275,7 +205,7 @@ class InferenceBackend:
         if self.precision == self.chosen.precision and self.precision in ("bf16", "int8"):
             return True  # forced, with its loss measured and warned about at the pick
         probe, probe_cond = self._probe(x, conditions)
-        with torch.inference_mode(), _no_autocast():
+        with torch.inference_mode(), no_autocast():
             check, failed = compare(self.chosen.precision, self.chosen.forward(probe, **probe_cond),
                                     self.module.forward(probe, **probe_cond), BF16_MIN_PSNR, PARITY_TOLERANCE)
         if not failed:
@@ -309,7 +239,7 @@ class InferenceBackend:
                 notes.append(f"no {precision} units on this CPU")
         backends = {"auto": ["onnx", "eager"], "eager": ["eager"], "compile": ["compile"], "onnx": ["onnx"]}[self.backend]
         if "onnx" in backends:
-            missing = _onnx_available()
+            missing = onnx_unavailable()
             if missing:
                 if self.backend == "onnx" or self.precision == "int8":
                     return [], f"{'backend=onnx' if self.backend == 'onnx' else 'precision=int8'} needs {missing}"
@@ -363,7 +293,7 @@ class InferenceBackend:
                 self._onnx_path = onnx_artifact(self.module, self._onnx_places(), self.name, rebuild=True)
                 return self._onnx_candidate(candidate)
         dtype = torch.bfloat16 if candidate.precision == "bf16" else torch.float32
-        return _torch_forward(self.module, dtype, compile=candidate.backend == "compile")
+        return torch_forward(self.module, dtype, compile=candidate.backend == "compile")
 
     def _onnx_candidate(self, candidate: Candidate) -> Forward:
         model: Path | bytes = self._onnx_path
@@ -391,7 +321,7 @@ class InferenceBackend:
 
     def select(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> Candidate:
         """Pick the backend on this (first representative) input; logs one line saying which and why."""
-        with _no_autocast():
+        with no_autocast():
             return self._select(x, conditions)
 
     def _select(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> Candidate:

@@ -6,6 +6,7 @@ static quantization calibrated on a run's first input."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import re
@@ -18,6 +19,18 @@ import torch
 from torch import nn
 
 log = logging.getLogger("m3l.deploy.backends")  # one logger for the backend choice and its exports
+
+
+def weights_key(module: nn.Module, *extra: str) -> str:
+    """A hex key of a module's weights (names, shapes, values), its structure and ``extra``."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(repr(module).encode())
+    for text in extra:
+        digest.update(text.encode())
+    return digest.hexdigest()
 
 
 def onnx_cache_places(name: str, key: str, cache_dir: Path, checkpoint: Path | None = None) -> list[Path]:
