@@ -85,6 +85,11 @@ class Experiment:
     def output_dir(self) -> Path:
         return self.dirs.path
 
+    @property
+    def started(self) -> bool:
+        """Whether the current verb got as far as running Lightning (its directory then stays)."""
+        return self.dirs.started
+
     @contextmanager
     def running(self, verb: str) -> Iterator[None]:
         """One verb: its own run directory and log, data and callbacks built for it; when it

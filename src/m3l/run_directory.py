@@ -11,6 +11,7 @@ The policies themselves (fresh, unused, resumable) are in :mod:`m3l.rundirs`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from m3l.config import _timestamp
-from m3l.errors import ConfigError, CorrectionFailures, CorrectionInterrupted
+from m3l.errors import ConfigError, CorrectionFailures, CorrectionInterrupted, M3LError
 from m3l.rundirs import (
     check_output_dir_free,
     claim_dir,
@@ -107,7 +108,12 @@ class RunDirectory:
             with ExitStack() as stack:
                 if wrote_log:
                     stack.enter_context(run_log(log_file))
-                yield
+                try:
+                    yield
+                except BaseException as exc:
+                    if is_rank_zero():
+                        record_end(log_file, verb, exc)  # the log says why the run ended
+                    raise
         except (CorrectionFailures, CorrectionInterrupted):
             raise  # the rest was corrected (or stopped cleanly): the run's record stays
         except BaseException:
@@ -131,3 +137,31 @@ class RunDirectory:
             if log_file is not None:
                 log_file.unlink(missing_ok=True)
         return False  # Hydra's run directory: the app removes it (m3l.run._app)
+
+
+def _file_handlers(path: Path) -> list[logging.FileHandler]:
+    """The logging handlers that write into ``path`` (Hydra's job log, :func:`run_log`'s)."""
+    target = str(path.resolve())
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    found: dict[int, logging.FileHandler] = {}
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler) and str(Path(handler.baseFilename).resolve()) == target:
+                found[id(handler)] = handler
+    return list(found.values())
+
+
+def record_end(log_file: Path, verb: str, exc: BaseException) -> None:
+    """Write why ``verb`` ended into its log file, and there only: the terminal gets the error
+    from the command line (its one ``m3l: error:`` line or the traceback) or the caller. An
+    m3l error is its message; anything else also its traceback, for a bug report."""
+    if isinstance(exc, M3LError):
+        message, exc_info = f"{verb} stopped: {exc}", None
+    elif isinstance(exc, Exception):
+        message, exc_info = f"{verb} failed: {type(exc).__name__}: {exc}", (type(exc), exc, exc.__traceback__)
+    else:  # KeyboardInterrupt, SystemExit (Lightning's SIGTERM)
+        message, exc_info = f"{verb} stopped: {type(exc).__name__} {exc}".rstrip(), None
+    record = logging.getLogger("m3l").makeRecord("m3l", logging.ERROR, __file__, 0, message, (), exc_info)
+    for handler in _file_handlers(log_file):
+        handler.handle(record)
