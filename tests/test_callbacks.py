@@ -59,27 +59,60 @@ def test_non_tty_gets_log_lines_without_carriage_returns(tmp_path: Path, caplog:
     assert "\r" not in captured.out + captured.err
 
 
+class _Clock:
+    """A stand-in for ``time.monotonic`` that moves only when a step says so: the rates in the
+    log lines are then exact, whatever else the machine is doing."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class _SlowValidation(_Tiny):
+    """Each training step takes 0.05 s of the clock, each validation step 0.2 s."""
+
+    def __init__(self, clock: _Clock | None = None) -> None:
+        super().__init__()
+        self.clock = clock or _Clock()
+
+    def training_step(self, batch, batch_idx):
+        self.clock.advance(0.05)
+        return super().training_step(batch, batch_idx)
+
     def validation_step(self, batch, batch_idx):
-        time.sleep(0.2)  # validation inside the epoch: not part of the training rate
+        self.clock.advance(0.2)  # validation inside the epoch: not part of the training rate
 
     def test_step(self, batch, batch_idx):
+        self.clock.advance(0.05)
         self.log("test/x", self.layer(batch[0]).mean())
+
+    def predict_step(self, batch, batch_idx):
+        self.clock.advance(0.05)
+        return super().predict_step(batch, batch_idx)
 
 
 def _rates(lines: list[str], start: str) -> list[float]:
     return [float(re.search(r"([\d.]+) (?:it|batch|file)/s", line)[1]) for line in lines if line.startswith(start)]
 
 
-def test_log_lines_rate_is_training_time_and_eval_counts_files(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_log_lines_rate_is_training_time_and_eval_counts_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    clock = _Clock()
+    monkeypatch.setattr(time, "monotonic", clock)
     bar = LogProgressBar(log_interval_s=0)
     trainer = pl.Trainer(max_epochs=1, callbacks=[bar], logger=False, enable_checkpointing=False,
                          default_root_dir=tmp_path, enable_model_summary=False, num_sanity_val_steps=0)
     one_by_one = DataLoader(TensorDataset(torch.randn(6, 4)), batch_size=1)
     with caplog.at_level(logging.INFO, logger="m3l.callbacks"):
-        trainer.fit(_SlowValidation(), _loader(), DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=1))
-        trainer.test(_SlowValidation(), one_by_one)
-        trainer.predict(_SlowValidation(), one_by_one)
+        trainer.fit(_SlowValidation(clock), _loader(), DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=1))
+        trainer.test(_SlowValidation(clock), one_by_one)
+        trainer.predict(_SlowValidation(clock), one_by_one)
     lines = [r.getMessage() for r in caplog.records if r.name == "m3l.callbacks"]
     last_batch = _rates(lines, "train epoch 1/1 8/8")[0]
     done = _rates(lines, "train epoch 1 done")[0]

@@ -39,16 +39,19 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tenso
 
 
 def _start_and_kill(args: list[str], env: dict[str, str], cwd: Path, sig: int) -> tuple[subprocess.CompletedProcess, Path]:
-    """Start training, wait for the first epoch's checkpoint, send ``sig`` mid-epoch."""
+    """Start training, wait until the second epoch has loaded its second batch (the first
+    epoch's checkpoint is written before the second epoch loads anything), send ``sig``."""
     runs = Path(env["M3L_RUNS_DIR"])
-    proc = subprocess.Popen([sys.executable, "-m", "m3l.run.train", *args], cwd=cwd, env=env,
+    trace = cwd / f"loaded-{sig}.txt"  # ToySet writes a line per training item it loads
+    trace.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "m3l.run.train", *args], cwd=cwd,
+                            env={**env, "TOY_TRACE_FILE": str(trace)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not list(runs.glob("toy/train/*/checkpoints/last.ckpt")):
+    while not trace.is_file() or len(trace.read_text().splitlines()) < 64 + 2 * 4:  # 64 items an epoch, 4 a batch
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.1)
-    time.sleep(0.2)  # into the next epoch
+        assert time.monotonic() < deadline, "not into the second epoch after 300 s"
+        time.sleep(0.05)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     (run_dir,) = runs.glob("toy/train/*")

@@ -7,6 +7,7 @@ ranks of a 2-process run unequal shards.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ class ToySet(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.delay_s:
             time.sleep(self.delay_s)  # a slow loader, to signal a run mid-epoch without burning CPU
+            if trace := os.environ.get("TOY_TRACE_FILE"):  # one line per item: a test waits on it
+                with open(trace, "a") as lines:
+                    lines.write(f"{index}\n")
         g = torch.Generator().manual_seed(self.offset + index)
         ramp = torch.linspace(0, 1, self.size)
         clean = (0.5 * ramp[None, :] + 0.5 * ramp[:, None]) * torch.rand(1, generator=g) + 0.1
