@@ -253,7 +253,7 @@ def _first_line(exc: BaseException) -> str:
 
 def resolve_checkpoint(spec: str | os.PathLike, cfg: Any) -> Path:
     """A checkpoint path from ``spec``: a file, ``last`` / ``best`` of the newest run whose net
-    fits ``cfg`` (:func:`m3l.rundirs.pick_checkpoint`), or ``pretrained``: the weights that
+    fits ``cfg`` (:func:`m3l.past_runs.pick_checkpoint`), or ``pretrained``: the weights that
     belong to the packaged model config (see m3l.hub)."""
     return resolve_checkpoint_noted(spec, cfg)[0]
 
@@ -273,7 +273,7 @@ def resolve_checkpoint_noted(spec: str | os.PathLike, cfg: Any) -> tuple[Path, s
         except hub.HubError as exc:
             raise CheckpointError(str(exc)) from exc
     if text in ("last", "best"):
-        from m3l.rundirs import pick_checkpoint
+        from m3l.past_runs import pick_checkpoint
 
         return pick_checkpoint(cfg, text)
     path = Path(text).expanduser()

@@ -1,5 +1,5 @@
-"""The config system's front: :func:`compose` for notebooks, the resolvers' registration and the
-run directory's naming (``${m3l.new_dir:...}``).
+"""The config system's front: :func:`compose` for notebooks and the resolvers' registration
+(the run directory's naming, ``${m3l.new_dir:...}``, is :mod:`m3l.run_lifecycle`'s).
 
 Its parts, one job each, are re-exported here (``from m3l.config import X`` keeps working):
 
@@ -13,8 +13,6 @@ Its parts, one job each, are re-exported here (``from m3l.config import X`` keep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -39,34 +37,11 @@ from m3l.config_search import (  # noqa: F401 - re-exported
     shadowing_configs,
     user_config_dirs,
 )
+from m3l.run_lifecycle import _new_dirs, free_dir, new_dir  # noqa: F401 - re-exported
+from m3l.run_lifecycle import new_dir as _new_dir  # noqa: F401 - the resolver's old name
+from m3l.run_lifecycle import timestamp as _timestamp  # noqa: F401 - re-exported under its old name
 
-_new_dirs: dict[str, str] = {}
-
-
-def free_dir(path: object, empty_is_free: bool = True) -> str:
-    """``path`` if it is free, else ``path_2``, ``path_3``...: a run never reuses a directory."""
-    key = str(path)
-    candidate, n = key, 1
-    while Path(candidate).exists() and not (empty_is_free and not any(Path(candidate).iterdir())):
-        n += 1
-        candidate = f"{key}_{n}"
-    return candidate
-
-
-def _new_dir(path: object) -> str:
-    """:func:`free_dir`, memoized so every resolution of one run directory in a process agrees
-    (Hydra creates the directory between resolutions)."""
-    key = str(path)
-    if key not in _new_dirs:
-        _new_dirs[key] = free_dir(key)
-    return _new_dirs[key]
-
-
-def _timestamp() -> str:
-    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-
-
-RESOLVERS = {**VALUE_RESOLVERS, "m3l.new_dir": _new_dir}
+RESOLVERS = {**VALUE_RESOLVERS, "m3l.new_dir": new_dir}
 
 
 def register_resolvers() -> None:

@@ -10,6 +10,9 @@ class, so a config behaves the same from the command line, a notebook or a sweep
 :class:`m3l.mtl.Trainer` is a Python front over it: it passes the objects it built (module,
 datamodule, loggers, callbacks) along with a config of the rest (run directory, trainer,
 checkpoint), so both share the run directories, resume, loggers, preflight and report.
+
+The run directory of each verb (chosen, created, recorded, kept or removed) is its
+:class:`~m3l.run_lifecycle.Run`'s, ``experiment.run``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,7 @@ from m3l.errors import (
 from m3l.instantiation import instantiate_key
 from m3l.lightning_messages import quiet_lightning
 from m3l.metrics_report import collect_failures, floats, report_metrics
-from m3l.run_directory import RunDirectory
-from m3l.rundirs import is_rank_zero
+from m3l.run_lifecycle import Run
 from m3l.trainer_args import check_lightning2, inference_precision, lightning2_kwargs, upgrade_config
 from m3l.weights_choice import WeightsChoice
 
@@ -55,23 +56,27 @@ class Experiment:
         trainer_objects: ``lightning.Trainer`` arguments that are objects (a strategy,
             plugins, a profiler) rather than config values; they win over ``trainer.*``.
         hyperparams: what the loggers record as the run's parameters (default: the config).
+        trust_option: how messages name the option that loads pickled objects from a
+            checkpoint (the command line's ``checkpoint_trusted=true`` by default).
     """
 
-    #: how a message names the option that loads pickled objects from a checkpoint
-    trust_option = CLI_TRUST_OPTION
+    #: what each verb builds anew from its own config (the net is built once, or given)
+    _PER_VERB = ("data", "callbacks", "loggers", "serializer")
 
     def __init__(
         self, cfg: DictConfig, *, net: pl.LightningModule | None = None, data: pl.LightningDataModule | None = None,
         callbacks: Iterable[pl.Callback] = (), loggers: Iterable[Any] = (),
         trainer_objects: Mapping[str, Any] | None = None, hyperparams: Mapping[str, Any] | None = None,
+        trust_option: str = CLI_TRUST_OPTION,
     ) -> None:
         self.cfg = cfg
         quiet_lightning()
         check_missing(self.cfg)
         upgrade_config(cfg)  # every trainer key a Trainer argument of the right type; 1.x keys mapped
-        self.dirs = RunDirectory(cfg, self.verb)
+        self.run = Run(cfg, self.verb)
+        self.trust_option = trust_option
         self._given = {k: v for k, v in (("net", net), ("data", data)) if v is not None}
-        self.__dict__.update(self._given)
+        self._objects: dict[str, Any] = dict(self._given)  # built (or given) so far, by name
         self._extra_callbacks, self._extra_loggers = list(callbacks), list(loggers)
         self.trainer_objects, self.hyperparams = dict(trainer_objects or {}), hyperparams
         self.trainer: pl.Trainer | None = None  # the Lightning Trainer the last verb ran
@@ -83,24 +88,25 @@ class Experiment:
 
     @property
     def output_dir(self) -> Path:
-        return self.dirs.path
+        return self.run.path
 
     @property
     def started(self) -> bool:
         """Whether the current verb got as far as running Lightning (its directory then stays)."""
-        return self.dirs.started
+        return self.run.started
 
     @contextmanager
     def running(self, verb: str) -> Iterator[None]:
-        """One verb: its own run directory and log, data and callbacks built for it; when it
-        fails before writing anything, the directory it created is removed."""
-        with self.dirs.running(verb):
+        """One verb in its :class:`~m3l.run_lifecycle.Run` (its own directory and log, why it
+        ended, the directory removed if it failed before doing anything), with the data and
+        callbacks built for it."""
+        with self.run.running(verb):
             if self.cfg.get("verb") != verb:  # recorded in config.yaml, named in messages
                 with open_dict(self.cfg):
                     self.cfg.verb = verb
-            for name in ("data", "callbacks", "loggers", "serializer"):  # built from this verb's config
+            for name in self._PER_VERB:  # built from this verb's config
                 if name not in self._given:
-                    self.__dict__.pop(name, None)
+                    self._objects.pop(name, None)
             try:
                 yield
             finally:
@@ -109,7 +115,7 @@ class Experiment:
     def discard_if_unused(self) -> bool:
         """Remove this run's directory if it holds nothing but its config.yaml (and, under
         Hydra, Hydra's record and log): a run that failed before it did anything."""
-        return self.dirs.discard_if_unused()
+        return self.run.discard_if_unused()
 
     # ------------------------------------------------------------------ instantiation
 
@@ -123,32 +129,59 @@ class Experiment:
         require_group(self.cfg, group)
         return self._instantiate(group)
 
-    @cached_property
+    def _built(self, name: str, build: Any) -> Any:
+        """The object ``name`` of the current verb: given, built already, or built now."""
+        if name not in self._objects:
+            self._objects[name] = build()
+        return self._objects[name]
+
+    def _given_now(self, name: str, value: Any) -> None:
+        self._given[name] = self._objects[name] = value
+
+    @property
     def data(self) -> pl.LightningDataModule:
-        check_correct_dir_taken(self.cfg)
-        return self._instantiate_group("data")
+        def build() -> pl.LightningDataModule:
+            check_correct_dir_taken(self.cfg)
+            return self._instantiate_group("data")
 
-    @cached_property
+        return self._built("data", build)
+
+    @data.setter
+    def data(self, value: pl.LightningDataModule) -> None:
+        self._given_now("data", value)
+
+    @property
     def net(self) -> pl.LightningModule:
-        return self._instantiate_group("net")
+        return self._built("net", lambda: self._instantiate_group("net"))
 
-    @cached_property
+    @net.setter
+    def net(self, value: pl.LightningModule) -> None:
+        self._given_now("net", value)
+
+    @property
     def callbacks(self) -> list[pl.Callback]:
-        node = self._select("callbacks") or {}
-        built = [self._instantiate(f"callbacks.{name}") for name, value in node.items() if value is not None]
-        return [*built, *self._extra_callbacks]
+        def build() -> list[pl.Callback]:
+            node = self._select("callbacks") or {}
+            built = [self._instantiate(f"callbacks.{name}") for name, value in node.items() if value is not None]
+            return [*built, *self._extra_callbacks]
 
-    @cached_property
+        return self._built("callbacks", build)
+
+    @property
     def loggers(self) -> list[Any]:
-        node = self._select("logger") or {}
-        built = [self._instantiate(f"logger.{name}") for name, value in node.items() if value is not None]
-        return [*built, *self._extra_loggers]
+        def build() -> list[Any]:
+            node = self._select("logger") or {}
+            built = [self._instantiate(f"logger.{name}") for name, value in node.items() if value is not None]
+            return [*built, *self._extra_loggers]
 
-    @cached_property
+        return self._built("loggers", build)
+
+    @property
     def serializer(self) -> pl.Callback | None:
-        if self._select("serializer") is None:
-            return None
-        return self._instantiate("serializer")
+        def build() -> pl.Callback | None:
+            return None if self._select("serializer") is None else self._instantiate("serializer")
+
+        return self._built("serializer", build)
 
     def make_trainer(self, extra_callbacks: list[pl.Callback] = ()) -> pl.Trainer:
         """A ``lightning.Trainer`` from the ``trainer`` config, with callbacks and loggers."""
@@ -156,15 +189,15 @@ class Experiment:
         assert isinstance(node, dict)
         node, _ = lightning2_kwargs(node)
         callbacks = [*self.callbacks, *extra_callbacks]
-        check_lightning2({"net": self.__dict__.get("net"), "data": self.__dict__.get("data"),
+        check_lightning2({"net": self._objects.get("net"), "data": self._objects.get("data"),
                           **{f"callbacks.{type(cb).__name__}": cb for cb in callbacks}})
         if node.get("fast_dev_run"):
             # a debug run writes no checkpoint (Lightning would still write last.ckpt at the end,
             # which checkpoint=last would then load)
             node["enable_checkpointing"] = False
         callbacks = [cb for cb in callbacks if not _disabled_by(node, cb)]
-        node = inference_precision(node, self.verb, self.__dict__.get("net"))
-        self.dirs.started = True
+        node = inference_precision(node, self.verb, self._objects.get("net"))
+        self.run.start()
         loggers = self.loggers
         if not loggers:
             # Lightning refuses a LearningRateMonitor without a logger (logger=none)
@@ -184,7 +217,7 @@ class Experiment:
     def _clip_in_the_module(self, node: dict[str, Any]) -> None:
         """``trainer.gradient_clip_val`` for a net that optimizes by hand (a multi-task
         module): Lightning refuses it there, so the net clips (its ``gradient_clip_val``)."""
-        net = self.__dict__.get("net")
+        net = self._objects.get("net")
         if node.get("gradient_clip_val") is None or net is None or net.automatic_optimization:
             return
         if not hasattr(net, "gradient_clip_val"):
@@ -212,12 +245,14 @@ class Experiment:
             check(self.data)
             log.info("Preflight passed: model and data fit together.")
 
-    def fit(self) -> dict[str, float]:
-        """Train; returns the final metrics (the sweepers optimize ``cfg.monitor``)."""
+    def fit(self, *, test: bool = False) -> dict[str, float]:
+        """Train; returns the final metrics (the sweepers optimize ``cfg.monitor``). With
+        ``test=True``, then evaluate the data's test sets with the trained weights (the last
+        step's, not a checkpoint's) in the same run: their metrics join the returned ones."""
         with self.running("train"):
-            return self._fit()
+            return self._fit(test)
 
-    def _fit(self) -> dict[str, float]:
+    def _fit(self, test: bool) -> dict[str, float]:
         self._seed()
         self.save_config()
         self.preflight()
@@ -241,6 +276,9 @@ class Experiment:
             far_worse = getattr(checkpoint_cb, "far_worse_note", None)  # m3l's MonitoredCheckpoint
             if callable(far_worse) and far_worse():
                 log.warning(far_worse())
+        if test:
+            for item in trainer.test(self.net, datamodule=self.data, verbose=False):
+                metrics.update(floats(item))
         return metrics
 
     def resolve_checkpoint(self, spec: str | os.PathLike, announce: bool = True) -> Path:
@@ -374,14 +412,7 @@ class Experiment:
 
     def save_config(self) -> Path:
         """Write the resolved config next to the run's checkpoints and logs."""
-        path = self.output_dir / "config.yaml"
-        if is_rank_zero():
-            self.dirs.ensure()
-            cfg = OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=False)
-            if isinstance(cfg, dict):
-                cfg.pop("m3l_choices", None)
-            path.write_text(OmegaConf.to_yaml(cfg))
-        return path
+        return self.run.write_config()
 
     def _log_hyperparams(self) -> None:
         params = self.hyperparams

@@ -8,7 +8,7 @@
 - ``isinstance(treespec, LeafSpec)`` deprecation raised inside Lightning's own code with
   torch 2.13,
 - that a resumed run's checkpoint folder differs from the interrupted run's ("The dirpath has
-  changed"): m3l resumes into a new run directory on purpose (:mod:`m3l.rundirs`).
+  changed"): m3l resumes into a new run directory on purpose (:mod:`m3l.run_lifecycle`).
 
 Everything else Lightning says is kept.
 """

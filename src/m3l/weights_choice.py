@@ -5,7 +5,7 @@ use the same file), how the run header says it, and what ``train`` does with it:
 
 - ``resume=true`` (or ``checkpoint=last``, the run of these very settings) continues the
   newest run of these settings exactly: weights, optimizer state, schedule, epoch, random
-  states (:func:`m3l.rundirs.resume_checkpoint`); ``resume=true checkpoint=PATH|best``
+  states (:func:`m3l.past_runs.resume_checkpoint`); ``resume=true checkpoint=PATH|best``
   continues that file exactly;
 - ``checkpoint=PATH|best|pretrained`` alone starts a new run from its weights, with the
   optimizer, learning rate and schedule of the config given now.
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from m3l.checkpoints import check_checkpoint, load_weights_into, resolve_checkpoint_noted
 from m3l.errors import CheckpointError
-from m3l.rundirs import resume_checkpoint, warn_if_other_settings
+from m3l.past_runs import resume_checkpoint, warn_if_other_settings
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class WeightsChoice:
         spec, resume = self.cfg.get("checkpoint"), bool(self.cfg.get("resume"))
         if not spec and not resume:
             return None
-        if str(spec or "last") == "last":  # the run of these settings, never one of others (m3l.rundirs)
+        if str(spec or "last") == "last":  # the run of these settings, never one of others (m3l.past_runs)
             path = resume_checkpoint(self.cfg, output_dir, "resume=true" if resume else "checkpoint=last")
         else:
             path = self.resolve(spec)

@@ -49,7 +49,7 @@ from m3l.mtl.delta_m import delta_m
 from m3l.mtl.errors import TrainerArgumentError
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
-from m3l.rundirs import run_checkpoint
+from m3l.past_runs import run_checkpoint, run_id_of
 from m3l.tracking import attach_mlflow_run, is_mlflow_logger, mlflow_logger, run_log, set_run_tags
 
 log = logging.getLogger(__name__)
@@ -194,11 +194,11 @@ class Trainer:
         algorithm = algorithm or Joint()
         runs = self.root_dir / RUN_NAME / "train"
         loggers, tracker = self._loggers()
-        if ckpt_path is None and run_id is not None:  # the run's newest launch (m3l.rundirs)
+        if ckpt_path is None and run_id is not None:  # the run's newest launch (m3l.past_runs)
             ckpt_path = run_checkpoint(runs, run_id)
             log.info("resuming run %s from %s", run_id, ckpt_path)
         if run_id is not None:
-            run_id = _recorded_run_id(runs, run_id)  # a launch directory's name -> the run's id
+            run_id = run_id_of(runs, run_id)  # a launch directory's name -> the run's id
         epochs = max_epochs or self.max_epochs or algorithm.epochs_per_round(len(self.tasks))
         settings = self.settings(algorithm, epochs)
         if tracker is not None:
@@ -213,12 +213,11 @@ class Trainer:
                      "'test') evaluates those every epoch, as EMTL did")
         cfg = self._config(epochs, run_id, ckpt_path, checkpoint_trusted, settings)
         objects = {k: v for k, v in self.trainer_kwargs.items() if not _is_config_value(v)}
+        # run_id null: the Run names it by the launch's directory (m3l.run_lifecycle)
         experiment = Experiment(cfg, net=module, data=data, callbacks=self.callbacks, loggers=loggers,
-                                trainer_objects=objects, hyperparams=settings)
-        experiment.trust_option = "checkpoint_trusted=True"
+                                trainer_objects=objects, hyperparams=settings, trust_option="checkpoint_trusted=True")
         if tracker is not None:  # the newest launch's directory
             set_run_tags(tracker, {"m3l.run_dir": str(experiment.output_dir.resolve())})
-        cfg.run_id = run_id or experiment.output_dir.name
         return experiment
 
     def _loggers(self) -> tuple[list[Logger], Any]:
@@ -288,16 +287,14 @@ class Trainer:
         from it, which can run code: only for files from a trusted source."""
         baselines = self._baseline_metrics(algorithm)
         experiment = self.experiment(algorithm, run_id, ckpt_path, max_epochs, checkpoint_trusted)
-        module, data = experiment.net, experiment.data
-        fitted = experiment.fit()
+        module = experiment.net
+        has_test = any(t.test is not None for t in self.tasks)
+        fitted = experiment.fit(test=has_test)  # then the test sets, with the trained weights
         trainer, run_dir = experiment.trainer, experiment.output_dir
         with run_log(run_dir / "train.log"):
             val = split_metrics(fitted, "val")
             epoch_eval = {s: split_metrics(fitted, f"eval_{s}") for s in ("train", "test")}
-            test: dict[str, dict[str, float]] = {}
-            if any(t.test is not None for t in self.tasks):
-                results = trainer.test(module, datamodule=data, verbose=False)
-                test = split_metrics({k: v for r in results for k, v in r.items()}, "test")
+            test = split_metrics(fitted, "test") if has_test else {}
             metrics = test or val
             for head, values in metrics.items():
                 log.info("%s: %s", head, ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
@@ -420,17 +417,3 @@ def _describe_task(task: Task) -> dict[str, Any]:
 def _directions(module: MultiTaskModule) -> Callable[[str, str], bool]:
     by_name = {o.name: o for o in module.objectives}
     return lambda head, metric: by_name[head].is_higher_better(metric)
-
-
-def _recorded_run_id(runs: Path, run_id: str) -> str:
-    """The run id a launch directory's config.yaml records (the MLflow run's id when that
-    launch logged to MLflow), given the directory's name; any other id as it is."""
-    config = runs / run_id / "config.yaml"
-    if config.is_file():
-        try:
-            recorded = OmegaConf.load(config).get("run_id")
-        except Exception:  # noqa: BLE001 - an unreadable config.yaml: the run is known by its folder name
-            recorded = None
-        if recorded:
-            return str(recorded)
-    return run_id

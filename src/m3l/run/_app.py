@@ -51,7 +51,7 @@ def _preflight_argv(verb: str, argv: list[str]) -> list[str]:
     if any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
         return argv  # the other processes of a distributed run write into rank zero's directory
     from m3l.errors import M3LError
-    from m3l.rundirs import check_creatable_dir, check_output_dir_free
+    from m3l.run_lifecycle import check_creatable_dir, check_output_dir_free
 
     folders = [("M3L_RUNS_DIR", os.environ.get("M3L_RUNS_DIR") or "runs")]
     for arg in args:
@@ -118,28 +118,6 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
     return [argv[0], "--multirun", *args]
 
 
-def _remove_unsubmitted_sweeps() -> None:
-    """Remove the sweep directories of this process (``m3l.new_dir``'s choices) that hold
-    nothing but Hydra's ``multirun.yaml`` and submitit's files of a job that was never
-    accepted, and the folders above them that this leaves empty (``<name>/<verb>/multirun``)."""
-    import shutil
-
-    from m3l.config import _new_dirs
-
-    for value in list(_new_dirs.values()):
-        path = Path(value)
-        if not path.is_dir() or path.is_symlink():
-            continue
-        if any(entry.name not in ("multirun.yaml", ".submitit") for entry in path.iterdir()):
-            continue
-        shutil.rmtree(path)
-        for parent in list(path.parents)[:3]:
-            try:
-                parent.rmdir()  # only when empty
-            except OSError:
-                break
-
-
 def print_config_tree(cfg: Any) -> None:
     """Print the composed config as a tree (resolved where it can be)."""
     from omegaconf import OmegaConf
@@ -189,24 +167,11 @@ def _is_multirun() -> bool:
 
 
 def _remove_unused_run_dir(cfg: Any, experiment: Any) -> None:
-    """A run that failed before it did anything (before Lightning started) leaves no directory:
-    Hydra's run directory goes when it holds nothing but Hydra's record, the log and the
-    config (see :func:`m3l.rundirs.is_unused`). Single runs on rank zero only: a sweep keeps
-    its failed jobs' directories."""
-    if experiment is not None and getattr(experiment, "started", False):
-        return
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    """A job that failed before it started Lightning leaves no run directory when that holds
+    nothing but Hydra's record, the log and the config (:mod:`m3l.run_lifecycle`)."""
+    from m3l.run_lifecycle import discard_failed_command_run
 
-        from m3l.rundirs import is_rank_zero, remove_unused
-
-        if _is_multirun() or not is_rank_zero():
-            return
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(str(hydra_cfg.runtime.output_dir))
-        remove_unused(run_dir, stop_at=Path(str(cfg.paths.runs_dir)))
-    except Exception:  # noqa: BLE001 - tidying up must never hide the error being reported
-        log.debug("could not remove the unused run directory", exc_info=True)
+    discard_failed_command_run(cfg, getattr(experiment, "run", None))
 
 
 def print_header(verb: str, cfg: Any, experiment: Any) -> None:
@@ -381,7 +346,7 @@ def make_main(verb: str) -> Callable[[], Any]:
         experiment = None
         try:
             from m3l.experiment import Experiment
-            from m3l.rundirs import is_rank_zero
+            from m3l.run_lifecycle import is_rank_zero
 
             _route_lightning_logs()
             _check_composed(cfg)
@@ -453,7 +418,9 @@ def make_main(verb: str) -> Callable[[], Any]:
             if type(exc).__name__ == "FailedJobError" and type(exc).__module__.startswith("submitit"):
                 # sbatch refused the submission (no controller, a bad partition...): say it in
                 # one line and leave no sweep folder that holds nothing but the refused job
-                _remove_unsubmitted_sweeps()
+                from m3l.run_lifecycle import remove_unsubmitted_sweeps
+
+                remove_unsubmitted_sweeps()
                 reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
                 print(
                     f"m3l: error: Slurm did not accept the {verb} job: {reason}. Check the cluster config "

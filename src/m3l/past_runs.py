@@ -1,15 +1,14 @@
-"""Run directories: nothing is written into an existing one, a run that failed before it did
-anything leaves none behind, and ``resume=true`` resumes the run the user means.
+"""Earlier runs: which one ``resume=true`` means, which file ``checkpoint=best|last`` names,
+and the launches of an ``mtl.Trainer`` ``run_id``; how two runs' settings differ.
 
-A run directory (``runs/<name>/<verb>/<date_time>/``) holds the resolved ``config.yaml``,
-``checkpoints/``, logs and, under a Hydra app, Hydra's ``.hydra/`` record and ``<verb>.log``.
+The directory of the run being started (chosen, created, kept or removed) is
+:mod:`m3l.run_lifecycle`'s; this module only reads the directories of earlier runs
+(``runs/<name>/<verb>/<date_time>/``: their ``config.yaml`` and ``checkpoints/``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,127 +16,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from m3l.errors import CheckpointError, ConfigError
+from m3l.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-# what a run writes before it has done anything: Hydra's record and log, m3l's config.yaml
-_BOOKKEEPING_FILES = ("config.yaml",)
-_BOOKKEEPING_DIRS = (".hydra",)
 # top-level config keys that may differ between a run and its resumption
 _RESUME_KEYS = ("paths", "run_id", "checkpoint", "resume", "checkpoint_trusted", "preflight_only", "m3l_choices", "hydra")
 # how long to train: a run may be resumed to train longer (the difference is logged)
 _LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.min_epochs", "trainer.min_steps")
-
-
-# ---------------------------------------------------------------------------- fresh directories
-
-
-def is_rank_zero() -> bool:
-    """Whether this process is rank zero (of a distributed run started by Lightning, torchrun
-    or Slurm): the one that creates, writes and removes run directories."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0 and int(
-        os.environ.get("LOCAL_RANK", "0") or 0
-    ) == 0
-
-
-def check_output_dir_free(path: Path, key: str = "paths.output_dir") -> None:
-    """Refuse ``path`` as a new run's directory when it exists and is not empty."""
-    if not path.is_dir() or not any(path.iterdir()):
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{key}={path} is a file, not a directory. Pass a new directory, or leave "
-                              f"{key} out: every run gets a fresh one under paths.runs_dir.")
-        return
-    markers = [name for name in ("config.yaml", "checkpoints", ".hydra") if (path / name).exists()]
-    markers += sorted(p.name for p in path.glob("*.log"))[:2]
-    what = f"a run ({', '.join(markers)})" if markers else "files"
-    raise ConfigError(
-        f"{key}={path} already holds {what}; m3l never writes into an existing run directory. Leave "
-        f"{key} out (every run gets a fresh directory under paths.runs_dir) or pass a new, empty one."
-    )
-
-
-_picked: set[str] = set()
-
-
-def pick_dir(base: Path) -> Path:
-    """``base``, else ``base_2``, ``base_3``...: the first that does not exist and that this
-    process has not picked before (two runs started in the same second get two)."""
-    candidate, n = str(base), 1
-    while Path(candidate).exists() or candidate in _picked:
-        n += 1
-        candidate = f"{base}_{n}"
-    _picked.add(candidate)
-    return Path(candidate)
-
-
-def check_creatable_dir(path: Path, key: str) -> None:
-    """Refuse (:class:`ConfigError` naming ``key``) a folder that cannot be created or written:
-    its nearest existing ancestor is a file, or not writable."""
-    ancestor = path.expanduser().absolute()
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ConfigError(f"{key}: cannot create {path}: {ancestor} is a file, not a folder. Choose another folder.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}: cannot write into {ancestor} (permission denied). Choose a folder you can write to.")
-
-
-def claim_dir(path: Path) -> list[Path]:
-    """Create ``path`` (which must not exist: another process may have just taken it, then
-    :class:`FileExistsError`); returns the directories created, outermost first."""
-    made = []
-    parent = path.parent
-    while not parent.exists():
-        made.append(parent)
-        parent = parent.parent
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.mkdir()
-    return [*reversed(made), path]
-
-
-# ---------------------------------------------------------------------------- removing unused ones
-
-
-def is_unused(path: Path) -> bool:
-    """Whether ``path`` holds nothing but what a run writes before it does anything (its
-    config.yaml, Hydra's ``.hydra/`` and ``<verb>.log``) and empty directories."""
-    if not path.is_dir():
-        return False
-    for entry in path.iterdir():
-        if entry.is_symlink():
-            return False
-        if entry.is_dir():
-            if entry.name in _BOOKKEEPING_DIRS:
-                if any(not f.is_file() or f.is_symlink() for f in entry.rglob("*") if not f.is_dir()):
-                    return False
-            elif any(not f.is_dir() for f in entry.rglob("*")):
-                return False
-        elif entry.name not in _BOOKKEEPING_FILES and entry.suffix != ".log":  # Hydra's <verb>.log
-            return False
-    return True
-
-
-def remove_unused(path: Path, made: list[Path] | None = None, stop_at: Path | None = None) -> bool:
-    """Remove the run directory ``path`` if it is unused (see :func:`is_unused`), then those of
-    ``made`` (directories this run created) and the parents below ``stop_at`` left empty."""
-    if not is_unused(path):
-        return False
-    shutil.rmtree(path)
-    log.info("Removed the unused run directory %s", path)
-    parents = [p for p in reversed(made or []) if p != path]
-    if stop_at is not None:
-        stop = stop_at.resolve()
-        parent = path.resolve().parent
-        while parent != stop and stop in parent.parents:
-            parents.append(parent)
-            parent = parent.parent
-    for parent in parents:
-        try:
-            parent.rmdir()  # only if empty
-        except OSError:
-            pass
-    return True
 
 
 # ---------------------------------------------------------------------------- settings of a run
@@ -417,3 +303,11 @@ def run_checkpoint(root: Path, run_id: str, option: str = "run_id") -> Path:
         f"{option}={run_id!r}: nothing to resume: {what}. Runs there with a last checkpoint: "
         f"{', '.join(runs) or '(none)'}. Leave {option} out to start a new run."
     )
+
+
+def run_id_of(root: Path, name: str) -> str:
+    """The run id that the launch directory ``root / name`` records in its config.yaml (the
+    MLflow run's id when that launch logged to MLflow); any other ``name`` as it is."""
+    config = root / name / "config.yaml"
+    recorded = _recorded_run_id(config) if config.is_file() else None
+    return recorded or name
