@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m3l.deploy.runtime import temp_file_beside
+from m3l.deploy.runtime import sha256_of, temp_file_beside  # noqa: F401 - sha256_of: the one file hash
 from m3l.errors import HubError
 
 log = logging.getLogger(__name__)
@@ -180,14 +180,6 @@ def pretrained_weights(config: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- files
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_dir() -> Path:

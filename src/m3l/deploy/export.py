@@ -19,7 +19,6 @@ The graph and its spec are :mod:`m3l.deploy.spec`, the writers and readers of ea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from torch import nn
 
 from m3l.deploy.formats import FORMATS, SAVERS, export_extra_hint, load_artifact
 from m3l.deploy.parity import check_parity
-from m3l.deploy.runtime import temp_file_beside
+from m3l.deploy.runtime import sha256_of, temp_file_beside
 from m3l.deploy.spec import ExportWrapper, describe
 from m3l.errors import ExportError
 
@@ -47,14 +46,6 @@ def metadata_path(artifact: str | os.PathLike[str]) -> Path:
     """The metadata file of ``artifact`` (``model.onnx`` -> ``model.onnx.json``)."""
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + METADATA_SUFFIX)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_model(
@@ -133,7 +124,7 @@ def export_model(
         "parity": {"max_abs_diff": diff, "tolerance": tolerance, "sizes": [list(map(int, s)) for s in sizes],
                    "batch_sizes": [1, 2]},
         "export_seconds": round(seconds, 3),
-        "sha256": _sha256(output),
+        "sha256": sha256_of(output),
         **(extra_metadata or {}),
     }
     meta_file.write_text(json.dumps(metadata, indent=2) + "\n")
