@@ -44,3 +44,47 @@ def test_a_file_sha256_is_computed_in_one_place(tmp_path):
     (tmp_path / "f").write_bytes(data)
     assert hub.sha256_of(tmp_path / "f") == hashlib.sha256(data).hexdigest()
     assert hub.sha256_of(str(tmp_path / "f")) == hashlib.sha256(data).hexdigest()
+
+
+def test_metric_fn_is_gone():
+    """``MetricFn`` was an alias nothing used (a task's metrics are any callables)."""
+    import m3l.mtl.tasks as tasks
+
+    assert not hasattr(tasks, "MetricFn")
+    assert "MetricFn" not in "".join(p.read_text(encoding="utf-8") for p in SRC.rglob("*.py"))
+
+
+SHIMS = {  # old import path -> (what it re-exports, the path to write now)
+    "m3l.deploy.tiling": ("TiledPredictor", "m3l.models.tiling"),
+    "m3l.mtl.algorithms.equal": ("EqualWeighting", "m3l.mtl.algorithms"),
+}
+
+
+def test_shims_kept_for_old_configs_warn_and_nothing_of_m3l_imports_them():
+    """``m3l.deploy.tiling`` and ``m3l.mtl.algorithms.equal`` stay for configs and code written for
+    m3l 0.1; importing one says it is deprecated and what to write instead, and m3l's own code
+    never imports them (so a user who does not name them never sees the warning)."""
+    import subprocess
+    import sys
+
+    for old, (name, new) in SHIMS.items():
+        code = (
+            "import warnings, importlib\n"
+            "warnings.simplefilter('error', FutureWarning)\n"
+            f"import m3l.mtl.algorithms, m3l.models.tiling, {new}\n"  # the new homes: no warning
+            "try:\n"
+            f"    importlib.import_module({old!r})\n"
+            "except FutureWarning as w:\n"
+            "    print(w)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"{old} is deprecated" in out.stdout and f"{new}.{name}" in out.stdout, out.stdout
+        old_module = __import__(old, fromlist=[name])
+        assert getattr(old_module, name) is getattr(__import__(new, fromlist=[name]), name)
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                assert not set(names) & set(SHIMS), f"{path.relative_to(SRC)} imports a deprecated alias"

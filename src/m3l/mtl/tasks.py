@@ -29,7 +29,6 @@ from torch.utils.data import Dataset
 
 from m3l.mtl.errors import MissingCriterionError, NoSingleHeadError
 
-MetricFn = Callable[[Tensor, Tensor], Tensor]
 HeadInput = str | int | Callable[[Any], Any]
 
 

@@ -28,10 +28,9 @@ from m3l.mtl.algorithms.mgda import MGDA, MGDAUB
 from m3l.mtl.algorithms.nash_mtl import NashMTL
 from m3l.mtl.algorithms.pcgrad import PCGrad
 from m3l.mtl.algorithms.upgrad import UPGrad
-from m3l.mtl.algorithms.base import GradientAggregator, Method, Schedule, Weighting
+from m3l.mtl.algorithms.base import EqualWeighting, GradientAggregator, Method, Schedule, Weighting
 from m3l.mtl.algorithms.context import StepContext
 from m3l.mtl.algorithms.dwa import DynamicWeightAverage
-from m3l.mtl.algorithms.equal import EqualWeighting
 from m3l.mtl.algorithms.famo import FAMO
 from m3l.mtl.algorithms.fixed import FixedWeighting
 from m3l.mtl.algorithms.gradnorm import GradNorm

@@ -212,7 +212,11 @@ class Schedule:
 
 
 class EqualWeighting(Weighting):
-    """Equal weighting (EW), the default of every schedule: every objective has weight 1 (task metadata ``weight`` already scales its loss)."""
+    """Equal weighting (EW), the default of every schedule: every objective has weight 1 (task metadata ``weight`` already scales its loss).
+
+    The usual baseline of the multi-task literature, e.g. the "Equal" rows in Vandenhende et al.,
+    "Multi-Task Learning for Dense Prediction Tasks: A Survey", TPAMI 2021,
+    https://arxiv.org/abs/2004.13379."""
 
     def weights(self, losses: Tensor, context: StepContext) -> Tensor:
         return torch.ones_like(losses)
