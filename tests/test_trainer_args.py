@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from m3l import Experiment, compose
+from m3l._compat.lightning import uses_distributed_sampler
 from m3l.config import normalize_overrides
 from m3l.errors import ConfigError
 from m3l.trainer_args import (
@@ -103,7 +104,7 @@ def test_lightning1_keys_in_a_config_build_a_trainer(tmp_path):
     assert exp.cfg.callbacks.progress_bar.refresh_rate == 5
     trainer = exp.make_trainer()
     assert trainer.accelerator.__class__.__name__ == "CPUAccelerator"
-    assert trainer._accelerator_connector.use_distributed_sampler is False
+    assert uses_distributed_sampler(trainer) is False
 
 
 def test_unknown_key_in_a_config_file_gets_the_closest_name():

@@ -15,7 +15,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+
+from m3l._compat.lightning import SaveStepsCheckpoint, validation_has_run
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def pick_monitor(logged: list[str]) -> tuple[str, str] | None:
 FAR_WORSE_FRACTION = 0.10
 
 
-class MonitoredCheckpoint(ModelCheckpoint):
+class MonitoredCheckpoint(SaveStepsCheckpoint):
     """Lightning's ``ModelCheckpoint`` that does not stop a run whose module does not log the
     configured ``monitor`` (``val/psnr`` by default, what m3l's modules log).
 
@@ -138,7 +139,7 @@ class MonitoredCheckpoint(ModelCheckpoint):
 
     def _metrics_are_final(self, trainer: pl.Trainer) -> bool:
         """True once a validation has run, or when there is none to wait for."""
-        if trainer.fit_loop.epoch_loop.val_loop._has_run:
+        if validation_has_run(trainer):
             return True
         batches = trainer.num_val_batches
         return not trainer.enable_validation or not (sum(batches) if isinstance(batches, list) else batches)
@@ -161,16 +162,16 @@ class MonitoredCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             log.warning(message)
 
-    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+    def save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
         if self.monitor is not None and self.monitor not in monitor_candidates and self._metrics_are_final(trainer):
             self._replace_monitor(trainer, monitor_candidates)
         if self._last_only:
-            self._save_last_checkpoint(trainer, monitor_candidates)
+            self.save_last_checkpoint(trainer, monitor_candidates)
             return
-        super()._save_topk_checkpoint(trainer, monitor_candidates)
+        super().save_topk_checkpoint(trainer, monitor_candidates)
 
-    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+    def save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
         if self._last_only and self._last_saved_step == trainer.global_step and self.last_model_path:
             return  # already saved at this step (by the top-k save above)
-        super()._save_last_checkpoint(trainer, monitor_candidates)
+        super().save_last_checkpoint(trainer, monitor_candidates)
         self._last_saved_step = trainer.global_step

@@ -18,12 +18,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
-from lightning.pytorch.trainer.states import RunningStage
-from lightning.pytorch.utilities.data import _update_dataloader, has_iterable_dataset
+from lightning.pytorch.utilities.data import has_iterable_dataset
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics import Metric
 
+from m3l._compat.lightning import uses_distributed_sampler, with_sampler
 from m3l.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class ExactDistributedTest(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "test" or trainer.world_size <= 1:
             return
-        if not getattr(trainer._accelerator_connector, "use_distributed_sampler", True):
+        if not uses_distributed_sampler(trainer):
             return  # the user shards the data
         owner = trainer.datamodule if trainer.datamodule is not None else pl_module
         original = owner.test_dataloader
@@ -75,7 +75,7 @@ def _unrepeated(loader: DataLoader, trainer: pl.Trainer) -> DataLoader:
     sampler = UnrepeatedDistributedSamplerWrapper(
         loader.sampler, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
     )
-    return _update_dataloader(loader, sampler, mode=RunningStage.TESTING)
+    return with_sampler(loader, sampler, stage="test")
 
 
 _KEY = re.compile(r"[^0-9A-Za-z_]")

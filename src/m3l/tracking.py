@@ -32,6 +32,15 @@ from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
+from m3l._compat.lightning import (
+    flat_params,
+    mlflow_logger_client,
+    mlflow_logger_experiment_name,
+    mlflow_logger_run_id,
+    mlflow_logger_started,
+    set_mlflow_logger_run,
+)
+from m3l._compat.mlflow import active_experiment_id, tracking_uri_is_set
 from m3l.errors import ConfigError, M3LError
 
 log = logging.getLogger(__name__)
@@ -55,12 +64,10 @@ def active_mlflow() -> tuple[str | None, str | None]:
 
     try:
         import mlflow
-        from mlflow.tracking import fluent
-        from mlflow.tracking._tracking_service import utils as tracking_utils
     except ImportError:
         return os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_EXPERIMENT_NAME")
-    uri = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
-    experiment_id = getattr(fluent, "_active_experiment_id", None) or os.environ.get("MLFLOW_EXPERIMENT_ID")
+    uri = mlflow.get_tracking_uri() if tracking_uri_is_set() else None
+    experiment_id = active_experiment_id() or os.environ.get("MLFLOW_EXPERIMENT_ID")
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
     if experiment_id:
         found = mlflow.tracking.MlflowClient(uri).get_experiment(str(experiment_id))
@@ -176,12 +183,11 @@ class MLFlowLogger(_LightningMLFlowLogger):
         """Lightning's MLflow client, created without changing the process's tracking URI:
         Lightning sets it globally and mlflow exports it as ``MLFLOW_TRACKING_URI``, so a later
         run (or a subprocess) would otherwise go to this logger's store."""
-        if getattr(self, "_initialized", False):
+        if mlflow_logger_started(self):
             return super().experiment
         import mlflow
-        from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        previous = mlflow.get_tracking_uri() if tracking_utils.is_tracking_uri_set() else None
+        previous = mlflow.get_tracking_uri() if tracking_uri_is_set() else None
         try:
             return super().experiment
         finally:
@@ -198,10 +204,9 @@ class MLFlowLogger(_LightningMLFlowLogger):
         tagged ``m3l.resume_<n>`` with what changed (``max_epochs: 2 -> 3``) and this launch's
         config is logged as ``config.resume_<n>.yaml``. Unchanged settings are not logged again.
         """
-        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
         from mlflow.entities import Param
 
-        values = {k: _param_value(v) for k, v in _flatten_dict(_convert_params(params)).items()}
+        values = {k: _param_value(v) for k, v in flat_params(params).items()}
         logged = self.experiment.get_run(self.run_id).data.params
         changes = resumed_changes(logged, values)
         new = {k: v for k, v in values.items() if k not in logged}
@@ -287,7 +292,7 @@ def attach_mlflow_run(tracker: Any, run_id: str | None, settings: Mapping[str, A
     ``m3l.run_id``, when that run never logged to this store); returns the run's id."""
     if run_id is None:
         return tracker.run_id
-    own = getattr(tracker, "_run_id", None)
+    own = mlflow_logger_run_id(tracker)
     if own is not None and own != run_id:
         raise ConfigError(
             f"launch(run_id={run_id!r}) resumes one run, and logger=MLFlowLogger(run_id={own!r}) logs another.\n"
@@ -297,7 +302,7 @@ def attach_mlflow_run(tracker: Any, run_id: str | None, settings: Mapping[str, A
     if mlflow_id is None:  # the run never logged to this store: a new MLflow run, tagged with its id
         tracker.tags = {**(tracker.tags or {}), "m3l.run_id": run_id}
         return run_id
-    tracker._run_id = mlflow_id
+    set_mlflow_logger_run(tracker, mlflow_id)
     if not isinstance(tracker, MLFlowLogger):  # Lightning's own logger: MLflow refuses a changed parameter
         _refuse_changed_params(tracker, mlflow_id, settings)
     # Lightning applies a logger's tags to the runs it creates only: a resumed run gets them too
@@ -309,7 +314,7 @@ def _mlflow_run_exists(tracker: Any, run_id: str) -> bool:
     from mlflow.exceptions import MlflowException
 
     try:
-        run = tracker._mlflow_client.get_run(run_id)
+        run = mlflow_logger_client(tracker).get_run(run_id)
     except MlflowException:
         return False
     return run.info.lifecycle_stage != "deleted"
@@ -318,11 +323,12 @@ def _mlflow_run_exists(tracker: Any, run_id: str) -> bool:
 def _tagged_run(tracker: Any, run_id: str) -> str | None:
     """The newest MLflow run of the logger's experiment tagged ``m3l.run_id=run_id`` (the
     MLflow run of an m3l run whose first launch did not log to MLflow), if any."""
-    experiment = tracker._mlflow_client.get_experiment_by_name(tracker._experiment_name)
+    client = mlflow_logger_client(tracker)
+    experiment = client.get_experiment_by_name(mlflow_logger_experiment_name(tracker))
     if experiment is None:
         return None
     quoted = run_id.replace("'", "\\'")
-    found = tracker._mlflow_client.search_runs(
+    found = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.`m3l.run_id` = '{quoted}'", order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -330,10 +336,8 @@ def _tagged_run(tracker: Any, run_id: str) -> str | None:
 
 
 def _refuse_changed_params(tracker: Any, run_id: str, settings: Mapping[str, Any]) -> None:
-    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
-
-    logged = tracker._mlflow_client.get_run(run_id).data.params
-    values = {k: str(v)[:250] for k, v in _flatten_dict(_convert_params(dict(settings))).items()}
+    logged = mlflow_logger_client(tracker).get_run(run_id).data.params
+    values = {k: str(v)[:250] for k, v in flat_params(dict(settings)).items()}
     changes = resumed_changes(logged, values)
     if changes:
         what = "; ".join(f"{key}: {then} -> {now}" for key, (then, now) in list(changes.items())[:4])

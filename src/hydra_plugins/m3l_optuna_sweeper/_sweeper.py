@@ -36,6 +36,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from hydra_plugins.m3l_optuna_sweeper.config import register
+from m3l._compat.hydra import job_return_value, override_value_text
 
 log = logging.getLogger(__name__)
 register()
@@ -74,7 +75,7 @@ def _distribution(override: Override) -> BaseDistribution:
     key, value = override.get_key_element(), override.value()
     tags = set(getattr(value, "tags", set()) or set())
     if isinstance(value, ChoiceSweep):
-        choices = [override._get_value_element_as_str(v) if isinstance(v, (dict, list)) else v for v in value.list]
+        choices = [override_value_text(override, v) if isinstance(v, (dict, list)) else v for v in value.list]
         return CategoricalDistribution(choices)
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step if value.step is not None else 1
@@ -146,7 +147,7 @@ def _format(value: Any) -> str:
 def _failure_reason(ret: JobReturn) -> str | None:
     """Why a finished job is not a valid trial, or None when its value is usable."""
     if ret.status != JobStatus.COMPLETED:
-        exc = ret._return_value
+        exc = job_return_value(ret)
         text = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
     return None
@@ -195,6 +196,7 @@ class OptunaSweeper(Sweeper):
         self.max_failure_rate = float(max_failure_rate)
         self.job_idx = 0
         self.config: DictConfig | None = None
+        self._grid_size: int | None = None  # the number of points of the grid the grid sampler is given
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -221,6 +223,7 @@ class OptunaSweeper(Sweeper):
                         f"The grid sampler needs a finite set of values for '{name}': use choice(...) or "
                         "range(...), not interval(...)."
                     )
+            self._grid_size = math.prod(len(values) for values in grid.values())
             return instantiate(self.sampler_config, search_space=grid)
         try:
             return instantiate(self.sampler_config)
@@ -270,8 +273,8 @@ class OptunaSweeper(Sweeper):
             )
         sampler = self._sampler(space)
         n_trials = self.n_trials
-        if isinstance(sampler, optuna.samplers.GridSampler):
-            size = math.prod(len(v) for v in sampler._search_space.values())
+        if isinstance(sampler, optuna.samplers.GridSampler) and self._grid_size is not None:
+            size = self._grid_size  # the grid _sampler gave it (GridSampler keeps every value)
             if size < n_trials:
                 log.info("The grid has %d points: n_trials %d -> %d.", size, n_trials, size)
                 n_trials = size

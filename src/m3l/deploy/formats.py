@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from m3l._compat.lightning import lightning_modules_traceable
+from m3l._compat.torch import onnx_registration_logger
 from m3l.deploy.spec import ExportSpec, ExportWrapper
 from m3l.errors import ExportError
 
@@ -91,7 +93,7 @@ def _save_onnx(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opset: int 
         raise ExportError(export_extra_hint(missing))
     kwargs: dict[str, Any] = {"opset_version": opset} if opset else {}
     # the exporter logs a warning per missing torchvision op; m3l never uses torchvision
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    registration = onnx_registration_logger()
     level = registration.level
     registration.setLevel(logging.ERROR)
     try:
@@ -123,17 +125,10 @@ def _save_torchscript(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opse
         )
     # the tracer reads every attribute of a module; a LightningModule's `trainer` raises when none
     # is attached, unless the module says it is being scripted (what its own to_torchscript does)
-    lightning = [m for m in wrapper.modules() if hasattr(type(m), "_jit_is_scripting")]
-    try:
-        for module in lightning:
-            object.__setattr__(module, "_jit_is_scripting", True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # deprecation and tracer warnings: parity below is the check
-            traced = torch.jit.trace(wrapper, _example(spec), check_trace=False, strict=False)
-            torch.jit.save(traced, str(path))
-    finally:
-        for module in lightning:
-            module.__dict__.pop("_jit_is_scripting", None)
+    with lightning_modules_traceable(wrapper), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation and tracer warnings: parity below is the check
+        traced = torch.jit.trace(wrapper, _example(spec), check_trace=False, strict=False)
+        torch.jit.save(traced, str(path))
 
 
 SAVERS: dict[str, Callable[[ExportWrapper, ExportSpec, Path, int | None], None]] = {

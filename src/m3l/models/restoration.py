@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from m3l._compat.lightning import trainer_of
 from m3l.distributed import log_mean
 from m3l.errors import ConfigError, TrainingDivergedError
 from m3l.models import metrics as M
@@ -135,7 +136,7 @@ class RestorationModule(pl.LightningModule):
 
     def _log_condition(self, batch: Mapping[str, Any], name: str, values: torch.Tensor, how: str) -> None:
         """Say which level each file was corrected at (prediction only: training data has its own)."""
-        if self._trainer is None or not self.trainer.predicting:
+        if trainer_of(self) is None or not self.trainer.predicting:
             return
         files = batch.get("relpath") or [f"input {i}" for i in range(len(values))]
         frames = batch.get("frame_index") or [None] * len(values)
@@ -208,7 +209,7 @@ class RestorationModule(pl.LightningModule):
     def _eval_step(self, stage: str, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int) -> dict[str, Any]:
         x, target = batch["input"], batch["target"]
         pred = self.restore(x, **self._conditions(batch))
-        names = getattr(self.trainer.datamodule, f"{stage}_set_names", None) if self._trainer else None
+        names = getattr(self.trainer.datamodule, f"{stage}_set_names", None) if trainer_of(self) else None
         prefix = stage
         if names and len(names) > 1:
             prefix = f"{stage}/{names[dataloader_idx]}"

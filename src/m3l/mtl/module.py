@@ -20,6 +20,8 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 import torch
 from torch import Tensor, nn
 
+from m3l._compat.lightning import logs_this_step, mark_step_values_reset, trainer_of
+from m3l._compat.torch import is_normalization_layer
 from m3l.distributed import log_mean, logged_mean
 from m3l.mtl.algorithms.base import Schedule
 from m3l.mtl.algorithms.context import StepContext, last_parameterized_module, world_size
@@ -139,7 +141,7 @@ class MultiTaskModule(L.LightningModule):
         super().train(mode)
         if mode and self.freeze_backbone:
             for layer in self.backbone.modules():
-                if isinstance(layer, nn.modules.batchnorm._NormBase):  # noqa: SLF001 - BatchNorm/InstanceNorm
+                if is_normalization_layer(layer):  # BatchNorm/InstanceNorm
                     layer.eval()
         return self
 
@@ -193,7 +195,7 @@ class MultiTaskModule(L.LightningModule):
         shared = [p for p in self.backbone.parameters() if p.requires_grad]
         last = last_parameterized_module(self.backbone)
         last_params = [p for p in last.parameters(recurse=False) if p.requires_grad] if last else []
-        trainer = self._trainer
+        trainer = trainer_of(self)
         plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
         return StepContext(
             step=self.train_steps,
@@ -247,7 +249,7 @@ class MultiTaskModule(L.LightningModule):
         self.epoch_loss_count.index_add_(0, idx, torch.ones_like(self.epoch_loss_count[idx]))
         self.train_steps += 1
         logs = self._logs_this_step(batch_idx)
-        if logs or self._trainer is not None and self._trainer.progress_bar_callback is not None:
+        if logs or getattr(trainer_of(self), "progress_bar_callback", None) is not None:
             self.log("train/loss", total.detach(), prog_bar=True, batch_size=1)
         step_metrics = {f"train/{n}/loss": loss for n, loss in zip(names, stacked.detach())}
         if len(names) < len(self.objective_names):
@@ -267,13 +269,7 @@ class MultiTaskModule(L.LightningModule):
         """Lightning re-sends a key's last step value at every later step of the epoch; a value
         about an objective idle in this step (Alternating, Sequential) must not be re-logged as
         if it were new. Its entries are marked reset, as Lightning does at an epoch's end."""
-        results = getattr(self._trainer, "_results", None) if self._trainer is not None else None
-        keys = set(keys)
-        if results is None or not keys:
-            return
-        for entry in results.values():
-            if getattr(getattr(entry, "meta", None), "name", None) in keys:
-                entry.has_reset = True
+        mark_step_values_reset(trainer_of(self), keys)
 
     def _logs_this_step(self, batch_idx: int) -> bool:
         """Whether this step logs its training values: on the steps Lightning writes to the
@@ -285,11 +281,11 @@ class MultiTaskModule(L.LightningModule):
         values; ``trainer.callback_metrics`` holds them at the end of each epoch. Callbacks
         that want every step read :attr:`step_metrics`.
         """
-        trainer = self._trainer
+        trainer = trainer_of(self)
         if trainer is None:
             return True
         try:
-            return bool(trainer._logger_connector.should_update_logs) or batch_idx + 1 >= trainer.num_training_batches  # noqa: SLF001
+            return logs_this_step(trainer) or batch_idx + 1 >= trainer.num_training_batches
         except Exception:  # noqa: BLE001 - a loop Lightning does not know: log every step, as before
             return True
 
@@ -355,7 +351,7 @@ class MultiTaskModule(L.LightningModule):
     def eval_prefix(self, dataloader_idx: int) -> str:
         """The logged prefix of a validation loader: ``val``, or ``eval_train`` / ``eval_test``
         for the train and test splits a datamodule evaluates every epoch (``eval_splits``)."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(trainer_of(self), "datamodule", None)
         splits = getattr(datamodule, "val_loader_splits", None)
         split = splits[dataloader_idx] if splits and dataloader_idx < len(splits) else "val"
         return "val" if split == "val" else f"eval_{split}"
@@ -382,7 +378,7 @@ class MultiTaskModule(L.LightningModule):
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self, stage: str) -> None:
-        trainer = self._trainer
+        trainer = trainer_of(self)
         if hasattr(getattr(trainer, "datamodule", None), "use_schedule"):  # the schedule owns the train loader
             trainer.datamodule.use_schedule(self.algorithm)
         if trainer is not None and self.algorithm.reloads_each_epoch and trainer.reload_dataloaders_every_n_epochs != 1:
@@ -428,7 +424,7 @@ class MultiTaskModule(L.LightningModule):
 
     def configure_callbacks(self) -> list[L.Callback]:
         """The artifacts writer, unless the trainer already has one (or it is turned off)."""
-        trainer = self._trainer
+        trainer = trainer_of(self)
         present = trainer is not None and any(isinstance(c, SaveArtifacts) for c in trainer.callbacks)
         return [SaveArtifacts()] if self.save_artifacts and not present else []
 
@@ -438,7 +434,7 @@ class MultiTaskModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("m3l_mtl", {})
         self.train_steps = int(state.get("train_steps", 0))
-        trainer = self._trainer
+        trainer = trainer_of(self)
         if trainer is not None and trainer.state.fn == "fit":  # resuming: the optimizer states must fit
             check_optimizer_states(self, checkpoint, trainer.ckpt_path)
 

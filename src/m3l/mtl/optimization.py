@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from m3l._compat.lightning import grad_scaler_of, uncounted_step
 from m3l.errors import CheckpointError, ConfigError
 from m3l.mtl.errors import SchedulerMonitorError
 
@@ -111,10 +113,6 @@ def check_optimizer_states(module: MultiTaskModule, checkpoint: dict[str, Any], 
     )
 
 
-def _no_count() -> None:
-    """Stands in for Lightning's step counting around an optimizer step (see :func:`step_optimizers`)."""
-
-
 def step_optimizers(optimizers: list[Any]) -> None:
     """Step ``optimizers`` (Lightning's), counting one trainer step and one loss-scale update.
 
@@ -130,22 +128,17 @@ def step_optimizers(optimizers: list[Any]) -> None:
     the last step are held back (torch's own recipe for several optimizers: ``scaler.step`` each,
     then one ``scaler.update``), and that one update sees every optimizer's inf checks.
     """
-    scaler = _scaler_of(optimizers[0]) if len(optimizers) > 1 else None
+    scaler = grad_scaler_of(optimizers[0]) if len(optimizers) > 1 else None
     for i, opt in enumerate(optimizers):
-        counted = i == 0 or not hasattr(opt, "_on_after_step")  # a plain torch optimizer: nothing counted
         held = scaler is not None and i < len(optimizers) - 1
-        saved = (opt._on_before_step, opt._on_after_step) if not counted else None  # noqa: SLF001
-        if not counted:
-            opt._on_before_step = opt._on_after_step = _no_count  # noqa: SLF001 - Lightning's counting hooks
         if held:
             scaler.update = _no_update  # an instance attribute over the class's method, for this step only
         try:
-            opt.step()
+            with nullcontext() if i == 0 else uncounted_step(opt):  # a plain torch optimizer counts nothing
+                opt.step()
         finally:
             if held:
                 del scaler.update
-            if saved is not None:
-                opt._on_before_step, opt._on_after_step = saved  # noqa: SLF001
 
 
 def check_clip(value: Any) -> float | None:
@@ -173,12 +166,6 @@ def clip_gradients(optimizers: list[Any], max_norm: float, scaler: Any = None) -
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         if params:
             torch.nn.utils.clip_grad_norm_(params, max_norm * scale)
-
-
-def _scaler_of(optimizer: Any) -> Any:
-    """The fp16 GradScaler of the trainer a Lightning optimizer steps through (None: none)."""
-    strategy = getattr(optimizer, "_strategy", None)
-    return getattr(getattr(strategy, "precision_plugin", None), "scaler", None)
 
 
 def _no_update(new_scale: Any = None) -> None:

@@ -38,6 +38,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from m3l._compat.lightning import set_mlflow_logger_run
 from m3l.errors import M3LError
 from m3l.experiment import Experiment
 from m3l.mtl.algorithms.base import Schedule
@@ -229,7 +230,7 @@ class Trainer:
         tracker = next((lg for lg in loggers if is_mlflow_logger(lg)), None)
         if tracker is not None and id(tracker) in self._used_trackers:
             # the user's logger served an earlier launch of this Trainer: this launch gets a run of its own
-            tracker._run_id, tracker._initialized = None, False
+            set_mlflow_logger_run(tracker, None)
         if tracker is not None:
             self._used_trackers.add(id(tracker))
         if tracker is None and self.mlflow:

@@ -430,14 +430,9 @@ def make_main(verb: str) -> Callable[[], Any]:
                 )
                 raise SystemExit(2) from None
             _restore_full_error()
-            from hydra._internal.utils import run_and_report
+            from m3l._compat.hydra import report_and_exit
 
-            error = exc  # the name `exc` is unbound when the except block ends
-
-            def reraise() -> None:
-                raise error
-
-            run_and_report(reraise)  # prints the trimmed traceback and exits with 1
+            report_and_exit(exc)  # prints the trimmed traceback and exits with 1
             raise
         except SystemExit as exc:
             # Lightning stops on SIGTERM with a bare SystemExit (status 0); say so and exit 143
