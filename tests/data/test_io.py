@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,6 @@ def test_sixteen_bit_keeps_precision(tmp_path: Path) -> None:
 
 
 def test_sixteen_bit_colour_png_round_trips_exactly(tmp_path: Path) -> None:
-    pytest.importorskip("av")
     x = torch.rand(3, 21, 17)
     write_image(tmp_path / "c16.png", x, bit_depth=16)
     y, info = read_image(tmp_path / "c16.png")
@@ -56,7 +54,6 @@ def test_sixteen_bit_colour_png_round_trips_exactly(tmp_path: Path) -> None:
 
 
 def test_sixteen_bit_rgba_png_keeps_alpha_at_16_bits(tmp_path: Path) -> None:
-    pytest.importorskip("av")
     x, a = torch.rand(3, 9, 11), torch.rand(1, 9, 11)
     write_image(tmp_path / "rgba16.png", x, bit_depth=16, alpha=a)
     y, info = read_image(tmp_path / "rgba16.png")
@@ -65,25 +62,11 @@ def test_sixteen_bit_rgba_png_keeps_alpha_at_16_bits(tmp_path: Path) -> None:
 
 
 def test_corrupt_sixteen_bit_colour_png_is_a_read_error(tmp_path: Path) -> None:
-    pytest.importorskip("av")
     write_image(tmp_path / "c16.png", torch.rand(3, 32, 32), bit_depth=16)
     data = (tmp_path / "c16.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[:60])  # header intact, pixel data cut off
     with pytest.raises(MediaReadError, match="cut.png"):
         read_image(tmp_path / "cut.png")
-
-
-def test_sixteen_bit_colour_png_without_pyav_warns_and_reads_8_bits(tmp_path, monkeypatch, caplog) -> None:
-    import m3l.data.io as io_module
-
-    x = torch.rand(3, 21, 17)
-    write_image(tmp_path / "c16.png", x, bit_depth=16)
-    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
-    monkeypatch.setattr(io_module, "_WARNED_PNG16", False)
-    with caplog.at_level("WARNING"):
-        y, info = read_image(tmp_path / "c16.png")
-    assert info.bit_depth == 16 and float((y - x).abs().max()) < 1 / 255 + 1e-6
-    assert "c16.png is a 16-bit colour PNG" in caplog.text and "m3l[video]" in caplog.text
 
 
 def test_alpha_round_trip(image_tree: Path, tmp_path: Path) -> None:

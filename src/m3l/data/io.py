@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,6 +30,7 @@ from m3l.deploy.runtime import (  # noqa: F401 - re-exported for m3l.data users
     png_header,
     temp_file_beside,
 )
+from m3l.data.png16 import PNGDecodeError, decode_png16, encode_png16
 from m3l.errors import ConfigError, MediaReadError, MissingDependencyError, ShapeError
 
 log = logging.getLogger(__name__)
@@ -77,32 +76,13 @@ def import_av() -> Any:
 _png_header = png_header  # (bit depth, colour type, width, height) or None
 
 
-def _read_png16_colour(path: Path) -> np.ndarray | None:
-    """A 16-bit colour PNG as uint16 ``(H, W, 3|4)`` through PyAV (FFmpeg's PNG decoder);
-    None where PyAV is not installed (Pillow then gives 8-bit precision)."""
+def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit gray+alpha, RGB or RGBA PNG as uint16 ``(H, W, 2|3|4)`` (Pillow decodes these
+    at 8-bit precision): :mod:`m3l.data.png16`, numpy and zlib only."""
     try:
-        av = import_av()
-    except ImportError:
-        global _WARNED_PNG16
-        if not _WARNED_PNG16:
-            log.warning("%s is a 16-bit colour PNG: without PyAV it is read at 8-bit precision. "
-                        "Install `m3l[video]` (or `pip install av`) to keep all 16 bits.", path)
-            _WARNED_PNG16 = True
-        return None
-    try:
-        with av.open(str(path)) as container:
-            context = container.streams.video[0].codec_context
-            _check_pixels(path, context.width, context.height)
-            frame = next(container.decode(video=0))
-            alpha = frame.format.name.startswith("rgba")  # rgb48be or rgba64be
-            return frame.to_ndarray(format="rgba64le" if alpha else "rgb48le")
-    except MediaReadError:
-        raise
-    except Exception as err:  # FFmpeg raises several types for corrupt data
-        raise MediaReadError(path, f"not a readable 16-bit PNG ({type(err).__name__}: {err})") from err
-
-
-_WARNED_PNG16 = False
+        return decode_png16(path.read_bytes())
+    except (PNGDecodeError, OSError, ValueError) as err:
+        raise MediaReadError(path, f"not a readable 16-bit PNG ({err})") from err
 
 
 def _to_tensor(array: np.ndarray, scale: float) -> torch.Tensor:
@@ -117,10 +97,9 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
 
     ``channels``: 1 converts to gray, 3 to RGB, None keeps gray as gray and colour as RGB.
     Alpha is never part of the tensor; it is returned in ``info.alpha`` so writers can put it
-    back. 16-bit gray (``I;16``) keeps its precision; 16-bit colour PNGs, which Pillow can
-    only decode at 8-bit precision, are decoded by PyAV when it is installed (the ``video``
-    extra), else read at 8-bit precision with a warning; either way ``bit_depth=16`` is
-    recorded so outputs are written as 16-bit.
+    back. 16-bit images keep their precision and record ``bit_depth=16``, so outputs are
+    written as 16-bit: gray (``I;16``) through Pillow, colour and gray+alpha PNGs (which
+    Pillow decodes at 8-bit precision) through :mod:`m3l.data.png16` (numpy and zlib).
     Raises :class:`MediaReadError` for anything that is not a readable image.
     """
     path = Path(path)
@@ -129,15 +108,15 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> tup
     if not path.is_file():
         raise MediaReadError(path, "no such file")
     header = _png_header(path) if path.suffix.lower() == ".png" else None
-    if header is not None:  # checked before PyAV or Pillow decode anything
+    if header is not None:  # checked before anything is decoded
         _check_pixels(path, header[2], header[3])
-    if header is not None and header[0] == 16 and header[1] in (2, 6):  # 16-bit RGB / RGBA
-        deep = _read_png16_colour(path)
-        if deep is not None:
-            alpha = _to_tensor(deep[:, :, 3], 65535.0) if deep.shape[-1] == 4 else None
-            tensor = convert_channels(_to_tensor(deep[:, :, :3], 65535.0), channels)
-            mode = "RGBA" if alpha is not None else "RGB"
-            return tensor, ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
+    if header is not None and header[0] == 16 and header[1] in (2, 4, 6):  # 16-bit RGB, gray+alpha, RGBA
+        deep = _read_png16(path)
+        alpha = _to_tensor(deep[:, :, -1], 65535.0) if deep.shape[-1] in (2, 4) else None
+        colour = deep[:, :, :3] if deep.shape[-1] >= 3 else deep[:, :, :1]
+        tensor = convert_channels(_to_tensor(colour, 65535.0), channels)
+        mode = {2: "LA", 3: "RGB", 4: "RGBA"}[deep.shape[-1]]
+        return tensor, ImageInfo(mode=mode, bit_depth=16, height=tensor.shape[-2], width=tensor.shape[-1], alpha=alpha)
     try:
         with open_image_checked(path) as im:  # the header's size is checked before decoding
             im.load()
@@ -213,27 +192,6 @@ def atomic_write(path: str | os.PathLike[str], writer: Any) -> Path:
     return path
 
 
-def _png16_bytes(array: np.ndarray) -> bytes:
-    """A 16-bit PNG (gray, RGB or RGBA) from a uint16 (H, W[, C]) array; Pillow cannot write these."""
-    if array.ndim == 2:
-        array = array[:, :, None]
-    h, w, c = array.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = array.astype(">u2").reshape(h, w * c)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows.view(np.uint8).reshape(h, -1)], axis=1)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-        + chunk(b"IEND", b"")
-    )
-
-
 def tensor_to_array(x: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
     """``(C, H, W)`` in [0, 1] to a uint8/uint16 ``(H, W[, C])`` array, rounded and clipped."""
     if x.ndim != 3:
@@ -267,7 +225,7 @@ def write_image(
 
     def save(tmp: str) -> None:
         if sixteen and (suffix == ".png" and channels > 1):
-            Path(tmp).write_bytes(_png16_bytes(array))
+            Path(tmp).write_bytes(encode_png16(array))
             return
         img = Image.fromarray(array)
         if suffix in (".jpg", ".jpeg") and img.mode in ("RGBA", "LA"):
