@@ -141,3 +141,23 @@ def test_a_damaged_sixteen_bit_png_is_a_read_error_naming_the_file(tmp_path: Pat
     (tmp_path / "bad.png").write_bytes(data[:45] + bytes(8) + data[53:])  # zlib data damaged
     with pytest.raises(MediaReadError, match="bad.png"):
         read_image(tmp_path / "bad.png")
+
+
+def test_data_inflating_past_the_header_size_is_not_decoded() -> None:
+    """A small file whose image data inflates far past what its header's size needs: only the
+    header's size is inflated (the pixel limit checks the header)."""
+    import tracemalloc
+
+    from m3l.data.png16 import decode_png16
+
+    image = np.zeros((4, 4, 3), np.uint16)
+    png = _png(image, [0])
+    at = png.index(b"IDAT") - 4
+    body = zlib.compress(bytes(4 * (1 + 4 * 6)) + bytes(200_000_000), 9)  # 200 MB of extra zeros
+    chunk = struct.pack(">I", len(body)) + b"IDAT" + body + struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    bomb = png[:at] + chunk + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    tracemalloc.start()
+    out = decode_png16(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.shape == (4, 4, 3) and not out.any() and peak < 20_000_000

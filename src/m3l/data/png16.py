@@ -52,12 +52,15 @@ def decode_png16(data: bytes) -> np.ndarray:
         raise PNGDecodeError(f"bit depth {depth}, colour type {colour}: not a 16-bit gray or colour PNG")
     if not idat:
         raise PNGDecodeError("no image data (IDAT)")
-    try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as err:
-        raise PNGDecodeError(f"damaged image data ({err})") from err
     channels = CHANNELS[colour]
     bpp = 2 * channels
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    sizes = [(-(-(height - y0) // dy), -(-(width - x0) // dx)) for x0, y0, dx, dy in passes]
+    expected = sum(h * (1 + w * bpp) for h, w in sizes if h > 0 and w > 0)
+    try:  # never more than the header's size: data that inflates further is not decoded
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected)
+    except zlib.error as err:
+        raise PNGDecodeError(f"damaged image data ({err})") from err
     if not interlace:
         image = _unfilter(raw, height, width, bpp, 0)[0]
     else:
