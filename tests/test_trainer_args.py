@@ -136,6 +136,7 @@ def _fresh_python(code: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_pytorch_lightning_2_is_the_package_m3l_runs():
     """Imported after m3l, ``pytorch_lightning`` (2.x here) is ``lightning.pytorch``: a module
     written against it mixes with m3l's Trainer, callbacks and datamodules."""
@@ -151,6 +152,7 @@ def test_pytorch_lightning_2_is_the_package_m3l_runs():
     assert out.split() == ["True", "True", "True", "lightning.pytorch"]
 
 
+@pytest.mark.slow
 def test_pytorch_lightning_imported_before_m3l_is_refused_with_the_import_to_use():
     out = _fresh_python(
         "import pytorch_lightning\n"

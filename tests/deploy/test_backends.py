@@ -46,7 +46,7 @@ def restore(module: RestorationModule, x: torch.Tensor, backend: InferenceBacken
         return module.restore(x)
 
 
-@pytest.mark.parametrize("backend", ["auto", "onnx", "eager"])
+@pytest.mark.parametrize("backend", [pytest.param("auto", marks=pytest.mark.slow), "onnx", "eager"])
 def test_the_pick_reproduces_eager_pytorch(cache: Path, backend: str) -> None:
     module, x = dncnn(), photo()
     expected = restore(module, x, None)
@@ -79,6 +79,7 @@ def test_onnx_export_is_cached_by_weights(cache: Path, tmp_path: Path, caplog: p
     assert key != B.weights_key(changed.net, "net: a", "channels=3")
 
 
+@pytest.mark.slow
 def test_a_stale_cached_export_is_made_again(cache: Path, tmp_path: Path) -> None:
     module, other, x = dncnn(), dncnn(), photo()
     with torch.no_grad():
@@ -91,6 +92,7 @@ def test_a_stale_cached_export_is_made_again(cache: Path, tmp_path: Path) -> Non
     assert again.chosen.backend == "onnx" and (got - restore(module, x, None)).abs().max() <= B.PARITY_TOLERANCE
 
 
+@pytest.mark.slow
 def test_a_backend_that_does_not_reproduce_eager_falls_back(cache: Path, monkeypatch, caplog) -> None:
     monkeypatch.setattr(B, "PARITY_TOLERANCE", 0.0)  # ONNX Runtime differs by ~1e-7: not exact
     module, x = dncnn(), photo()
@@ -152,6 +154,7 @@ def test_bf16_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None
     assert [c.precision for c in fp32.candidates] == ["fp32"]
 
 
+@pytest.mark.slow
 def test_int8_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None:
     """int8 through ONNX Runtime, calibrated on the first input: faster, but m3l's trained
     blind FFDNet loses more than the threshold allows, so auto keeps fp32 and says why;
@@ -199,6 +202,7 @@ def test_unknown_values_are_refused() -> None:
         InferenceBackend(dncnn(), "onnx", "bf16")
 
 
+@pytest.mark.slow
 def test_auto_skips_a_first_export_for_a_small_job(tmp_path: Path) -> None:
     module, x = dncnn(), photo()
     chosen = InferenceBackend(module, "auto", "fp32", cache_dir=tmp_path, name="dncnn", expected_calls=1)
@@ -229,6 +233,7 @@ def exports_made(caplog: pytest.LogCaptureFixture) -> int:
     return sum("to ONNX in" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_the_onnx_export_is_kept_beside_the_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from m3l.checkpoints import load_weights_into
 
@@ -268,6 +273,7 @@ def test_the_onnx_export_is_kept_beside_the_checkpoint(tmp_path: Path, caplog: p
     assert (tmp_path / "run" / "best.safetensors.final.onnx").read_bytes() == b"the user's deployed export"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_in_a_folder_nobody_can_write_exports_to_the_user_cache(tmp_path: Path) -> None:
     module, x = dncnn(), photo()
     # /proc takes no new files, not even from root: a read-only checkpoint folder anywhere
@@ -340,6 +346,7 @@ def hub_ffdnet() -> RestorationModule:
     return hub.load("ffdnet_color_blind")
 
 
+@pytest.mark.slow
 def test_thumbnails_first_do_not_decide_the_backend(hub_ffdnet: RestorationModule, tmp_path: Path, int8_fastest: None) -> None:
     """A folder whose first files are thumbnails (1x1, 3x5), then noisy photos, with the
     defaults: nothing is picked nor calibrated on the thumbnails; every output holds."""
@@ -354,6 +361,7 @@ def test_thumbnails_first_do_not_decide_the_backend(hub_ffdnet: RestorationModul
         assert backend._calibration[0].shape[-2:] == (B.PROBE_SIDE, B.PROBE_SIDE)
 
 
+@pytest.mark.slow
 def test_a_black_first_frame_does_not_decide_the_backend(hub_ffdnet: RestorationModule, tmp_path: Path, int8_fastest: None) -> None:
     photos = noisy_photos(10)
     inputs = [torch.zeros(1, 3, 256, 256), *photos]
@@ -406,6 +414,7 @@ def test_the_choice_line_says_what_runs_how_fast_and_how_close(cache: Path) -> N
 
 
 @pytest.mark.parametrize("damage", ["random", "truncated", "random_with_matching_hash", "no_metadata"])
+@pytest.mark.slow
 def test_a_damaged_cached_export_is_made_again_once(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
     """Issue 26 item 17: a cached ONNX export that is random bytes, cut short, unloadable though
     its recorded hash was made to match, or without its metadata is exported again (once, with a

@@ -23,7 +23,7 @@ def tiny_dncnn(channels: int = 3) -> RestorationModule:
     return RestorationModule(DnCNN(in_channels=channels, depth=3, features=8), residual=True).eval()
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "pt2", "torchscript"])
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "pt2", "torchscript"])
 def test_export_matches_eager_and_writes_metadata(tmp_path: Path, fmt: str) -> None:
     out = export_model(tiny_dncnn(), tmp_path / f"m{formats.FORMATS[fmt]}", fmt=fmt, name="tiny", sizes=SIZES)
     meta = json.loads(metadata_path(out).read_text())
@@ -39,6 +39,7 @@ def test_export_matches_eager_and_writes_metadata(tmp_path: Path, fmt: str) -> N
     np.testing.assert_allclose(run(x.numpy())[0], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_condition_and_pad_multiple_onnx(tmp_path: Path) -> None:
     torch.manual_seed(0)
     module = RestorationModule(FFDNet(in_channels=1, depth=3, features=8), residual=False).eval()
@@ -67,6 +68,7 @@ def test_video_net_pt2(tmp_path: Path) -> None:
     assert meta["kind"] == "video" and meta["layout"] == "NTCHW" and meta["temporal_window"] == 5
 
 
+@pytest.mark.slow
 def test_multitask_model_one_output_per_head(tmp_path: Path) -> None:
     from m3l import compose
     from m3l.experiment import Experiment
@@ -118,6 +120,7 @@ def test_torchscript_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert sum("TorchScript is deprecated" in r.message for r in caplog.records) == 1
 
 
+@pytest.mark.slow
 def test_export_config_composes_and_exports_from_python(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

@@ -189,6 +189,7 @@ def test_modes_are_kept_16bit_gray_and_alpha(exported: dict[str, Path], tmp_path
     assert alpha.mode == "RGBA" and np.all(np.asarray(alpha)[..., 3] == 77)
 
 
+@pytest.mark.slow
 def test_multitask_heads_and_missing_condition(tmp_path: Path, photos: Path) -> None:
     from m3l import compose
     from m3l.experiment import Experiment

@@ -156,6 +156,7 @@ def test_each_failure_and_a_bombs_path_are_printed_once(artifact: Path, photos: 
     assert (out / "p0.png").is_file() and (out / "p1.png").is_file()
 
 
+@pytest.mark.slow
 def test_ffdnet_export_without_sigma_estimates_it_like_correct(photos: Path, tmp_path: Path) -> None:
     """Without --sigma the runtime estimates each image's noise level as ``correct`` does
     (RestorationModule.restore estimates it with m3l.models.noise_level) and writes what the

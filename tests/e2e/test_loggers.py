@@ -21,7 +21,7 @@ def _run_dir(env: dict[str, str], verb: str = "train") -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("logger", ["tensorboard", "csv", "wandb", "mlflow", "many", "none"])
+@pytest.mark.parametrize("logger", ["tensorboard", "csv", "wandb", pytest.param("mlflow", marks=pytest.mark.slow), "many", "none"])
 def test_logger_configs_compose_and_instantiate(logger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from hydra.utils import instantiate
 

@@ -24,6 +24,7 @@ def _study(env: dict[str, str]) -> optuna.Study:
     return optuna.load_study(study_name="toy", storage=f"sqlite:///{Path(env['M3L_RUNS_DIR']) / 'toy' / 'optuna.db'}")
 
 
+@pytest.mark.slow
 def test_hparams_search_configs_compose(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra

@@ -107,6 +107,7 @@ def test_sequential_trains_one_task_per_block_and_resumes_mid_schedule(tmp_path,
     assert seen.by_epoch == {2: {"right"}, 3: {"right"}}  # resumed at task 2, epoch 2
 
 
+@pytest.mark.slow
 def test_alternating_passes_each_task_in_turn(tmp_path, tasks, adam):
     order: list[str] = []
 
@@ -120,6 +121,7 @@ def test_alternating_passes_each_task_in_turn(tmp_path, tasks, adam):
     assert order == ["left"] * 3 + ["right"] * 6
 
 
+@pytest.mark.slow
 def test_joint_cycles_the_shorter_task_and_uses_each_batch_size(tmp_path, tasks, adam):
     sizes: list[dict[str, int]] = []
 
@@ -149,6 +151,7 @@ class MeanAggregator(mtl.GradientAggregator):
         return jacobian.mean(dim=0)
 
 
+@pytest.mark.slow
 def test_gradient_aggregator_plugs_in(tmp_path, tasks, adam):
     results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1,
                           limit_train_batches=2, **FAST).launch(mtl.Joint(MeanAggregator()))

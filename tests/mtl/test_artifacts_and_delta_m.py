@@ -46,6 +46,7 @@ def test_plain_module_needs_an_instance(tmp_path):
     assert load_backbone(tmp_path / "plain", module=nn.Linear(3, 2)).weight.shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_head_attached_to_another_trained_backbone_and_new_task(tmp_path, digits, adam):
     first = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
                         max_epochs=1, **FAST).launch()

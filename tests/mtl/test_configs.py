@@ -21,7 +21,8 @@ def test_all_five_examples_are_packaged():
     assert MODELS == ["mtl_allinone", "mtl_fmnist_mnist", "mtl_multifashion", "mtl_multimnist", "mtl_multimnist_multihead"]
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in ("mtl_allinone", "mtl_fmnist_mnist") else m
+                                   for m in MODELS])
 def test_config_trains_one_step(model, tmp_path):
     if model in ("mtl_multifashion", "mtl_fmnist_mnist") and not FASHION.is_dir():
         pytest.skip(f"Fashion-MNIST absent: apt-get install dataset-fashion-mnist ({FASHION})")
@@ -37,6 +38,7 @@ def test_config_trains_one_step(model, tmp_path):
     assert cfg.monitor in trainer.callback_metrics
 
 
+@pytest.mark.slow
 def test_emtl_config_ini_keys_as_command_line_overrides(tmp_path):
     """The overrides docs/migrating.md gives for EMTL's config.ini keys compose and build."""
     import torch

@@ -29,6 +29,7 @@ def test_a_schedule_given_at_construction_combines_the_loaders(digits):
     assert tags == ["left"] * 3 + ["right"] * 6
 
 
+@pytest.mark.slow
 def test_a_plain_lightning_fit_hands_the_modules_algorithm_each_epoch(digits, adam):
     """No m3l front: Lightning's Trainer, the module's Sequential reloads the loader each epoch."""
     tasks = [make_task(digits, "left"), make_task(digits, "right")]
@@ -49,6 +50,7 @@ def test_a_plain_lightning_fit_hands_the_modules_algorithm_each_epoch(digits, ad
     assert seen == {0: {"left"}, 1: {"right"}}
 
 
+@pytest.mark.slow
 def test_the_config_path_hands_a_reloading_schedule_to_the_datamodule(tmp_path):
     """``python -m m3l.run.train model=mtl_multimnist net.algorithm=...`` through Experiment."""
     from m3l import Experiment

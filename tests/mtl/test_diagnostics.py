@@ -38,6 +38,7 @@ def test_gradient_cosines():
     assert cos[("a", "b")] == pytest.approx(0.0) and cos[("a", "c")] == pytest.approx(-1.0)
 
 
+@pytest.mark.slow
 def test_callback_logs_metrics_and_plots_to_tensorboard(tmp_path, tasks, adam):
     diagnostics = d.Diagnostics(every_n_steps=2, k=2, plot_every_n_steps=4)
     tb = TensorBoardLogger(str(tmp_path), name="tb")
@@ -56,6 +57,7 @@ def test_callback_logs_metrics_and_plots_to_tensorboard(tmp_path, tasks, adam):
     assert {"diag/weights", "diag/grad_cosine"} <= set(events.Tags()["images"])
 
 
+@pytest.mark.slow
 def test_alternating_logs_no_stale_loss_or_capacity_for_the_idle_task(tmp_path, digits, adam):
     import csv
 
@@ -118,6 +120,7 @@ def test_residual_and_ad_capacity_by_hand():
     assert d.ad_capacity({"a": 0.5, "b": 0.5}, previous=0.5) == 0.5  # never rises
 
 
+@pytest.mark.slow
 def test_capacity_callback_logs_emtl_names_each_epoch(tmp_path, digits, adam):
     from .conftest import make_task
 

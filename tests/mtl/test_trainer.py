@@ -15,6 +15,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .conftest import FAST, LeNet, make_task
 
+pytestmark = pytest.mark.slow  # trains or exports for real: CI runs it, the fast loop does not
+
 
 def test_launch_joint_ew_trains_and_saves(tmp_path, tasks, adam):
     torch.manual_seed(0)

@@ -35,7 +35,7 @@ def test_gray_net_reads_y_only():
     assert net(x[:, :1], dct_y, qt).shape == (1, 1, 24, 16)
 
 
-@pytest.mark.parametrize("frequency_net", [True, False])
+@pytest.mark.parametrize("frequency_net", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_a_fresh_net_is_the_decoder_with_live_gradients(frequency_net):
     x, dct_y, qt, dct_c, f = _inputs(2, 32, 32, (2, 2))
     net = QGAC(3, **SMALL, frequency_net=frequency_net)

