@@ -110,3 +110,16 @@ def test_a_run_id_left_null_is_the_directory_name(tmp_path: Path):
     assert run.cfg.run_id == run.path.name
     assert _run(tmp_path, run_id="abc").cfg.run_id == "abc"
     assert "run_id" not in _run(tmp_path).cfg
+
+
+def test_a_report_after_the_verb_goes_to_its_log(tmp_path: Path):
+    import logging
+
+    run = _run(tmp_path)
+    with run.running("train"):
+        run.write_config()
+    with run.recording("train"):
+        logging.getLogger("m3l.mtl.trainer").info("left: acc=0.9")
+    logging.getLogger("m3l.mtl.trainer").info("not recorded")
+    log = (run.path / "train.log").read_text()
+    assert "left: acc=0.9" in log and "not recorded" not in log

@@ -373,6 +373,19 @@ class Run:
                 self.discard_if_unused(log_file if wrote_log else None)
             raise
 
+    @contextmanager
+    def recording(self, verb: str) -> Iterator[None]:
+        """Copy the log records into the verb's ``<verb>.log`` meanwhile, after the verb ended:
+        the report a front end adds (``mtl.Trainer``'s metrics per head, Delta_m). Under the
+        commands Hydra's job log is that file already."""
+        from m3l.tracking import run_log
+
+        if not is_rank_zero() or self.is_hydra_run_dir():
+            yield
+            return
+        with run_log(self.path / f"{verb}.log"):
+            yield
+
     def ensure(self) -> None:
         """Create the directory if it does not exist yet (rank zero writes into it first)."""
         if not self.path.exists():

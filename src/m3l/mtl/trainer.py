@@ -51,7 +51,7 @@ from m3l.mtl.errors import TrainerArgumentError
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
 from m3l.past_runs import run_checkpoint, run_id_of
-from m3l.tracking import attach_mlflow_run, is_mlflow_logger, mlflow_logger, run_log, set_run_tags
+from m3l.tracking import attach_mlflow_run, is_mlflow_logger, mlflow_logger, set_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class Trainer:
         has_test = any(t.test is not None for t in self.tasks)
         fitted = experiment.fit(test=has_test)  # then the test sets, with the trained weights
         trainer, run_dir = experiment.trainer, experiment.output_dir
-        with run_log(run_dir / "train.log"):
+        with experiment.run.recording("train"):  # the report below goes to train.log too
             val = split_metrics(fitted, "val")
             epoch_eval = {s: split_metrics(fitted, f"eval_{s}") for s in ("train", "test")}
             test = split_metrics(fitted, "test") if has_test else {}
