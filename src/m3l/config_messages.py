@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from m3l.config_overrides import _OVERRIDE, _chosen
+from m3l.config_overrides import override_value, parse_override
 from m3l.config_search import group_options
 
 
@@ -75,7 +75,7 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
         if isinstance(error, InterpolationResolutionError):
             return interpolation_error(None, error, overrides)
     text = str(exc).strip()
-    model = _chosen(overrides, "model")
+    model = override_value(overrides, "model")
     if model:
         path = missing_global_package(model)
         if path is not None:
@@ -126,9 +126,10 @@ def interpolation_error(cfg: DictConfig | None, exc: BaseException, overrides: S
     reason = str(getattr(exc, "msg", "") or exc).strip().splitlines()[0]
     raws = dict(_interpolations(cfg)) if cfg is not None else {}
     for item in overrides:
-        match = _OVERRIDE.match(item)
-        if match and "${" in match["value"]:
-            raws.setdefault(match["key"], match["value"])
+        override = parse_override(item)
+        value = override.value() if override is not None and not override.is_sweep_override() else None
+        if isinstance(value, str) and "${" in value:
+            raws.setdefault(override.key_or_group, value)
     key = str(getattr(exc, "full_key", "") or "")
     quoted = re.findall(r"'([^']+)'", reason)
     if key not in raws or quoted and quoted[0] not in raws[key]:

@@ -18,8 +18,10 @@ log = logging.getLogger("m3l")
 _HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
 
 
-def _override_key(arg: str) -> str:
-    return arg.split("=", 1)[0].lstrip("+~")
+def _override_key(arg: str) -> str | None:
+    from m3l.config_overrides import override_key  # Hydra's own override parser
+
+    return override_key(arg)
 
 
 def _list_models(verb: str) -> str:
@@ -53,11 +55,12 @@ def _preflight_argv(verb: str, argv: list[str]) -> list[str]:
     from m3l.errors import M3LError
     from m3l.run_lifecycle import check_creatable_dir, check_output_dir_free
 
+    from m3l.config_overrides import override_value
+
     folders = [("M3L_RUNS_DIR", os.environ.get("M3L_RUNS_DIR") or "runs")]
-    for arg in args:
-        key, _, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if key in ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir", "paths.runs_dir") and value:
+    for key in ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir", "paths.runs_dir"):
+        value = override_value(args, key)
+        if value:
             folders = [f for f in folders if not (key == "paths.runs_dir" and f[0] == "M3L_RUNS_DIR")]
             folders.append((key, value))
     try:
@@ -84,8 +87,9 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
 
     args = argv[1:]
     multirun = any(a in _MULTIRUN_FLAGS for a in args)  # -m, or --cluster-launch (normalize_argv)
-    name = next((a.split("=", 1)[1] for a in args if _override_key(a) == "cluster" and "=" in a), None)
-    launcher = next((a.split("=", 1)[1] for a in args if _override_key(a) == "hydra/launcher" and "=" in a), None)
+    from m3l.config_overrides import override_value
+
+    name, launcher = override_value(args, "cluster"), override_value(args, "hydra/launcher")
     source = f"hydra/launcher={launcher}" if launcher else None
     if name and not launcher:
         from m3l.config import cluster_launcher
