@@ -113,3 +113,75 @@ def test_no_new_import_circles():
     gone = KNOWN_CIRCLES - found
     assert not new, f"import circles (imports inside functions count): {[sorted(c) for c in new]}"
     assert not gone, f"these circles are gone: remove them from KNOWN_CIRCLES: {[sorted(c) for c in gone]}"
+
+
+# ------------------------------------------------------------------------------ layers
+
+DOC = REPO / "docs" / "architecture.md"
+
+#: imports that point up the layers today (module, imported module); remove an entry when it is gone
+KNOWN_UPWARD_IMPORTS: set[tuple[str, str]] = set()
+
+
+def layers_of_the_doc(text: str) -> list[list[str]]:
+    """The layers of docs/architecture.md ("Layout"), top first: the numbered list's lines
+    ``N. `path`, `path` — what they are``, each path relative to ``src/m3l`` (a folder ends with
+    ``/``)."""
+    import re
+
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    layers = []
+    for line in section.splitlines():
+        match = re.match(r"(\d+)\. (.+?) — ", line)
+        if match:
+            assert int(match[1]) == len(layers) + 1, f"docs/architecture.md: layer {match[1]} is out of order"
+            layers.append(re.findall(r"`([^`]+)`", match[2]))
+    return layers
+
+
+def layer_index(layers: list[list[str]], path: Path) -> int | None:
+    """The layer of the module at ``path`` (relative to ``src/m3l``): its most specific entry, a
+    file named or the innermost folder holding it."""
+    best, depth = None, -1
+    for index, entries in enumerate(layers):
+        for entry in entries:
+            hit = path.as_posix() == entry if not entry.endswith("/") else path.as_posix().startswith(entry)
+            if hit and len(entry) > depth:
+                best, depth = index, len(entry)
+    return best
+
+
+def upward_imports(graph: dict[str, set[str]], layers: list[list[str]], paths: dict[str, Path]) -> set[tuple[str, str]]:
+    where = {name: layer_index(layers, path) for name, path in paths.items()}
+    return {(a, b) for a, targets in graph.items() for b in targets
+            if where[a] is not None and where[b] is not None and where[b] < where[a]}
+
+
+def test_the_layer_check_finds_an_upward_import():
+    layers = layers_of_the_doc("## Layout\n\n1. `run/`, `top.py` — fronts\n2. `data/` — data\n3. `data/low.py` — low\n")
+    assert layers == [["run/", "top.py"], ["data/"], ["data/low.py"]]
+    paths = {"m3l.run.a": Path("run/a.py"), "m3l.top": Path("top.py"), "m3l.data.x": Path("data/x.py"),
+             "m3l.data.low": Path("data/low.py")}
+    assert layer_index(layers, Path("data/low.py")) == 2 and layer_index(layers, Path("data/x.py")) == 1
+    graph = {"m3l.run.a": {"m3l.data.x"}, "m3l.top": {"m3l.run.a"}, "m3l.data.x": {"m3l.data.low"},
+             "m3l.data.low": {"m3l.data.x", "m3l.top"}}
+    assert upward_imports(graph, layers, paths) == {("m3l.data.low", "m3l.data.x"), ("m3l.data.low", "m3l.top")}
+
+
+def test_imports_point_down_the_layers_of_the_doc():
+    """docs/architecture.md lists the layers; a module imports only modules of its own layer or
+    of a layer below (imports inside functions count), every module is in a layer, and every
+    entry of the list names something that exists."""
+    layers = layers_of_the_doc(DOC.read_text(encoding="utf-8"))
+    assert len(layers) > 5, "docs/architecture.md: the numbered list of layers under 'Layout' is gone"
+    modules = _modules()
+    paths = {name: path.relative_to(SRC / "m3l") for name, path in modules.items()}
+    unplaced = sorted(str(p) for name, p in paths.items() if layer_index(layers, p) is None)
+    assert not unplaced, f"modules in no layer: add them to the list of layers in docs/architecture.md: {unplaced}"
+    missing = [entry for entries in layers for entry in entries if not (SRC / "m3l" / entry).exists()]
+    assert not missing, f"docs/architecture.md's layers name what does not exist: {missing}"
+    found = upward_imports(import_graph(), layers, paths)
+    new, gone = found - KNOWN_UPWARD_IMPORTS, KNOWN_UPWARD_IMPORTS - found
+    shown = [f"{a} ({paths[a]}) imports {b} ({paths[b]})" for a, b in sorted(new)]
+    assert not new, "imports pointing up the layers of docs/architecture.md: " + "; ".join(shown)
+    assert not gone, f"these upward imports are gone: remove them from KNOWN_UPWARD_IMPORTS: {sorted(gone)}"
