@@ -148,22 +148,20 @@ def interpolation_error(cfg: DictConfig | None, exc: BaseException, overrides: S
 
 
 def _interpolations(node: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
-    """``(key, raw text)`` of every interpolation in ``node``, without resolving any."""
-    from omegaconf import ListConfig
-
-    if not isinstance(node, (DictConfig, ListConfig)):
+    """``(key, raw text)`` of every interpolation in ``node``, without resolving any (OmegaConf's
+    unresolved container keeps each interpolation as its text)."""
+    if not OmegaConf.is_config(node):
         return
-    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
-    for k in keys:
-        full = f"{prefix}.{k}" if prefix else str(k)
-        try:
-            child = node._get_node(k)
-        except Exception:  # noqa: BLE001 - a node that cannot be read is not the one we look for
-            continue
-        if isinstance(child, (DictConfig, ListConfig)):
-            if child._is_interpolation():
-                yield full, str(child._value())
-            else:
-                yield from _interpolations(child, full)
-        elif child is not None and child._is_interpolation():
-            yield full, str(child._value())
+    try:
+        raw = OmegaConf.to_container(node, resolve=False)
+    except Exception:  # noqa: BLE001 - a config that cannot be read holds nothing we look for
+        return
+    yield from _raw_interpolations(raw, prefix)
+
+
+def _raw_interpolations(value: Any, prefix: str) -> Iterable[tuple[str, str]]:
+    if isinstance(value, (dict, list)):
+        for k, child in value.items() if isinstance(value, dict) else enumerate(value):
+            yield from _raw_interpolations(child, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, str) and "${" in value and prefix:
+        yield prefix, value
