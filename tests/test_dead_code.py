@@ -10,6 +10,8 @@ import hashlib
 import importlib
 import warnings
 
+import pytest
+
 from tests.conftest import REPO
 
 SRC = REPO / "src" / "m3l"
