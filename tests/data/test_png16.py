@@ -103,6 +103,7 @@ def test_ffmpegs_png_encoder_reads_back_exactly(tmp_path: Path) -> None:
     assert torch.equal(x, torch.from_numpy(image.astype(np.float32) / 65535).permute(2, 0, 1))
 
 
+@pytest.mark.slow
 def test_sixteen_bit_colour_without_pyav(tmp_path: Path) -> None:
     """Without PyAV importable (a fresh process where ``import av`` fails), 16-bit RGB and RGBA
     PNGs round-trip exactly and nothing is logged about precision."""

@@ -46,7 +46,7 @@ def restore(module: RestorationModule, x: torch.Tensor, backend: InferenceBacken
         return module.restore(x)
 
 
-@pytest.mark.parametrize("backend", [pytest.param("auto", marks=pytest.mark.slow), "onnx", "eager"])
+@pytest.mark.parametrize("backend", [pytest.param("auto", marks=pytest.mark.slow), pytest.param("onnx", marks=pytest.mark.slow), "eager"])
 def test_the_pick_reproduces_eager_pytorch(cache: Path, backend: str) -> None:
     module, x = dncnn(), photo()
     expected = restore(module, x, None)
@@ -128,6 +128,7 @@ def zoo_ffdnet(runs: Path, size: tuple[int, int]) -> tuple[RestorationModule, to
         return module, x, module(x)
 
 
+@pytest.mark.slow
 def test_bf16_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None:
     """m3l's trained blind FFDNet (the zoo's weights) loses more than the bf16 threshold
     allows: auto keeps fp32, precision=bf16 forces it with a warning; precision=fp32 never

@@ -92,6 +92,7 @@ def test_joint_training_with_each_weighting(name, tmp_path, tasks, adam):
     assert all(results.metrics[h]["loss"] < 3.0 for h in ("left", "right"))
 
 
+@pytest.mark.slow
 def test_sequential_trains_one_task_per_block_and_resumes_mid_schedule(tmp_path, digits, adam):
     seen = SeenTasks()
     kwargs = dict(optimizer=adam, root_dir=tmp_path, limit_train_batches=2, callbacks=[seen], **FAST)

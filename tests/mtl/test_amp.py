@@ -91,6 +91,7 @@ def test_fp16_gradscaler_skips_non_finite_steps():
     assert scaler.get_scale() < 2.0**127
 
 
+@pytest.mark.slow
 def test_fp16_scale_changes_once_per_batch_with_several_optimizers():
     """Heads with their own optimizers (three optimizers a batch): the loss scale grows once
     per batch, not once per optimizer, and the heads' update is the fp32 one (an update of the
@@ -108,6 +109,7 @@ def test_fp16_scale_changes_once_per_batch_with_several_optimizers():
     assert (got.norm() / expected.norm() - 1).abs() < 0.05
 
 
+@pytest.mark.slow
 def test_fp16_with_the_default_fused_adam_makes_the_fp32_update():
     """The default optimizer is fused Adam, which unscales inside its step: under an fp16
     GradScaler the backbone's update equals the fp32 one."""

@@ -105,6 +105,7 @@ def _fit(trainer_kwargs, digits):
               enable_model_summary=False, accelerator="cpu", enable_checkpointing=False, **trainer_kwargs).fit(module, data)
 
 
+@pytest.mark.slow
 def test_artifacts_never_land_in_the_working_directory_nor_over_a_users_folder(tmp_path, digits, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     _fit({"logger": False}, digits)  # Lightning's default root is the working directory: nothing written there

@@ -21,7 +21,7 @@ def test_all_five_examples_are_packaged():
     assert MODELS == ["mtl_allinone", "mtl_fmnist_mnist", "mtl_multifashion", "mtl_multimnist", "mtl_multimnist_multihead"]
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in ("mtl_allinone", "mtl_fmnist_mnist") else m
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in ("mtl_allinone", "mtl_fmnist_mnist", "mtl_multifashion") else m
                                    for m in MODELS])
 def test_config_trains_one_step(model, tmp_path):
     if model in ("mtl_multifashion", "mtl_fmnist_mnist") and not FASHION.is_dir():

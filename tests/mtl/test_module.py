@@ -23,6 +23,7 @@ def _lrs(module) -> dict[str, float]:
     return {role: o.param_groups[0]["lr"] for o, role in zip(opts, module._roles)}
 
 
+@pytest.mark.slow
 def test_reduce_lr_on_plateau_gets_the_validation_loss(tmp_path, digits, adam):
     # threshold=1 (relative): no loss ever counts as an improvement, so with patience 0 every
     # epoch's step halves the rate; a step without the metric raises (the reported bug)

@@ -53,6 +53,7 @@ def test_global_step_counts_batches_whatever_the_optimizers(tmp_path, digits, la
     assert trainer.global_step == 5
 
 
+@pytest.mark.slow
 def test_checkpoint_every_n_steps_means_every_n_batches(tmp_path, digits):
     torch.manual_seed(0)
     every = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1,

@@ -132,6 +132,7 @@ def test_metric_that_does_not_fit(digits):
         preflight(LeNet(), [task])
 
 
+@pytest.mark.slow
 def test_nan_loss_names_task_and_step(tmp_path, digits):
     sgd = partial(torch.optim.SGD, lr=1e12)
     trainer = mtl.Trainer(LeNet(), [make_task(digits, "left"), make_task(digits, "right")], optimizer=sgd,

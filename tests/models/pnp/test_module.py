@@ -81,6 +81,7 @@ DEBLUR_COLOR_GAIN_DB = 2.0
 DEBLUR_GRAY_GAIN_DB = 5.0
 
 
+@pytest.mark.slow
 def test_deblur_beats_the_blurred_photo_in_colour_and_gray(pretrained: Callable[..., PlugAndPlay]) -> None:
     module = pretrained(Blur("gaussian:1.5"))
     for clean, gain in ((_crop("coffee", 100, 200, 64, 64), DEBLUR_COLOR_GAIN_DB),
@@ -99,6 +100,7 @@ def test_deblur_beats_the_blurred_photo_in_colour_and_gray(pretrained: Callable[
 SR_GAIN_DB = 1.0
 
 
+@pytest.mark.slow
 def test_super_resolution_doubles_the_size_and_beats_pillow_bicubic(pretrained: Callable[..., PlugAndPlay]) -> None:
     clean = _crop("coffee", 136, 232, 96, 96)
     small = Image.fromarray(clean).resize((48, 48), Image.BICUBIC)
@@ -159,6 +161,7 @@ def _block_offsets(plane: np.ndarray, coefficients: torch.Tensor, table: torch.T
 
 
 @pytest.mark.parametrize("subsampling", [0, 1, 2, None], ids=["4:4:4", "4:2:2", "4:2:0", "gray"])
+@pytest.mark.slow
 def test_jpeg_beats_pillow_and_stays_in_the_files_quantization_intervals(
     subsampling: int | None, pretrained: Callable[..., PlugAndPlay]
 ) -> None:
@@ -355,6 +358,7 @@ def test_blur_without_any_kernel_names_pnp_kernel() -> None:
     assert math.isfinite(float(module.restore(torch.rand(1, 1, 32, 32), kernel=kernel).mean()))
 
 
+@pytest.mark.slow
 def test_a_sigma_conditioned_net_trained_with_m3l_is_a_prior(pretrained, tmp_path: Path) -> None:
     """pnp.denoiser=RUN/checkpoints/best.safetensors: the run's config.yaml builds the net, the
     checkpoint fills it; with the zoo's gray FFDNet weights saved that way, the result is the

@@ -126,6 +126,7 @@ def test_blur_without_a_kernel_says_how_to_give_one() -> None:
 
 @pytest.mark.parametrize("alpha", [1e-3, 0.5])
 @pytest.mark.parametrize("spec", ["gaussian:1.6", "skewed"])
+@pytest.mark.slow
 def test_blur_data_step_solves_the_normal_equations(spec: str, alpha: float, skewed_kernel: str) -> None:
     """The Fourier-domain data step equals an iterative solve on the periodic domain."""
     op = Blur(_blur_spec(spec, skewed_kernel), margin=0, taper=False)
