@@ -161,13 +161,9 @@ def _route_lightning_logs() -> None:
 
 
 def _is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from m3l.run_lifecycle import is_multirun
 
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
+    return is_multirun()
 
 
 def _remove_unused_run_dir(cfg: Any, experiment: Any) -> None:
