@@ -62,6 +62,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(isolated)
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored_after_each_test():
+    """What a test (or the library code it runs: MLflow exports its tracking URI) puts in the
+    environment does not reach the next test."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An environment isolated from the developer's own configs, caches and runs."""
     env = without_user_environment(dict(os.environ))
