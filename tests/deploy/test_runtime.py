@@ -310,12 +310,15 @@ def test_output_rule_refuses_the_input_and_its_folder(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "photo.png").write_bytes(b"x")
-    for root in (inputs, inputs / "out"):
-        for source in (inputs, inputs / "photo.png"):
-            with pytest.raises(R.OutputPathError, match=f"the output folder {root} is") as err:
-                R.check_output_paths([source], root)
-            assert str(inputs) in str(err.value)
+    for root, source in ((inputs, inputs), (inputs / "out", inputs), (inputs, inputs / "photo.png")):
+        with pytest.raises(R.OutputPathError, match=f"the output folder {root} is") as err:
+            R.check_output_paths([source], root)
+        assert str(inputs) in str(err.value)
     R.check_output_paths([inputs / "photo.png"], tmp_path / "out", [tmp_path / "out" / "photo.png"])
+    # one input file: a new folder beside it is not among the inputs (docs/correction.md)
+    R.check_output_paths([inputs / "photo.png"], inputs / "out", [inputs / "out" / "photo.png"])
+    with pytest.raises(R.OutputPathError, match="inside the input folder"):
+        R.check_output_paths([inputs], inputs / "out", [inputs / "out" / "photo.png"], allow_inside_input=False)
     with pytest.raises(R.OutputPathError, match="is the input file"):
         R.check_output_paths([inputs / "photo.png"], inputs, [inputs / "photo.png"], allow_inside_input=True)
 

@@ -166,18 +166,24 @@ def check_output_paths(
 ) -> None:
     """The one rule of ``correct`` and of the runtime on where outputs may go.
 
-    The output folder ``root`` may not be an input folder or lie inside one (for an input
-    file, its folder counts as the input folder), so that neither outputs nor
-    ``failures.tsv`` land among the inputs; ``allow_inside_input`` lifts that part only. No
-    output file in ``outputs`` may be an input file or lie inside an input folder (unless
-    allowed), ever. Paths are compared resolved (symlinks followed). Raises
+    The output folder ``root`` may not be an input folder or lie inside one, nor be the folder
+    of an input file (a folder beside that file, ``photo.png`` into ``out/``, is fine: the
+    input is that one file), so that neither outputs nor ``failures.tsv`` land among the
+    inputs; ``allow_inside_input`` lifts that part only. No output file in ``outputs`` may be
+    an input file or lie inside an input folder (unless allowed), ever. Paths are compared resolved (symlinks followed). Raises
     :class:`OutputPathError` naming both paths.
     """
     sources = [Path(p).expanduser() for p in inputs]
     sources = [source for source in sources if source.exists()]  # a missing input has nothing to protect
-    trees = [(source, source.resolve() if source.is_dir() else source.resolve().parent) for source in sources]
+    trees = [(source, source.resolve()) for source in sources if source.is_dir()]
     if not allow_inside_input:
         root_real = Path(root).expanduser().resolve()
+        for source in sources:
+            if not source.is_dir() and root_real == source.resolve().parent:
+                raise OutputPathError(
+                    f"the output folder {root} is the folder of the input file {source}: outputs and failures.tsv "
+                    "would land among your files. Pick another output folder (a new one beside the file is fine)."
+                )
         for source, tree in trees:
             if root_real == tree or tree in root_real.parents:
                 where = "is" if root_real == tree else "is inside"
