@@ -170,7 +170,7 @@ def remove_unused(path: Path, made: list[Path] | None = None, stop_at: Path | No
     if not is_unused(path):
         return False
     shutil.rmtree(path)
-    log.info("Removed the unused run directory %s", path)
+    log.debug("Removed the unused run directory %s", path)  # the error line stays the only line
     parents = [p for p in reversed(made or []) if p != path]
     if stop_at is not None:
         stop = stop_at.resolve()

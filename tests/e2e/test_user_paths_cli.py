@@ -250,6 +250,7 @@ def test_unset_environment_variable_in_an_override_is_one_line(key: str, tmp_pat
     result = run_cli("train", "model=demo", f"{key}=${{oc.env:M3L_TEST_RDX}}", cwd=workdir, env=env)
     line = _error_line(result)
     assert f"{key}=${{oc.env:M3L_TEST_RDX}}: the environment variable M3L_TEST_RDX is not set" in line
+    assert (result.stdout + result.stderr).strip().splitlines() == [line]  # the only line (README: exit codes)
     runs = tmp_path / "runs"
     assert not runs.exists() or not [p for p in runs.rglob("*") if p.is_file()]
 
