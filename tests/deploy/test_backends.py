@@ -208,14 +208,14 @@ def test_auto_skips_a_first_export_for_a_small_job(tmp_path: Path) -> None:
     module, x = dncnn(), photo()
     chosen = InferenceBackend(module, "auto", "fp32", cache_dir=tmp_path, name="dncnn", expected_calls=1)
     restore(module, x, chosen)
-    assert "onnx: not exported for a job of about" in chosen.summary and not list(tmp_path.glob("*.onnx"))
+    assert "ONNX Runtime, not worth an export for a job of about" in chosen.summary and not list(tmp_path.glob("*.onnx"))
 
     # with the export cached, a short job still skips int8 (quantized again at every run)
     restore(module, x, InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn"))
     short = InferenceBackend(module, "auto", "auto", cache_dir=tmp_path, name="dncnn", expected_calls=1)
     restore(module, x, short)
     if B.cpu_has_int8():
-        assert "int8: not quantized for a job of about" in short.summary
+        assert "int8, not worth quantizing for a job of about" in short.summary
         assert all(c.precision != "int8" for c in short.candidates)
     long = InferenceBackend(module, "auto", "auto", cache_dir=tmp_path, name="dncnn", expected_calls=10**6)
     restore(module, x, long)
@@ -450,3 +450,19 @@ def test_a_damaged_cached_export_is_made_again_once(tmp_path: Path, caplog: pyte
     with caplog.at_level(logging.INFO, logger="m3l.deploy.backends"):
         restore(module, x, InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn"))
     assert exports_made(caplog) == 0 and "exporting it again" not in caplog.text
+
+
+def test_the_line_when_nothing_is_fast_enough_names_each_way_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27 item 16: when eager fp32 stays, the line says so once, then what was tried, each
+    named apart from the reference (no nested brackets, no engine twice)."""
+    import re
+
+    monkeypatch.setattr(B, "AUTO_MIN_SPEEDUP", 1000.0)  # nothing is 1000x as fast
+    module, x = dncnn(), photo()
+    kept = InferenceBackend(module, "auto", "fp32", expected_calls=1)
+    restore(module, x, kept)
+    line = kept.summary
+    assert re.fullmatch(
+        r"backend=auto precision=fp32: eager PyTorch fp32 runs the net as it is: no other way ran at least 1000.0x "
+        r"as fast on a crop of the first "
+        r"input \(tried: eager PyTorch channels-last fp32 \d+\.\d\dx as fast\)\.( Not tried: .+\.)?", line), line

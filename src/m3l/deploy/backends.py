@@ -243,7 +243,7 @@ class InferenceBackend:
             if missing:
                 if self.backend == "onnx" or self.precision == "int8":
                     return [], f"{'backend=onnx' if self.backend == 'onnx' else 'precision=int8'} needs {missing}"
-                notes.append(f"onnx: {missing}")
+                notes.append(f"ONNX Runtime: {missing}")
                 backends = [b for b in backends if b != "onnx"]
         plan = [Candidate(b, p) for b in backends for p in precisions if p in RUNS[b]]
         return plan, "; ".join(notes)
@@ -273,10 +273,10 @@ class InferenceBackend:
         estimate = self.reference_seconds * x.numel() / probe.numel() * self.expected_calls
         if estimate < ONNX_EXPORT_WORTH_S and not any(p.is_file() for p in self._onnx_places()):
             dropped = [c for c in plan if c.backend == "onnx"]
-            return dropped, f"onnx: not exported for a job of about {estimate:.0f} s (backend=onnx to force)"
+            return dropped, f"ONNX Runtime, not worth an export for a job of about {estimate:.0f} s (backend=onnx to force)"
         if estimate < INT8_WORTH_S and self.precision == "auto":
             dropped = [c for c in plan if c.precision == "int8"]
-            return dropped, f"int8: not quantized for a job of about {estimate:.0f} s (precision=int8 to force)"
+            return dropped, f"int8, not worth quantizing for a job of about {estimate:.0f} s (precision=int8 to force)"
         return [], ""
 
     def _build(self, candidate: Candidate, rebuild: bool = False) -> Forward:
@@ -360,9 +360,14 @@ class InferenceBackend:
         faster = [c for c in good if self.backend != "auto" or c.seconds * AUTO_MIN_SPEEDUP < self.reference_seconds]
         if not faster:
             self.chosen = eager
-            why = "; ".join(f"{c.words} {c.failed or f'only {self._speed(c)} as fast (it must be {AUTO_MIN_SPEEDUP}x)'}"
-                            for c in plan)
-            self._say(f"eager PyTorch fp32 runs the net ({why}{'; ' + note if note else ''})", warn=self._forced)
+            tried = "; ".join(
+                f"{'eager PyTorch channels-last ' + c.precision if c.backend == 'eager' else c.words} "
+                f"{'refused: ' + c.failed if c.failed else self._speed(c) + ' as fast'}" for c in plan
+            )
+            why = ("no other way ran at least " f"{AUTO_MIN_SPEEDUP}x as fast on a crop of the first input"
+                   if good else "every other way failed")
+            self._say(f"eager PyTorch fp32 runs the net as it is: {why} (tried: {tried})."
+                      f"{' Not tried: ' + note + '.' if note else ''}", warn=self._forced)
             return eager
         self.chosen = min(faster, key=lambda c: c.seconds)
         others = "; ".join(
