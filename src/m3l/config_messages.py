@@ -3,6 +3,7 @@ file or key, what was expected, what to do)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -62,6 +63,14 @@ def target_arguments(target: object) -> list[str]:
     return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"]
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
     """What went wrong in Hydra's composition of the config, said for an m3l user: a key that
     is not in a group's config (with the closest key or ``_target_`` argument), an option of a
@@ -109,6 +118,11 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
         group, name = missing["group"], missing["name"]
         options = list(group_options(group))
         hint = did_you_mean(name, options)
+        if group == "hydra/launcher" and name.startswith("submitit") and not _importable("hydra_plugins.hydra_submitit_launcher"):
+            return (
+                f"{group}={name}: Hydra's Slurm launcher is not installed (a cluster= config uses it): "
+                'pip install "m3l[slurm]" (or -e ".[slurm]" in a clone), then run the same command again.'
+            )
         return (
             f"{group}={name}: no such {group} config.{hint} Available: {', '.join(options) or '(none)'}. "
             f"Your own go in <config dir>/{group}/NAME.yaml (config dirs: $M3L_CONFIG_PATH, "
