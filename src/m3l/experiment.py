@@ -107,10 +107,25 @@ class Experiment:
             for name in self._PER_VERB:  # built from this verb's config
                 if name not in self._given:
                     self._objects.pop(name, None)
+            status = "failed"
             try:
                 yield
+                status = "success"
             finally:
+                self._close_loggers_lightning_did_not_run(status)
                 self.weights.forget()  # checkpoint=best after this verb: resolved again (it may be this run's)
+
+    def _close_loggers_lightning_did_not_run(self, status: str) -> None:
+        """Lightning finalizes the loggers it ran with; a debug run (``fast_dev_run``) runs with
+        a dummy logger instead, so a configured logger that had already opened its run (MLflow's
+        run, opened when m3l logs the config) would stay open ("RUNNING") for ever."""
+        ran = list(self.trainer.loggers) if self.trainer is not None else []
+        for logger in self._objects.get("loggers") or []:
+            if all(logger is not other for other in ran):
+                try:
+                    logger.finalize(status)
+                except Exception as err:  # noqa: BLE001 - closing a tracker must not hide the verb's outcome
+                    log.warning("could not close the %s logger: %s", type(logger).__name__, err)
 
     def discard_if_unused(self) -> bool:
         """Remove this run's directory if it holds nothing but its config.yaml (and, under
