@@ -107,10 +107,19 @@ _RUN_LOGGERS = ("m3l", "lightning.pytorch")
 
 @contextmanager
 def run_log(path: Path) -> Iterator[None]:
-    """Copy the log records of m3l and Lightning (INFO and above) into ``path`` meanwhile."""
+    """Copy the log records of m3l and Lightning (INFO and above) into ``path`` meanwhile; where
+    nothing configured logging (a plain script or notebook, not the commands: Hydra configures
+    it), m3l's records also go to the terminal, as Lightning's own do, so that a Python call says
+    what the command would (which weights ``best`` took, what was written where)."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     handler.setLevel(logging.INFO)
+    console = None
+    if not logging.getLogger().handlers and not logging.getLogger("m3l").handlers:
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("m3l: %(message)s"))
+        console.setLevel(logging.INFO)
+        logging.getLogger("m3l").addHandler(console)
     lowered = []
     for name in _RUN_LOGGERS:
         logger = logging.getLogger(name)
@@ -123,6 +132,8 @@ def run_log(path: Path) -> Iterator[None]:
     finally:
         for name in _RUN_LOGGERS:
             logging.getLogger(name).removeHandler(handler)
+        if console is not None:
+            logging.getLogger("m3l").removeHandler(console)
         for logger, level in lowered:
             logger.setLevel(level)
         handler.close()

@@ -410,7 +410,7 @@ def test_the_choice_line_says_what_runs_how_fast_and_how_close(cache: Path) -> N
     assert "/fp32" not in line and "|diff|" not in line
     bf16 = InferenceBackend(module, "eager", "bf16", cache_dir=cache, name="dncnn")
     restore(module, x, bf16)
-    assert re.search(r"eager PyTorch bf16 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 .*; its output is "
+    assert re.search(r"eager PyTorch channels-last bf16 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 .*; its output is "
                      r"[\d.]+ dB PSNR from fp32's \(at least 55 dB required\)", bf16.summary), bf16.summary
 
 

@@ -125,8 +125,12 @@ class Candidate:
 
     @property
     def words(self) -> str:
-        """What runs, as a user reads it: ``ONNX Runtime fp32``, ``eager PyTorch bf16``."""
-        return f"{ENGINES.get(self.backend, self.backend)} {self.precision.split()[0]}"
+        """What runs, as a user reads it: ``ONNX Runtime fp32``, ``eager PyTorch channels-last
+        bf16`` (named apart from the reference, eager PyTorch fp32 on the net as it is)."""
+        engine = ENGINES.get(self.backend, self.backend)
+        if self.backend == "eager" and not self.precision.endswith("as is"):
+            engine += " channels-last"
+        return f"{engine} {self.precision.split()[0]}"
 
 
 class InferenceBackend:
@@ -361,7 +365,7 @@ class InferenceBackend:
         if not faster:
             self.chosen = eager
             tried = "; ".join(
-                f"{'eager PyTorch channels-last ' + c.precision if c.backend == 'eager' else c.words} "
+                f"{c.words} "
                 f"{'refused: ' + c.failed if c.failed else self._speed(c) + ' as fast'}" for c in plan
             )
             why = ("no other way ran at least " f"{AUTO_MIN_SPEEDUP}x as fast on a crop of the first input"
