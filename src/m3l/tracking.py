@@ -219,7 +219,12 @@ class MLFlowLogger(_LightningMLFlowLogger):
 
         values = {k: _param_value(v) for k, v in flat_params(params).items()}
         logged = self.experiment.get_run(self.run_id).data.params
-        changes = resumed_changes(logged, values)
+        # where each launch writes differs by design: not a changed setting (the output_dir
+        # param keeps the first launch's; the m3l.run_dir tag names the newest)
+        changes = {k: v for k, v in resumed_changes(logged, values).items() if not _per_launch(k)}
+        run_dir = (getattr(self, "tags", None) or {}).get("m3l.run_dir")
+        if logged and run_dir:
+            self.experiment.set_tag(self.run_id, "m3l.run_dir", run_dir)
         new = {k: v for k, v in values.items() if k not in logged}
         config_name = "config.yaml"
         if changes:
@@ -252,6 +257,14 @@ def _param_value(value: Any) -> str:
 
 
 _MAX_TAG = 5000
+
+
+#: the last part of a parameter that names where a launch writes (new at every launch)
+_PER_LAUNCH = ("output_dir", "default_root_dir", "run_dir")
+
+
+def _per_launch(key: str) -> bool:
+    return key.replace(".", "/").rpartition("/")[2] in _PER_LAUNCH
 
 
 def _resume_numbers(params: Mapping[str, str]) -> list[int]:
