@@ -114,5 +114,7 @@ def test_parallel_trials_then_resume_the_study(tmp_path: Path, workdir: Path):
     assert len(later) == 1 and [p.name for p in later[0].iterdir() if p.name.isdigit()] == ["0"]
     trials = _study(env).trials
     assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    # the resumed study's seeded sampler does not draw the first sweep's values again
+    assert len({t.params["net.optimizer.lr"] for t in trials}) == 3, [t.params for t in trials]
     report = yaml.safe_load((later[0] / "optimization_results.yaml").read_text())
     assert report["n_complete"] == 3 and report["best_value"] == max(t.value for t in trials)

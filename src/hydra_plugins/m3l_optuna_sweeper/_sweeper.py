@@ -244,6 +244,19 @@ class OptunaSweeper(Sweeper):
             )
         return study
 
+    def _reseed_for_a_resumed_study(self, study: optuna.Study, sampler: optuna.samplers.BaseSampler) -> None:
+        """A study resumed by a later sweep, with a seeded sampler (``seed: ${seed}``), would
+        draw the very values its first trials drew (the same random stream from the start): the
+        sampler of a resumed study is seeded with ``seed + <trials so far>`` instead, still
+        reproducible, never a repeat of the first sweep's draws."""
+        seed = OmegaConf.select(self.sampler_config, "seed")
+        trials = len(study.get_trials(deepcopy=False))
+        if not trials or seed is None or isinstance(sampler, optuna.samplers.GridSampler):
+            return
+        study.sampler = instantiate(self.sampler_config, seed=int(seed) + trials)
+        log.info("The study holds %d trial(s): its sampler is seeded %d + %d, so it does not draw them again.",
+                 trials, int(seed), trials)
+
     def _fail_orphans(self, study: optuna.Study) -> None:
         """Trials left RUNNING by an earlier sweeper process of this host that has died."""
         host = socket.gethostname()
@@ -280,6 +293,7 @@ class OptunaSweeper(Sweeper):
                 n_trials = size
         study = self._study(sampler)
         self._fail_orphans(study)
+        self._reseed_for_a_resumed_study(study, sampler)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(
