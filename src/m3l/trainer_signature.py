@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
+from m3l._compat.lightning import trainer_init_arguments
 from m3l.errors import ConfigError
 from m3l.trainer_lightning1 import LIGHTNING1_KEYS
 
@@ -35,20 +34,8 @@ def trainer_parameters() -> dict[str, TrainerParameter]:
     Read from the source with :mod:`ast` (a few milliseconds; importing Lightning takes
     seconds). Empty when Lightning's source cannot be found or read.
     """
-    try:
-        spec = importlib.util.find_spec("lightning")
-        if spec is None or spec.origin is None:
-            return {}
-        source = Path(spec.origin).parent / "pytorch" / "trainer" / "trainer.py"
-        tree = ast.parse(source.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError, ImportError):
-        return {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "Trainer":
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    return _parameters(item.args)
-    return {}
+    args = trainer_init_arguments()  # Lightning's source file, found by its path
+    return _parameters(args) if args is not None else {}
 
 
 def _parameters(args: ast.arguments) -> dict[str, TrainerParameter]:
