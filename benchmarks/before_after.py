@@ -55,8 +55,14 @@ def number(cell: str) -> float | None:
 
 def run(tree: Path, script: list[str]) -> str:
     env = dict(os.environ, PYTHONPATH=str(tree / "src"))
-    done = subprocess.run([sys.executable, str(HERE / script[0]), *script[1:]], env=env, cwd=HERE.parent,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(HERE / script[0]), *script[1:]],
+        env=env,
+        cwd=HERE.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         sys.exit(f"{script[0]} failed on {tree} (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return done.stdout
@@ -68,8 +74,12 @@ def main() -> None:
     parser.add_argument("--after", type=Path, default=HERE.parent, help="source tree after (default: this one)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each tree, interleaved")
     parser.add_argument("--columns", default="", help="regex: only the columns whose header matches")
-    parser.add_argument("--stat", choices=("median", "min"), default="median",
-                        help="over the repeats of a tree; min (best of N) resists a busy machine's noise")
+    parser.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="over the repeats of a tree; min (best of N) resists a busy machine's noise",
+    )
     parser.add_argument("script", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS]: a script of benchmarks/")
     args = parser.parse_args()
     script = args.script[1:] if args.script[:1] == ["--"] else args.script
@@ -83,8 +93,10 @@ def main() -> None:
             results[side].append(parse_table(run(tree, script)))
     header = results["after"][0][0]
     wanted = [i for i, h in enumerate(header) if re.search(args.columns, h)]
-    print(f"# {' '.join(script)}: before {args.before} vs after {args.after}, {args.repeats} interleaved runs "
-          f"each, {args.stat} of each; {cpu_line()}; {time.time() - start:.0f} s")
+    print(
+        f"# {' '.join(script)}: before {args.before} vs after {args.after}, {args.repeats} interleaved runs "
+        f"each, {args.stat} of each; {cpu_line()}; {time.time() - start:.0f} s"
+    )
     print("| row | column | before | after | after / before |")
     print("|---|---|---:|---:|---:|")
     for name in results["after"][0][1]:

@@ -44,8 +44,9 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     # one stream, unbuffered: the lines in the order a log file gets them
-    proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -54,8 +55,13 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", action="append", default=[], metavar="LABEL=DIR",
-                        help="a source tree to run (repeatable); default: this checkout's src")
+    parser.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="a source tree to run (repeatable); default: this checkout's src",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     here = Path(__file__).resolve().parents[1] / "src"
@@ -66,11 +72,23 @@ def main() -> None:
         '`python -c "import lightning"`': [py, "-c", "import lightning"],
         "`python -m m3l.run.train --help`": [py, "-m", "m3l.run.train", "--help"],
         "`python -m m3l.run.test model=demo checkpoint=missing.ckpt` (fails)": [
-            py, "-m", "m3l.run.test", "model=demo", "checkpoint=missing.ckpt"],
+            py,
+            "-m",
+            "m3l.run.test",
+            "model=demo",
+            "checkpoint=missing.ckpt",
+        ],
     }
-    demo = [py, "-m", "m3l.run.train", "model=demo", "trainer.max_epochs=1",
-            "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
-            "callbacks.progress_bar.log_interval_s=0"]
+    demo = [
+        py,
+        "-m",
+        "m3l.run.train",
+        "model=demo",
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=2",
+        "++trainer.limit_val_batches=1",
+        "callbacks.progress_bar.log_interval_s=0",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         times = {(label, name): [] for label in trees for name in commands}
@@ -100,9 +118,13 @@ def main() -> None:
         base, base_cpu = statistics.median(times[label, first]), statistics.median(cpus[label, first])
         for name in commands:
             med, cpu = statistics.median(times[label, name]), statistics.median(cpus[label, name])
-            print(f"| {label} | {name} | {codes[label, name]} | {lines[label, name]} | {med:.2f} | {med / base:.2f} "
-                  f"| {cpu:.2f} | {cpu / base_cpu:.2f} |")
-    print("\n| tree | `train model=demo` (1 epoch of 2 batches, piped): exit | lines in all | lines before the first progress line |")
+            print(
+                f"| {label} | {name} | {codes[label, name]} | {lines[label, name]} | {med:.2f} | {med / base:.2f} "
+                f"| {cpu:.2f} | {cpu / base_cpu:.2f} |"
+            )
+    print(
+        "\n| tree | `train model=demo` (1 epoch of 2 batches, piped): exit | lines in all | lines before the first progress line |"
+    )
     print("|---|---:|---:|---:|")
     for label, (code, total, first, _) in demo_lines.items():
         print(f"| {label} | {code} | {total} | {first} |")

@@ -61,7 +61,9 @@ def apart(model: str, checkpoint: str, src: Path, out: Path) -> dict[str, float]
     return {"read": read, "predict": predict, "write": write}
 
 
-def end_to_end(model: str, checkpoint: str, src: Path, out: Path, backend: str, overlapped: bool = True) -> dict[str, float]:
+def end_to_end(
+    model: str, checkpoint: str, src: Path, out: Path, backend: str, overlapped: bool = True
+) -> dict[str, float]:
     """Wall, set-up, loop and compute seconds of one ``correct`` run."""
     from m3l.data import datamodules
     from m3l.models.restoration import RestorationModule
@@ -79,9 +81,17 @@ def end_to_end(model: str, checkpoint: str, src: Path, out: Path, backend: str, 
         finally:
             marks["compute"] += time.perf_counter() - start
 
-    exp = _experiment(model, out.parent, [f"data.correct_dir={src}", f"serializer.root_dir={out}", f"backend={backend}",
-                                          "precision=fp32" if backend != "auto" else "precision=auto",
-                                          f"serializer.write_ahead={2 if overlapped else 0}"])
+    exp = _experiment(
+        model,
+        out.parent,
+        [
+            f"data.correct_dir={src}",
+            f"serializer.root_dir={out}",
+            f"backend={backend}",
+            "precision=fp32" if backend != "auto" else "precision=auto",
+            f"serializer.write_ahead={2 if overlapped else 0}",
+        ],
+    )
     RestorationModule.predict_step = timed
     try:
         start = time.perf_counter()
@@ -90,8 +100,13 @@ def end_to_end(model: str, checkpoint: str, src: Path, out: Path, backend: str, 
     finally:
         RestorationModule.predict_step = original
     loop = end - marks["first"]
-    return {"wall": end - start, "setup": marks["first"] - start, "loop": loop, "compute": marks["compute"],
-            "wait": (loop - marks["compute"]) / loop}
+    return {
+        "wall": end - start,
+        "setup": marks["first"] - start,
+        "loop": loop,
+        "compute": marks["compute"],
+        "wait": (loop - marks["compute"]) / loop,
+    }
 
 
 def main() -> None:
@@ -125,23 +140,35 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {"serial": [], "overlapped": []}
         for i in range(args.repeats):  # alternately: the load of a shared machine moves by the minute
             for mode in runs:
-                runs[mode].append(end_to_end(model, checkpoint, src, work / f"out-{name}-{mode}-{i}", args.backend, mode == "overlapped"))
+                runs[mode].append(
+                    end_to_end(
+                        model, checkpoint, src, work / f"out-{name}-{mode}-{i}", args.backend, mode == "overlapped"
+                    )
+                )
         for mode, results in runs.items():
             median = {k: statistics.median(r[k] for r in runs_apart) for k in runs_apart[0]}
             median.update({k: statistics.median(r[k] for r in results) for k in results[0]})
             rows.append((name, mode, median))
             print(f"  {name} {mode}: {median}", file=sys.stderr)
     load_after = os.getloadavg()
-    print(f"\n# correct I/O, {started}, {cpu_line()}, torch {torch.__version__}, {args.threads} threads, backend={args.backend}")
+    print(
+        f"\n# correct I/O, {started}, {cpu_line()}, torch {torch.__version__}, {args.threads} threads, backend={args.backend}"
+    )
     print(f"# busy shared machine: load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores)")
-    print(f"# data: {len(files)} real photos (zoo), downscaled to <= {args.max_side} px, sigma-25 noise, PNG: "
-          f"{megapixels:.2f} MP in all; medians of {args.repeats}\n")
-    print("| model | read s (apart) | predict s (apart) | write s (apart) | correct: I/O | wall s | set-up s | loop s | "
-          "in predict_step s | loop waiting on I/O |")
+    print(
+        f"# data: {len(files)} real photos (zoo), downscaled to <= {args.max_side} px, sigma-25 noise, PNG: "
+        f"{megapixels:.2f} MP in all; medians of {args.repeats}\n"
+    )
+    print(
+        "| model | read s (apart) | predict s (apart) | write s (apart) | correct: I/O | wall s | set-up s | loop s | "
+        "in predict_step s | loop waiting on I/O |"
+    )
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for name, mode, m in rows:
-        print(f"| {name} | {m['read']:.2f} | {m['predict']:.2f} | {m['write']:.2f} | {mode} | {m['wall']:.2f} | {m['setup']:.2f} | "
-              f"{m['loop']:.2f} | {m['compute']:.2f} | {100 * m['wait']:.0f}% |")
+        print(
+            f"| {name} | {m['read']:.2f} | {m['predict']:.2f} | {m['write']:.2f} | {mode} | {m['wall']:.2f} | {m['setup']:.2f} | "
+            f"{m['loop']:.2f} | {m['compute']:.2f} | {100 * m['wait']:.0f}% |"
+        )
 
 
 if __name__ == "__main__":

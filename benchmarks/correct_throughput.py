@@ -143,9 +143,18 @@ def run_row(args: argparse.Namespace) -> None:
         runtime.correct_path(exported, src, work / f"out-{tag}")
         seconds = time.perf_counter() - start
     else:
+
         def correct(folder: Path, out: Path, backend: str) -> float:
-            exp = _experiment(model, work, [f"data.correct_dir={folder}", f"serializer.root_dir={out}",
-                                            f"backend={backend}", f"precision={args.row_precision}"])
+            exp = _experiment(
+                model,
+                work,
+                [
+                    f"data.correct_dir={folder}",
+                    f"serializer.root_dir={out}",
+                    f"backend={backend}",
+                    f"precision={args.row_precision}",
+                ],
+            )
             start = time.perf_counter()
             exp.correct(checkpoint=checkpoint)
             return time.perf_counter() - start
@@ -201,7 +210,9 @@ def build_folders(work: Path, photos: Path | None, count: int, max_side: int) ->
     if photos is None:
         photos = ZOO if ZOO.is_dir() else None
     if photos is not None:
-        files = sorted(p for split in ("test", "val", "train") for p in (photos / split).glob("*.png")) or sorted(photos.glob("*.png"))
+        files = sorted(p for split in ("test", "val", "train") for p in (photos / split).glob("*.png")) or sorted(
+            photos.glob("*.png")
+        )
     else:
         files = sample_paths("val") + sample_paths("train")
     files = files[:count]
@@ -246,8 +257,9 @@ def bf16_quality(clean_dir: Path, work: Path, count: int = 12) -> list[tuple[str
             x = degrade(clean, torch.Generator().manual_seed(i)).clamp(0, 1)
             outs = {}
             for precision, backend in (("fp32", "eager"), ("bf16", "eager"), ("int8", "onnx")):
-                module.inference_forward = InferenceBackend(module, backend, precision, name=model,
-                                                            cache_dir=work / "quality-onnx")
+                module.inference_forward = InferenceBackend(
+                    module, backend, precision, name=model, cache_dir=work / "quality-onnx"
+                )
                 with torch.inference_mode():
                     outs[precision] = module.restore(x)
                 scores[precision].append(psnr_db(outs[precision], clean))
@@ -270,7 +282,9 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=384)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--rows", default="", help=f"comma-separated row numbers (0-{len(ROWS) - 1}) to run; default all")
+    parser.add_argument(
+        "--rows", default="", help=f"comma-separated row numbers (0-{len(ROWS) - 1}) to run; default all"
+    )
     parser.add_argument("--photos", type=Path)
     parser.add_argument("--work", type=Path, help="work folder (default: a new temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -285,8 +299,13 @@ def main() -> None:
     logging.getLogger("lightning").setLevel(logging.ERROR)
     work = args.work or Path(tempfile.mkdtemp(prefix="m3l_correct_bench_"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "M3L_CACHE_DIR": str(work / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "M3L_CACHE_DIR": str(work / "cache"),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = os.getloadavg()
     limits = machine_limits()
@@ -299,8 +318,20 @@ def main() -> None:
         per_pixel = flops_per_pixel(model, work)
         for index in rows_wanted:
             label, backend, precision = ROWS[index]
-            command = [sys.executable, __file__, "--row-model", name, "--row-backend", backend or "kair",
-                       "--row-precision", precision, "--work", str(work), "--threads", str(args.threads)]
+            command = [
+                sys.executable,
+                __file__,
+                "--row-model",
+                name,
+                "--row-backend",
+                backend or "kair",
+                "--row-precision",
+                precision,
+                "--work",
+                str(work),
+                "--threads",
+                str(args.threads),
+            ]
             done = subprocess.run(command, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 print(f"{name} {label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -308,18 +339,25 @@ def main() -> None:
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row.update(model=name, row=label, precision=precision, flops_per_pixel=per_pixel)
             results.append(row)
-            print(f"  {name:<13} {label:<38} {row['mp'] / row['seconds']:.3f} MP/s  {row['summary'][:150]}", file=sys.stderr)
+            print(
+                f"  {name:<13} {label:<38} {row['mp'] / row['seconds']:.3f} MP/s  {row['summary'][:150]}",
+                file=sys.stderr,
+            )
     quality = bf16_quality(clean_dir, work)
     load_after = os.getloadavg()
 
     print(f"\n# correct throughput, {started}, {cpu_line()}, torch {torch.__version__}, {args.threads} threads")
     print(f"# busy shared machine: load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores)")
-    print(f"# data: {len(files)} real photos ({'zoo: ' + str(ZOO) if ZOO.is_dir() and not args.photos else args.photos or 'packaged samples'}),"
-          f" downscaled to <= {args.max_side} px, sigma-25 noise, PNG: {megapixels:.2f} MP in all")
+    print(
+        f"# data: {len(files)} real photos ({'zoo: ' + str(ZOO) if ZOO.is_dir() and not args.photos else args.photos or 'packaged samples'}),"
+        f" downscaled to <= {args.max_side} px, sigma-25 noise, PNG: {megapixels:.2f} MP in all"
+    )
     print("\n## The machine's limit (sustained GFLOP/s, median of 5)\n")
     print("| | fp32 | bf16 | bf16 / fp32 |\n|---|---:|---:|---:|")
     for kind in ("matmul", "conv"):
-        print(f"| {kind} | {limits[f'{kind} fp32']:.0f} | {limits[f'{kind} bf16']:.0f} | {limits[f'{kind} bf16'] / limits[f'{kind} fp32']:.2f} |")
+        print(
+            f"| {kind} | {limits[f'{kind} fp32']:.0f} | {limits[f'{kind} bf16']:.0f} | {limits[f'{kind} bf16'] / limits[f'{kind} fp32']:.2f} |"
+        )
     print("\n## End to end: read + predict + write, MP/s\n")
     print("| model | MFLOP/px | path | MP/s | x KAIR loop | GFLOP/s | of conv limit | peak RSS MB | picked (auto) |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---|")
@@ -332,20 +370,37 @@ def main() -> None:
             limit = limits["conv bf16"] if r["precision"] == "bf16" or "/bf16" in r["picked"] else limits["conv fp32"]
             ratio = f"{mps / (base['mp'] / base['seconds']):.2f}" if base else "-"
             picked = r["picked"] if "auto" in r["row"] else ""
-            print(f"| {name} | {r['flops_per_pixel'] / 1e6:.3f} | {r['row']} | {mps:.3f} | {ratio} | {gflops:.0f} | "
-                  f"{100 * gflops / limit:.0f}% | {r['rss_mb']:.0f} | {picked} |")
+            print(
+                f"| {name} | {r['flops_per_pixel'] / 1e6:.3f} | {r['row']} | {mps:.3f} | {ratio} | {gflops:.0f} | "
+                f"{100 * gflops / limit:.0f}% | {r['rss_mb']:.0f} | {picked} |"
+            )
     untrained = [n for n in dict.fromkeys(r["model"] for r in results) if MODELS[n][1] is None]
     if untrained:
-        print(f"\n{', '.join(untrained)}: seeded random weights (m3l ships no trained weights for them), so their "
-              "output is close to their input and the bf16/int8 checks of auto pass trivially: their auto picks show "
-              "speed, not what auto would pick for trained weights (see the trained nets' rows and the table below).")
+        print(
+            f"\n{', '.join(untrained)}: seeded random weights (m3l ships no trained weights for them), so their "
+            "output is close to their input and the bf16/int8 checks of auto pass trivially: their auto picks show "
+            "speed, not what auto would pick for trained weights (see the trained nets' rows and the table below)."
+        )
     print("\n## bf16 and int8 against fp32 on real photos (m3l's zoo weights, 12 photos, mean PSNR dB)\n")
-    print("| model | precision | fp32 | it | it - fp32 | worst PSNR of its output vs fp32's |\n|---|---|---:|---:|---:|---:|")
+    print(
+        "| model | precision | fp32 | it | it - fp32 | worst PSNR of its output vs fp32's |\n|---|---|---:|---:|---:|---:|"
+    )
     for label, precision, fp32, value, gap, worst in quality:
         print(f"| {label} | {precision} | {fp32:.3f} | {value:.3f} | {gap:+.3f} | {worst:.1f} |")
     if args.json:
-        args.json.write_text(json.dumps({"date": started, "machine": cpu_line(), "limits": limits, "rows": results,
-                                         "bf16": quality, "load": [load_before, load_after]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": started,
+                    "machine": cpu_line(),
+                    "limits": limits,
+                    "rows": results,
+                    "bf16": quality,
+                    "load": [load_before, load_after],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,14 @@ def main() -> None:
 
         dm = RestorationDataModule(correct_dir=str(src), channels=3)
         serializer = ImageSerializer(Path(tmp) / "out")
-        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False, callbacks=[serializer])
+        trainer = L.Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            callbacks=[serializer],
+        )
         start = time.perf_counter()
         trainer.predict(module, datamodule=dm, return_predictions=False)
         e2e = time.perf_counter() - start

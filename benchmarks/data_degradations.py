@@ -41,7 +41,9 @@ def degradation_table(seconds: float) -> None:
         "gaussian blur 21x21": GaussianBlur(kernel_size=21),
         "motion blur 21x21": MotionBlur(kernel_size=21),
         "JPEG q in [10, 40]": JPEG(quality_range=[10, 40]),
-        "chain blur->noise->JPEG": Chain([GaussianBlur(kernel_size=21), GaussianNoise(sigma=5, scale=255), JPEG(quality=30)]),
+        "chain blur->noise->JPEG": Chain(
+            [GaussianBlur(kernel_size=21), GaussianNoise(sigma=5, scale=255), JPEG(quality=30)]
+        ),
     }
     print("\nTable 1: degradation throughput, 128x128 RGB patches, 1 core")
     print(f"{'operation':28s} {'patches/s':>10s} {'ratio to patch extraction':>26s}")
@@ -71,8 +73,13 @@ def loader_table(workers: list[int], seconds: float) -> None:
     print(f"{'workers':>7s} {'loader samples/s':>17s} {'DnCNN step samples/s':>21s} {'loader/step':>12s}")
     for n in workers:
         dm = RestorationDataModule(
-            train_dir=sample_dir("train"), degradation=GaussianNoise(sigma=25, scale=255), patch_size=128,
-            batch_size=batch_size, patches_per_image=10_000, num_workers=n, cache_images=True,
+            train_dir=sample_dir("train"),
+            degradation=GaussianNoise(sigma=25, scale=255),
+            patch_size=128,
+            batch_size=batch_size,
+            patches_per_image=10_000,
+            num_workers=n,
+            cache_images=True,
         )
         dm.setup("fit")
         it = iter(dm.train_dataloader())

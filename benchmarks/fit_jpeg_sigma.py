@@ -90,9 +90,14 @@ def main() -> None:
                 c = np.polyfit(x, scores[best - 1 : best + 2], 2)
                 if c[0] < 0:
                     level = float(np.exp(-c[1] / (2 * c[0])))
-            q = float(read_jpeg_coefficients(buffer.getvalue()).tables[0].double().square().mean().sqrt()) / math.sqrt(12)
+            q = float(read_jpeg_coefficients(buffer.getvalue()).tables[0].double().square().mean().sqrt()) / math.sqrt(
+                12
+            )
             points[kind].append((q, level))
-            print(f"| {kind} | {quality} | {q:.2f} | {level:.2f} | {base:.2f} | {scores[best]:.2f} | {scores[best] - base:+.2f} |", flush=True)
+            print(
+                f"| {kind} | {quality} | {q:.2f} | {level:.2f} | {base:.2f} | {scores[best]:.2f} | {scores[best] - base:+.2f} |",
+                flush=True,
+            )
     print()
     for kind, values in points.items():
         q, level = np.log([p[0] for p in values]), np.log([p[1] for p in values])

@@ -82,9 +82,13 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     base_name = f"channels_last, 1 tile(s) per forward, {cores} threads"
     pixels = len(tiles) * args.tile**2
-    print(f"# inference knobs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_line()}, torch {torch.__version__}")
+    print(
+        f"# inference knobs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_line()}, torch {torch.__version__}"
+    )
     print(f"# busy shared machine: load average {load_before:.1f} before, {load_after:.1f} after ({cores} cores)")
-    print(f"# DnCNN-17 RGB fp32 eager, {len(tiles)} tiles of {args.tile} px from a real photo; best of {args.repeats} rounds\n")
+    print(
+        f"# DnCNN-17 RGB fp32 eager, {len(tiles)} tiles of {args.tile} px from a real photo; best of {args.repeats} rounds\n"
+    )
     print("| variant | MP/s | ratio |\n|---|---:|---:|")
     for name, seconds in best.items():
         print(f"| {name} | {pixels / seconds / 1e6:.3f} | {best[base_name] / seconds:.2f} |")

@@ -96,13 +96,25 @@ def run_correct(args: argparse.Namespace, inputs: Path, out: Path, extra: list[s
         "try:\n runpy.run_module('m3l.run.correct', run_name='__main__')\n"
         "finally:\n print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
     )
-    cmd = [sys.executable, "-c", code, f"model={args.model}", f"checkpoint={args.checkpoint}",
-           f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={args.work / 'runs'}",
-           "logger=none", *extra]
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        f"model={args.model}",
+        f"checkpoint={args.checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        f"paths.runs_dir={args.work / 'runs'}",
+        "logger=none",
+        *extra,
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    peak = next((int(line.split()[1]) / 1024 for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KB")), float("nan"))
+    peak = next(
+        (int(line.split()[1]) / 1024 for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KB")),
+        float("nan"),
+    )
     if done.returncode not in (0, 1):
         sys.exit(f"correct failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return wall, peak, done.stderr
@@ -135,7 +147,9 @@ def main() -> None:
         sys.exit(f"{args.work} is not empty: pass a new --work folder")
     args.checkpoint = args.checkpoint or str(demo_weights(args.work))
     print(f"# correct load test, {time.strftime('%Y-%m-%d')}, {cpu_line()}")
-    print("\n| run | inputs | good | bad | wall s | inputs/s | MP/s | peak RSS MB | written once | bad listed | extra listed |")
+    print(
+        "\n| run | inputs | good | bad | wall s | inputs/s | MP/s | peak RSS MB | written once | bad listed | extra listed |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
 
     images = args.work / "images"
@@ -147,12 +161,17 @@ def main() -> None:
     expected = {g.rsplit(".", 1)[0] for g in good}
     once = len(stems) == len(set(stems)) and set(stems) == expected
     with (out / "failures.tsv").open() as handle:
-        listed = {Path(row["path"]).resolve().relative_to(images.resolve()).as_posix()
-                  for row in csv.DictReader(handle, delimiter="\t")}
+        listed = {
+            Path(row["path"]).resolve().relative_to(images.resolve()).as_posix()
+            for row in csv.DictReader(handle, delimiter="\t")
+        }
     pixels = sum(np.prod(Image.open(images / g).size) for g in good) / 1e6
-    print(f"| {args.images} images | {args.images} | {len(good)} | {len(bad)} | {wall:.1f} | {args.images / wall:.1f} | "
-          f"{pixels / wall:.2f} | {peak:.0f} | {'yes' if once else 'NO'} | {'yes' if bad <= listed else 'NO'} | "
-          f"{len(listed - bad)} |", flush=True)
+    print(
+        f"| {args.images} images | {args.images} | {len(good)} | {len(bad)} | {wall:.1f} | {args.images / wall:.1f} | "
+        f"{pixels / wall:.2f} | {peak:.0f} | {'yes' if once else 'NO'} | {'yes' if bad <= listed else 'NO'} | "
+        f"{len(listed - bad)} |",
+        flush=True,
+    )
 
     video = args.work / "video" / "pan.mp4"
     make_video(video, args.frames)
@@ -162,8 +181,11 @@ def main() -> None:
 
     result = next(vout.rglob("*.mp4"), None) or next(vout.rglob("*.mkv"), None)
     frames = probe_video(result).num_frames if result else 0
-    print(f"| one video, {args.frames} frames 160x120 | {args.frames} | {frames} | 0 | {wall:.1f} | {args.frames / wall:.1f} | "
-          f"{args.frames * 0.0192 / wall:.2f} | {peak:.0f} | {'yes' if frames == args.frames else 'NO'} | - | - |", flush=True)
+    print(
+        f"| one video, {args.frames} frames 160x120 | {args.frames} | {frames} | 0 | {wall:.1f} | {args.frames / wall:.1f} | "
+        f"{args.frames * 0.0192 / wall:.2f} | {peak:.0f} | {'yes' if frames == args.frames else 'NO'} | - | - |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader, TensorDataset
 class TinyNet(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
-                                        torch.nn.Conv2d(16, 1, 3, padding=1))
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 1, 3, padding=1)
+        )
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -78,9 +79,17 @@ def steps_per_second(kind: str, steps: int, every: int, root: Path) -> float:
     data = TensorDataset(torch.rand(steps * 8, 1, 32, 32), torch.rand(steps * 8, 1, 32, 32))
     timer = StepTimer(warmup=min(100, steps // 5))
     logger = make_logger(kind, root)
-    trainer = pl.Trainer(max_steps=steps, logger=logger, log_every_n_steps=every, callbacks=[timer],
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         accelerator="cpu", devices=1)
+    trainer = pl.Trainer(
+        max_steps=steps,
+        logger=logger,
+        log_every_n_steps=every,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(TinyNet(), DataLoader(data, batch_size=8))
     if logger:
         logger.finalize("success")
@@ -108,8 +117,10 @@ def main() -> None:
                 results[kind].append(steps_per_second(kind, args.steps, args.every, Path(tmp) / f"{kind}{round_}"))
     base = statistics.median(results["none"])
     print(f"\nLogging overhead, {args.steps} steps x {args.rounds} rounds, a log every {args.every} steps")
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, lightning {pl.__version__}, {datetime.now():%Y-%m-%d %H:%M}")
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, lightning {pl.__version__}, {datetime.now():%Y-%m-%d %H:%M}"
+    )
     print(f"{'logger':<12} {'median steps/s':>15} {'min':>8} {'max':>8} {'ratio':>7}")
     for kind in kinds:
         values = results[kind]

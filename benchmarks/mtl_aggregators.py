@@ -58,7 +58,12 @@ class WideTrunk(nn.Module):
     def __init__(self, out_features: int = WIDTH) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 10, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(10, 20, 5), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(1, 10, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(10, 20, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
         )
         self.fc = nn.Linear(20 * 6 * 6, out_features)
 
@@ -72,14 +77,22 @@ def measure(num_tasks: int, make: Callable[[], object], steps: int, data: dict) 
         mtl.Task(f"t{i}", Classifier(in_features=WIDTH), nn.CrossEntropyLoss(), train=data[i % 2], batch_size=32)
         for i in range(num_tasks)
     ]
-    module = mtl.MultiTaskModule(WideTrunk(), tasks, algorithm=mtl.Joint(make()),
-                                 finite_check_every_n_steps=10_000)
+    module = mtl.MultiTaskModule(WideTrunk(), tasks, algorithm=mtl.Joint(make()), finite_check_every_n_steps=10_000)
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
-            max_epochs=1, limit_train_batches=steps, limit_val_batches=0, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            callbacks=[timer], default_root_dir=root, devices=1, num_sanity_val_steps=0, accelerator="cpu",
+            max_epochs=1,
+            limit_train_batches=steps,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+            default_root_dir=root,
+            devices=1,
+            num_sanity_val_steps=0,
+            accelerator="cpu",
         )
         trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
     return statistics.median(timer.times[3:])
@@ -99,8 +112,10 @@ def setup(description: str) -> tuple[argparse.Namespace, dict, int]:
 
 def main() -> None:
     args, data, params = setup(__doc__)
-    print(f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.steps} steps, CPU "
-          f"{torch.get_num_threads()} threads; median ms/step and ratio to EW; target <= T+1")
+    print(
+        f"backbone {params / 1e6:.2f}M parameters, batch 32/task, {args.steps} steps, CPU "
+        f"{torch.get_num_threads()} threads; median ms/step and ratio to EW; target <= T+1"
+    )
     print("| method | " + " | ".join(f"T={t} ms | T={t} x EW" for t in args.tasks) + " |")
     print("|---|" + "---:|---:|" * len(args.tasks))
     results: dict[str, list[str]] = {name: [] for name in METHODS}

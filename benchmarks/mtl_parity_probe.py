@@ -107,8 +107,11 @@ def mgda_rows(gramians: list[Tensor]) -> dict[str, float]:
         if g.shape[0] == 2:  # LibMTL's 2-task rule stops at gamma = 0.999 / 0.001 where the optimum is a vertex
             clipped += int(bool(g[0, 1] >= g[0, 0] or g[0, 1] >= g[1, 1]))
     return {
-        "steps": len(gramians), "m3l median": statistics.median(d[0] for d in diffs), "m3l max": max(d[0] for d in diffs),
-        "LibMTL median": statistics.median(d[1] for d in diffs), "LibMTL max": max(d[1] for d in diffs),
+        "steps": len(gramians),
+        "m3l median": statistics.median(d[0] for d in diffs),
+        "m3l max": max(d[0] for d in diffs),
+        "LibMTL median": statistics.median(d[1] for d in diffs),
+        "LibMTL max": max(d[1] for d in diffs),
         "vertex steps": clipped,
     }
 
@@ -138,14 +141,21 @@ def pcgrad_rows(gramians: list[Tensor]) -> dict[str, float]:
     perms = list(itertools.permutations(range(n)))
     for g in gramians:
         base = pcgrad_weights(g, [list(range(n))] * n, libmtl_rule=False)
-        worst = max(relative(g, base, pcgrad_weights(g, list(orders), libmtl_rule=False))
-                    for orders in itertools.product(perms, repeat=n))
+        worst = max(
+            relative(g, base, pcgrad_weights(g, list(orders), libmtl_rule=False))
+            for orders in itertools.product(perms, repeat=n)
+        )
         order_diffs.append(worst)
         lib = pcgrad_weights(g, [list(range(n))] * n, libmtl_rule=True)
         rule_diffs.append(relative(g, base, lib))
         self_steps += int(rule_diffs[-1] > 1e-12)
-    return {"steps": len(gramians), "order median": statistics.median(order_diffs), "order max": max(order_diffs),
-            "self-projection steps": self_steps, "self-projection max": max(rule_diffs)}
+    return {
+        "steps": len(gramians),
+        "order median": statistics.median(order_diffs),
+        "order max": max(order_diffs),
+        "self-projection steps": self_steps,
+        "self-projection max": max(rule_diffs),
+    }
 
 
 def main() -> int:
@@ -158,27 +168,43 @@ def main() -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    print(f"# MGDA / PCGrad parity probe, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__} "
-          f"(busy shared machine); Gramians of m3l fits at --scale {args.scale}, seed {args.seed}\n")
-    print("MGDA: distance of each library's update from the exact min-norm point (every support solved), "
-          "|d - d*| / |d*|")
-    print("| benchmark | T | steps | m3l median | m3l max | LibMTL median | LibMTL max | steps with the optimum at a vertex (T=2) |")
+    print(
+        f"# MGDA / PCGrad parity probe, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__} "
+        f"(busy shared machine); Gramians of m3l fits at --scale {args.scale}, seed {args.seed}\n"
+    )
+    print(
+        "MGDA: distance of each library's update from the exact min-norm point (every support solved), |d - d*| / |d*|"
+    )
+    print(
+        "| benchmark | T | steps | m3l median | m3l max | LibMTL median | LibMTL max | steps with the optimum at a vertex (T=2) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for bench in ("fashion", "allinone"):
         grams = record_gramians(bench, "MGDA", args.scale, args.seed)
         r = mgda_rows(grams)
-        print(f"| {bench} | {grams[0].shape[0]} | {r['steps']} | {r['m3l median']:.1e} | {r['m3l max']:.1e} | "
-              f"{r['LibMTL median']:.1e} | {r['LibMTL max']:.1e} | "
-              + (f"{r['vertex steps']}" if grams[0].shape[0] == 2 else "-") + " |", flush=True)
-    print("\nPCGrad: how much the random projection order moves the update (worst order against a fixed "
-          "one), and LibMTL's projection of a task off its own gradient (the paper skips j = i)")
-    print("| benchmark | T | steps | order: median | order: max | steps where LibMTL's self-projection acts | its max effect |")
+        print(
+            f"| {bench} | {grams[0].shape[0]} | {r['steps']} | {r['m3l median']:.1e} | {r['m3l max']:.1e} | "
+            f"{r['LibMTL median']:.1e} | {r['LibMTL max']:.1e} | "
+            + (f"{r['vertex steps']}" if grams[0].shape[0] == 2 else "-")
+            + " |",
+            flush=True,
+        )
+    print(
+        "\nPCGrad: how much the random projection order moves the update (worst order against a fixed "
+        "one), and LibMTL's projection of a task off its own gradient (the paper skips j = i)"
+    )
+    print(
+        "| benchmark | T | steps | order: median | order: max | steps where LibMTL's self-projection acts | its max effect |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for bench in ("fashion", "allinone"):
         grams = record_gramians(bench, "PCGrad", args.scale, args.seed)
         r = pcgrad_rows(grams)
-        print(f"| {bench} | {grams[0].shape[0]} | {r['steps']} | {r['order median']:.1e} | {r['order max']:.1e} | "
-              f"{r['self-projection steps']} | {r['self-projection max']:.1e} |", flush=True)
+        print(
+            f"| {bench} | {grams[0].shape[0]} | {r['steps']} | {r['order median']:.1e} | {r['order max']:.1e} | "
+            f"{r['self-projection steps']} | {r['self-projection max']:.1e} |",
+            flush=True,
+        )
     return 0
 
 

@@ -139,9 +139,18 @@ def fashion_bench(scale: float, epochs: int = 3) -> Bench:
     train = MultiMNIST("train", size, target="both", source="fashion", seed=0)
     test = MultiMNIST("test", 10_000, target="both", source="fashion", seed=1)
     return Bench(
-        name="fashion", tasks=["left", "right"], metric="acc", higher_is_better=True, multi_input=False,
-        train={"all": train}, test={"left": (test.images, test.left), "right": (test.images, test.right)},
-        make_trunk=LeNet, make_head=Classifier, criterion=nn.CrossEntropyLoss, epochs=epochs, batch_size=64,
+        name="fashion",
+        tasks=["left", "right"],
+        metric="acc",
+        higher_is_better=True,
+        multi_input=False,
+        train={"all": train},
+        test={"left": (test.images, test.left), "right": (test.images, test.right)},
+        make_trunk=LeNet,
+        make_head=Classifier,
+        criterion=nn.CrossEntropyLoss,
+        epochs=epochs,
+        batch_size=64,
         budget=f"{size:,} training pairs (from the 60k images), {epochs} epochs, batch 64, Adam lr 1e-3; "
         f"test: 10,000 pairs from the 10k test images; LeNet trunk (50 features), 2-layer heads",
     )
@@ -164,16 +173,25 @@ def allinone_bench(scale: float, epochs: int = 3) -> Bench:
         torch.manual_seed(1000 + i)  # patches, flips and degradations are drawn once
         ds = CleanImageDataset(sample_dir("train"), make(), patch_size=32, patches_per_image=per_task // 9 + 1)
         samples = [ds[j] for j in range(per_task)]
-        train[task] = TensorDataset(torch.stack([s["input"] for s in samples]), torch.stack([s["target"] for s in samples]))
+        train[task] = TensorDataset(
+            torch.stack([s["input"] for s in samples]), torch.stack([s["target"] for s in samples])
+        )
         ev = CleanImageDataset(sample_dir("val"), make(), train=False, eval_patch_size=128, seed=7)
         items = [ev[j] for j in range(len(ev))]
         test[task] = (torch.stack([s["input"] for s in items]), torch.stack([s["target"] for s in items]))
     return Bench(
-        name="allinone", tasks=list(degradations), metric="psnr", higher_is_better=True, multi_input=True,
-        train=train, test=test,
+        name="allinone",
+        tasks=list(degradations),
+        metric="psnr",
+        higher_is_better=True,
+        multi_input=True,
+        train=train,
+        test=test,
         make_trunk=lambda: RestorationTrunk(channels=3, features=16, depth=4),
-        make_head=lambda: RestorationHead(in_channels=19, channels=3, hidden=16), criterion=nn.L1Loss,
-        epochs=epochs, batch_size=8,
+        make_head=lambda: RestorationHead(in_channels=19, channels=3, hidden=16),
+        criterion=nn.L1Loss,
+        epochs=epochs,
+        batch_size=8,
         budget=f"{per_task:,} 32x32 training patches per task (9 photos), {epochs} epochs, batch 8 per task, "
         "Adam lr 1e-3; test: 4 held-out photos, 128x128 centre crops; the trunk and heads of "
         "model=mtl_allinone narrowed to 16 channels, depth 4 (CPU budget)",
@@ -183,7 +201,9 @@ def allinone_bench(scale: float, epochs: int = 3) -> Bench:
 BENCHES = {"fashion": fashion_bench, "allinone": allinone_bench}
 
 
-def initial_model(bench: Bench, seed: int, tasks: list[str], perturb: float = 0.0) -> tuple[nn.Module, dict[str, nn.Module]]:
+def initial_model(
+    bench: Bench, seed: int, tasks: list[str], perturb: float = 0.0
+) -> tuple[nn.Module, dict[str, nn.Module]]:
     """The seed's trunk and heads; ``perturb``: every weight times ``1 + perturb * N(0, 1)``."""
     torch.manual_seed(seed)
     trunk = bench.make_trunk()
@@ -209,12 +229,19 @@ class RecordBatches(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
         from m3l.mtl.data import merge_task_batches
 
-        self.epochs[-1].append({name: pl_module.task_by_name[name].split_batch(b)
-                                for name, b in merge_task_batches(batch).items()})
+        self.epochs[-1].append(
+            {name: pl_module.task_by_name[name].split_batch(b) for name, b in merge_task_batches(batch).items()}
+        )
 
 
-def run_m3l(bench: Bench, method: str | None, seed: int, tasks: list[str],
-            record: RecordBatches | None = None, perturb: float = 0.0) -> dict[str, float]:
+def run_m3l(
+    bench: Bench,
+    method: str | None,
+    seed: int,
+    tasks: list[str],
+    record: RecordBatches | None = None,
+    perturb: float = 0.0,
+) -> dict[str, float]:
     """Train with m3l (Lightning + MultiTaskModule); ``method=None``: one task alone (STL);
     ``record`` collects the batches m3l's loaders yield; ``perturb``: see :func:`initial_model`."""
     trunk, heads = initial_model(bench, seed, tasks, perturb)
@@ -227,17 +254,28 @@ def run_m3l(bench: Bench, method: str | None, seed: int, tasks: list[str],
         single = TensorDataset(ds.images, getattr(ds, t))
         task_objs = [mtl.Task(t, heads[t], crit(), train=single, batch_size=bench.batch_size)]
     else:
-        task_objs = [mtl.MultiHeadTask("pair", heads, {t: crit() for t in tasks}, train=bench.train["all"],
-                                       batch_size=bench.batch_size)]
+        task_objs = [
+            mtl.MultiHeadTask(
+                "pair", heads, {t: crit() for t in tasks}, train=bench.train["all"], batch_size=bench.batch_size
+            )
+        ]
     weighting = METHODS[method][0]() if method else A.EqualWeighting()
     optimizer = lambda params: torch.optim.Adam(params, lr=LR)  # noqa: E731
     L.seed_everything(seed, verbose=False)
     module = mtl.MultiTaskModule(trunk, task_objs, algorithm=mtl.Joint(weighting), optimizer=optimizer)
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
-            max_epochs=bench.epochs, limit_val_batches=0, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, default_root_dir=root, devices=1,
-            num_sanity_val_steps=0, accelerator="cpu", callbacks=[record] if record else None,
+            max_epochs=bench.epochs,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=root,
+            devices=1,
+            num_sanity_val_steps=0,
+            accelerator="cpu",
+            callbacks=[record] if record else None,
         )
         trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(task_objs))
     return bench.evaluate(module.backbone, {t: module.heads[t] for t in tasks})
@@ -271,8 +309,9 @@ def m3l_batches(bench: Bench, seed: int) -> list[list[dict[str, Any]]]:
     return _M3L_BATCHES[key]
 
 
-def run_libmtl(bench: Bench, method: str, seed: int, tasks: list[str],
-               batches: list[list[dict[str, Any]]] | None = None) -> dict[str, float]:
+def run_libmtl(
+    bench: Bench, method: str, seed: int, tasks: list[str], batches: list[list[dict[str, Any]]] | None = None
+) -> dict[str, float]:
     """The same model, data, optimizer and seed through LibMTL's HPS + weighting, trained the
     way its ``Trainer`` does (epoch counter and per-epoch mean losses for DWA/GradNorm).
 
@@ -285,8 +324,9 @@ def run_libmtl(bench: Bench, method: str, seed: int, tasks: list[str],
 
     class Model(libmtl.architecture.HPS, weighting):
         def __init__(self) -> None:
-            super().__init__(tasks, lambda: copy.deepcopy(trunk), nn.ModuleDict(heads), False,
-                             bench.multi_input, torch.device("cpu"))
+            super().__init__(
+                tasks, lambda: copy.deepcopy(trunk), nn.ModuleDict(heads), False, bench.multi_input, torch.device("cpu")
+            )
             self.init_param()
 
         def zero_grad_share_params(self) -> None:  # torch 2's zero_grad sets None (see mtl_vs_libmtl)
@@ -298,8 +338,9 @@ def run_libmtl(bench: Bench, method: str, seed: int, tasks: list[str],
     crit = bench.criterion()
     generator = torch.Generator().manual_seed(seed)
     if bench.multi_input:
-        loaders = {t: DataLoader(bench.train[t], batch_size=bench.batch_size, shuffle=True, generator=generator)
-                   for t in tasks}
+        loaders = {
+            t: DataLoader(bench.train[t], batch_size=bench.batch_size, shuffle=True, generator=generator) for t in tasks
+        }
         steps = min(len(dl) for dl in loaders.values())
     else:
         ds = bench.train["all"]
@@ -354,8 +395,9 @@ def load_results(path: Path) -> dict[tuple, dict]:
     return done
 
 
-def jobs_for(bench: Bench, methods: list[str], seeds: list[int], with_libmtl: bool,
-             libmtl: str = "libmtl") -> list[tuple[str, str, int]]:
+def jobs_for(
+    bench: Bench, methods: list[str], seeds: list[int], with_libmtl: bool, libmtl: str = "libmtl"
+) -> list[tuple[str, str, int]]:
     jobs = []
     for seed in seeds:
         jobs += [("stl", t, seed) for t in bench.tasks]
@@ -378,10 +420,18 @@ def run_job(bench: Bench, lib: str, method: str, seed: int) -> dict[str, float]:
     return run_libmtl(bench, method, seed, bench.tasks)
 
 
-def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seeds: list[int], scale: float,
-              with_libmtl: bool, libmtl: str = "libmtl") -> list[str]:
+def summarize(
+    bench: Bench,
+    results: dict[tuple, dict],
+    methods: list[str],
+    seeds: list[int],
+    scale: float,
+    with_libmtl: bool,
+    libmtl: str = "libmtl",
+) -> list[str]:
     """The Markdown table: per-task metric (mean over seeds) and Delta_m% mean +- std per library
     (``libmtl``: the second column, one of :data:`AGAINST`)."""
+
     def get(lib: str, method: str, seed: int) -> dict[str, float] | None:
         r = results.get((bench.name, lib, method, seed, scale))
         return r["metrics"] if r else None
@@ -392,9 +442,11 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
         m, base = get(lib, method, s), baselines[s]
         if not m or any(v is None for v in base.values()):
             return None
-        return delta_m({t: {bench.metric: m[t]} for t in bench.tasks},
-                       {t: {bench.metric: base[t]} for t in bench.tasks},
-                       lambda task, metric: bench.higher_is_better)
+        return delta_m(
+            {t: {bench.metric: m[t]} for t in bench.tasks},
+            {t: {bench.metric: base[t]} for t in bench.tasks},
+            lambda task, metric: bench.higher_is_better,
+        )
 
     def dm(lib: str, method: str) -> tuple[list[float], dict[str, list[float]]]:
         deltas, per_task = [], {t: [] for t in bench.tasks}
@@ -417,7 +469,7 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
         if len(values) == 1:
             return f"{values[0]:+.{digits}f}" if digits == 2 else f"{values[0]:.{digits}f}"
         mean, std = statistics.mean(values), statistics.stdev(values)
-        return (f"{mean:+.2f} ± {std:.2f}" if digits == 2 else f"{mean:.{digits}f} ± {std:.{digits}f}")
+        return f"{mean:+.2f} ± {std:.2f}" if digits == 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
     unit = "acc %" if bench.metric == "acc" else "PSNR dB"
     head = "| method | " + " | ".join(f"{t} {unit} (m3l)" for t in bench.tasks)
@@ -425,8 +477,11 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
     head += f" | Delta_m% m3l | Delta_m% {theirs_name} | m3l − EW | {theirs_name} − EW | n seeds |"
     lines = [head, "|---|" + "---:|" * (len(bench.tasks) + 5)]
     stl = {t: [baselines[s][t] for s in seeds if baselines[s][t] is not None] for t in bench.tasks}
-    lines.append("| single-task | " + " | ".join(fmt(stl[t], 2 if False else 1) for t in bench.tasks)
-                 + f" | 0 | 0 | - | - | {min(len(v) for v in stl.values())} |")
+    lines.append(
+        "| single-task | "
+        + " | ".join(fmt(stl[t], 2 if False else 1) for t in bench.tasks)
+        + f" | 0 | 0 | - | - | {min(len(v) for v in stl.values())} |"
+    )
     for m in methods:
         deltas, per_task = dm("m3l", m)
         if METHODS[m][1] is None and libmtl != PERTURBED:
@@ -434,13 +489,18 @@ def summarize(bench: Bench, results: dict[tuple, dict], methods: list[str], seed
         elif not with_libmtl and libmtl != PERTURBED:
             theirs = theirs_ew = "not run"
         else:
-            errors = {r["error"] for s in seeds if (r := results.get((bench.name, libmtl, m, s, scale))) and "error" in r}
+            errors = {
+                r["error"] for s in seeds if (r := results.get((bench.name, libmtl, m, s, scale))) and "error" in r
+            }
             theirs = f"failed ({sorted(errors)[0][:60]})" if errors else fmt(dm(libmtl, m)[0])
             theirs_ew = "-" if errors or m == "EW" else fmt(over_ew(libmtl, m))
         ours_ew = "-" if m == "EW" else fmt(over_ew("m3l", m))
         label = "IMTL-G (LibMTL: IMTL hybrid)" if m == "IMTL-G" else m
-        lines.append(f"| {label} | " + " | ".join(fmt(per_task[t], 1) for t in bench.tasks)
-                     + f" | {fmt(deltas)} | {theirs} | {ours_ew} | {theirs_ew} | {len(deltas)} |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(fmt(per_task[t], 1) for t in bench.tasks)
+            + f" | {fmt(deltas)} | {theirs} | {ours_ew} | {theirs_ew} | {len(deltas)} |"
+        )
     return lines
 
 
@@ -449,26 +509,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", nargs="+", default=list(BENCHES), choices=list(BENCHES))
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
-    parser.add_argument("--scale", type=float, default=None,
-                        help="training set size as a fraction of 60k pairs (Multi-Fashion) and of 5120 "
-                        "patches per task (all-in-one); default 0.1, --quick: 0.03")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="training set size as a fraction of 60k pairs (Multi-Fashion) and of 5120 "
+        "patches per task (all-in-one); default 0.1, --quick: 0.03",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of every run (default 3)")
     parser.add_argument("--quick", action="store_true", help="one seed, EW/PCGrad/UPGrad, 3%% of the data")
     parser.add_argument("--no-libmtl", action="store_true", help="m3l only, even when LibMTL is installed")
-    parser.add_argument("--against", choices=list(AGAINST), default="libmtl",
-                        help="the second column: LibMTL with its own seeded loaders (default); "
-                        f"{SAME_BATCHES}: LibMTL fed the batches m3l's loaders yield (recorded from an EW "
-                        f"fit of the same seed), the update rule without the data order; {PERTURBED}: m3l "
-                        f"from initial weights perturbed by {PERTURBATION:g} (relative), the spread that "
-                        "float rounding alone causes")
+    parser.add_argument(
+        "--against",
+        choices=list(AGAINST),
+        default="libmtl",
+        help="the second column: LibMTL with its own seeded loaders (default); "
+        f"{SAME_BATCHES}: LibMTL fed the batches m3l's loaders yield (recorded from an EW "
+        f"fit of the same seed), the update rule without the data order; {PERTURBED}: m3l "
+        f"from initial weights perturbed by {PERTURBATION:g} (relative), the spread that "
+        "float rounding alone causes",
+    )
     parser.add_argument("--results", type=Path, default=None, help="JSON-lines file (resumed if present)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: these models are small, and on a busy machine "
-                        "more threads wait for each other; results change slightly with the count)")
-    parser.add_argument("--table-only", action="store_true",
-                        help="print the tables from the results file(s) without training anything")
-    parser.add_argument("--merge", type=Path, nargs="*", default=[],
-                        help="more results files to read (e.g. from runs of other seeds)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: these models are small, and on a busy machine "
+        "more threads wait for each other; results change slightly with the count)",
+    )
+    parser.add_argument(
+        "--table-only", action="store_true", help="print the tables from the results file(s) without training anything"
+    )
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", default=[], help="more results files to read (e.g. from runs of other seeds)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -485,10 +559,15 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.merge:
         results.update(load_results(path))
     results.update(load_results(results_path))
-    print(f"# multi-task quality, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads (busy shared machine); results: {results_path}", flush=True)
+    print(
+        f"# multi-task quality, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads (busy shared machine); results: {results_path}",
+        flush=True,
+    )
     benches = [BENCHES[name](scale, args.epochs) for name in args.bench]
-    for seed in [] if args.table_only else seeds:  # seed-major, so an interrupted run has whole seeds of every benchmark
+    for seed in (
+        [] if args.table_only else seeds
+    ):  # seed-major, so an interrupted run has whole seeds of every benchmark
         for bench in benches:
             for lib, method, _ in jobs_for(bench, methods, [seed], with_libmtl, libmtl):
                 key = (bench.name, lib, method, seed, scale)
@@ -502,17 +581,27 @@ def main(argv: list[str] | None = None) -> int:
                     if not lib.startswith("libmtl"):
                         raise
                     metrics, error = {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
-                record = {"bench": bench.name, "lib": lib, "method": method, "seed": seed, "scale": scale,
-                          "metrics": metrics, "seconds": round(time.perf_counter() - start, 1),
-                          "date": str(datetime.date.today())}
+                record = {
+                    "bench": bench.name,
+                    "lib": lib,
+                    "method": method,
+                    "seed": seed,
+                    "scale": scale,
+                    "metrics": metrics,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "date": str(datetime.date.today()),
+                }
                 if error:
                     record["error"] = error
                 results[key] = record
                 with results_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
-                print(f"  {bench.name} {lib:6s} {method:12s} seed {seed}: "
-                      + (error or ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-                      + f" ({record['seconds']} s)", flush=True)
+                print(
+                    f"  {bench.name} {lib:6s} {method:12s} seed {seed}: "
+                    + (error or ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+                    + f" ({record['seconds']} s)",
+                    flush=True,
+                )
     for bench in benches:
         print(f"\n## {bench.name}: {bench.budget}; seeds {seeds}\n")
         print("\n".join(summarize(bench, results, methods, seeds, scale, with_libmtl, libmtl)), flush=True)

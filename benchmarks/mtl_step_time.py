@@ -69,9 +69,17 @@ def measure(num_tasks: int, make: Callable[[], mtl.Schedule], steps: int, data: 
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
-            max_epochs=1, limit_train_batches=steps, limit_val_batches=0, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            callbacks=[timer], default_root_dir=root, devices=1, num_sanity_val_steps=0,
+            max_epochs=1,
+            limit_train_batches=steps,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+            default_root_dir=root,
+            devices=1,
+            num_sanity_val_steps=0,
         )
         trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
     return statistics.median(timer.times[3:])  # drop warm-up steps
@@ -92,8 +100,10 @@ def main() -> None:
             base = t if name == "Joint+EW" else base
             rows.append((n, name, t * 1e3, t / base))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    lines = [f"median step time, {args.steps} steps, batch 32/task, device {device}",
-             f"{'tasks':>5}  {'algorithm':<18} {'ms/step':>9} {'x EW':>6}"]
+    lines = [
+        f"median step time, {args.steps} steps, batch 32/task, device {device}",
+        f"{'tasks':>5}  {'algorithm':<18} {'ms/step':>9} {'x EW':>6}",
+    ]
     lines += [f"{n:>5}  {name:<18} {ms:>9.2f} {ratio:>6.2f}" for n, name, ms, ratio in rows]
     print("\n".join(lines))  # noqa: T201 - a benchmark prints its table
 

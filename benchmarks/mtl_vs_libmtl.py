@@ -107,9 +107,13 @@ METHODS: dict[str, tuple[Any, str, dict, bool, bool]] = {
     "IMTL (m3l: IMTL-G)": (A.IMTLG, "IMTL", {}, False, False),
     "GradVac": (lambda: A.GradVac(beta=0.5), "GradVac", {"beta": 0.5}, False, False),
     "GradDrop, both on the representation (one input)": (
-        lambda: A.GradDrop(wrt="representation"), "GradDrop", {"leak": 0.0}, True, True),
-    "GradDrop, m3l parameters / LibMTL representation (one input)": (
-        A.GradDrop, "GradDrop", {"leak": 0.0}, True, True),
+        lambda: A.GradDrop(wrt="representation"),
+        "GradDrop",
+        {"leak": 0.0},
+        True,
+        True,
+    ),
+    "GradDrop, m3l parameters / LibMTL representation (one input)": (A.GradDrop, "GradDrop", {"leak": 0.0}, True, True),
 }
 
 
@@ -154,21 +158,43 @@ def m3l_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[floa
     torch.manual_seed(0)
     if one_input:
         heads = {f"t{i}": Classifier(in_features=TRUNK[1]) for i in range(num_tasks)}
-        tasks = [mtl.MultiHeadTask("all", heads, {n: nn.CrossEntropyLoss() for n in heads},
-                                   train=ManyHeads(data["both"], num_tasks), batch_size=32)]
+        tasks = [
+            mtl.MultiHeadTask(
+                "all",
+                heads,
+                {n: nn.CrossEntropyLoss() for n in heads},
+                train=ManyHeads(data["both"], num_tasks),
+                batch_size=32,
+            )
+        ]
     else:
-        tasks = [mtl.Task(f"t{i}", Classifier(in_features=TRUNK[1]), nn.CrossEntropyLoss(), train=data[i % 2],
-                          batch_size=32) for i in range(num_tasks)]
-    optimizer = None if OPTIMIZER == "defaults" else functools.partial(
-        torch.optim.Adam, lr=1e-3, fused=OPTIMIZER == "same-fused")
-    module = mtl.MultiTaskModule(TRUNK[0](), tasks, algorithm=mtl.Joint(make()), optimizer=optimizer,
-                                 finite_check_every_n_steps=10_000)
+        tasks = [
+            mtl.Task(f"t{i}", Classifier(in_features=TRUNK[1]), nn.CrossEntropyLoss(), train=data[i % 2], batch_size=32)
+            for i in range(num_tasks)
+        ]
+    optimizer = (
+        None
+        if OPTIMIZER == "defaults"
+        else functools.partial(torch.optim.Adam, lr=1e-3, fused=OPTIMIZER == "same-fused")
+    )
+    module = mtl.MultiTaskModule(
+        TRUNK[0](), tasks, algorithm=mtl.Joint(make()), optimizer=optimizer, finite_check_every_n_steps=10_000
+    )
     timer = TimeBoth()
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
-            max_epochs=1, limit_train_batches=steps + WARMUP, limit_val_batches=0, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            callbacks=[timer], default_root_dir=root, devices=1, num_sanity_val_steps=0, accelerator="cpu",
+            max_epochs=1,
+            limit_train_batches=steps + WARMUP,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+            default_root_dir=root,
+            devices=1,
+            num_sanity_val_steps=0,
+            accelerator="cpu",
         )
         trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
     return statistics.median(timer.wall[WARMUP:]), statistics.median(timer.cpu[WARMUP:])
@@ -226,10 +252,11 @@ def compare(num_tasks: int, method: str, steps: int, rounds: int, data: dict) ->
     """Interleaved rounds; medians of per-round ratios (m3l / LibMTL) for wall and CPU time."""
     ours, theirs, errors = [], [], []
     for r in range(rounds):
-        for lib in (("m3l", "libmtl") if r % 2 == 0 else ("libmtl", "m3l")):
+        for lib in ("m3l", "libmtl") if r % 2 == 0 else ("libmtl", "m3l"):
             try:
                 (ours if lib == "m3l" else theirs).append(
-                    (m3l_times if lib == "m3l" else libmtl_times)(num_tasks, method, steps, data))
+                    (m3l_times if lib == "m3l" else libmtl_times)(num_tasks, method, steps, data)
+                )
             except Exception as exc:  # noqa: BLE001 - reported under the table
                 errors.append(f"{lib}: {type(exc).__name__}: {exc}".splitlines()[0])
                 break
@@ -277,7 +304,10 @@ def breakdown(num_tasks: int, method: str, steps: int, rounds: int, data: dict) 
         (module_cls, "_task_losses"): "forward (backbone, heads; m3l: with the losses)",
         (module_cls, "manual_backward"): "backward",
         (sys.modules[f"LibMTL.weighting.{METHODS[method][1]}"].__dict__[METHODS[method][1]], "backward"): "backward",
-        (libmtl.architecture.abstract_arch.AbsArchitecture, "forward"): "forward (backbone, heads; m3l: with the losses)",
+        (
+            libmtl.architecture.abstract_arch.AbsArchitecture,
+            "forward",
+        ): "forward (backbone, heads; m3l: with the losses)",
         (lightning_optimizer.LightningOptimizer, "step"): "m3l: Lightning's optimizer step (Adam inside)",
         (torch.optim.Adam, "step"): "Adam.step",
         (torch.optim.Optimizer, "zero_grad"): "zero_grad",
@@ -290,7 +320,7 @@ def breakdown(num_tasks: int, method: str, steps: int, rounds: int, data: dict) 
     per_lib: dict[str, list[dict[str, float]]] = {"m3l": [], "libmtl": []}
     try:
         for r in range(rounds):
-            for lib in (("m3l", "libmtl") if r % 2 == 0 else ("libmtl", "m3l")):
+            for lib in ("m3l", "libmtl") if r % 2 == 0 else ("libmtl", "m3l"):
                 totals.clear()
                 _, cpu = (m3l_times if lib == "m3l" else libmtl_times)(num_tasks, method, steps, data)
                 n = steps + WARMUP
@@ -299,10 +329,13 @@ def breakdown(num_tasks: int, method: str, steps: int, rounds: int, data: dict) 
         for owner, name, original in reversed(originals):
             setattr(owner, name, original)
     names = ["step (median)", *dict.fromkeys(parts.values())]
-    lines = [f"where {method}'s step time goes at T={num_tasks}, CPU ms per step (thread time; median over "
-             f"{rounds} interleaved rounds of {steps} steps; parts: mean over a round's steps; "
-             f"optimizer: {OPTIMIZER})",
-             "| part | m3l | LibMTL |", "|---|---:|---:|"]
+    lines = [
+        f"where {method}'s step time goes at T={num_tasks}, CPU ms per step (thread time; median over "
+        f"{rounds} interleaved rounds of {steps} steps; parts: mean over a round's steps; "
+        f"optimizer: {OPTIMIZER})",
+        "| part | m3l | LibMTL |",
+        "|---|---:|---:|",
+    ]
     for part in names:
         cells = []
         for lib in ("m3l", "libmtl"):
@@ -336,17 +369,32 @@ def _status_mb(key: str) -> float:
 
 
 def rss_table(num_tasks: int, steps: int) -> list[str]:
-    lines = [f"peak RSS at T={num_tasks}, MB (a fresh process each; both import torch, Lightning, m3l and "
-             "LibMTL and load the data; then the peak is reset; 'training' = peak minus the RSS before the "
-             "first step)",
-             "| method | m3l peak | m3l training | LibMTL peak | LibMTL training |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"peak RSS at T={num_tasks}, MB (a fresh process each; both import torch, Lightning, m3l and "
+        "LibMTL and load the data; then the peak is reset; 'training' = peak minus the RSS before the "
+        "first step)",
+        "| method | m3l peak | m3l training | LibMTL peak | LibMTL training |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for method in METHODS:
         cells = []
         for lib in ("m3l", "libmtl"):
             proc = subprocess.run(
-                [sys.executable, __file__, "--rss-child", lib, method, str(num_tasks), str(steps),
-                 "--optimizer", OPTIMIZER, *(["--tiny"] if TRUNK[0] is TinyTrunk else [])],
-                capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                [
+                    sys.executable,
+                    __file__,
+                    "--rss-child",
+                    lib,
+                    method,
+                    str(num_tasks),
+                    str(steps),
+                    "--optimizer",
+                    OPTIMIZER,
+                    *(["--tiny"] if TRUNK[0] is TinyTrunk else []),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
             try:
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -367,13 +415,21 @@ def main() -> None:
     parser.add_argument("--rss", action="store_true", help="also the peak-RSS table at the largest T")
     parser.add_argument("--rss-only", action="store_true", help="only the peak-RSS table")
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--breakdown", action="store_true",
-                        help="only where each library's step time goes (first method, smallest T)")
-    parser.add_argument("--optimizer", choices=["defaults", "same-loop", "same-fused"], default="defaults",
-                        help="defaults: each library's default Adam (m3l fused, LibMTL loop); same-*: both "
-                             "the loop or both the fused implementation")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a 40-parameter trunk: the step time is each library's per-step framework work")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="only where each library's step time goes (first method, smallest T)"
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=["defaults", "same-loop", "same-fused"],
+        default="defaults",
+        help="defaults: each library's default Adam (m3l fused, LibMTL loop); same-*: both "
+        "the loop or both the fused implementation",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a 40-parameter trunk: the step time is each library's per-step framework work",
+    )
     args = parser.parse_args()
     global OPTIMIZER, TRUNK
     OPTIMIZER = args.optimizer
@@ -395,12 +451,19 @@ def main() -> None:
         print("\n".join(breakdown(min(args.tasks), args.methods[0], args.steps, args.rounds, data)))
         return
     params = sum(p.numel() for p in TRUNK[0]().parameters())
-    print(f"# m3l / LibMTL 1.1.5, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), busy shared machine, optimizer: {args.optimizer}")
-    print(f"backbone {params / 1e6:.2f}M parameters ({TRUNK[0].__name__}), batch 32/task, {args.rounds} interleaved rounds x "
-          f"{args.steps} steps; ms = median step time; ratio = median over rounds of m3l/LibMTL (< 1: m3l faster)")
-    head = "| method | " + " | ".join(
-        f"T={t} m3l ms | T={t} LibMTL ms | T={t} ratio wall | T={t} ratio CPU" for t in args.tasks) + " |"
+    print(
+        f"# m3l / LibMTL 1.1.5, {datetime.date.today()}, {cpu_line()}, torch {torch.__version__}, "
+        f"{args.threads} thread(s), busy shared machine, optimizer: {args.optimizer}"
+    )
+    print(
+        f"backbone {params / 1e6:.2f}M parameters ({TRUNK[0].__name__}), batch 32/task, {args.rounds} interleaved rounds x "
+        f"{args.steps} steps; ms = median step time; ratio = median over rounds of m3l/LibMTL (< 1: m3l faster)"
+    )
+    head = (
+        "| method | "
+        + " | ".join(f"T={t} m3l ms | T={t} LibMTL ms | T={t} ratio wall | T={t} ratio CPU" for t in args.tasks)
+        + " |"
+    )
     print(head)
     print("|---|" + "---:|---:|---:|---:|" * len(args.tasks))
     notes: list[str] = []

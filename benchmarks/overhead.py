@@ -52,10 +52,19 @@ def m3l_run(steps: int, runs_dir: str) -> tuple[float, float]:
             self.end = time.perf_counter()
 
     os.environ["M3L_RUNS_DIR"] = runs_dir
-    exp = Experiment(compose("demo", [
-        *_overrides(steps), "trainer.max_epochs=1", f"+trainer.limit_train_batches={steps}",
-        "+trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
-    ]))
+    exp = Experiment(
+        compose(
+            "demo",
+            [
+                *_overrides(steps),
+                "trainer.max_epochs=1",
+                f"+trainer.limit_train_batches={steps}",
+                "+trainer.limit_val_batches=0",
+                "trainer.num_sanity_val_steps=0",
+                "trainer.enable_model_summary=false",
+            ],
+        )
+    )
     clock = Clock()
     trainer = exp.make_trainer(extra_callbacks=[clock])
     exp.data.setup("fit")
@@ -117,15 +126,23 @@ def main() -> None:
     help_times = [command_time(["-m", "m3l.run.train", "--help"]) for _ in range(5)]
     import_times = [command_time(["-c", "import lightning"]) for _ in range(5)]
 
-    print(f"\nTraining overhead: demo net (DnCNN 8x32), batch 16, 64x64 patches, {args.steps} steps, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} (runs alternate)")
-    print("| loop | whole run steps/s | steady steps/s (after {WARMUP}) | ratio whole | ratio steady |".replace("{WARMUP}", str(WARMUP)))
+    print(
+        f"\nTraining overhead: demo net (DnCNN 8x32), batch 16, 64x64 patches, {args.steps} steps, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats} (runs alternate)"
+    )
+    print(
+        "| loop | whole run steps/s | steady steps/s (after {WARMUP}) | ratio whole | ratio steady |".replace(
+            "{WARMUP}", str(WARMUP)
+        )
+    )
     print("|---|---:|---:|---:|---:|")
     hand_w, hand_s = (statistics.median(r[k] for r in hand_rates) for k in (0, 1))
     m3l_w, m3l_s = (statistics.median(r[k] for r in m3l_rates) for k in (0, 1))
     print(f"| hand-written PyTorch | {hand_w:.2f} | {hand_s:.2f} | 1.00 | 1.00 |")
-    print(f"| m3l (Lightning, callbacks, TensorBoard) | {m3l_w:.2f} | {m3l_s:.2f} | "
-          f"{m3l_w / hand_w:.3f} | {m3l_s / hand_s:.3f} |")
+    print(
+        f"| m3l (Lightning, callbacks, TensorBoard) | {m3l_w:.2f} | {m3l_s:.2f} | "
+        f"{m3l_w / hand_w:.3f} | {m3l_s / hand_s:.3f} |"
+    )
     print("whole run: Trainer setup, checkpoint and logger teardown included; steady: the steps only")
     h, i = statistics.median(help_times), statistics.median(import_times)
     print("\nStartup, median of 5")

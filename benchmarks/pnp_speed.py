@@ -40,8 +40,10 @@ def main() -> None:
     photo = Image.fromarray(skimage.data.astronaut()).resize((side, side), Image.BICUBIC)
     clean = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     mp = side * side / 1e6
-    print(f"# pnp_speed, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_line()}, torch {torch.__version__}, "
-          f"{args.threads} threads, {side}x{side} photo, median of {args.repeats}")
+    print(
+        f"# pnp_speed, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_line()}, torch {torch.__version__}, "
+        f"{args.threads} threads, {side}x{side} photo, median of {args.repeats}"
+    )
     blurred = apply_blur(clean, gaussian_kernel(21, 2.0))
     deblur = PlugAndPlay(Blur("gaussian:2.0:21"))
     deblur.load_pretrained()
@@ -54,13 +56,17 @@ def main() -> None:
         small = torch.nn.functional.interpolate(clean, scale_factor=0.5, mode="bicubic", antialias=True)
         sr = PlugAndPlay(Downsample(2), iterations=16, ensemble_last=True)
         sr.net = deblur.net  # the same loaded priors
-        rows.append(("pnp_sr x2 (16 iterations, last pass x8)", median_seconds(lambda: sr.restore(small), args.repeats), 23))
+        rows.append(
+            ("pnp_sr x2 (16 iterations, last pass x8)", median_seconds(lambda: sr.restore(small), args.repeats), 23)
+        )
         buffer = io.BytesIO()
         photo.save(buffer, "JPEG", quality=20)
         pixels, meta = jpeg_net_inputs(read_jpeg_coefficients(buffer.getvalue()), 3)
         jpeg = PlugAndPlay(JPEGConstraint(), iterations=1)
         jpeg.net = deblur.net
-        rows.append(("pnp_jpeg (1 pass + projection)", median_seconds(lambda: jpeg.solve(pixels[None], meta), args.repeats), 1))
+        rows.append(
+            ("pnp_jpeg (1 pass + projection)", median_seconds(lambda: jpeg.solve(pixels[None], meta), args.repeats), 1)
+        )
     print("\n| what | s/MP | / one prior pass | prior passes |")
     print("|---|---:|---:|---:|")
     for name, seconds, passes in rows:

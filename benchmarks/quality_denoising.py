@@ -69,11 +69,19 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def train(out: Path, train_dir: Path, val_dir: Path, minutes: float, extra: list[str]) -> Path:
     runs = out / "runs"
     cmd = [
-        sys.executable, "-m", "m3l.run.train", f"model={MODEL}",
-        f"data.train_dir={train_dir}", f"data.val_dir={val_dir}", f"data.test_dir={val_dir}",
-        "data.patches_per_image=128", "data.num_workers=1",
-        "trainer.max_epochs=100000", f"+trainer.max_time={{minutes: {minutes}}}",
-        f"paths.runs_dir={runs}", *extra,
+        sys.executable,
+        "-m",
+        "m3l.run.train",
+        f"model={MODEL}",
+        f"data.train_dir={train_dir}",
+        f"data.val_dir={val_dir}",
+        f"data.test_dir={val_dir}",
+        "data.patches_per_image=128",
+        "data.num_workers=1",
+        "trainer.max_epochs=100000",
+        f"+trainer.max_time={{minutes: {minutes}}}",
+        f"paths.runs_dir={runs}",
+        *extra,
     ]
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
@@ -120,8 +128,15 @@ def evaluate(module, tests: list[Path], sigmas: list[int], bm3d_too: bool) -> li
                 den = np.clip(bm3d.bm3d_rgb(noisy, sigma / 255.0), 0, 1)
                 bm3d_s.append(time.perf_counter() - start)
                 bm3d_p.append(psnr(den, clean))
-        rows.append((sigma, np.mean(noisy_p), np.mean(net_p), np.mean(bm3d_p) if bm3d_p else None,
-                     statistics.median(bm3d_s) if bm3d_s else None))
+        rows.append(
+            (
+                sigma,
+                np.mean(noisy_p),
+                np.mean(net_p),
+                np.mean(bm3d_p) if bm3d_p else None,
+                statistics.median(bm3d_s) if bm3d_s else None,
+            )
+        )
         print(f"sigma {sigma}: done", flush=True)
     return rows
 
@@ -157,17 +172,21 @@ def main() -> None:
         _prepare(p, train_dir / f"{i:03d}.png", args.downscale, None)
     for i, p in enumerate(test_src[: args.val]):
         _prepare(p, val_dir / f"{i:03d}.png", args.test_downscale, None)
-    tests = [_prepare(p, test_dir / f"{i:03d}.png", args.test_downscale, args.crop)
-             for i, p in enumerate(test_src[args.val:])]
+    tests = [
+        _prepare(p, test_dir / f"{i:03d}.png", args.test_downscale, args.crop)
+        for i, p in enumerate(test_src[args.val :])
+    ]
 
     checkpoint = args.checkpoint or train(out, train_dir, val_dir, args.minutes, args.overrides)
     module = load_net(checkpoint, out / "runs", args.overrides)
     rows = evaluate(module, tests, args.sigmas, not args.no_bm3d)
 
     print()
-    print(f"# {MODEL}: {args.minutes:g} min of CPU training ({os.cpu_count()} cores),"
-          f" {len(train_src)} training photos (1/{args.downscale} size), "
-          f"{len(tests)} test crops {args.crop}x{args.crop} (1/{args.test_downscale} size)")
+    print(
+        f"# {MODEL}: {args.minutes:g} min of CPU training ({os.cpu_count()} cores),"
+        f" {len(train_src)} training photos (1/{args.downscale} size), "
+        f"{len(tests)} test crops {args.crop}x{args.crop} (1/{args.test_downscale} size)"
+    )
     print(f"# overrides: {' '.join(args.overrides) or '-'}; checkpoint: {checkpoint}")
     print("| sigma | noisy PSNR | m3l PSNR | BM3D PSNR | m3l - noisy | m3l - BM3D | BM3D s/img |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

@@ -45,8 +45,12 @@ QUALITIES = [10, 20, 30, 40]
 MODELS = {1: ["ffdnet_jpeg_gray", "qgac"], 3: ["ffdnet_jpeg_color", "qgac"]}
 # QGAC paper (Ehrlich et al., ECCV 2020), colour LIVE-1, PSNR / PSNR-B of JPEG and QGAC, as
 # tabulated again by FBCNN (Jiang et al., ICCV 2021, Table 3): the anchor for our numbers.
-PAPER_LIVE1_COLOR = {10: (25.69, 24.20, 27.62, 27.43), 20: (28.06, 26.49, 29.88, 29.56),
-                     30: (29.37, 27.84, 31.17, 30.77), 40: (30.28, 28.84, 32.05, 31.61)}
+PAPER_LIVE1_COLOR = {
+    10: (25.69, 24.20, 27.62, 27.43),
+    20: (28.06, 26.49, 29.88, 29.56),
+    30: (29.37, 27.84, 31.17, 30.77),
+    40: (30.28, 28.84, 32.05, 31.61),
+}
 
 
 def tensor(image: np.ndarray) -> torch.Tensor:
@@ -81,8 +85,17 @@ def weights_of(model: str) -> str:
 def correct(model: str, inputs: Path, out: Path, runs: Path) -> float:
     """Run the real command; seconds per megapixel of its correction loop."""
     shutil.rmtree(out, ignore_errors=True)  # this benchmark's own scratch output
-    cmd = [sys.executable, "-m", "m3l.run.correct", f"model={model}", f"checkpoint={weights_of(model)}",
-           f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={runs}", "logger=none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "m3l.run.correct",
+        f"model={model}",
+        f"checkpoint={weights_of(model)}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        f"paths.runs_dir={runs}",
+        "logger=none",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
@@ -110,7 +123,9 @@ def seconds_per_mp(photo: Path, crop: int, repeats: int = 3) -> list[tuple[str, 
     out = []
     for name in ("ffdnet_jpeg_color", "qgac"):
         weights = weights_of(name)
-        module = hub.load(name, pretrained=weights == "pretrained", weights=None if weights == "pretrained" else weights).eval()
+        module = hub.load(
+            name, pretrained=weights == "pretrained", weights=None if weights == "pretrained" else weights
+        ).eval()
         conditions = {k: meta[k][None] for k in getattr(module.net, "conditions", ())}
         times = []
         with torch.no_grad():
@@ -136,17 +151,26 @@ def main() -> None:
         sys.exit(f"no photos in {args.photos / 'test'}: run benchmarks/zoo_photos.py --out {args.photos}")
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     if args.timing_only:
-        print(f"# s/MP in process, {time.strftime('%Y-%m-%d')}, {cpu_line()}, OMP_NUM_THREADS={threads}, torch "
-              f"{torch.__version__}, busy shared machine; one {args.crop}x{args.crop} JPEG (quality 20), median of 3")
+        print(
+            f"# s/MP in process, {time.strftime('%Y-%m-%d')}, {cpu_line()}, OMP_NUM_THREADS={threads}, torch "
+            f"{torch.__version__}, busy shared machine; one {args.crop}x{args.crop} JPEG (quality 20), median of 3"
+        )
         timings = seconds_per_mp(photos[0], args.crop)
         print("| model | s/MP | / ffdnet_jpeg_color |\n|---|---:|---:|")
         for name, value in timings:
             print(f"| {name} | {value:.2f} | {value / timings[0][1]:.2f} |")
         return
-    print(f"# QGAC vs pixel-domain JPEG models, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {cpu_line()}, "
-          f"OMP_NUM_THREADS={threads}, torch {torch.__version__} (busy shared machine: s/MP are indicative)")
-    print(f"# {len(photos)} held-out photos ({args.photos / 'test'}), centre crops {args.crop}x{args.crop}, real JPEG files")
-    print("| image | quality | method | PSNR | PSNR-B | PSNR - JPEG | s/MP |\n|---|---:|---|---:|---:|---:|---:|", flush=True)
+    print(
+        f"# QGAC vs pixel-domain JPEG models, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {cpu_line()}, "
+        f"OMP_NUM_THREADS={threads}, torch {torch.__version__} (busy shared machine: s/MP are indicative)"
+    )
+    print(
+        f"# {len(photos)} held-out photos ({args.photos / 'test'}), centre crops {args.crop}x{args.crop}, real JPEG files"
+    )
+    print(
+        "| image | quality | method | PSNR | PSNR-B | PSNR - JPEG | s/MP |\n|---|---:|---|---:|---:|---:|---:|",
+        flush=True,
+    )
     rows = []
     for channels in args.channels:
         kind = "color" if channels == 3 else "gray"
@@ -160,20 +184,44 @@ def main() -> None:
             for model in MODELS[channels]:
                 out = args.work / kind / str(quality) / model
                 s_per_mp = correct(model, inputs, out, args.work / "runs")
-                scores = [measure(np.asarray(Image.open(out / f"{n}.png").convert(mode)), im) for n, im in clean.items()]
+                scores = [
+                    measure(np.asarray(Image.open(out / f"{n}.png").convert(mode)), im) for n, im in clean.items()
+                ]
                 results.append((model, tuple(float(v) for v in np.mean(scores, axis=0)), s_per_mp))
             for method, (p, pb), s_per_mp in results:
-                row = {"image": kind, "quality": quality, "method": method, "psnr": p, "psnrb": pb,
-                       "gain": p - base[0], "s_per_mp": s_per_mp}
+                row = {
+                    "image": kind,
+                    "quality": quality,
+                    "method": method,
+                    "psnr": p,
+                    "psnrb": pb,
+                    "gain": p - base[0],
+                    "s_per_mp": s_per_mp,
+                }
                 rows.append(row)
                 rate = "-" if np.isnan(s_per_mp) else f"{s_per_mp:.2f}"  # short runs print no rate
-                print(f"| {kind} | {quality} | {method} | {p:.2f} | {pb:.2f} | {p - base[0]:+.2f} | {rate} |", flush=True)
-    print("\n# the paper, colour LIVE-1 (29 images, not these photos): quality | JPEG PSNR / PSNR-B | QGAC PSNR / PSNR-B | gain")
+                print(
+                    f"| {kind} | {quality} | {method} | {p:.2f} | {pb:.2f} | {p - base[0]:+.2f} | {rate} |", flush=True
+                )
+    print(
+        "\n# the paper, colour LIVE-1 (29 images, not these photos): quality | JPEG PSNR / PSNR-B | QGAC PSNR / PSNR-B | gain"
+    )
     for q, (jp, jb, qp, qb) in PAPER_LIVE1_COLOR.items():
         print(f"# {q} | {jp:.2f} / {jb:.2f} | {qp:.2f} / {qb:.2f} | {qp - jp:+.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": cpu_line(), "threads": threads,
-                                         "photos": len(photos), "crop": args.crop, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "machine": cpu_line(),
+                    "threads": threads,
+                    "photos": len(photos),
+                    "crop": args.crop,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -58,12 +58,14 @@ TASKS = {
 }
 # task, channels -> models with `checkpoint=pretrained`: (model, variant, levels or None for all)
 MODELS = {
-    ("noise", 3): [("ffdnet_color", "true sigma", None), ("ffdnet_color", "estimated sigma", None),
-                   ("ffdnet_color_blind", "blind", None)],
+    ("noise", 3): [
+        ("ffdnet_color", "true sigma", None),
+        ("ffdnet_color", "estimated sigma", None),
+        ("ffdnet_color_blind", "blind", None),
+    ],
     ("noise", 1): [("ffdnet_gray", "true sigma", None), ("ffdnet_gray", "estimated sigma", None)],
     ("jpeg", 1): [("ffdnet_jpeg_gray", "blind", [10, 20, 30, 40]), ("pnp_jpeg", "file tables", None)],
-    ("jpeg", 3): [("ffdnet_jpeg_color", "blind", [10, 20, 30, 40]),
-                  ("pnp_jpeg", "file tables", None)],
+    ("jpeg", 3): [("ffdnet_jpeg_color", "blind", [10, 20, 30, 40]), ("pnp_jpeg", "file tables", None)],
     ("blur", 3): [("nafnet_small_deblur", "blind", None), ("pnp_deblur", "known kernel", None)],
     ("sr", 3): [("pnp_sr", "known scale", None)],
 }
@@ -96,7 +98,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def blur_kernel(name: str) -> torch.Tensor:
     if name.startswith("gaussian"):
-        return D.gaussian_kernel(21, float(name[len("gaussian"):]))
+        return D.gaussian_kernel(21, float(name[len("gaussian") :]))
     return D.motion_kernel(21, torch.Generator().manual_seed(MOTION_SEED))
 
 
@@ -119,7 +121,9 @@ def degrade(task: str, level, image: np.ndarray, generator: torch.Generator, fol
     Image.fromarray(to_uint8(degraded)).save(folder / f"{stem}.png")
 
 
-def degrade_folder(photos: list[Path], folder: Path, channels: int, crop: int, task: str, level) -> dict[str, np.ndarray]:
+def degrade_folder(
+    photos: list[Path], folder: Path, channels: int, crop: int, task: str, level
+) -> dict[str, np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
     if task == "blur":
         np.save(folder.parent / "kernel.npy", blur_kernel(level).double().numpy())
@@ -145,7 +149,11 @@ def overrides(model: str, variant: str, task: str, level, inputs: Path) -> tuple
     if variant == "true sigma":
         return [f"net.predict_conditions.sigma={level / 255}"], inputs
     if model == "pnp_deblur":
-        kernel = f"gaussian:{level[len('gaussian'):]}:21" if level.startswith("gaussian") else str(inputs.parent / "kernel.npy")
+        kernel = (
+            f"gaussian:{level[len('gaussian') :]}:21"
+            if level.startswith("gaussian")
+            else str(inputs.parent / "kernel.npy")
+        )
         return [f"pnp.kernel={kernel}"], inputs
     if model == "pnp_sr":
         return [f"pnp.scale={level}"], inputs
@@ -161,7 +169,10 @@ def classical(name: str, degraded: np.ndarray, kernel: np.ndarray) -> np.ndarray
     # both assume what lies beyond the borders (Wiener: periodic, Richardson-Lucy: zeros): give
     # them the photo reflected, as it was blurred, and crop back
     pad = 2 * kernel.shape[0]
-    planes = [np.pad(image[..., c] if image.ndim == 3 else image, pad, mode="reflect") for c in range(image.shape[-1] if image.ndim == 3 else 1)]
+    planes = [
+        np.pad(image[..., c] if image.ndim == 3 else image, pad, mode="reflect")
+        for c in range(image.shape[-1] if image.ndim == 3 else 1)
+    ]
     if name.startswith("Wiener"):
         # balance 0.005: about the noise-to-signal power ratio of noise 1/255 on photos (not tuned)
         out = [restoration.wiener(p, kernel, balance=0.005) for p in planes]
@@ -175,8 +186,18 @@ def classical(name: str, degraded: np.ndarray, kernel: np.ndarray) -> np.ndarray
 def correct(model: str, inputs: Path, out: Path, runs: Path, extra: list[str]) -> float:
     """Run the real command; return seconds per megapixel (of the output) of its correction loop."""
     shutil.rmtree(out, ignore_errors=True)  # the benchmark's own scratch output of an earlier run
-    cmd = [sys.executable, "-m", "m3l.run.correct", f"model={model}", "checkpoint=pretrained",
-           f"data.correct_dir={inputs}", f"serializer.root_dir={out}", f"paths.runs_dir={runs}", "logger=none", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "m3l.run.correct",
+        f"model={model}",
+        "checkpoint=pretrained",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        f"paths.runs_dir={runs}",
+        "logger=none",
+        *extra,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
@@ -216,9 +237,11 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in results["rows"]:
-        lines.append(f"| {r['task']} | {r['level']} | `{r['model']}` | {r['variant']} | {r['input']:.2f} | "
-                     f"**{r['output']:.2f}** | {r['baseline']} | {r['baseline_psnr']:.2f} | "
-                     f"{r['output'] - r['baseline_psnr']:+.2f} | {r['s_per_mp']:.1f} |")
+        lines.append(
+            f"| {r['task']} | {r['level']} | `{r['model']}` | {r['variant']} | {r['input']:.2f} | "
+            f"**{r['output']:.2f}** | {r['baseline']} | {r['baseline_psnr']:.2f} | "
+            f"{r['output'] - r['baseline_psnr']:+.2f} | {r['s_per_mp']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -237,7 +260,9 @@ def main() -> None:
     photos = sorted((args.photos / "test").glob("*.png"))
     if not photos:
         sys.exit(f"no photos in {args.photos / 'test'}: run benchmarks/zoo_photos.py --out {args.photos}")
-    print(f"# m3l model zoo, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {cpu_line()}, torch {torch.__version__}")
+    print(
+        f"# m3l model zoo, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {cpu_line()}, torch {torch.__version__}"
+    )
     print(f"# {len(photos)} held-out photos ({args.photos / 'test'}), centre crops {args.crop}x{args.crop}")
     rows = []
     cache_file = args.work / "baselines.json"
@@ -266,12 +291,23 @@ def main() -> None:
             base = cached[key]
 
             def emit(model: str, variant: str, got: float, s_per_mp: float) -> None:
-                row = {"task": f"{task} ({'color' if channels == 3 else 'gray'})", "level": level, "model": model,
-                       "variant": variant, "input": degraded_psnr, "output": got, "baseline": TASKS[task][3],
-                       "baseline_psnr": base, "s_per_mp": s_per_mp}
+                row = {
+                    "task": f"{task} ({'color' if channels == 3 else 'gray'})",
+                    "level": level,
+                    "model": model,
+                    "variant": variant,
+                    "input": degraded_psnr,
+                    "output": got,
+                    "baseline": TASKS[task][3],
+                    "baseline_psnr": base,
+                    "s_per_mp": s_per_mp,
+                }
                 rows.append(row)
-                print(f"| {row['task']} | {level} | {model} | {variant} | {degraded_psnr:.2f} | {got:.2f} | {row['baseline']} "
-                      f"| {base:.2f} | {got - base:+.2f} | {s_per_mp:.2f} |", flush=True)
+                print(
+                    f"| {row['task']} | {level} | {model} | {variant} | {degraded_psnr:.2f} | {got:.2f} | {row['baseline']} "
+                    f"| {base:.2f} | {got - base:+.2f} | {s_per_mp:.2f} |",
+                    flush=True,
+                )
 
             for name in CLASSICAL.get((task, channels), []) if not args.only else []:
                 kernel = np.load(inputs.parent / "kernel.npy")
@@ -279,7 +315,9 @@ def main() -> None:
                 outs = {n: classical(name, np.asarray(Image.open(inputs / n)), kernel) for n in clean}
                 seconds = time.perf_counter() - start
                 pixels = sum(im.shape[0] * im.shape[1] for im in clean.values()) / 1e6
-                emit("classical", name, float(np.mean([psnr(outs[n], im) for n, im in clean.items()])), seconds / pixels)
+                emit(
+                    "classical", name, float(np.mean([psnr(outs[n], im) for n, im in clean.items()])), seconds / pixels
+                )
             for model, variant in level_models:
                 out = args.work / f"{task}{channels}" / str(level) / f"{model}-{variant.replace(' ', '_')}"
                 extra, folder = overrides(model, variant, task, level, inputs)
@@ -291,8 +329,18 @@ def main() -> None:
         ident = lambda r: (r["task"], str(r["level"]), r["model"], r["variant"])  # noqa: E731
         mine = {ident(r) for r in rows}
         rows = [r for r in old if ident(r) not in mine] + rows
-        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": cpu_line(),
-                                         "photos": len(photos), "crop": args.crop, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "machine": cpu_line(),
+                    "photos": len(photos),
+                    "crop": args.crop,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -83,12 +83,21 @@ def run_child(mode: str, size: tuple[int, int], setting: tuple, limit_gb: float,
     as ru_maxrss). Memory of both modes is reached within the first tiles / layers and does
     not grow after, so a run cut short still gives the peak; the table says so.
     """
+
     def limit() -> None:
         cap = int(limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    cmd = [sys.executable, __file__, "--child", mode, "--size", f"{size[1]}x{size[0]}",
-           "--setting", json.dumps(list(setting))]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--size",
+        f"{size[1]}x{size[0]}",
+        "--setting",
+        json.dumps(list(setting)),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
     start, peak = time.perf_counter(), 0.0
     while proc.poll() is None:
@@ -138,19 +147,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--limit-gb", type=float, default=18.0)
     parser.add_argument("--skip-untiled-large", action="store_true")
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="stop each large run after this long (peak RSS is reached early)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop each large run after this long (peak RSS is reached early)",
+    )
     parser.add_argument("--only", choices=["rss", "throughput"], default=None)
     parser.add_argument("--child", choices=["tiled", "untiled"])
     parser.add_argument("--size")
-    parser.add_argument("--setting", default="[512, 32, 4, \"gaussian\"]")
+    parser.add_argument("--setting", default='[512, 32, 4, "gaussian"]')
     args = parser.parse_args()
     if args.child:
         child(args.child, *_size(args.size), json.loads(args.setting))
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(f"# tiling benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"# tiling benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     large = _size(args.large)
     if args.only != "throughput":
         _rss_table(args, large)
@@ -161,8 +176,10 @@ def main() -> None:
 def _rss_table(args: argparse.Namespace, large: tuple[int, int]) -> None:
     print(f"\n## peak RSS, DnCNN-17 RGB on {args.large} (each in its own process)\n")
     print("| mode | peak RSS (MB) | time (s) | ran to the end |\n|---|---:|---:|---|")
-    rows = [("tiled 512/32/b4/gaussian (default)", "tiled", (512, 32, 4, "gaussian")),
-            ("tiled 512/36/b1/none", "tiled", (512, 36, 1, "none"))]
+    rows = [
+        ("tiled 512/32/b4/gaussian (default)", "tiled", (512, 32, 4, "gaussian")),
+        ("tiled 512/36/b1/none", "tiled", (512, 36, 1, "none")),
+    ]
     if not args.skip_untiled_large:
         rows.append(("untiled", "untiled", ()))
     for label, mode, setting in rows:

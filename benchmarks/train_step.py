@@ -35,18 +35,33 @@ from machine import cpu_line
 NETS = [
     ("DnCNN-17 (gray, 40x40)", lambda: DnCNN(1, depth=17, features=64), 1, 40, nn.MSELoss()),
     ("DnCNN-17 (RGB, 64x64)", lambda: DnCNN(3, depth=17, features=64), 3, 64, nn.MSELoss()),
-    ("FFDNet blind 12x96, no BN (RGB, 64x64; zoo)",
-     lambda: FFDNet(3, noise_map=False, batch_norm=False), 3, 64, nn.MSELoss()),
-    ("FFDNet blind 15x64, no BN (gray, 64x64; zoo)",
-     lambda: FFDNet(1, noise_map=False, batch_norm=False), 1, 64, nn.MSELoss()),
-    ("NAFNet-small (RGB, 64x64)",
-     lambda: NAFNet(3, width=16, enc_blocks=(1, 1, 2), middle_blocks=2, dec_blocks=(1, 1, 1)),
-     3, 64, PSNRLoss()),
+    (
+        "FFDNet blind 12x96, no BN (RGB, 64x64; zoo)",
+        lambda: FFDNet(3, noise_map=False, batch_norm=False),
+        3,
+        64,
+        nn.MSELoss(),
+    ),
+    (
+        "FFDNet blind 15x64, no BN (gray, 64x64; zoo)",
+        lambda: FFDNet(1, noise_map=False, batch_norm=False),
+        1,
+        64,
+        nn.MSELoss(),
+    ),
+    (
+        "NAFNet-small (RGB, 64x64)",
+        lambda: NAFNet(3, width=16, enc_blocks=(1, 1, 2), middle_blocks=2, dec_blocks=(1, 1, 1)),
+        3,
+        64,
+        PSNRLoss(),
+    ),
 ]
 
 
-def step_times(factory, channels: int, patch: int, loss_fn: nn.Module, batch: int, steps: int,
-               warmup: int, bf16: bool) -> list[float]:
+def step_times(
+    factory, channels: int, patch: int, loss_fn: nn.Module, batch: int, steps: int, warmup: int, bf16: bool
+) -> list[float]:
     torch.manual_seed(0)
     net = factory().train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -72,11 +87,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
-    print(f"# train-step benchmark, {date.today()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+    print(
+        f"# train-step benchmark, {date.today()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}"
+    )
     print(f"# CPU: {cpu_line()}")
-    print("\n| net | fp32 patches/s | bf16 patches/s | bf16 / fp32 | bf16 / DnCNN-17 RGB fp32 |"
-          "\n|---|---:|---:|---:|---:|")
+    print(
+        "\n| net | fp32 patches/s | bf16 patches/s | bf16 / fp32 | bf16 / DnCNN-17 RGB fp32 |"
+        "\n|---|---:|---:|---:|---:|"
+    )
     baseline = None
     for name, factory, channels, patch, loss_fn in NETS:
         rates = {}
@@ -86,8 +105,10 @@ def main() -> None:
         if name.startswith("DnCNN-17 (RGB"):
             baseline = rates[False]
         versus = f"{rates[True] / baseline:.1f}" if baseline else "-"
-        print(f"| {name} | {rates[False]:.1f} | {rates[True]:.1f} | {rates[True] / rates[False]:.2f} | {versus} |",
-              flush=True)
+        print(
+            f"| {name} | {rates[False]:.1f} | {rates[True]:.1f} | {rates[True] / rates[False]:.2f} | {versus} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

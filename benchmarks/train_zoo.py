@@ -64,10 +64,21 @@ def command(name: str, photos: Path, runs: Path, stage1: Path | None = None) -> 
     steps = next(int(o.split("=")[1]) for o in extra if o.startswith("trainer.max_steps="))
     per_image = math.ceil((steps + 10) * batch / len(train))
     return [
-        sys.executable, "-m", "m3l.run.train", f"model={name.split('+')[0]}",
-        f"data.train_dir={photos / 'train'}", f"data.val_dir={photos / 'val'}", f"data.test_dir={photos / 'val'}",
-        f"data.patch_size={patch}", f"data.batch_size={batch}", f"data.patches_per_image={per_image}",
-        "data.val_patch_size=256", "trainer.val_check_interval=500", "logger=csv", f"paths.runs_dir={runs}", *extra,
+        sys.executable,
+        "-m",
+        "m3l.run.train",
+        f"model={name.split('+')[0]}",
+        f"data.train_dir={photos / 'train'}",
+        f"data.val_dir={photos / 'val'}",
+        f"data.test_dir={photos / 'val'}",
+        f"data.patch_size={patch}",
+        f"data.batch_size={batch}",
+        f"data.patches_per_image={per_image}",
+        "data.val_patch_size=256",
+        "trainer.val_check_interval=500",
+        "logger=csv",
+        f"paths.runs_dir={runs}",
+        *extra,
     ]
 
 
@@ -92,13 +103,20 @@ def main() -> None:
         if done.returncode:
             print(done.stderr[-3000:], file=sys.stderr)
             sys.exit(f"{name}: training failed (log: {args.runs / f'{name}.log'})")
-        run_dir = next(line.split(":", 1)[1].strip() for line in done.stdout.splitlines()[::-1]
-                       if line.startswith("Run directory:"))
+        run_dir = next(
+            line.split(":", 1)[1].strip()
+            for line in done.stdout.splitlines()[::-1]
+            if line.startswith("Run directory:")
+        )
         patch, batch, extra = RECIPES[name]
         steps = next(int(o.split("=")[1]) for o in extra if o.startswith("trainer.max_steps="))
         record = {
-            "command": "python -m m3l.run.train " + " ".join(cmd[3:]), "run_dir": run_dir,
-            "wall_s": round(wall, 1), "steps": steps, "patch": patch, "batch": batch,
+            "command": "python -m m3l.run.train " + " ".join(cmd[3:]),
+            "run_dir": run_dir,
+            "wall_s": round(wall, 1),
+            "steps": steps,
+            "patch": patch,
+            "batch": batch,
             "patches_per_s": round(steps * batch / wall, 1),
             "machine": f"{platform.machine()}, {cpu_line()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
             "date": time.strftime("%Y-%m-%d"),

@@ -32,42 +32,93 @@ from PIL import Image
 Image.MAX_IMAGE_PIXELS = None  # trusted system packages
 
 PACKAGES = (
-    "mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
-    "forensics-samples-files", "opencv-doc",
+    "mate-backgrounds",
+    "plasma-workspace-wallpapers",
+    "lomiri-wallpapers-16.04",
+    "lomiri-wallpapers-20.04",
+    "forensics-samples-files",
+    "opencv-doc",
 )
 
 BG = "usr/share/backgrounds"
 CV = "usr/share/doc/opencv-doc/examples"
 PIC = "usr/share/forensics-samples/original-files"
 TRAIN = [
-    *(f"{BG}/{n}.jpg" for n in (
-        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus",
-        "Picture_0B_by_freespace", "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede",
-        "aitzgorri_by_Aitzol_Berasategi", "friends_by_Aitzol_Berasategi", "life_by_Aitzol_Berasategi",
-        "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt",
-        "sunset_by_Aitzol_Berasategi", "free_by_Peter_Nerlich", "greentock_by_Peter_Nerlich",
-        "analogpattern_by_Peter_Nerlich",
-    )),
-    *(f"{BG}/mate/nature/{n}.jpg" for n in (
-        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops",
-        "Storm", "TwoWings", "Wood", "YellowFlower",
-    )),
-    f"{PIC}/pic1/IMG_20200827_231612.jpg", f"{PIC}/pic1/IMG_1054.JPG", f"{PIC}/pic1/IMG-20191006-WA0002.jpg",
-    f"{PIC}/pic2/IMG_20191224_234846.jpg", f"{PIC}/pic2/IMG_20200124_231153.jpg",
+    *(
+        f"{BG}/{n}.jpg"
+        for n in (
+            "Bridge_by_Sander_Klootwijk",
+            "Dragonfly_by_Bolly",
+            "Kleiber_by_Lukas_Baubkus",
+            "Picture_0B_by_freespace",
+            "Picture_1A_by_freespace",
+            "Wine_by_Jakkub_Mede",
+            "aitzgorri_by_Aitzol_Berasategi",
+            "friends_by_Aitzol_Berasategi",
+            "life_by_Aitzol_Berasategi",
+            "picosdeeuropa_by_Aitzol_Berasategi",
+            "seeding_by_Clements_Engelhardt",
+            "sunset_by_Aitzol_Berasategi",
+            "free_by_Peter_Nerlich",
+            "greentock_by_Peter_Nerlich",
+            "analogpattern_by_Peter_Nerlich",
+        )
+    ),
+    *(
+        f"{BG}/mate/nature/{n}.jpg"
+        for n in (
+            "Aqua",
+            "Blinds",
+            "Dune",
+            "FreshFlower",
+            "Garden",
+            "GreenMeadow",
+            "LadyBird",
+            "RainDrops",
+            "Storm",
+            "TwoWings",
+            "Wood",
+            "YellowFlower",
+        )
+    ),
+    f"{PIC}/pic1/IMG_20200827_231612.jpg",
+    f"{PIC}/pic1/IMG_1054.JPG",
+    f"{PIC}/pic1/IMG-20191006-WA0002.jpg",
+    f"{PIC}/pic2/IMG_20191224_234846.jpg",
+    f"{PIC}/pic2/IMG_20200124_231153.jpg",
     f"{PIC}/pic2/IMG_20200608_111614.jpg",
-    *(f"{CV}/data/{n}" for n in (
-        "aero1.jpg", "building.jpg", "board.jpg", "stuff.jpg", "leuvenA.jpg", "graf1.png", "aloeL.jpg",
-        "ela_original.jpg", "pca_test1.jpg",
-    )),
+    *(
+        f"{CV}/data/{n}"
+        for n in (
+            "aero1.jpg",
+            "building.jpg",
+            "board.jpg",
+            "stuff.jpg",
+            "leuvenA.jpg",
+            "graf1.png",
+            "aloeL.jpg",
+            "ela_original.jpg",
+            "pca_test1.jpg",
+        )
+    ),
     *(f"{CV}/text/scenetext0{i}.jpg" for i in (1, 4, 5, 6)),
 ]
 VAL = [f"{CV}/data/aero3.jpg", f"{CV}/data/leuvenB.jpg", f"{CV}/text/scenetext02.jpg"]
 TEST = [
-    f"usr/share/wallpapers/{n}/contents/images/{size}.jpg" for n, size in (
-        ("BytheWater", "2560x1600"), ("ColdRipple", "2560x1600"), ("ColorfulCups", "2560x1600"),
-        ("DarkestHour", "2560x1600"), ("EveningGlow", "2560x1600"), ("FallenLeaf", "2560x1600"),
-        ("Grey", "2560x1600"), ("Kite", "2560x1600"), ("OneStandsOut", "2560x1600"),
-        ("Path", "2560x1600"), ("summer_1am", "2560x1600"), ("Volna", "5120x2880"),
+    f"usr/share/wallpapers/{n}/contents/images/{size}.jpg"
+    for n, size in (
+        ("BytheWater", "2560x1600"),
+        ("ColdRipple", "2560x1600"),
+        ("ColorfulCups", "2560x1600"),
+        ("DarkestHour", "2560x1600"),
+        ("EveningGlow", "2560x1600"),
+        ("FallenLeaf", "2560x1600"),
+        ("Grey", "2560x1600"),
+        ("Kite", "2560x1600"),
+        ("OneStandsOut", "2560x1600"),
+        ("Path", "2560x1600"),
+        ("summer_1am", "2560x1600"),
+        ("Volna", "5120x2880"),
     )
 ]
 

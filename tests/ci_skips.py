@@ -21,13 +21,15 @@ import pytest
 CI = os.environ.get("M3L_CI") == "1"
 
 CI_MAY_SKIP = re.compile(
-    "|".join([
-        r"\bCUDA\b|\bGPUs?\b",  # CI has no GPU
-        r"this CPU has no \w+ units",  # the CI machine's processor decides
-        r"root writes into read-only folders",  # CI runs as root
-        r"random order: same distribution",  # by design, for some of the test's parameters
-        r"large net: built once",  # by design, for some of the test's parameters
-    ]),
+    "|".join(
+        [
+            r"\bCUDA\b|\bGPUs?\b",  # CI has no GPU
+            r"this CPU has no \w+ units",  # the CI machine's processor decides
+            r"root writes into read-only folders",  # CI runs as root
+            r"random order: same distribution",  # by design, for some of the test's parameters
+            r"large net: built once",  # by design, for some of the test's parameters
+        ]
+    ),
     re.IGNORECASE,
 )
 
@@ -38,13 +40,17 @@ def _reason(longrepr: object) -> str:
 
 
 def _must_run(report: pytest.TestReport | pytest.CollectReport) -> bool:
-    return CI and report.skipped and not hasattr(report, "wasxfail") and not CI_MAY_SKIP.search(_reason(report.longrepr))
+    return (
+        CI and report.skipped and not hasattr(report, "wasxfail") and not CI_MAY_SKIP.search(_reason(report.longrepr))
+    )
 
 
 def _failure(reason: str) -> str:
-    return (f"skipped under CI (M3L_CI=1), which must run every test: {reason}\n"
-            "Install what it needs in .ci/run, or add the reason to CI_MAY_SKIP in tests/ci_skips.py "
-            "if no CI machine can have it.")
+    return (
+        f"skipped under CI (M3L_CI=1), which must run every test: {reason}\n"
+        "Install what it needs in .ci/run, or add the reason to CI_MAY_SKIP in tests/ci_skips.py "
+        "if no CI machine can have it."
+    )
 
 
 _skipped_modules: list[tuple[str, str]] = []

@@ -29,13 +29,21 @@ OWN_CODE = REPO / "examples" / "own_code"
 # Variables of the user's environment that change where m3l (or torch, MLflow, W&B) reads and
 # writes: none of them may reach a test. Names ending in "_" are prefixes.
 USER_ENVIRONMENT = (
-    "M3L_", "MLFLOW_", "WANDB_", "TORCH_HOME", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",
-    "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "HYDRA_FULL_ERROR",
+    "M3L_",
+    "MLFLOW_",
+    "WANDB_",
+    "TORCH_HOME",
+    "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",
+    "TORCH_FORCE_WEIGHTS_ONLY_LOAD",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "HYDRA_FULL_ERROR",
 )
 
 
 def without_user_environment(environ: dict[str, str]) -> dict[str, str]:
     """``environ`` less every variable of :data:`USER_ENVIRONMENT`."""
+
     def owned_by_user(name: str) -> bool:
         return any(name.startswith(v) if v.endswith("_") else name == v for v in USER_ENVIRONMENT)
 
@@ -54,8 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     isolated = without_user_environment(dict(os.environ))
     isolated.update(
-        HOME=str(root / "home"), XDG_CONFIG_HOME=str(root / "home" / ".config"),
-        XDG_CACHE_HOME=str(root / "home" / ".cache"), M3L_RUNS_DIR=str(root / "runs"),
+        HOME=str(root / "home"),
+        XDG_CONFIG_HOME=str(root / "home" / ".config"),
+        XDG_CACHE_HOME=str(root / "home" / ".cache"),
+        M3L_RUNS_DIR=str(root / "runs"),
         WANDB_MODE="offline",
     )
     os.environ.clear()
@@ -92,7 +102,11 @@ def run_cli(verb: str, *args: str, cwd: Path, env: dict[str, str], timeout: floa
     """Run ``python -m m3l.run.<verb> args...`` and return the finished process."""
     return subprocess.run(
         [sys.executable, "-m", f"m3l.run.{verb}", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -133,7 +147,9 @@ def random_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int
     return path
 
 
-def write_huge_png(path: Path, width: int = 14000, height: int = 14000, bit_depth: int = 16, color_type: int = 2) -> Path:
+def write_huge_png(
+    path: Path, width: int = 14000, height: int = 14000, bit_depth: int = 16, color_type: int = 2
+) -> Path:
     """A real, valid PNG of ``width`` x ``height`` black pixels that is small on disk (about
     1.1 MB for 14000 x 14000 16-bit RGB): a decompression bomb, written row by row through a
     streaming zlib compressor so that the test never holds the decoded image."""
@@ -146,7 +162,12 @@ def write_huge_png(path: Path, width: int = 14000, height: int = 14000, bit_dept
     data = b"".join([*(compressor.compress(row) for _ in range(height)), compressor.flush()])
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)

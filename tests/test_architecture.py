@@ -153,18 +153,30 @@ def layer_index(layers: list[list[str]], path: Path) -> int | None:
 
 def upward_imports(graph: dict[str, set[str]], layers: list[list[str]], paths: dict[str, Path]) -> set[tuple[str, str]]:
     where = {name: layer_index(layers, path) for name, path in paths.items()}
-    return {(a, b) for a, targets in graph.items() for b in targets
-            if where[a] is not None and where[b] is not None and where[b] < where[a]}
+    return {
+        (a, b)
+        for a, targets in graph.items()
+        for b in targets
+        if where[a] is not None and where[b] is not None and where[b] < where[a]
+    }
 
 
 def test_the_layer_check_finds_an_upward_import():
     layers = layers_of_the_doc("## Layout\n\n1. `run/`, `top.py` — fronts\n2. `data/` — data\n3. `data/low.py` — low\n")
     assert layers == [["run/", "top.py"], ["data/"], ["data/low.py"]]
-    paths = {"m3l.run.a": Path("run/a.py"), "m3l.top": Path("top.py"), "m3l.data.x": Path("data/x.py"),
-             "m3l.data.low": Path("data/low.py")}
+    paths = {
+        "m3l.run.a": Path("run/a.py"),
+        "m3l.top": Path("top.py"),
+        "m3l.data.x": Path("data/x.py"),
+        "m3l.data.low": Path("data/low.py"),
+    }
     assert layer_index(layers, Path("data/low.py")) == 2 and layer_index(layers, Path("data/x.py")) == 1
-    graph = {"m3l.run.a": {"m3l.data.x"}, "m3l.top": {"m3l.run.a"}, "m3l.data.x": {"m3l.data.low"},
-             "m3l.data.low": {"m3l.data.x", "m3l.top"}}
+    graph = {
+        "m3l.run.a": {"m3l.data.x"},
+        "m3l.top": {"m3l.run.a"},
+        "m3l.data.x": {"m3l.data.low"},
+        "m3l.data.low": {"m3l.data.x", "m3l.top"},
+    }
     assert upward_imports(graph, layers, paths) == {("m3l.data.low", "m3l.data.x"), ("m3l.data.low", "m3l.top")}
 
 

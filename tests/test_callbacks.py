@@ -47,8 +47,14 @@ def _loader() -> DataLoader:
 def test_non_tty_gets_log_lines_without_carriage_returns(tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys):
     bar = progress_bar(log_interval_s=0)  # pytest captures stderr: not a terminal
     assert isinstance(bar, LogProgressBar)
-    trainer = pl.Trainer(max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False,
-                         default_root_dir=tmp_path, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        callbacks=[bar],
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        enable_model_summary=False,
+    )
     with caplog.at_level(logging.INFO, logger="m3l.callbacks"):
         trainer.fit(_Tiny(), _loader())
         trainer.predict(_Tiny(), _loader())
@@ -106,8 +112,15 @@ def test_log_lines_rate_is_training_time_and_eval_counts_files(
     clock = _Clock()
     monkeypatch.setattr(time, "monotonic", clock)
     bar = LogProgressBar(log_interval_s=0)
-    trainer = pl.Trainer(max_epochs=1, callbacks=[bar], logger=False, enable_checkpointing=False,
-                         default_root_dir=tmp_path, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[bar],
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     one_by_one = DataLoader(TensorDataset(torch.randn(6, 4)), batch_size=1)
     with caplog.at_level(logging.INFO, logger="m3l.callbacks"):
         trainer.fit(_SlowValidation(clock), _loader(), DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=1))
@@ -134,8 +147,14 @@ def test_terminal_bar_counts_files_for_test_and_correct(tmp_path: Path, capsys):
 
 
 def test_model_summary_is_one_line_without_zero_flops(tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    trainer = pl.Trainer(max_steps=1, callbacks=[CompactModelSummary()], logger=False, enable_checkpointing=False,
-                         default_root_dir=tmp_path, enable_progress_bar=False)
+    trainer = pl.Trainer(
+        max_steps=1,
+        callbacks=[CompactModelSummary()],
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+    )
     with caplog.at_level(logging.INFO):
         trainer.fit(_Tiny(), _loader())
     lines = [r.getMessage() for r in caplog.records if "parameters" in r.getMessage()]
@@ -186,12 +205,24 @@ def _fit(module: pl.LightningModule, tmp_path: Path, monitor: str | None = "val/
     from m3l.callbacks import MonitoredCheckpoint
 
     checkpoint = MonitoredCheckpoint(
-        dirpath=tmp_path / "checkpoints", filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
-        monitor=monitor, mode="max", save_top_k=1, save_last=True,
+        dirpath=tmp_path / "checkpoints",
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
     )
     trainer = pl.Trainer(
-        max_epochs=epochs, limit_train_batches=4, limit_val_batches=2, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[checkpoint], accelerator="cpu", num_sanity_val_steps=0,
+        max_epochs=epochs,
+        limit_train_batches=4,
+        limit_val_batches=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[checkpoint],
+        accelerator="cpu",
+        num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=BoringDataModule())
     return trainer
@@ -241,16 +272,31 @@ def test_a_best_far_worse_than_the_sanity_check_is_said_in_the_monitors_directio
             self.log("val_loss", 1.0 if self.trainer.sanity_checking else 5.0)
 
     checkpoint = MonitoredCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/psnr", mode="max", save_top_k=1)
-    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[checkpoint], accelerator="cpu", num_sanity_val_steps=1)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[checkpoint],
+        accelerator="cpu",
+        num_sanity_val_steps=1,
+    )
     trainer.fit(GetsWorse(), datamodule=BoringDataModule())
     assert checkpoint.monitor == "val_loss" and checkpoint.mode == "min"
     note = checkpoint.far_worse_note()
     assert note is not None and "val_loss=5 at best, 1 before training" in note and "lower is better" in note
 
     # the bound: 10% of the first value, in the monitor's direction
-    for mode, first, best, far in (("max", 20.0, 17.9, True), ("max", 20.0, 18.1, False), ("max", 20.0, 25.0, False),
-                                   ("min", 1.0, 1.2, True), ("min", 1.0, 1.05, False), ("min", 1.0, 0.5, False)):
+    for mode, first, best, far in (
+        ("max", 20.0, 17.9, True),
+        ("max", 20.0, 18.1, False),
+        ("max", 20.0, 25.0, False),
+        ("min", 1.0, 1.2, True),
+        ("min", 1.0, 1.05, False),
+        ("min", 1.0, 0.5, False),
+    ):
         checkpoint.mode, checkpoint.monitor = mode, "m"
         checkpoint.first_score, checkpoint.best_model_score = ("m", first, True), torch.tensor(best)
         assert (checkpoint.far_worse_note() is not None) == far, (mode, first, best)

@@ -123,10 +123,16 @@ class RunsACommand:
 def test_a_pickle_that_runs_a_command_is_named_code_with_what_its_owner_can_do(tmp_path, legacy):
     target = tmp_path / "pwned"
     path = tmp_path / "planted.ckpt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "x": RunsACommand(target)}, path,
-               _use_new_zipfile_serialization=not legacy)
-    for load in (lambda: load_checkpoint(path), lambda: check_checkpoint(path),
-                 lambda: load_weights_into(torch.nn.Linear(2, 1), path)):
+    torch.save(
+        {"state_dict": {"w": torch.zeros(2)}, "x": RunsACommand(target)},
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )
+    for load in (
+        lambda: load_checkpoint(path),
+        lambda: check_checkpoint(path),
+        lambda: load_weights_into(torch.nn.Linear(2, 1), path),
+    ):
         with pytest.raises(CheckpointError) as err:
             load()
         message = str(err.value)
@@ -160,9 +166,11 @@ def test_a_truncated_legacy_pickle_is_damaged_not_code(tmp_path):
 
 
 def _net(width: int, lr: float = 1e-3) -> dict:
-    return {"_target_": "m3l.models.restoration.RestorationModule",
-            "net": {"_target_": "m3l.models.nets.dncnn.DnCNN", "in_channels": 3, "features": width},
-            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr}}
+    return {
+        "_target_": "m3l.models.restoration.RestorationModule",
+        "net": {"_target_": "m3l.models.nets.dncnn.DnCNN", "in_channels": 3, "features": width},
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr},
+    }
 
 
 def _run(root: Path, name: str, net: dict | None, scores: dict[str, float], mode: str = "max", age: int = 0) -> Path:
@@ -177,8 +185,12 @@ def _run(root: Path, name: str, net: dict | None, scores: dict[str, float], mode
         OmegaConf.save(OmegaConf.create({"name": "toy", "net": net}), run_dir / "config.yaml")
     for filename, score in scores.items():
         path = run_dir / "checkpoints" / filename
-        state = {"monitor": "val/psnr", "mode": mode, "current_score": torch.tensor(score),
-                 "best_model_path": str(path)}
+        state = {
+            "monitor": "val/psnr",
+            "mode": mode,
+            "current_score": torch.tensor(score),
+            "best_model_path": str(path),
+        }
         torch.save({"state_dict": {}, "callbacks": {"MonitoredCheckpoint{'monitor': 'val/psnr'}": state}}, path)
         os.utime(path, (1_000_000 - age, 1_000_000 - age))
     return run_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import REPO, without_user_environment
 
-SKIPPING = '''
+SKIPPING = """
 import pytest
 
 pytest.importorskip("LibMTL_not_here", reason="LibMTL 1.1.5 is not installed")
@@ -16,9 +16,9 @@ pytest.importorskip("LibMTL_not_here", reason="LibMTL 1.1.5 is not installed")
 
 def test_never_runs():
     pass
-'''
+"""
 
-SKIPPING_TESTS = '''
+SKIPPING_TESTS = """
 import pytest
 
 
@@ -51,7 +51,7 @@ def test_expected_failure():
 
 def test_passes():
     pass
-'''
+"""
 
 
 def _pytest(tmp_path: Path, ci: bool) -> tuple[str, int]:
@@ -63,7 +63,11 @@ def _pytest(tmp_path: Path, ci: bool) -> tuple[str, int]:
         env["M3L_CI"] = "1"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.ci_skips", "-p", "no:cacheprovider", "-q", "-rA", "."],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return done.stdout + done.stderr, done.returncode
 

@@ -10,8 +10,16 @@ from m3l import config
 
 def test_arithmetic_resolvers():
     cfg = OmegaConf.create(
-        {"n": 4, "mul": "${m3l.mul:${n},32}", "sum": "${m3l.sum:1,2,3}", "div": "${m3l.div:25,255}",
-         "sub": "${m3l.sub:10,3}", "max": "${m3l.max:1,7,3}", "min": "${m3l.min:5,2}", "fdiv": "${m3l.floordiv:7,2}"}
+        {
+            "n": 4,
+            "mul": "${m3l.mul:${n},32}",
+            "sum": "${m3l.sum:1,2,3}",
+            "div": "${m3l.div:25,255}",
+            "sub": "${m3l.sub:10,3}",
+            "max": "${m3l.max:1,7,3}",
+            "min": "${m3l.min:5,2}",
+            "fdiv": "${m3l.floordiv:7,2}",
+        }
     )
     assert cfg.mul == 128 and cfg.sum == 6 and cfg.sub == 7 and cfg.max == 7 and cfg.min == 2 and cfg.fdiv == 3
     assert cfg.div == pytest.approx(25 / 255)
@@ -59,10 +67,21 @@ def test_user_config_overrides_packaged_one(tmp_path: Path, monkeypatch: pytest.
 def test_argv_conveniences():
     argv = ["prog", "--cluster-launch", "model=demo", "trainer.gpus=4", "trainer.nodes=2", "+trainer.gpus=1", "a=1"]
     assert config.normalize_argv(argv) == [
-        "prog", "--multirun", "model=demo", "++trainer.gpus=4", "++trainer.nodes=2", "++trainer.gpus=1", "a=1"
+        "prog",
+        "--multirun",
+        "model=demo",
+        "++trainer.gpus=4",
+        "++trainer.nodes=2",
+        "++trainer.gpus=1",
+        "a=1",
     ]
     # -m after the overrides (argparse alone refuses it there)
-    assert config.normalize_argv(["prog", "model=demo", "a=choice(1,2)", "-m"]) == ["prog", "--multirun", "model=demo", "a=choice(1,2)"]
+    assert config.normalize_argv(["prog", "model=demo", "a=choice(1,2)", "-m"]) == [
+        "prog",
+        "--multirun",
+        "model=demo",
+        "a=choice(1,2)",
+    ]
 
 
 # ---------------------------------------------------------------- issue 27 item 1: the logger
@@ -125,10 +144,19 @@ def test_user_configs_that_replace_packaged_ones_are_named(tmp_path: Path, monke
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("M3L_CONFIG_PATH", raising=False)
     found = config.shadowing_configs(
-        {"net": "dncnn_small", "data": "samples_gaussian", "logger": ["csv", "wandb"], "hydra/launcher": "basic",
-         "debug": None}, primary="train",
+        {
+            "net": "dncnn_small",
+            "data": "samples_gaussian",
+            "logger": ["csv", "wandb"],
+            "hydra/launcher": "basic",
+            "debug": None,
+        },
+        primary="train",
     )
-    assert found == [("train", (home / "train.yaml").resolve()), ("net/dncnn_small", (home / "net" / "dncnn_small.yaml").resolve())]
+    assert found == [
+        ("train", (home / "train.yaml").resolve()),
+        ("net/dncnn_small", (home / "net" / "dncnn_small.yaml").resolve()),
+    ]
     assert config.shadowing_configs({"net": "only_mine"}) == []  # a new name replaces nothing
 
 
@@ -139,8 +167,9 @@ def test_an_unset_environment_variable_is_named_with_its_key(monkeypatch: pytest
     from omegaconf.errors import InterpolationResolutionError
 
     monkeypatch.delenv("M3L_TEST_UNSET_VAR", raising=False)
-    cfg = OmegaConf.create({"paths": {"output_dir": "${oc.env:M3L_TEST_UNSET_VAR}", "runs_dir": "runs"},
-                            "other": "${paths.nowhere}"})
+    cfg = OmegaConf.create(
+        {"paths": {"output_dir": "${oc.env:M3L_TEST_UNSET_VAR}", "runs_dir": "runs"}, "other": "${paths.nowhere}"}
+    )
     for key in ("paths.output_dir", "other"):
         parent, _, last = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
@@ -148,8 +177,9 @@ def test_an_unset_environment_variable_is_named_with_its_key(monkeypatch: pytest
             node.get(last)  # raises without the key, as Experiment's reads do
         text = config.interpolation_error(cfg, info.value)
         if key == "paths.output_dir":
-            assert text.startswith("paths.output_dir=${oc.env:M3L_TEST_UNSET_VAR}: the environment variable "
-                                   "M3L_TEST_UNSET_VAR is not set"), text
+            assert text.startswith(
+                "paths.output_dir=${oc.env:M3L_TEST_UNSET_VAR}: the environment variable M3L_TEST_UNSET_VAR is not set"
+            ), text
             assert "${oc.env:M3L_TEST_UNSET_VAR,DEFAULT}" in text
         else:
             assert text.startswith("other=${paths.nowhere}: cannot resolve"), text

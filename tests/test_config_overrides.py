@@ -23,9 +23,15 @@ def test_values_are_read_as_hydra_reads_them():
 
 def test_trainer_keys_follow_hydras_reading():
     assert normalize_overrides(["trainer.max_epochs='3'", "trainer.max_epochs@pkg=3", "trainer.max_epochs=1,2"]) == [
-        "++trainer.max_epochs='3'", "trainer.max_epochs@pkg=3", "++trainer.max_epochs=1,2"]
+        "++trainer.max_epochs='3'",
+        "trainer.max_epochs@pkg=3",
+        "++trainer.max_epochs=1,2",
+    ]
     assert normalize_overrides(["data.correct_dir='/in'", "++data.correct_dir=/in", "data.correct_dir=[1"]) == [
-        "++data.correct_dir='/in'", "++data.correct_dir=/in", "data.correct_dir=[1"]
+        "++data.correct_dir='/in'",
+        "++data.correct_dir=/in",
+        "data.correct_dir=[1",
+    ]
 
 
 def test_a_quoted_output_folder_is_checked_before_hydra_starts(tmp_path: Path):
@@ -34,8 +40,15 @@ def test_a_quoted_output_folder_is_checked_before_hydra_starts(tmp_path: Path):
     taken = tmp_path / "taken run"
     taken.mkdir()
     (taken / "config.yaml").write_text("x: 1\n")
-    result = run_cli("train", "model=demo", f"paths.output_dir='{taken}'", "trainer.max_epochs=1",
-                     cwd=tmp_path, env=cli_env(tmp_path), timeout=300)
+    result = run_cli(
+        "train",
+        "model=demo",
+        f"paths.output_dir='{taken}'",
+        "trainer.max_epochs=1",
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"paths.output_dir={taken} already holds a run (config.yaml)" in result.stderr
     assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("'*"))

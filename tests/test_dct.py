@@ -46,7 +46,9 @@ def test_one_coefficient_is_one_cosine():
 
 def test_integer_idct_is_within_one_unit_of_the_exact_idct():
     g = torch.Generator().manual_seed(0)
-    coefficients = (torch.randn(4, 64, 64, generator=g) * torch.linspace(400, 5, 64).repeat(8)[:64]).round().to(torch.int64)
+    coefficients = (
+        (torch.randn(4, 64, 64, generator=g) * torch.linspace(400, 5, 64).repeat(8)[:64]).round().to(torch.int64)
+    )
     exact = (block_idct(coefficients.double()) + 128).round().clamp(0, 255)
     islow = block_idct_islow(coefficients)
     assert islow.dtype == torch.uint8

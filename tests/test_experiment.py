@@ -16,8 +16,13 @@ from tests.conftest import random_image
 pytestmark = pytest.mark.slow
 
 SHORT = [
-    "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-    "data.patches_per_image=2", "data.val_patch_size=48", "data.patch_size=32", "data.batch_size=4",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "data.patches_per_image=2",
+    "data.val_patch_size=48",
+    "data.patch_size=32",
+    "data.batch_size=4",
     "logger=none",
 ]
 
@@ -94,7 +99,9 @@ def test_correct_without_input_or_serializer_is_explained(tmp_path: Path):
         bare.correct(checkpoint="last", correct_dir=tmp_path)
 
 
-def test_the_readme_snippet_runs_as_written_each_verb_in_its_own_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_the_readme_snippet_runs_as_written_each_verb_in_its_own_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     import shutil
 
     from m3l.data.samples import sample_paths
@@ -166,7 +173,10 @@ def test_a_targets_own_config_error_names_the_config_file(tmp_path):
     from m3l.experiment import Experiment
 
     experiment = Experiment(compose("demo", [f"paths.runs_dir={tmp_path}", "data.batch_size=-1"]))
-    with pytest.raises(ConfigError, match=r"data.batch_size must be an integer >= 1, got -1 \(building 'data' from data/samples_gaussian.yaml"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.batch_size must be an integer >= 1, got -1 \(building 'data' from data/samples_gaussian.yaml",
+    ):
         experiment.data
 
 

@@ -56,8 +56,12 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_every_shipped_file_matches_its_sha_and_has_a_card() -> None:
     shipped = [e for e in hub.REGISTRY.values() if e.filename]
-    assert {e.name for e in shipped} >= {"ffdnet_color_blind", "ffdnet_jpeg_gray", "ffdnet_jpeg_color",
-                                         "nafnet_small_deblur"}
+    assert {e.name for e in shipped} >= {
+        "ffdnet_color_blind",
+        "ffdnet_jpeg_gray",
+        "ffdnet_jpeg_color",
+        "nafnet_small_deblur",
+    }
     for entry in shipped:
         path = hub.WEIGHTS_DIR / entry.filename
         assert hub.sha256_of(path) == entry.sha256 and path.stat().st_size < 20_000_000
@@ -78,12 +82,15 @@ def _real_photo(channels: int = 3) -> torch.Tensor:
     return x[None, :, :96, :128]
 
 
-@pytest.mark.parametrize("name, channels, degrade, margin", [
-    ("ffdnet_color_blind", 3, "noise", 5.0),
-    ("ffdnet_jpeg_gray", 1, "jpeg", 0.5),
-    ("ffdnet_jpeg_color", 3, "jpeg", 0.4),
-    pytest.param("nafnet_small_deblur", 3, "blur", 1.0, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name, channels, degrade, margin",
+    [
+        ("ffdnet_color_blind", 3, "noise", 5.0),
+        ("ffdnet_jpeg_gray", 1, "jpeg", 0.5),
+        ("ffdnet_jpeg_color", 3, "jpeg", 0.4),
+        pytest.param("nafnet_small_deblur", 3, "blur", 1.0, marks=pytest.mark.slow),
+    ],
+)
 def test_each_shipped_model_restores_a_real_photo(name: str, channels: int, degrade: str, margin: float) -> None:
     from m3l.data import degradations as D
     from m3l.models import metrics as M
@@ -105,8 +112,9 @@ def test_each_shipped_model_restores_a_real_photo(name: str, channels: int, degr
     assert M.psnr(out, clean) > M.psnr(degraded.clamp(0, 1), clean) + margin
 
 
-def test_download_checks_sha_and_caches(release: tuple[_Server, Path], isolated_cache: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_checks_sha_and_caches(
+    release: tuple[_Server, Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, _ = release
     monkeypatch.setenv(hub.URL_ENV, server.url + "/{filename}")
     first = hub.load(NAME)
@@ -120,8 +128,9 @@ def test_download_checks_sha_and_caches(release: tuple[_Server, Path], isolated_
     assert torch.equal(next(iter(direct.state_dict().values())), next(iter(first.state_dict().values())))
 
 
-def test_corrupted_download_is_rejected_and_not_cached(release: tuple[_Server, Path], isolated_cache: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupted_download_is_rejected_and_not_cached(
+    release: tuple[_Server, Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, root = release
     data = bytearray((root / FILENAME).read_bytes())
     data[-100] ^= 0xFF  # one flipped byte in the tensor data
@@ -134,8 +143,9 @@ def test_corrupted_download_is_rejected_and_not_cached(release: tuple[_Server, P
         hub.load(NAME, weights=f"{server.url}/missing.safetensors")
 
 
-def test_corrupted_cache_is_fetched_again(release: tuple[_Server, Path], isolated_cache: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupted_cache_is_fetched_again(
+    release: tuple[_Server, Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, _ = release
     isolated_cache.mkdir()
     cached = isolated_cache / f"{hub.REGISTRY[NAME].sha256[:16]}-{FILENAME}"
@@ -153,8 +163,10 @@ def test_urls_with_the_same_file_name_never_share_a_cache_entry(tmp_path: Path, 
     for i in range(2):
         root = tmp_path / f"release{i}"
         root.mkdir()
-        state = {k: torch.full_like(v, float(i)) if v.is_floating_point() else v
-                 for k, v in hub.load("dncnn", pretrained=False).net.state_dict().items()}
+        state = {
+            k: torch.full_like(v, float(i)) if v.is_floating_point() else v
+            for k, v in hub.load("dncnn", pretrained=False).net.state_dict().items()
+        }
         save_file({k: v.contiguous() for k, v in state.items()}, str(root / "weights.safetensors"))
         roots.append(_Server(root))
     try:
@@ -241,8 +253,9 @@ def test_published_ffdnet_weights_convert_once_into_the_cache(isolated_cache: Pa
 
 
 @pytest.mark.parametrize("damage", ["zeroed", "zeroed_weights", "truncated", "no_record"])
-def test_a_damaged_converted_ffdnet_file_is_converted_again(isolated_cache: Path, damage: str,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_converted_ffdnet_file_is_converted_again(
+    isolated_cache: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The converted file is checked against the sha256 recorded beside it at conversion on
     every use; a zeroed or truncated file, or one without its record, is converted again (with
     a warning) instead of failing to load or being used (zeroed weights under an intact header:
@@ -294,7 +307,9 @@ def test_withdrawn_weights_are_refused_as_pretrained_and_usable_by_path() -> Non
     entry = hub.REGISTRY["qgac"]
     assert entry.withdrawn and "no quality" in entry.withdrawn
     for call in (lambda: hub.pretrained_weights("qgac"), lambda: hub.load("qgac", pretrained=True)):
-        with pytest.raises(HubError, match=r"qgac: m3l's weights are withdrawn.*checkpoint=.*qgac\.safetensors.*pnp_jpeg"):
+        with pytest.raises(
+            HubError, match=r"qgac: m3l's weights are withdrawn.*checkpoint=.*qgac\.safetensors.*pnp_jpeg"
+        ):
             call()
     with pytest.raises(HubError) as refused:
         hub.pretrained_weights("nafnet_deblur")

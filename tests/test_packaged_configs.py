@@ -43,8 +43,9 @@ def test_every_group_has_packaged_configs():
         assert packaged(group), group
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m == "original_qgac_paper" else m
-                                   for m in packaged("model")])
+@pytest.mark.parametrize(
+    "model", [pytest.param(m, marks=pytest.mark.slow) if m == "original_qgac_paper" else m for m in packaged("model")]
+)
 def test_model_config_instantiates(model: str, tmp_path: Path):
     from m3l.mtl.examples.multimnist import FASHION_DIR
 
@@ -81,7 +82,9 @@ def test_serializer_config_instantiates(serializer: str, tmp_path: Path):
     assert isinstance(Experiment(cfg).serializer, BasePredictionWriter)
 
 
-@pytest.mark.parametrize("logger", [pytest.param(n, marks=pytest.mark.slow) if n == "mlflow" else n for n in packaged("logger")])
+@pytest.mark.parametrize(
+    "logger", [pytest.param(n, marks=pytest.mark.slow) if n == "mlflow" else n for n in packaged("logger")]
+)
 def test_logger_config_instantiates(logger: str):
     loggers = Experiment(compose("demo", [f"logger={logger}"])).loggers
     assert all(hasattr(item, "log_metrics") for item in loggers)

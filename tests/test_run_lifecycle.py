@@ -20,7 +20,9 @@ def test_only_a_new_or_empty_directory_is_free(tmp_path: Path):
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text("name: x\n")
     (run / "train.log").write_text("")
-    with pytest.raises(ConfigError, match=r"paths.output_dir=.*/run already holds a run \(config.yaml, checkpoints, train.log\)"):
+    with pytest.raises(
+        ConfigError, match=r"paths.output_dir=.*/run already holds a run \(config.yaml, checkpoints, train.log\)"
+    ):
         run_lifecycle.check_output_dir_free(run)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
@@ -58,12 +60,17 @@ def test_unused_run_dirs_go_and_used_ones_stay(tmp_path: Path):
 
 def test_differences_ignore_the_runs_own_directories():
     def settings(output_dir: str, **changes) -> dict:
-        cfg = OmegaConf.create({
-            "name": "toy", "seed": 7, "checkpoint": None, "resume": False,
-            "paths": {"runs_dir": "runs", "output_dir": output_dir},
-            "trainer": {"max_epochs": 2, "default_root_dir": "${paths.output_dir}"},
-            "callbacks": {"model_checkpoint": {"dirpath": "${paths.output_dir}/checkpoints"}},
-        })
+        cfg = OmegaConf.create(
+            {
+                "name": "toy",
+                "seed": 7,
+                "checkpoint": None,
+                "resume": False,
+                "paths": {"runs_dir": "runs", "output_dir": output_dir},
+                "trainer": {"max_epochs": 2, "default_root_dir": "${paths.output_dir}"},
+                "callbacks": {"model_checkpoint": {"dirpath": "${paths.output_dir}/checkpoints"}},
+            }
+        )
         cfg.merge_with(OmegaConf.from_dotlist([f"{k}={v}" for k, v in changes.items()]))
         return past_runs.run_settings(cfg)
 

@@ -45,8 +45,10 @@ def test_the_suite_passes_and_leaves_the_users_places_alone(tmp_path: Path) -> N
     configs.mkdir(parents=True)  # a user config that would break the packaged net if it were read
     (configs / "dncnn_small.yaml").write_text("_target_: no.such.Net\n")
     env = dict(
-        os.environ, **{name: str(path) for name, path in user.items()},
-        M3L_CONFIG_PATH=str(configs.parent), MLFLOW_TRACKING_URI=(tmp_path / "user" / "mlruns").as_uri(),
+        os.environ,
+        **{name: str(path) for name, path in user.items()},
+        M3L_CONFIG_PATH=str(configs.parent),
+        MLFLOW_TRACKING_URI=(tmp_path / "user" / "mlruns").as_uri(),
         XDG_CONFIG_HOME=str(tmp_path / "user" / "xdg"),
     )
     tests = [
@@ -55,7 +57,11 @@ def test_the_suite_passes_and_leaves_the_users_places_alone(tmp_path: Path) -> N
     ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert not (tmp_path / "user" / "mlruns").exists() and not (tmp_path / "user" / "xdg").exists()

@@ -15,13 +15,21 @@ def test_a_resumed_run_does_not_call_its_new_directory_a_changed_setting(tmp_pat
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = MLFlowLogger(tracking_uri=uri, experiment_name="e", run_dir=str(tmp_path / "a"))
-    first.log_hyperparams({"paths": {"output_dir": str(tmp_path / "a")}, "trainer": {"default_root_dir": str(tmp_path / "a"),
-                                                                                     "max_epochs": 2}})
+    first.log_hyperparams(
+        {
+            "paths": {"output_dir": str(tmp_path / "a")},
+            "trainer": {"default_root_dir": str(tmp_path / "a"), "max_epochs": 2},
+        }
+    )
     first.finalize("success")
     again = MLFlowLogger(tracking_uri=uri, experiment_name="e", run_id=first.run_id, run_dir=str(tmp_path / "b"))
     with caplog.at_level(logging.WARNING, logger="m3l"):
-        again.log_hyperparams({"paths": {"output_dir": str(tmp_path / "b")},
-                               "trainer": {"default_root_dir": str(tmp_path / "b"), "max_epochs": 3}})
+        again.log_hyperparams(
+            {
+                "paths": {"output_dir": str(tmp_path / "b")},
+                "trainer": {"default_root_dir": str(tmp_path / "b"), "max_epochs": 3},
+            }
+        )
     run = again.experiment.get_run(first.run_id)
     assert sorted(k for k in run.data.params if ".resume_" in k) == ["trainer/max_epochs.resume_1"]
     assert run.data.tags["m3l.resume_1"] == "trainer/max_epochs: 2 -> 3"

@@ -35,10 +35,15 @@ def test_every_argument_is_settable_from_the_command_line():
     assert overrides == [f"++trainer.{name}=1" for name in names]
     # a typo is left to Hydra, whose error m3l answers with the closest name
     assert normalize_overrides(["trainer.max_epoch=1", "+trainer.x=1", "trainer=cpu"]) == [
-        "trainer.max_epoch=1", "+trainer.x=1", "trainer=cpu"]
+        "trainer.max_epoch=1",
+        "+trainer.x=1",
+        "trainer=cpu",
+    ]
     # `+` on a listed key is refused by Hydra ("an item is already at"): any Trainer argument takes it
     assert normalize_overrides(["+trainer.max_epochs=3", "~trainer.benchmark"]) == [
-        "++trainer.max_epochs=3", "~trainer.benchmark"]
+        "++trainer.max_epochs=3",
+        "~trainer.benchmark",
+    ]
     cfg = compose("demo", ["trainer.limit_train_batches=2", "trainer.overfit_batches=0.5", "trainer.gpus=0"])
     assert cfg.trainer.limit_train_batches == 2 and cfg.trainer.overfit_batches == 0.5
 
@@ -60,9 +65,18 @@ def test_values_are_checked_against_the_annotations(key, value, expected):
 
 
 def test_values_lightning_accepts_pass():
-    check_types({"max_epochs": 3, "precision": "bf16-mixed", "devices": [0, 1], "val_check_interval": 0.25,
-                 "max_time": {"hours": 1}, "strategy": {"_target_": "lightning.pytorch.strategies.DDPStrategy"},
-                 "deterministic": "warn", "default_root_dir": "runs"})
+    check_types(
+        {
+            "max_epochs": 3,
+            "precision": "bf16-mixed",
+            "devices": [0, 1],
+            "val_check_interval": 0.25,
+            "max_time": {"hours": 1},
+            "strategy": {"_target_": "lightning.pytorch.strategies.DDPStrategy"},
+            "deterministic": "warn",
+            "default_root_dir": "runs",
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,8 +112,16 @@ def test_removed_lightning1_keys_are_refused_with_the_new_name(key):
 
 
 def test_lightning1_keys_in_a_config_build_a_trainer(tmp_path):
-    cfg = compose("demo", ["trainer.gpus=0", "trainer.replace_sampler_ddp=false", "trainer.weights_summary=top",
-                           "trainer.progress_bar_refresh_rate=5", "logger=none"])
+    cfg = compose(
+        "demo",
+        [
+            "trainer.gpus=0",
+            "trainer.replace_sampler_ddp=false",
+            "trainer.weights_summary=top",
+            "trainer.progress_bar_refresh_rate=5",
+            "logger=none",
+        ],
+    )
     exp = Experiment(cfg)
     assert exp.cfg.callbacks.progress_bar.refresh_rate == 5
     trainer = exp.make_trainer()

@@ -37,15 +37,18 @@ capacity = Capacity(lookback=5)  # EMTL's rmc_lookback=5
 
 # %% EMTL: Trainer(backbone, tasks).launch(SequentialTraining(epochs=3, optimizer_fn=torch.optim.Adam))
 trainer = mtl.Trainer(
-    backbone, tasks,
-    optimizer=partial(torch.optim.Adam, lr=1e-3),   # EMTL's optimizer_fn with optimizer_params
-    eval_splits=("train", "test"),                   # EMTL evaluated both after every epoch
+    backbone,
+    tasks,
+    optimizer=partial(torch.optim.Adam, lr=1e-3),  # EMTL's optimizer_fn with optimizer_params
+    eval_splits=("train", "test"),  # EMTL evaluated both after every epoch
     callbacks=[capacity],
     root_dir=args.root,
     enable_progress_bar=False,
 )
-print(f"before training: I-Capacity {i_capacity(backbone):.3f}, "
-      f"mean independent_capacity {sum(independent_capacity(backbone).values()) / 2:.3f}")
+print(
+    f"before training: I-Capacity {i_capacity(backbone):.3f}, "
+    f"mean independent_capacity {sum(independent_capacity(backbone).values()) / 2:.3f}"
+)
 results = trainer.launch(mtl.Sequential(epochs_per_task=3))
 
 # %% Results: test metrics per task, EMTL's capacity measures per epoch, the saved artifacts
@@ -54,6 +57,8 @@ for task, values in results.test.items():
 for epoch, values in enumerate(capacity.history, 1):
     print(f"epoch {epoch}: " + ", ".join(f"{k.removeprefix('capacity/')}={v:.3f}" for k, v in values.items()))
 weak = independent_capacity(results.module.backbone)
-print(f"after training: I-Capacity {i_capacity(results.module.backbone):.3f}, "
-      f"independent_capacity per layer {weak} (mean {sum(weak.values()) / len(weak):.3f})")
+print(
+    f"after training: I-Capacity {i_capacity(results.module.backbone):.3f}, "
+    f"independent_capacity per layer {weak} (mean {sum(weak.values()) / len(weak):.3f})"
+)
 print("artifacts:", {k: str(v) for k, v in results.artifacts.items()})

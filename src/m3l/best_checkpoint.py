@@ -22,9 +22,22 @@ log = logging.getLogger(__name__)
 
 # words in a metric's name and whether higher is better, most telling first
 _METRIC_DIRECTIONS = (
-    ("psnr", "max"), ("ssim", "max"), ("acc", "max"), ("f1", "max"), ("iou", "max"), ("dice", "max"),
-    ("auc", "max"), ("map", "max"), ("loss", "min"), ("mse", "min"), ("mae", "min"), ("rmse", "min"),
-    ("lpips", "min"), ("error", "min"), ("err", "min"), ("nll", "min"),
+    ("psnr", "max"),
+    ("ssim", "max"),
+    ("acc", "max"),
+    ("f1", "max"),
+    ("iou", "max"),
+    ("dice", "max"),
+    ("auc", "max"),
+    ("map", "max"),
+    ("loss", "min"),
+    ("mse", "min"),
+    ("mae", "min"),
+    ("rmse", "min"),
+    ("lpips", "min"),
+    ("error", "min"),
+    ("err", "min"),
+    ("nll", "min"),
 )
 
 
@@ -96,8 +109,7 @@ class MonitoredCheckpoint(SaveStepsCheckpoint):
         worse = best < first - margin if self.mode == "max" else best > first + margin
         if not worse:
             return None
-        when = ("before training (Lightning's sanity check)" if before_training
-                else "at the first validation")
+        when = "before training (Lightning's sanity check)" if before_training else "at the first validation"
         return (
             f"The best checkpoint is far worse than the model training started from: {monitor}={best:.4g} at best, "
             f"{first:.4g} {when} ({'higher' if self.mode == 'max' else 'lower'} is better). The run diverged or learned "
@@ -109,8 +121,11 @@ class MonitoredCheckpoint(SaveStepsCheckpoint):
     def state_key(self) -> str:
         # keyed by what was configured, so a resumed run finds its state whatever was picked
         return self._generate_state_key(
-            monitor=self._configured_monitor, mode=self._configured_mode, every_n_train_steps=self._every_n_train_steps,
-            every_n_epochs=self._every_n_epochs, train_time_interval=self._train_time_interval,
+            monitor=self._configured_monitor,
+            mode=self._configured_mode,
+            every_n_train_steps=self._every_n_train_steps,
+            every_n_epochs=self._every_n_epochs,
+            train_time_interval=self._train_time_interval,
         )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -125,8 +140,11 @@ class MonitoredCheckpoint(SaveStepsCheckpoint):
     def state_dict(self) -> dict[str, Any]:
         state = {**super().state_dict(), "mode": self.mode}
         if self.first_score is not None:  # a resumed run compares with the first validation of the run
-            state["first_score"] = {"monitor": self.first_score[0], "value": self.first_score[1],
-                                    "before_training": self.first_score[2]}
+            state["first_score"] = {
+                "monitor": self.first_score[0],
+                "value": self.first_score[1],
+                "before_training": self.first_score[2],
+            }
         return state
 
     def _use_monitor(self, monitor: str | None, mode: str) -> None:

@@ -61,7 +61,10 @@ def under_hydra_app() -> bool:
 _CLI_WORDS = (
     (re.compile(r"\bset serializer\.(\w+)=(true|false)\b"), lambda m: f"pass {m[1]}={m[2].capitalize()}"),
     (re.compile(r"\bserializer\.(\w+)=(true|false)\b"), lambda m: f"{m[1]}={m[2].capitalize()}"),
-    (re.compile(r"\b(overwrite|skip_existing|allow_inside_input)=(true|false)\b"), lambda m: f"{m[1]}={m[2].capitalize()}"),
+    (
+        re.compile(r"\b(overwrite|skip_existing|allow_inside_input)=(true|false)\b"),
+        lambda m: f"{m[1]}={m[2].capitalize()}",
+    ),
     (re.compile(r"\bpass data\.correct_dir="), lambda m: "pass correct_dir="),
     (re.compile(r"\brun the same command again with\b"), lambda m: "call Experiment.correct() again with"),
 )

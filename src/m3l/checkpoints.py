@@ -127,7 +127,9 @@ def _sniff(path: Path) -> None:
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], trusted: bool = False, trust_option: str = CLI_TRUST_OPTION,
+    path: str | os.PathLike[str],
+    trusted: bool = False,
+    trust_option: str = CLI_TRUST_OPTION,
     map_location: Any = "cpu",
 ) -> Any:
     """Load a checkpoint (``.ckpt``, ``.pt``, ``.pth``, or ``.safetensors``).
@@ -204,7 +206,7 @@ def _cut_short(path: Path, name: str) -> bool:
         return False
     opcode = f"{module}\n{attribute}".encode()
     at = data.rfind(opcode)
-    return at >= 0 and not data[at + len(opcode):at + len(opcode) + 1] == b"\n"
+    return at >= 0 and not data[at + len(opcode) : at + len(opcode) + 1] == b"\n"
 
 
 def _holds_code(path: Path, name: str, trust_option: str) -> CheckpointError:
@@ -309,9 +311,7 @@ def load_weights_into(module: torch.nn.Module, path: Path, trusted: bool = False
         parts = [f"{path} does not match the net {type(module).__name__}:"]
         if mismatched:
             parts.append("  shape mismatches: " + "; ".join(mismatched[:5]))
-            parts.append(
-                "  (a different width/depth or number of channels? gray vs color is data.channels=1|3)"
-            )
+            parts.append("  (a different width/depth or number of channels? gray vs color is data.channels=1|3)")
         if missing:
             parts.append(f"  missing in checkpoint: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         if unexpected:
@@ -359,8 +359,13 @@ class RNGStateCheckpoint(Callback):
 def _numpy_state() -> dict[str, Any]:
     """NumPy's legacy global state as tensors and numbers (loadable with ``weights_only``)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {
+        "name": str(name),
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
 
 
 def _set_numpy_state(state: dict[str, Any]) -> None:

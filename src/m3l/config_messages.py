@@ -103,10 +103,7 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
         arguments = target_arguments(target)
         where = f"the `{group}` config" if group else "the config"
         if target and str(key) in arguments:
-            return (
-                f"{full_key}: {target} takes `{key}`, but {where} does not set it; add it with "
-                f"+{full_key}=VALUE."
-            )
+            return f"{full_key}: {target} takes `{key}`, but {where} does not set it; add it with +{full_key}=VALUE."
         keys = [str(k) for k in parent.keys() if not str(k).startswith("_")]
         hint = did_you_mean(str(key), [*keys, *arguments])
         known = f" ({target})" if target else ""
@@ -118,7 +115,11 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
         group, name = missing["group"], missing["name"]
         options = list(group_options(group))
         hint = did_you_mean(name, options)
-        if group == "hydra/launcher" and name.startswith("submitit") and not _importable("hydra_plugins.hydra_submitit_launcher"):
+        if (
+            group == "hydra/launcher"
+            and name.startswith("submitit")
+            and not _importable("hydra_plugins.hydra_submitit_launcher")
+        ):
             return (
                 f"{group}={name}: Hydra's Slurm launcher is not installed (a cluster= config uses it): "
                 'pip install "m3l[slurm]" (or -e ".[slurm]" in a clone), then run the same command again.'

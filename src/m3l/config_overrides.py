@@ -73,7 +73,11 @@ def normalize_overrides(overrides: Iterable[str]) -> list[str]:
     result = []
     for item in overrides:
         override = parse_override(item)
-        if override is not None and override.package is None and override.type in (OverrideType.CHANGE, OverrideType.ADD):
+        if (
+            override is not None
+            and override.package is None
+            and override.type in (OverrideType.CHANGE, OverrideType.ADD)
+        ):
             parts = override.key_or_group.split(".")
             if len(parts) == 2 and parts[0] == "trainer" and is_trainer_key(parts[1]):
                 item = "++" + item.lstrip("+")  # also `+trainer.max_epochs=3`, which Hydra refuses

@@ -40,7 +40,9 @@ def dct_matrix(like: torch.Tensor) -> torch.Tensor:
 
 def _check_plane(x: torch.Tensor, name: str) -> None:
     if x.ndim < 2 or x.shape[-1] % BLOCK or x.shape[-2] % BLOCK:
-        raise ShapeError(f"{name}: expected (..., H, W) with H and W multiples of 8, got shape {tuple(x.shape)}; pad to a multiple of 8 first")
+        raise ShapeError(
+            f"{name}: expected (..., H, W) with H and W multiples of 8, got shape {tuple(x.shape)}; pad to a multiple of 8 first"
+        )
 
 
 def plane_to_blocks(x: torch.Tensor) -> torch.Tensor:

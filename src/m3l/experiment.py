@@ -64,9 +64,15 @@ class Experiment:
     _PER_VERB = ("data", "callbacks", "loggers", "serializer")
 
     def __init__(
-        self, cfg: DictConfig, *, net: pl.LightningModule | None = None, data: pl.LightningDataModule | None = None,
-        callbacks: Iterable[pl.Callback] = (), loggers: Iterable[Any] = (),
-        trainer_objects: Mapping[str, Any] | None = None, hyperparams: Mapping[str, Any] | None = None,
+        self,
+        cfg: DictConfig,
+        *,
+        net: pl.LightningModule | None = None,
+        data: pl.LightningDataModule | None = None,
+        callbacks: Iterable[pl.Callback] = (),
+        loggers: Iterable[Any] = (),
+        trainer_objects: Mapping[str, Any] | None = None,
+        hyperparams: Mapping[str, Any] | None = None,
         trust_option: str = CLI_TRUST_OPTION,
     ) -> None:
         self.cfg = cfg
@@ -204,8 +210,13 @@ class Experiment:
         assert isinstance(node, dict)
         node, _ = lightning2_kwargs(node)
         callbacks = [*self.callbacks, *extra_callbacks]
-        check_lightning2({"net": self._objects.get("net"), "data": self._objects.get("data"),
-                          **{f"callbacks.{type(cb).__name__}": cb for cb in callbacks}})
+        check_lightning2(
+            {
+                "net": self._objects.get("net"),
+                "data": self._objects.get("data"),
+                **{f"callbacks.{type(cb).__name__}": cb for cb in callbacks},
+            }
+        )
         if node.get("fast_dev_run"):
             # a debug run writes no checkpoint (Lightning would still write last.ckpt at the end,
             # which checkpoint=last would then load)
@@ -224,8 +235,12 @@ class Experiment:
         self._clip_in_the_module(node)
         self.trainer = self._instantiate(
             # _convert_: plain dicts/lists for Trainer arguments (e.g. max_time={hours: 1})
-            "trainer", OmegaConf.create(node), callbacks=callbacks, logger=loggers or False,
-            _convert_="all", **self.trainer_objects,
+            "trainer",
+            OmegaConf.create(node),
+            callbacks=callbacks,
+            logger=loggers or False,
+            _convert_="all",
+            **self.trainer_objects,
         )
         return self.trainer
 
@@ -279,7 +294,9 @@ class Experiment:
         trainer = self.make_trainer(extra_callbacks=[RNGStateCheckpoint()])
         self._log_hyperparams()
         trainer.fit(
-            self.net, datamodule=self.data, ckpt_path=ckpt_path,
+            self.net,
+            datamodule=self.data,
+            ckpt_path=ckpt_path,
             weights_only=not bool(self.cfg.get("checkpoint_trusted")),
         )
         metrics = floats(trainer.callback_metrics)
@@ -308,8 +325,9 @@ class Experiment:
         """Load ``checkpoint`` (path, ``last``, ``best`` or ``pretrained``) into the net, weights only."""
         return self.weights.load(self.net, self.verb, spec)
 
-    def test(self, checkpoint: str | os.PathLike | None = None, *, backend: str | None = None,
-             precision: str | None = None) -> dict[str, float]:
+    def test(
+        self, checkpoint: str | os.PathLike | None = None, *, backend: str | None = None, precision: str | None = None
+    ) -> dict[str, float]:
         """Evaluate the weights of ``checkpoint`` on the data's test sets (``backend`` and
         ``precision``: the command line's keys of the same names)."""
         options = {k: str(v) for k, v in (("backend", backend), ("precision", precision)) if v is not None}
@@ -359,7 +377,10 @@ class Experiment:
                     "serializer=image_serializer (video_serializer for videos)."
                 )
             options = serializer_options(
-                self.cfg, {"overwrite": overwrite, "skip_existing": skip_existing, **more_options}, "Experiment.correct()")
+                self.cfg,
+                {"overwrite": overwrite, "skip_existing": skip_existing, **more_options},
+                "Experiment.correct()",
+            )
             options.update({k: str(v) for k, v in (("backend", backend), ("precision", precision)) if v is not None})
             with open_dict(self.cfg):
                 if correct_dir is not None:
@@ -419,8 +440,10 @@ class Experiment:
         net = OmegaConf.select(self.cfg, "net.net")
         config_text = OmegaConf.to_yaml(net, resolve=True) if net is not None else ""
         return FastInference(
-            backend=str(self.cfg.get("backend", "auto")), precision=str(self.cfg.get("precision", "auto")),
-            name=str(self.cfg.name), config_text=config_text,
+            backend=str(self.cfg.get("backend", "auto")),
+            precision=str(self.cfg.get("precision", "auto")),
+            name=str(self.cfg.name),
+            config_text=config_text,
         )
 
     # ------------------------------------------------------------------ records

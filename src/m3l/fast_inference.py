@@ -19,7 +19,9 @@ class FastInference(Callback):
     modules when prediction or testing starts, removed when it ends. Other modules run as
     they are (one log line says so)."""
 
-    def __init__(self, backend: str = "auto", precision: str = "auto", name: str = "model", config_text: str = "") -> None:
+    def __init__(
+        self, backend: str = "auto", precision: str = "auto", name: str = "model", config_text: str = ""
+    ) -> None:
         from m3l.deploy.backends import check_choice
 
         check_choice(backend, precision)
@@ -32,12 +34,18 @@ class FastInference(Callback):
         targets = self._targets(module)
         if not targets:
             if trainer.is_global_zero:
-                log.info("backend=%s: eager PyTorch (%s runs its own predict/test steps)", self.backend, type(module).__name__)
+                log.info(
+                    "backend=%s: eager PyTorch (%s runs its own predict/test steps)",
+                    self.backend,
+                    type(module).__name__,
+                )
             return
         batches = trainer.num_predict_batches if trainer.predicting else trainer.num_test_batches
         calls = sum(int(b) for b in batches if b != float("inf")) if isinstance(batches, list) else None
         # a module that runs other modules (plug-and-play: its denoisers) names them
-        calls = calls * int(getattr(module, "iterations", 1)) if calls is not None and targets[0] is not module else calls
+        calls = (
+            calls * int(getattr(module, "iterations", 1)) if calls is not None and targets[0] is not module else calls
+        )
         for target in targets:
             self.installed = InferenceBackend(
                 target, self.backend, self.precision, name=self.name, config_text=self.config_text, expected_calls=calls

@@ -120,13 +120,20 @@ Measured (PSNR on held-out real photos, sigma 15/25/50, true and estimated sigma
 BM3D): see the zoo table in m3l's docs/models.md.
 """
 
+
 def _shipped() -> list[WeightEntry]:
     manifest = WEIGHTS_DIR / "manifest.json"
     if not manifest.is_file():
         return []
     return [
-        WeightEntry(name, filename=item["filename"], sha256=item["sha256"], config=item["config"],
-                    summary=item.get("summary", ""), withdrawn=item.get("withdrawn", ""))
+        WeightEntry(
+            name,
+            filename=item["filename"],
+            sha256=item["sha256"],
+            config=item["config"],
+            summary=item.get("summary", ""),
+            withdrawn=item.get("withdrawn", ""),
+        )
         for name, item in sorted(json.loads(manifest.read_text()).items())
     ]
 
@@ -134,10 +141,20 @@ def _shipped() -> list[WeightEntry]:
 REGISTRY: dict[str, WeightEntry] = {
     entry.name: entry
     for entry in (
-        WeightEntry("ffdnet_color", config="ffdnet_color", importer=_ipol(3), card_text=_IPOL_CARD,
-                    summary="FFDNet (authors' IPOL weights, imported), non-blind color denoising, sigma 0-75"),
-        WeightEntry("ffdnet_gray", config="ffdnet_gray", importer=_ipol(1), card_text=_IPOL_CARD,
-                    summary="FFDNet (authors' IPOL weights, imported), non-blind gray denoising, sigma 0-75"),
+        WeightEntry(
+            "ffdnet_color",
+            config="ffdnet_color",
+            importer=_ipol(3),
+            card_text=_IPOL_CARD,
+            summary="FFDNet (authors' IPOL weights, imported), non-blind color denoising, sigma 0-75",
+        ),
+        WeightEntry(
+            "ffdnet_gray",
+            config="ffdnet_gray",
+            importer=_ipol(1),
+            card_text=_IPOL_CARD,
+            summary="FFDNet (authors' IPOL weights, imported), non-blind gray denoising, sigma 0-75",
+        ),
         # weights m3l trained and ships (hub_weights/manifest.json, written by make_weights.py)
         *_shipped(),
         # architectures without weights: pretrained=False, or weights=YOUR_FILE
@@ -157,7 +174,9 @@ def entry_for_config(config: str) -> WeightEntry:
         if entry.config == config and entry.has_weights:
             _refuse_withdrawn(entry)
             return entry
-    with_weights = ", ".join(sorted(e.config for e in REGISTRY.values() if e.config and e.has_weights and not e.withdrawn))
+    with_weights = ", ".join(
+        sorted(e.config for e in REGISTRY.values() if e.config and e.has_weights and not e.withdrawn)
+    )
     raise HubError(
         f"model={config} has no pretrained weights (checkpoint=pretrained). Model configs with "
         f"weights: {with_weights}. Train it (python -m m3l.run.train model={config}) and pass "
@@ -207,8 +226,10 @@ def local_file(url: str, sha256: str | None) -> Path:
     file that changes is read as it is now (checked against ``sha256`` when one is known)."""
     parsed = urllib.parse.urlparse(url)
     if parsed.netloc not in ("", "localhost"):
-        raise HubError(f"{url}: a file:// URL names a file on this machine (file:///PATH); "
-                       "pass the path itself, or an http(s):// URL.")
+        raise HubError(
+            f"{url}: a file:// URL names a file on this machine (file:///PATH); "
+            "pass the path itself, or an http(s):// URL."
+        )
     path = Path(urllib.request.url2pathname(parsed.path))
     if not path.is_file():
         raise HubError(f"{url}: no such file ({path}). Check the path (file:///ABSOLUTE/PATH).")
@@ -296,11 +317,14 @@ def imported_weights(entry: WeightEntry) -> Path:
             return target
         log.warning("%s %s; converting %s into it again", target, problem, source)
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = save({k: v.contiguous() for k, v in convert().items()}, metadata={"source": str(source), "source_sha256": digest})
+    data = save(
+        {k: v.contiguous() for k, v in convert().items()}, metadata={"source": str(source), "source_sha256": digest}
+    )
     _write_beside(target, data)
     _write_beside(record, f"{hashlib.sha256(data).hexdigest()}  {target.name}\n".encode())
-    card = (f"# {entry.name}\n\n**{entry.summary}.** Model config: `model={entry.config}`.\n\n"
-            + entry.card_text.format(source=source, sha=digest))
+    card = f"# {entry.name}\n\n**{entry.summary}.** Model config: `model={entry.config}`.\n\n" + entry.card_text.format(
+        source=source, sha=digest
+    )
     _write_beside(target.with_suffix(".md"), card.encode())
     log.info("converted %s into %s (card: %s)", source, target, target.with_suffix(".md"))
     return target
@@ -313,7 +337,9 @@ def _unverified(path: Path, record: Path) -> str | None:
     except (OSError, IndexError):
         return f"has no sha256 record ({record.name}: converted by an older m3l, or interrupted)"
     found = sha256_of(path)
-    return None if found == expected else f"does not match its sha256 (recorded {expected}, found {found}): it is damaged"
+    return (
+        None if found == expected else f"does not match its sha256 (recorded {expected}, found {found}): it is damaged"
+    )
 
 
 def _write_beside(path: Path, data: bytes) -> None:
@@ -405,7 +431,9 @@ def load_plug_and_play(name: str, pretrained: bool = True, **settings: Any) -> A
     try:
         cfg = compose(name, ["paths.runs_dir=.", "logger=none", *overrides])
     except Exception as exc:  # an unknown setting: Hydra names it
-        raise HubError(f"{name}: {str(exc).splitlines()[0]} (settings are the pnp.* keys of model/{name}.yaml)") from exc
+        raise HubError(
+            f"{name}: {str(exc).splitlines()[0]} (settings are the pnp.* keys of model/{name}.yaml)"
+        ) from exc
     module = instantiate(cfg.net)
     if pretrained:
         module.load_pretrained()
@@ -417,8 +445,10 @@ def _pnp_entry(name: str) -> Callable[..., Any]:
         return load_plug_and_play(name, pretrained=pretrained, **settings)
 
     hub_entry.__name__ = name
-    hub_entry.__doc__ = (f"Plug-and-play {PLUG_AND_PLAY[name]}; keyword settings are the pnp.* keys of "
-                         f"model/{name}.yaml. Returns a PlugAndPlay module (`.restore(x)`).")
+    hub_entry.__doc__ = (
+        f"Plug-and-play {PLUG_AND_PLAY[name]}; keyword settings are the pnp.* keys of "
+        f"model/{name}.yaml. Returns a PlugAndPlay module (`.restore(x)`)."
+    )
     return hub_entry
 
 

@@ -38,15 +38,18 @@ def instantiate_key(cfg: DictConfig, key: str, node: Any | None = None, **kwargs
             raise cause from None
         text = str(exc)
         detail = "\n  ".join(
-            line.strip() for line in text.splitlines()
+            line.strip()
+            for line in text.splitlines()
             if line.strip() and not line.strip().startswith(("full_key:", "object_type="))
         )
         missing = _missing_module(exc)
         if "pytorch_lightning" in text or missing.startswith("pytorch_lightning"):
             hint = pytorch_lightning_message(key, name=missing or None)
         elif "Error locating target" in text:
-            hint = ("Check that the `_target_` names an importable class or function and that "
-                    "your package is on PYTHONPATH (or installed).")
+            hint = (
+                "Check that the `_target_` names an importable class or function and that "
+                "your package is on PYTHONPATH (or installed)."
+            )
         else:
             hint = "Check the arguments in that config against the signature of its `_target_`."
             unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)

@@ -19,7 +19,10 @@ import logging
 import warnings
 
 _DROPPED_INFO = (
-    "Tip: For seamless cloud", "GPU available:", "TPU available:", "HPU available:",
+    "Tip: For seamless cloud",
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
     "Trainer already configured with model summary callbacks",
 )
 

@@ -19,8 +19,9 @@ class CompactModelSummary(ModelSummary):
         super().__init__(max_depth=1)
 
     @staticmethod
-    def summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
-                  total_flops, **_: Any) -> None:  # noqa: ANN001 - Lightning's signature
+    def summarize(
+        summary_data, total_parameters, trainable_parameters, model_size, total_training_modes, total_flops, **_: Any
+    ) -> None:  # noqa: ANN001 - Lightning's signature
         from lightning.pytorch.utilities.model_summary.model_summary import (
             get_human_readable_count as _count,
         )

@@ -21,9 +21,24 @@ from m3l.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 # top-level config keys that may differ between a run and its resumption
-_RESUME_KEYS = ("paths", "run_id", "checkpoint", "resume", "checkpoint_trusted", "preflight_only", "m3l_choices", "hydra")
+_RESUME_KEYS = (
+    "paths",
+    "run_id",
+    "checkpoint",
+    "resume",
+    "checkpoint_trusted",
+    "preflight_only",
+    "m3l_choices",
+    "hydra",
+)
 # how long to train: a run may be resumed to train longer (the difference is logged)
-_LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.min_epochs", "trainer.min_steps")
+_LENGTH_KEYS = (
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.max_time",
+    "trainer.min_epochs",
+    "trainer.min_steps",
+)
 
 
 # ---------------------------------------------------------------------------- settings of a run
@@ -61,8 +76,11 @@ def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[s
 
     a, b = relevant(then), relevant(now)
     missing = "(not set)"
-    return [(key, a.get(key, missing), b.get(key, missing)) for key in sorted(a.keys() | b.keys())
-            if a.get(key, missing) != b.get(key, missing)]
+    return [
+        (key, a.get(key, missing), b.get(key, missing))
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key, missing) != b.get(key, missing)
+    ]
 
 
 def describe(diffs: list[tuple[str, Any, Any]], limit: int = 4) -> str:
@@ -98,7 +116,9 @@ def _candidates(root: Path, now: Mapping[str, Any], exclude: Path) -> list[_Cand
             except Exception:  # noqa: BLE001 - an unreadable config.yaml: settings unknown
                 diffs = None
         started = (config if config.is_file() else run_dir).stat().st_mtime
-        found.append(_Candidate(run_dir, started, max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None, diffs))
+        found.append(
+            _Candidate(run_dir, started, max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None, diffs)
+        )
     return sorted(found, key=lambda c: c.started, reverse=True)
 
 
@@ -119,15 +139,18 @@ def resume_checkpoint(cfg: Any, output_dir: Path, option: str) -> Path:
         chosen = same[0]
         longer = f", to train for another length ({describe(chosen.diffs)})" if chosen.diffs else ""
         (log.warning if chosen.diffs else log.info)(
-            "%s resumes the newest run of '%s' with these settings, %s%s", option, cfg.name, chosen.run_dir, longer)
+            "%s resumes the newest run of '%s' with these settings, %s%s", option, cfg.name, chosen.run_dir, longer
+        )
         return chosen.last
     listing = "\n".join(
         f"  {c.last}  ({'same settings' if c in same else 'settings unknown: no config.yaml' if c.diffs is None else 'other settings: ' + describe(c.diffs)})"
         for c in with_checkpoint[:8]
     )
     if same:
-        reason = (f"the newest run of '{cfg.name}' with these settings, {same[0].run_dir}, has no checkpoint "
-                  "(it stopped before the end of its first epoch): there is nothing of it to resume.")
+        reason = (
+            f"the newest run of '{cfg.name}' with these settings, {same[0].run_dir}, has no checkpoint "
+            "(it stopped before the end of its first epoch): there is nothing of it to resume."
+        )
     else:
         reason = f"no training run of '{cfg.name}' under {root} has these settings."
     raise CheckpointError(
@@ -151,12 +174,20 @@ def warn_if_other_settings(checkpoint: Path, cfg: Any, resume: bool = False) -> 
     if not diffs:
         return
     if resume:
-        log.warning("%s comes from a run with other settings (%s); resume=true continues it exactly: its "
-                    "optimizer state (learning rate included), schedule and epoch come from the checkpoint, the "
-                    "rest from the settings given now.", checkpoint, describe(diffs))
+        log.warning(
+            "%s comes from a run with other settings (%s); resume=true continues it exactly: its "
+            "optimizer state (learning rate included), schedule and epoch come from the checkpoint, the "
+            "rest from the settings given now.",
+            checkpoint,
+            describe(diffs),
+        )
     else:
-        log.warning("%s comes from a run with other settings (%s); this run starts from its weights with the "
-                    "settings given now (optimizer, learning rate and schedule included).", checkpoint, describe(diffs))
+        log.warning(
+            "%s comes from a run with other settings (%s); this run starts from its weights with the "
+            "settings given now (optimizer, learning rate and schedule included).",
+            checkpoint,
+            describe(diffs),
+        )
 
 
 # ---------------------------------------------------------------------------- checkpoint=best|last
@@ -196,8 +227,11 @@ def _net_differences(run_dir: Path, now: Mapping[str, Any]) -> list[tuple[str, A
     if then is None:
         return None
     missing = "(not set)"
-    return [(key, then.get(key, missing), now.get(key, missing)) for key in sorted(then.keys() | now.keys())
-            if then.get(key, missing) != now.get(key, missing)]
+    return [
+        (key, then.get(key, missing), now.get(key, missing))
+        for key in sorted(then.keys() | now.keys())
+        if then.get(key, missing) != now.get(key, missing)
+    ]
 
 
 def _monitored_score(path: Path) -> tuple[str, float, str] | None:
@@ -266,8 +300,11 @@ def pick_checkpoint(cfg: Any, kind: str) -> tuple[Path, str]:
         sign = -1.0 if scored[0][1][2] == "min" else 1.0  # type: ignore[index]
         chosen, score = max(scored, key=lambda item: sign * item[1][1])  # type: ignore[index]
     where = run_dir.relative_to(root) if root in run_dir.parents else run_dir
-    value = f", {score[0]}={score[1]:.4g} ({'lowest' if score[2] == 'min' else 'highest'} of the run)" if (
-        kind == "best" and score is not None) else ""
+    value = (
+        f", {score[0]}={score[1]:.4g} ({'lowest' if score[2] == 'min' else 'highest'} of the run)"
+        if (kind == "best" and score is not None)
+        else ""
+    )
     why = f"the newest run of '{cfg.name}'" + (" whose net fits this config" if now is not None else "")
     if skipped:
         newest, diffs = skipped[0]
@@ -297,8 +334,14 @@ def run_checkpoint(root: Path, run_id: str, option: str = "run_id") -> Path:
     if lasts:
         return max(lasts, key=lambda p: p.stat().st_mtime)
     runs = sorted({p.parent.parent.name for p in root.glob("*/checkpoints/last*.ckpt")})
-    what = (f"its run directory {launches[-1]} has no checkpoint (it stopped before the end of its first epoch, "
-            "or was a debug run)") if launches else f"no run {run_id!r} under {root}"
+    what = (
+        (
+            f"its run directory {launches[-1]} has no checkpoint (it stopped before the end of its first epoch, "
+            "or was a debug run)"
+        )
+        if launches
+        else f"no run {run_id!r} under {root}"
+    )
     raise CheckpointError(
         f"{option}={run_id!r}: nothing to resume: {what}. Runs there with a last checkpoint: "
         f"{', '.join(runs) or '(none)'}. Leave {option} out to start a new run."

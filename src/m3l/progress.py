@@ -42,8 +42,10 @@ def _unit(loaders: Any) -> str:
     if loaders is None:
         return "batch"
     items = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-    sizes = {getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
-             for loader in items}
+    sizes = {
+        getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+        for loader in items
+    }
     return "file" if sizes == {1} else "batch"
 
 
@@ -98,7 +100,13 @@ class LogProgressBar(ProgressBar):
         self._starts[stage] = self._last = time.monotonic()
 
     def _report(
-        self, stage: str, label: str, done: int, total: int | float, extra: str = "", force: bool = False,
+        self,
+        stage: str,
+        label: str,
+        done: int,
+        total: int | float,
+        extra: str = "",
+        force: bool = False,
         unit: str = "it",
     ) -> None:
         """One line: ``label done/total (pct) rate unit/s, ETA``; the rate counts from the

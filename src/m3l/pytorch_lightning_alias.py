@@ -48,7 +48,7 @@ class _LightningAlias:
 
     def _real(self, fullname: str) -> str | None:
         root = fullname.split(".", 1)[0]
-        return _ALIASES[root] + fullname[len(root):] if root in self.roots else None
+        return _ALIASES[root] + fullname[len(root) :] if root in self.roots else None
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         real = self._real(fullname)

@@ -48,9 +48,10 @@ _BOOKKEEPING_DIRS = (".hydra",)
 def is_rank_zero() -> bool:
     """Whether this process is rank zero (of a distributed run started by Lightning, torchrun
     or Slurm): the one that creates, writes and removes run directories."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0 and int(
-        os.environ.get("LOCAL_RANK", "0") or 0
-    ) == 0
+    return (
+        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
+        and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    )
 
 
 # ---------------------------------------------------------------------------- choose
@@ -65,8 +66,10 @@ def check_output_dir_free(path: Path, key: str = "paths.output_dir") -> None:
     """Refuse ``path`` as a new run's directory when it exists and is not empty."""
     if not path.is_dir() or not any(path.iterdir()):
         if path.exists() and not path.is_dir():
-            raise ConfigError(f"{key}={path} is a file, not a directory. Pass a new directory, or leave "
-                              f"{key} out: every run gets a fresh one under paths.runs_dir.")
+            raise ConfigError(
+                f"{key}={path} is a file, not a directory. Pass a new directory, or leave "
+                f"{key} out: every run gets a fresh one under paths.runs_dir."
+            )
         return
     markers = [name for name in ("config.yaml", "checkpoints", ".hydra") if (path / name).exists()]
     markers += sorted(p.name for p in path.glob("*.log"))[:2]
@@ -242,8 +245,10 @@ def remove_unsubmitted_sweeps() -> None:
 def _file_handlers(path: Path) -> list[logging.FileHandler]:
     """The logging handlers that write into ``path`` (Hydra's job log, :func:`run_log`'s)."""
     target = str(path.resolve())
-    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
-                                      if isinstance(lg, logging.Logger))]
+    loggers = [
+        logging.getLogger(),
+        *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
+    ]
     found: dict[int, logging.FileHandler] = {}
     for logger in loggers:
         for handler in logger.handlers:
@@ -290,7 +295,8 @@ class Run:
         self.started = False  # whether the current verb got as far as running Lightning
         self.made: list[Path] = []  # directories the current verb created
         self.own = (
-            OmegaConf.is_missing(paths, "output_dir") or paths.get("output_dir") is None
+            OmegaConf.is_missing(paths, "output_dir")
+            or paths.get("output_dir") is None
             # a config an earlier Run picked its directory in, made into a new Experiment
             or _picked_for.get(id(cfg)) == str(paths.output_dir)
         )

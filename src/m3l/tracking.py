@@ -83,8 +83,13 @@ def set_run_tags(logger: Any, tags: Mapping[str, Any]) -> None:
             logger.experiment.set_tag(logger.run_id, str(key), str(value))
 
 
-def mlflow_logger(runs_dir: str | Path, experiment_name: str | None = None, default_experiment: str = "m3l",
-                  option: str = "logger=mlflow", **kwargs: Any) -> MLFlowLogger:
+def mlflow_logger(
+    runs_dir: str | Path,
+    experiment_name: str | None = None,
+    default_experiment: str = "m3l",
+    option: str = "logger=mlflow",
+    **kwargs: Any,
+) -> MLFlowLogger:
     """The MLFlowLogger of ``configs/logger/mlflow.yaml``, built in Python: on the tracking URI
     set with ``mlflow.set_tracking_uri`` (or ``MLFLOW_TRACKING_URI``), else on
     ``sqlite:///<runs_dir>/mlflow.db``; the experiment ``experiment_name``, else the one set with
@@ -98,7 +103,8 @@ def mlflow_logger(runs_dir: str | Path, experiment_name: str | None = None, defa
     user_uri, user_experiment = active_mlflow()
     return MLFlowLogger(
         tracking_uri=user_uri or f"{_SQLITE}{Path(runs_dir) / 'mlflow.db'}",
-        experiment_name=experiment_name or user_experiment or default_experiment, **kwargs,
+        experiment_name=experiment_name or user_experiment or default_experiment,
+        **kwargs,
     )
 
 
@@ -142,7 +148,7 @@ def run_log(path: Path) -> Iterator[None]:
 def _local_store_path(tracking_uri: str) -> Path | None:
     """The folder of a sqlite tracking store (file stores keep their own artifacts)."""
     if tracking_uri.startswith(_SQLITE):
-        return Path(tracking_uri[len(_SQLITE):]).parent
+        return Path(tracking_uri[len(_SQLITE) :]).parent
     return None
 
 
@@ -176,7 +182,7 @@ class MLFlowLogger(_LightningMLFlowLogger):
             if kwargs.get("experiment_name") is None:
                 kwargs["experiment_name"] = user_experiment or "lightning_logs"
         if tracking_uri and tracking_uri.startswith(_SQLITE):
-            tracking_uri = sqlite_uri(tracking_uri[len(_SQLITE):])
+            tracking_uri = sqlite_uri(tracking_uri[len(_SQLITE) :])
         store = _local_store_path(tracking_uri) if tracking_uri else None
         if artifact_location is None and store is not None:
             artifact_location = (store / "mlartifacts").resolve().as_uri()
@@ -234,8 +240,12 @@ class MLFlowLogger(_LightningMLFlowLogger):
             new.update({f"{key}.resume_{n}": now for key, (_, now) in changes.items()})
             described = "; ".join(f"{key}: {then} -> {now}" for key, (then, now) in changes.items())
             self.experiment.set_tag(self.run_id, f"m3l.resume_{n}", described[:_MAX_TAG])
-            log.warning("MLflow run %s resumed with other settings (%s): logged as %s", self.run_id, described,
-                        ", ".join(f"{key}.resume_{n}" for key in changes))
+            log.warning(
+                "MLflow run %s resumed with other settings (%s): logged as %s",
+                self.run_id,
+                described,
+                ", ".join(f"{key}.resume_{n}" for key in changes),
+            )
             config_name = f"config.resume_{n}.yaml"
         items = [Param(key=k, value=v) for k, v in new.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 parameters per call
@@ -284,8 +294,11 @@ def resumed_changes(logged: Mapping[str, str], values: Mapping[str, str]) -> dic
     for key, now in values.items():
         if key not in logged:
             continue
-        latest = [(int(k.rpartition(".resume_")[2]), v) for k, v in logged.items()
-                  if k.startswith(f"{key}.resume_") and k.rpartition(".resume_")[2].isdigit()]
+        latest = [
+            (int(k.rpartition(".resume_")[2]), v)
+            for k, v in logged.items()
+            if k.startswith(f"{key}.resume_") and k.rpartition(".resume_")[2].isdigit()
+        ]
         then = max(latest)[1] if latest else logged[key]
         if then != now:
             changes[key] = (then, now)
@@ -353,7 +366,9 @@ def _tagged_run(tracker: Any, run_id: str) -> str | None:
         return None
     quoted = run_id.replace("'", "\\'")
     found = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`m3l.run_id` = '{quoted}'", order_by=["attributes.start_time DESC"],
+        [experiment.experiment_id],
+        filter_string=f"tags.`m3l.run_id` = '{quoted}'",
+        order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     return found[0].info.run_id if found else None

@@ -79,7 +79,6 @@ def upgrade_config(cfg: Any) -> list[str]:
     return notes
 
 
-
 def _check_accelerator(kwargs: Mapping[str, Any], given: Mapping[str, Any]) -> None:
     """Refuse GPUs on a machine without any, before Lightning's "No supported gpu backend"."""
     if kwargs.get("accelerator") not in ("gpu", "cuda"):

@@ -82,12 +82,18 @@ LIGHTNING1_KEYS: dict[str, Lightning1Key] = {
     "train_percent_check": _rename("limit_train_batches"),
     "val_percent_check": _rename("limit_val_batches"),
     "test_percent_check": _rename("limit_test_batches"),
-    "resume_from_checkpoint": Lightning1Key("resume=true checkpoint=PATH (resume=true alone: the newest run of these settings; checkpoint=PATH alone: a new run from its weights)"),
-    "auto_select_gpus": Lightning1Key("trainer.devices=N (Lightning picks the GPUs; CUDA_VISIBLE_DEVICES selects them)"),
+    "resume_from_checkpoint": Lightning1Key(
+        "resume=true checkpoint=PATH (resume=true alone: the newest run of these settings; checkpoint=PATH alone: a new run from its weights)"
+    ),
+    "auto_select_gpus": Lightning1Key(
+        "trainer.devices=N (Lightning picks the GPUs; CUDA_VISIBLE_DEVICES selects them)"
+    ),
     "auto_lr_find": Lightning1Key("lightning.pytorch.tuner.Tuner(trainer).lr_find(...) in Python"),
     "auto_scale_batch_size": Lightning1Key("lightning.pytorch.tuner.Tuner(trainer).scale_batch_size(...) in Python"),
     "track_grad_norm": Lightning1Key(_GRAD_NORM),
-    "log_gpu_memory": Lightning1Key("callbacks.device_stats={_target_: lightning.pytorch.callbacks.DeviceStatsMonitor}"),
+    "log_gpu_memory": Lightning1Key(
+        "callbacks.device_stats={_target_: lightning.pytorch.callbacks.DeviceStatsMonitor}"
+    ),
     "flush_logs_every_n_steps": Lightning1Key("the logger's own setting, e.g. logger.tensorboard.flush_secs"),
     "log_save_interval": Lightning1Key("the logger's own setting, e.g. logger.tensorboard.flush_secs"),
     "terminate_on_nan": Lightning1Key("trainer.detect_anomaly=true"),
@@ -99,7 +105,9 @@ LIGHTNING1_KEYS: dict[str, Lightning1Key] = {
     "prepare_data_per_node": Lightning1Key("the attribute prepare_data_per_node of your LightningDataModule"),
     "truncated_bptt_steps": Lightning1Key("the attribute truncated_bptt_steps of your LightningModule"),
     "move_metrics_to_cpu": Lightning1Key("nothing: Lightning 2 dropped it (metrics stay where they are computed)"),
-    "multiple_trainloader_mode": Lightning1Key("lightning.pytorch.utilities.CombinedLoader(..., mode=...) in your datamodule"),
+    "multiple_trainloader_mode": Lightning1Key(
+        "lightning.pytorch.utilities.CombinedLoader(..., mode=...) in your datamodule"
+    ),
     "process_position": Lightning1Key("nothing: Lightning 2 dropped it"),
     "ipus": Lightning1Key("nothing: Lightning 2 has no IPU support"),
 }

@@ -73,5 +73,3 @@ def unknown_trainer_key(name: str, where: str = "") -> ConfigError:
         f"trainer.{name}{where}: lightning.pytorch.Trainer has no argument `{name}`.{hint or ''} "
         "Every argument of lightning.pytorch.Trainer is a key of `trainer` (docs/configs.md#trainer)."
     )
-
-

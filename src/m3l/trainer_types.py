@@ -107,5 +107,3 @@ def _show(value: Any) -> str:
 def _kind(value: Any) -> str:
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
     return names.get(type(value), f"a {type(value).__name__}")
-
-

@@ -75,8 +75,11 @@ class WeightsChoice:
             except CheckpointError:
                 pass  # the run itself reports it
         if verb == "train":
-            text += (" (resume=true: continues it exactly)" if resume else
-                     " (a new run from its weights; optimizer and schedule as configured now)")
+            text += (
+                " (resume=true: continues it exactly)"
+                if resume
+                else " (a new run from its weights; optimizer and schedule as configured now)"
+            )
         return text
 
     def train_start(self, net: Any, output_dir: Path, trust_option: str) -> Path | None:
@@ -95,10 +98,14 @@ class WeightsChoice:
             # resume): a new run from them, optimizer and schedule as configured now
             load_weights_into(net, path, trusted=self.trusted)
             if resume:
-                log.warning("%s holds weights only: resume=true starts a new run from them (nothing else "
-                            "to continue)", path)
-            log.info("Starting from the weights of %s (a new run: optimizer, learning rate and schedule as "
-                     "configured now; resume=true checkpoint=PATH continues a run exactly)", path)
+                log.warning(
+                    "%s holds weights only: resume=true starts a new run from them (nothing else to continue)", path
+                )
+            log.info(
+                "Starting from the weights of %s (a new run: optimizer, learning rate and schedule as "
+                "configured now; resume=true checkpoint=PATH continues a run exactly)",
+                path,
+            )
             return None
         check_checkpoint(path, trusted=self.trusted, trust_option=trust_option)
         log.info("Resuming from %s (exactly: weights, optimizer, schedule, epoch and random states)", path)

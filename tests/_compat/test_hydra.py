@@ -31,7 +31,9 @@ print("still running")
 def test_report_and_exit():
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
     with canary("Hydra", "how it reports a failed job (hydra._internal.utils.run_and_report)", "hydra.report_and_exit"):
-        done = subprocess.run([sys.executable, "-c", _FAILING_JOB], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", _FAILING_JOB], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 1, f"exit status {done.returncode}: {done.stderr[-500:]}"
         assert "still running" not in done.stdout
         assert "ValueError: boom in user code" in done.stderr and "in user_code" in done.stderr, done.stderr
@@ -49,8 +51,9 @@ def test_job_return_value():
 
 
 def test_override_value_text():
-    with canary("Hydra", "how an override's value is written (Override._get_value_element_as_str)",
-                "hydra.override_value_text"):
+    with canary(
+        "Hydra", "how an override's value is written (Override._get_value_element_as_str)", "hydra.override_value_text"
+    ):
         override = OverridesParser.create().parse_overrides(["x=choice({a:1,b:[2,3]},[4,'five'])"])[0]
         texts = [compat.override_value_text(override, v) for v in override.value().list]
         assert texts == ["{a:1,b:[2,3]}", "[4,'five']"], texts

@@ -73,16 +73,24 @@ class _Recorder(Logger):
 
 def _trainer(tmp_path: Path, **kwargs: Any) -> pl.Trainer:
     options: dict[str, Any] = dict(
-        default_root_dir=tmp_path, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
     options.update(kwargs)
     return pl.Trainer(**options)
 
 
 def test_trainer_init_arguments():
-    with canary("Lightning", "where Trainer.__init__ is written (lightning/pytorch/trainer/trainer.py)",
-                "lightning.trainer_init_arguments"):
+    with canary(
+        "Lightning",
+        "where Trainer.__init__ is written (lightning/pytorch/trainer/trainer.py)",
+        "lightning.trainer_init_arguments",
+    ):
         args = compat.trainer_init_arguments()
         assert args is not None, f"no Trainer.__init__ in lightning/{compat.TRAINER_SOURCE.as_posix()}"
         read = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]} - {"self"}
@@ -119,8 +127,11 @@ def test_mark_step_values_reset(tmp_path):
         _trainer(tmp_path, logger=recorder, log_every_n_steps=1, limit_val_batches=0).fit(Module(), _loader())
         return [step for step, metrics in recorder.calls if "only_first" in metrics]
 
-    with canary("Lightning", "its results store (Trainer._results, entries' meta.name and has_reset)",
-                "lightning.mark_step_values_reset"):
+    with canary(
+        "Lightning",
+        "its results store (Trainer._results, entries' meta.name and has_reset)",
+        "lightning.mark_step_values_reset",
+    ):
         compat.mark_step_values_reset(None, ["x"])  # no trainer: nothing to do
         assert sent(forget=False) == [0, 1, 2, 3], "Lightning no longer re-sends a step value at later steps"
         assert sent(forget=True) == [0], "a value marked reset is still sent at the later steps"
@@ -137,8 +148,11 @@ def test_logs_this_step(tmp_path):
             return loss
 
     recorder = _Recorder()
-    with canary("Lightning", "when it writes to its loggers (Trainer._logger_connector.should_update_logs)",
-                "lightning.logs_this_step"):
+    with canary(
+        "Lightning",
+        "when it writes to its loggers (Trainer._logger_connector.should_update_logs)",
+        "lightning.logs_this_step",
+    ):
         _trainer(tmp_path, logger=recorder, log_every_n_steps=2, limit_val_batches=0).fit(Module(), _loader())
         written = [step for step, metrics in recorder.calls if "train_loss" in metrics]
         assert [step for step, logs in asked if logs] == written, f"asked {asked}, the logger got steps {written}"
@@ -155,16 +169,29 @@ def test_validation_has_run(tmp_path):
         def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             seen.append((f"epoch {trainer.current_epoch}", compat.validation_has_run(trainer)))
 
-    with canary("Lightning", "the fit loop's validation state (fit_loop.epoch_loop.val_loop._has_run)",
-                "lightning.validation_has_run"):
-        _trainer(tmp_path, max_epochs=2, num_sanity_val_steps=1, callbacks=[Watch()]).fit(_Module(), _loader(), _loader())
-        assert seen == [("sanity", False), ("epoch 0", False), ("validation", True), ("epoch 1", True),
-                        ("validation", True)], seen
+    with canary(
+        "Lightning",
+        "the fit loop's validation state (fit_loop.epoch_loop.val_loop._has_run)",
+        "lightning.validation_has_run",
+    ):
+        _trainer(tmp_path, max_epochs=2, num_sanity_val_steps=1, callbacks=[Watch()]).fit(
+            _Module(), _loader(), _loader()
+        )
+        assert seen == [
+            ("sanity", False),
+            ("epoch 0", False),
+            ("validation", True),
+            ("epoch 1", True),
+            ("validation", True),
+        ], seen
 
 
 def test_uses_distributed_sampler(tmp_path):
-    with canary("Lightning", "where the Trainer keeps use_distributed_sampler (_accelerator_connector)",
-                "lightning.uses_distributed_sampler"):
+    with canary(
+        "Lightning",
+        "where the Trainer keeps use_distributed_sampler (_accelerator_connector)",
+        "lightning.uses_distributed_sampler",
+    ):
         assert compat.uses_distributed_sampler(_trainer(tmp_path)) is True
         assert compat.uses_distributed_sampler(_trainer(tmp_path, use_distributed_sampler=False)) is False
 
@@ -214,8 +241,11 @@ class _TwoOptimizers(_Module):
 
 
 def test_uncounted_step_and_counts_steps(tmp_path):
-    with canary("Lightning", "how it counts an optimizer step (LightningOptimizer._on_before_step/_on_after_step)",
-                "lightning.uncounted_step"):
+    with canary(
+        "Lightning",
+        "how it counts an optimizer step (LightningOptimizer._on_before_step/_on_after_step)",
+        "lightning.uncounted_step",
+    ):
         counted = _trainer(tmp_path, limit_val_batches=0)
         counted.fit(_TwoOptimizers(uncounted=False), _loader())
         assert counted.global_step == 8, f"4 batches of 2 optimizer steps counted {counted.global_step}"
@@ -235,8 +265,11 @@ def test_grad_scaler_of(tmp_path):
 
     scaler = torch.amp.GradScaler("cpu")
     module = _TwoOptimizers(uncounted=True)
-    with canary("Lightning", "where a LightningOptimizer names its strategy (LightningOptimizer._strategy)",
-                "lightning.grad_scaler_of"):
+    with canary(
+        "Lightning",
+        "where a LightningOptimizer names its strategy (LightningOptimizer._strategy)",
+        "lightning.grad_scaler_of",
+    ):
         plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
         _trainer(tmp_path, limit_train_batches=1, limit_val_batches=0, plugins=[plugin]).fit(module, _loader())
         assert module.scalers == [scaler], "the optimizer does not lead to the trainer's GradScaler"
@@ -259,16 +292,24 @@ def test_save_steps_checkpoint(tmp_path):
             super().save_last_checkpoint(trainer, monitor_candidates)
 
     callback = Counting(dirpath=tmp_path / "ckpt", monitor="val_loss", save_last=True, save_top_k=1)
-    with canary("Lightning", "ModelCheckpoint's save steps (_save_topk_checkpoint, _save_last_checkpoint)",
-                "lightning.SaveStepsCheckpoint"):
-        _trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[callback]).fit(_Module(), _loader(), _loader())
+    with canary(
+        "Lightning",
+        "ModelCheckpoint's save steps (_save_topk_checkpoint, _save_last_checkpoint)",
+        "lightning.SaveStepsCheckpoint",
+    ):
+        _trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[callback]).fit(
+            _Module(), _loader(), _loader()
+        )
         assert calls.count("topk") == 2 and calls.count("last") == 2, calls
         assert Path(callback.best_model_path).is_file() and (tmp_path / "ckpt" / "last.ckpt").is_file()
 
 
 def test_flat_params():
-    with canary("Lightning", "how its loggers flatten hyperparameters (fabric.utilities.logger._flatten_dict)",
-                "lightning.flat_params"):
+    with canary(
+        "Lightning",
+        "how its loggers flatten hyperparameters (fabric.utilities.logger._flatten_dict)",
+        "lightning.flat_params",
+    ):
         flat = compat.flat_params({"net": {"width": 8, "optimizer": {"lr": 0.1}}, "seed": 1, "ns": Namespace(a=2)})
         assert flat == {"net/width": 8, "net/optimizer/lr": 0.1, "seed": 1, "ns/a": 2}, flat
         assert compat.flat_params(Namespace(b=3)) == {"b": 3}
@@ -285,8 +326,11 @@ def test_mlflow_logger_internals(mlflow_store, tmp_path):
     from lightning.pytorch.loggers import MLFlowLogger
     from mlflow.tracking import MlflowClient
 
-    with canary("Lightning", "MLFlowLogger's state (_run_id, _initialized, _mlflow_client, _experiment_name)",
-                "lightning.mlflow_logger_* and set_mlflow_logger_run"):
+    with canary(
+        "Lightning",
+        "MLFlowLogger's state (_run_id, _initialized, _mlflow_client, _experiment_name)",
+        "lightning.mlflow_logger_* and set_mlflow_logger_run",
+    ):
         before = mlflow.get_tracking_uri()
         logger = MLFlowLogger(experiment_name="canary", tracking_uri=mlflow_store)
         assert compat.mlflow_logger_run_id(logger) is None and not compat.mlflow_logger_started(logger)
@@ -321,8 +365,11 @@ def test_lightning_modules_traceable():
     module = _Module()
     wrapper = _Wrapper(module)
     example = torch.randn(1, 2)
-    with canary("Lightning", "how a LightningModule is traced without a Trainer (LightningModule._jit_is_scripting)",
-                "lightning.lightning_modules_traceable"):
+    with canary(
+        "Lightning",
+        "how a LightningModule is traced without a Trainer (LightningModule._jit_is_scripting)",
+        "lightning.lightning_modules_traceable",
+    ):
         with pytest.raises(RuntimeError, match="not attached to a `Trainer`"):
             module.trainer  # noqa: B018 - what the tracer reads
         with compat.lightning_modules_traceable(wrapper):

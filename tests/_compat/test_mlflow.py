@@ -25,8 +25,11 @@ def mlflow_state(monkeypatch):
 
 def test_tracking_uri_is_set(mlflow_state, tmp_path, monkeypatch):
     mlflow = mlflow_state
-    with canary("MLflow", "where it keeps a chosen tracking URI (tracking._tracking_service.utils)",
-                "mlflow.tracking_uri_is_set"):
+    with canary(
+        "MLflow",
+        "where it keeps a chosen tracking URI (tracking._tracking_service.utils)",
+        "mlflow.tracking_uri_is_set",
+    ):
         mlflow.set_tracking_uri(None)
         assert not compat.tracking_uri_is_set(), "no URI chosen, and it says one is"
         mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -39,8 +42,11 @@ def test_tracking_uri_is_set(mlflow_state, tmp_path, monkeypatch):
 
 def test_active_experiment_id(mlflow_state, tmp_path, monkeypatch):
     mlflow = mlflow_state
-    with canary("MLflow", "where it keeps the experiment set_experiment chose (tracking.fluent._active_experiment_id)",
-                "mlflow.active_experiment_id"):
+    with canary(
+        "MLflow",
+        "where it keeps the experiment set_experiment chose (tracking.fluent._active_experiment_id)",
+        "mlflow.active_experiment_id",
+    ):
         assert compat.active_experiment_id() is None
         mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
         experiment = mlflow.set_experiment("canary")

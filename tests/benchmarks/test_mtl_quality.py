@@ -25,8 +25,12 @@ pytest.importorskip("torchjd")
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=tmp_path,
-        env=cli_env(tmp_path), timeout=900,
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        timeout=900,
     )
 
 
@@ -44,7 +48,7 @@ def test_quick_mode_prints_both_tables_and_resumes(tmp_path):
     args = ["--quick", "--results", str(results)]
     first = run(tmp_path, *args)
     assert first.returncode == 0, first.stderr[-3000:]
-    with_libmtl = ("LibMTL" in sys.modules or importlib.util.find_spec("LibMTL") is not None)
+    with_libmtl = "LibMTL" in sys.modules or importlib.util.find_spec("LibMTL") is not None
     for bench, tasks in (("fashion", ["left", "right"]), ("allinone", ["denoise", "deblur", "jpeg"])):
         rows = table(first.stdout, bench)
         assert list(rows) == ["single-task", "EW", "PCGrad", "UPGrad"], first.stdout

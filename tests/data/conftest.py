@@ -31,7 +31,7 @@ def image_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "nested" / "deeper").mkdir(parents=True)
     _photo("astronaut", (67, 45)).save(root / "rgb_odd.png")
     _photo("coffee", (80, 64)).convert("L").save(root / "gray.png")
-    gray16 = (np.asarray(_photo("camera", (53, 41)).convert("L"), dtype=np.uint16) * 257 + 7)
+    gray16 = np.asarray(_photo("camera", (53, 41)).convert("L"), dtype=np.uint16) * 257 + 7
     Image.fromarray(gray16).save(root / "nested" / "gray16.png")
     rgba = _photo("rocket", (40, 30)).convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize((40, 30)))
@@ -111,8 +111,10 @@ def size_changing_mp4(path: Path, first: tuple[int, int], count: int, then: tupl
 
     rng = np.random.default_rng(0)
     raw = path.with_suffix(".h264")
-    raw.write_bytes(_h264([rng.integers(0, 256, (first[1], first[0], 3), dtype=np.uint8) for _ in range(count)])
-                    + _h264([rng.integers(0, 256, (then[1], then[0], 3), dtype=np.uint8)]))
+    raw.write_bytes(
+        _h264([rng.integers(0, 256, (first[1], first[0], 3), dtype=np.uint8) for _ in range(count)])
+        + _h264([rng.integers(0, 256, (then[1], then[0], 3), dtype=np.uint8)])
+    )
     with av.open(str(raw), format="h264") as source, av.open(str(path), mode="w") as target:
         stream = target.add_stream_from_template(source.streams.video[0])
         stream.time_base = Fraction(1, 25)

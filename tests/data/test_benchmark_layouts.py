@@ -27,6 +27,7 @@ def flat_set(names: list[str], mode: str):
     def build(root: Path) -> None:
         for i, name in enumerate(names):
             _save(root / name, (10 * i, 0, 10 * i + 60 + i, 50), mode)
+
     return build
 
 
@@ -68,7 +69,9 @@ LAYOUTS = {
 def test_layout_reads_a_local_copy(name: str, tmp_path: Path) -> None:
     build, channels = LAYOUTS[name]
     build(tmp_path)
-    cfg = compose_group("data", name, f"data.root_dir={tmp_path}", "data.batch_size=2", "data.patch_size=32", "data.patches_per_image=2")
+    cfg = compose_group(
+        "data", name, f"data.root_dir={tmp_path}", "data.batch_size=2", "data.patch_size=32", "data.patches_per_image=2"
+    )
     assert cfg.data.correct_dir is None
     dm = instantiate(cfg.data)
     assert dm.channels == channels

@@ -21,7 +21,9 @@ def frame_folder(video_file: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_clips_from_a_video_file(video_file: Path) -> None:
-    ds = VideoClipDataset(video_file, clip_length=5, degradation=GaussianNoise(sigma=0.1), patch_size=24, clips_per_sequence=3)
+    ds = VideoClipDataset(
+        video_file, clip_length=5, degradation=GaussianNoise(sigma=0.1), patch_size=24, clips_per_sequence=3
+    )
     item = ds[0]
     assert len(ds) == 3 and item["input"].shape == (5, 3, 24, 24) and item["target"].shape == (3, 24, 24)
     assert float(item["meta"]["sigma"]) == pytest.approx(0.1)
@@ -32,13 +34,21 @@ def test_eval_windows_are_consecutive_and_deterministic(video_file: Path) -> Non
     ds = VideoClipDataset(video_file, clip_length=3, train=False, patch_size=None, max_eval_clips=4, target="clip")
     assert [w[1] for w in ds.windows] == [0, 3, 6, 9]
     torch.testing.assert_close(ds[1]["target"], frames[3:6])
-    noisy = VideoClipDataset(video_file, clip_length=3, train=False, degradation=GaussianNoise(sigma=0.1), patch_size=16)
+    noisy = VideoClipDataset(
+        video_file, clip_length=3, train=False, degradation=GaussianNoise(sigma=0.1), patch_size=16
+    )
     assert torch.equal(noisy[2]["input"], noisy[2]["input"])
     assert noisy[2]["relpath"] == "clip.mp4#6"
 
 
 def test_frame_folders_and_per_frame_parameters(frame_folder: Path) -> None:
-    ds = VideoClipDataset(frame_folder, clip_length=5, degradation=GaussianNoise(sigma_range=[0, 0.2]), per_frame_params=True, patch_size=16)
+    ds = VideoClipDataset(
+        frame_folder,
+        clip_length=5,
+        degradation=GaussianNoise(sigma_range=[0, 0.2]),
+        per_frame_params=True,
+        patch_size=16,
+    )
     item = ds[0]
     assert item["input"].shape == (5, 3, 16, 16) and item["meta"]["sigma"].shape == (5,)
     assert len(set(item["meta"]["sigma"].tolist())) == 5
@@ -59,9 +69,12 @@ def test_h264_on_clips(video_file: Path) -> None:
 
 
 def test_photo_pans_move_by_the_drawn_velocity() -> None:
-    ds = PhotoPanClipDataset(sample_dir("val"), clip_length=5, patch_size=48, clips_per_image=2, max_speed=3, target="clip", train=False)
+    ds = PhotoPanClipDataset(
+        sample_dir("val"), clip_length=5, patch_size=48, clips_per_image=2, max_speed=3, target="clip", train=False
+    )
     assert len(ds) == 8
     clip = ds[0]["target"]
+
     # consecutive frames are shifted crops of one photo: some integer shift matches exactly
     def matches(a: torch.Tensor, b: torch.Tensor) -> bool:
         for dy in range(-3, 4):
@@ -71,12 +84,26 @@ def test_photo_pans_move_by_the_drawn_velocity() -> None:
                 if torch.equal(a[:, ya, xa], b[:, yb, xb]):
                     return True
         return False
+
     assert all(matches(clip[t], clip[t + 1]) for t in range(4))
-    assert torch.equal(ds[3]["target"], PhotoPanClipDataset(sample_dir("val"), clip_length=5, patch_size=48, clips_per_image=2, max_speed=3, target="clip", train=False)[3]["target"])
+    assert torch.equal(
+        ds[3]["target"],
+        PhotoPanClipDataset(
+            sample_dir("val"), clip_length=5, patch_size=48, clips_per_image=2, max_speed=3, target="clip", train=False
+        )[3]["target"],
+    )
 
 
 def test_video_datamodule_with_files_and_correction_windows(video_file: Path) -> None:
-    dm = VideoDataModule(train_dir=str(video_file), val_dir=str(video_file), correct_dir=str(video_file), clip_length=3, patch_size=16, val_patch_size=16, batch_size=2)
+    dm = VideoDataModule(
+        train_dir=str(video_file),
+        val_dir=str(video_file),
+        correct_dir=str(video_file),
+        clip_length=3,
+        patch_size=16,
+        val_patch_size=16,
+        batch_size=2,
+    )
     dm.setup("fit")
     assert next(iter(dm.train_dataloader()))["input"].shape == (2, 3, 3, 16, 16)
     assert next(iter(dm.val_dataloader()))["target"].shape == (1, 3, 16, 16)

@@ -17,7 +17,9 @@ from .conftest import BAD_FILES, GOOD_IMAGES
 
 
 # inputs whose names differ only by suffix keep it when both become PNG
-OUTPUT = {r: (r + ".png" if r in ("photo.tif", "photo.webp") else str(Path(r).with_suffix(".png"))) for r in GOOD_IMAGES}
+OUTPUT = {
+    r: (r + ".png" if r in ("photo.tif", "photo.webp") else str(Path(r).with_suffix(".png"))) for r in GOOD_IMAGES
+}
 
 
 class Brighten(L.LightningModule):
@@ -34,7 +36,14 @@ class Brighten(L.LightningModule):
 
 
 def predict(datamodule, serializer, module=None) -> None:
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False, callbacks=[serializer])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[serializer],
+    )
     trainer.predict(module or Brighten(), datamodule=datamodule, return_predictions=False)
 
 
@@ -64,8 +73,12 @@ def test_folder_round_trip_keeps_sizes_modes_and_paths(image_tree: Path, tmp_pat
     # identity net: 8-bit PNG inputs come back exactly, 16-bit keeps 16-bit values
     src16 = np.asarray(Image.open(image_tree / "nested" / "gray16.png"))
     np.testing.assert_array_equal(np.asarray(Image.open(out / "nested" / "gray16.png")), src16)
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "rgb_odd.png")), np.asarray(Image.open(image_tree / "rgb_odd.png")))
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "nested" / "rgba.png")), np.asarray(Image.open(image_tree / "nested" / "rgba.png")))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out / "rgb_odd.png")), np.asarray(Image.open(image_tree / "rgb_odd.png"))
+    )
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out / "nested" / "rgba.png")), np.asarray(Image.open(image_tree / "nested" / "rgba.png"))
+    )
     # every bad input named with its reason, in the log list and the failures file
     assert {Path(f.path).name for f in serializer.failures} == BAD_FILES
     lines = (out / FAILURES_FILENAME).read_text().splitlines()

@@ -49,7 +49,9 @@ def test_eval_is_deterministic_per_relpath(clean_tree: Path, tmp_path: Path) -> 
     (copy / "a").mkdir(parents=True)
     Image.open(clean_tree / "a" / "two.png").save(copy / "a" / "two.png")
     moved = CleanImageDataset(copy, deg, train=False)
-    assert torch.equal(moved[0]["input"], next(first[i] for i in range(3) if first[i]["relpath"] == "a/two.png")["input"])
+    assert torch.equal(
+        moved[0]["input"], next(first[i] for i in range(3) if first[i]["relpath"] == "a/two.png")["input"]
+    )
     other_seed = CleanImageDataset(clean_tree, deg, train=False, seed=1)
     assert not torch.equal(other_seed[0]["input"], first[0]["input"])
 
@@ -81,8 +83,14 @@ def test_missing_and_empty_folders(tmp_path: Path) -> None:
 
 def test_datamodule_on_samples_with_several_test_sets(clean_tree: Path) -> None:
     dm = RestorationDataModule(
-        train_dir=sample_dir("train"), val_dir=sample_dir("val"), test_dir={"samples": sample_dir("val"), "mine": str(clean_tree)},
-        degradation=GaussianNoise(sigma=15, scale=255), patch_size=32, batch_size=4, patches_per_image=2, channels=1,
+        train_dir=sample_dir("train"),
+        val_dir=sample_dir("val"),
+        test_dir={"samples": sample_dir("val"), "mine": str(clean_tree)},
+        degradation=GaussianNoise(sigma=15, scale=255),
+        patch_size=32,
+        batch_size=4,
+        patches_per_image=2,
+        channels=1,
     )
     assert dm.channels == 1
     dm.setup("fit")
@@ -121,7 +129,9 @@ def gopro_and_sidd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for d, scene in enumerate(("0001_001_S6_00100_00060_3200_L", "0002_001_S6_00100_00020_3200_N")):
         crop = photo.crop((50 * d, 20, 50 * d + 40, 60))
         _pair(crop, root / "SIDD_Small_sRGB_Only" / "Data" / scene / "GT_SRGB_010.PNG")
-        _pair(crop.point(lambda v: min(v + 9, 255)), root / "SIDD_Small_sRGB_Only" / "Data" / scene / "NOISY_SRGB_010.PNG")
+        _pair(
+            crop.point(lambda v: min(v + 9, 255)), root / "SIDD_Small_sRGB_Only" / "Data" / scene / "NOISY_SRGB_010.PNG"
+        )
     return root
 
 
@@ -151,8 +161,12 @@ def test_sidd_layout_and_missing_target(gopro_and_sidd: Path, tmp_path: Path) ->
 
 def test_paired_datamodule(gopro_and_sidd: Path) -> None:
     dm = PairedDataModule(
-        train_dir=str(gopro_and_sidd / "GOPRO" / "train"), test_dir=str(gopro_and_sidd / "GOPRO" / "test"),
-        input_token="blur", target_token="sharp", patch_size=24, batch_size=2,
+        train_dir=str(gopro_and_sidd / "GOPRO" / "train"),
+        test_dir=str(gopro_and_sidd / "GOPRO" / "test"),
+        input_token="blur",
+        target_token="sharp",
+        patch_size=24,
+        batch_size=2,
     )
     dm.setup("fit")
     assert next(iter(dm.train_dataloader()))["input"].shape == (2, 3, 24, 24)

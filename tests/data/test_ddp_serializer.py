@@ -40,7 +40,13 @@ def test_each_item_written_once_under_ddp(image_tree: Path, tmp_path: Path) -> N
     script = tmp_path / "predict_ddp.py"
     script.write_text(SCRIPT)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, str(script), str(image_tree), str(out)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(script), str(image_tree), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     counts = [int((tmp_path / f"written.{rank}").read_text()) for rank in (0, 1)]
     assert sum(counts) == len(GOOD_IMAGES) and all(c > 0 for c in counts)

@@ -92,9 +92,11 @@ def test_blur_returns_its_kernel(photo: torch.Tensor, blur) -> None:
     y, meta = blur(photo, gen())
     assert float(meta["kernel"].sum()) == pytest.approx(1.0, abs=1e-5)
     torch.testing.assert_close(y, apply_blur(photo, meta["kernel"]))
+
     # blur removes detail: the high-frequency energy drops
     def detail(z: torch.Tensor) -> float:
         return float((z[..., 1:, :] - z[..., :-1, :]).abs().mean())
+
     assert detail(y) < 0.8 * detail(photo)
     flat = torch.full((3, 40, 40), 0.3)
     torch.testing.assert_close(blur(flat, gen())[0], flat)  # a kernel summing to 1 keeps flat areas
@@ -143,7 +145,9 @@ def test_chain_blur_noise_jpeg(photo: torch.Tensor) -> None:
 
 
 def test_random_choice_metadata_collates(photo: torch.Tensor) -> None:
-    choice = RandomChoice([GaussianNoise(sigma_range=[0, 55], scale=255), JPEG(quality_range=[5, 99]), GaussianBlur(kernel_size=15)])
+    choice = RandomChoice(
+        [GaussianNoise(sigma_range=[0, 55], scale=255), JPEG(quality_range=[5, 99]), GaussianBlur(kernel_size=15)]
+    )
     metas = [choice(photo, gen(s))[1] for s in range(12)]
     batch = default_collate(metas)
     assert batch["sigma"].shape == (12,) and batch["quality"].shape == (12,) and batch["kernel"].shape == (12, 15, 15)

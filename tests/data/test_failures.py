@@ -17,8 +17,16 @@ from torch.utils.data import DataLoader, Dataset
 from m3l.data import ImageSerializer, VideoSerializer
 from m3l.data.failures import Failure, read_failures, write_failures
 
-NAMES = ["plain.png", "tab\there.png", "new\nline.png", 'quote"d, comma.png', "ünïcode.png", " lead and trail ",
-         os.fsdecode(b"latin1-\xe9\xff.png"), "back\\slash\r.png"]
+NAMES = [
+    "plain.png",
+    "tab\there.png",
+    "new\nline.png",
+    'quote"d, comma.png',
+    "ünïcode.png",
+    " lead and trail ",
+    os.fsdecode(b"latin1-\xe9\xff.png"),
+    "back\\slash\r.png",
+]
 
 
 def test_any_file_name_round_trips_through_the_csv_reader(tmp_path: Path) -> None:
@@ -56,8 +64,16 @@ class FramesOfTwoSizes(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         h, w = self.sizes[i]
-        return {"input": torch.full((3, h, w), 0.5), "relpath": "clip.mp4", "frame_index": i, "num_frames": len(self.sizes),
-                "fps": 25.0, "height": h, "width": w, "mode": "RGB"}
+        return {
+            "input": torch.full((3, h, w), 0.5),
+            "relpath": "clip.mp4",
+            "frame_index": i,
+            "num_frames": len(self.sizes),
+            "fps": 25.0,
+            "height": h,
+            "width": w,
+            "mode": "RGB",
+        }
 
 
 class Identity(L.LightningModule):
@@ -71,11 +87,24 @@ def test_a_frame_size_change_fails_the_video_in_both_serializers(tmp_path: Path,
         pytest.importorskip("av")
     out = tmp_path / "out"
     serializer = kind(out)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                        callbacks=[serializer])
-    loader = DataLoader(FramesOfTwoSizes(), batch_size=1, collate_fn=lambda items: {
-        k: (torch.stack([i[k] for i in items]) if k == "input" else [i[k] for i in items]) for k in items[0]})
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[serializer],
+    )
+    loader = DataLoader(
+        FramesOfTwoSizes(),
+        batch_size=1,
+        collate_fn=lambda items: {
+            k: (torch.stack([i[k] for i in items]) if k == "input" else [i[k] for i in items]) for k in items[0]
+        },
+    )
     trainer.predict(Identity(), dataloaders=loader, return_predictions=False)
     assert [f.reason.split(" but")[0] for f in serializer.failures] == ["frame 3 is 48x40 pixels"]
     assert "the video began at 32x24" in serializer.failures[0].reason
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["failures.tsv"]  # no crop, no partial output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "failures.tsv"
+    ]  # no crop, no partial output

@@ -85,7 +85,15 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["ok.jpg"]
 
 
-@pytest.mark.parametrize(("name", "reason"), [("truncated.png", "not a readable image"), ("fake.jpg", "not a readable image"), ("notes.txt", "not a readable image"), ("missing.png", "no such file")])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("truncated.png", "not a readable image"),
+        ("fake.jpg", "not a readable image"),
+        ("notes.txt", "not a readable image"),
+        ("missing.png", "no such file"),
+    ],
+)
 def test_bad_images_raise_with_path_and_reason(image_tree: Path, name: str, reason: str) -> None:
     with pytest.raises(MediaReadError) as err:
         read_image(image_tree / name)
@@ -204,7 +212,11 @@ def test_every_video_frame_is_checked_before_conversion(tmp_path: Path, monkeypa
         monkeypatch.setenv("M3L_MAX_IMAGE_PIXELS", str(limit))
     assert probe_video(video).num_frames == 7  # the header alone sees nothing wrong
     seen = []
-    reason = r"frame 6: 128x96 = 12,288 pixels is over the limit of 5,000" if limit else r"frame 6 is 128x96 pixels but the video began at 64x48"
+    reason = (
+        r"frame 6: 128x96 = 12,288 pixels is over the limit of 5,000"
+        if limit
+        else r"frame 6 is 128x96 pixels but the video began at 64x48"
+    )
     with pytest.raises(MediaReadError, match=reason):
         for frame in iter_video_frames(video):
             seen.append(tuple(frame.shape))

@@ -147,7 +147,9 @@ def test_a_huge_declared_size_is_refused_before_decoding(tmp_path, monkeypatch):
     assert bomb.stat().st_size < 2000
     start = time.perf_counter()
     for source in (bomb, bomb.read_bytes()):
-        with pytest.raises(MediaReadError, match=r"60000x60000 = 3,600,000,000 pixels is over the limit of 89,478,485 pixels") as err:
+        with pytest.raises(
+            MediaReadError, match=r"60000x60000 = 3,600,000,000 pixels is over the limit of 89,478,485 pixels"
+        ) as err:
             read_jpeg_coefficients(source)
         assert "M3L_MAX_IMAGE_PIXELS" in str(err.value)
         assert err.value.path == (str(bomb) if isinstance(source, Path) else "<bytes>")
@@ -175,7 +177,9 @@ def test_a_file_over_the_size_bound_is_not_read(tmp_path, monkeypatch):
     with open(big, "wb") as fh:  # sparse: no disk space used
         fh.write(encode_jpeg(torch.rand(3, 16, 16), quality=90))
         fh.truncate(max_jpeg_file_bytes() + 1)
-    with pytest.raises(MediaReadError, match=r"big\.jpg: 16,785,217 bytes is over the bound of 16,785,216 bytes.*M3L_MAX_IMAGE_PIXELS"):
+    with pytest.raises(
+        MediaReadError, match=r"big\.jpg: 16,785,217 bytes is over the bound of 16,785,216 bytes.*M3L_MAX_IMAGE_PIXELS"
+    ):
         read_jpeg_coefficients(big)
 
 
@@ -210,9 +214,14 @@ def _damaged_jpegs() -> dict[str, tuple[bytes, str]]:
     return {
         "truncated.jpg": (good[: len(good) * 3 // 4], r"truncated JPEG: the file ends before its end-of-image marker"),
         "no_end_marker.jpg": (good[:-2], r"truncated JPEG: the file ends before its end-of-image marker"),
-        "twelve_bit.jpg": (_patched(good[:sof] + b"\xff\xc1" + good[sof + 2 :], 0xC1, 4, b"\x0c"),
-                           r"a 12-bit JPEG: only 8-bit JPEGs are read"),
-        "arithmetic.jpg": (good[:sof] + b"\xff\xc9" + good[sof + 2 :], r"an arithmetic-coded JPEG \(frame marker 0xFFC9\)"),
+        "twelve_bit.jpg": (
+            _patched(good[:sof] + b"\xff\xc1" + good[sof + 2 :], 0xC1, 4, b"\x0c"),
+            r"a 12-bit JPEG: only 8-bit JPEGs are read",
+        ),
+        "arithmetic.jpg": (
+            good[:sof] + b"\xff\xc9" + good[sof + 2 :],
+            r"an arithmetic-coded JPEG \(frame marker 0xFFC9\)",
+        ),
         "zero_height.jpg": (_patched(good, 0xC0, 5, b"\x00\x00"), r"a zero height in the frame header \(96x0"),
         "zero_table.jpg": (_patched(good, 0xDB, 5, bytes(64)), r"quantization table 0 has 64 zero entries"),
     }

@@ -47,9 +47,7 @@ def _filtered(image: np.ndarray, kinds: list[int]) -> bytes:
 def _png(image: np.ndarray, kinds: list[int], interlace: bool = False) -> bytes:
     h, w, c = image.shape
     if interlace:
-        raw = b"".join(
-            _filtered(image[y0::dy, x0::dx], kinds) for x0, y0, dx, dy in _ADAM7 if x0 < w and y0 < h
-        )
+        raw = b"".join(_filtered(image[y0::dy, x0::dx], kinds) for x0, y0, dx, dy in _ADAM7 if x0 < w and y0 < h)
     else:
         raw = _filtered(image, kinds)
 
@@ -59,8 +57,14 @@ def _png(image: np.ndarray, kinds: list[int], interlace: bool = False) -> bytes:
     header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, int(interlace))
     idat = zlib.compress(raw)
     # the image data split over two IDAT chunks, with an ancillary chunk before them
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"gAMA", struct.pack(">I", 45455))
-            + chunk(b"IDAT", idat[:7]) + chunk(b"IDAT", idat[7:]) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"gAMA", struct.pack(">I", 45455))
+        + chunk(b"IDAT", idat[:7])
+        + chunk(b"IDAT", idat[7:])
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("channels", [2, 3, 4])
@@ -76,7 +80,9 @@ def test_every_filter_and_interlacing_decode_exactly(tmp_path: Path, channels: i
     expected = torch.from_numpy(colour.astype(np.float32) / 65535).permute(2, 0, 1)
     assert torch.equal(x, expected)
     if channels in (2, 4):
-        assert info.alpha is not None and torch.equal(info.alpha[0], torch.from_numpy(image[:, :, -1] / np.float32(65535)))
+        assert info.alpha is not None and torch.equal(
+            info.alpha[0], torch.from_numpy(image[:, :, -1] / np.float32(65535))
+        )
 
 
 def test_ffmpegs_png_encoder_reads_back_exactly(tmp_path: Path) -> None:

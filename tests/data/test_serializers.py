@@ -40,7 +40,14 @@ class Returns(L.LightningModule):
 
 def _predict(form, out: Path, images: torch.Tensor, batch_size: int = 2, **options) -> ImageSerializer:
     serializer = ImageSerializer(out, **options)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False, callbacks=[serializer])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[serializer],
+    )
     loader = DataLoader(TensorDataset(images), batch_size=batch_size)
     trainer.predict(Returns(form), dataloaders=loader, return_predictions=False)
     return serializer
@@ -87,7 +94,9 @@ def test_tuple_paths_may_not_leave_the_output_folder(tmp_path: Path) -> None:
 
 
 def test_dict_form_with_metadata_from_the_prediction(tmp_path: Path) -> None:
-    _predict(lambda x, i: {"output": x, "relpath": [f"{i}_{j}.jpg" for j in range(len(x))]}, tmp_path / "out", _photos(2))
+    _predict(
+        lambda x, i: {"output": x, "relpath": [f"{i}_{j}.jpg" for j in range(len(x))]}, tmp_path / "out", _photos(2)
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0_0.png", "0_1.png"]
 
 
@@ -137,7 +146,9 @@ def test_numbering_is_safe_under_ddp(tmp_path: Path) -> None:
     script = tmp_path / "bare_ddp.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(7)]
     for i in range(7):  # sample i is the constant i/10

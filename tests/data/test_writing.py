@@ -91,8 +91,14 @@ def test_an_output_folder_serves_one_run_at_a_time(tmp_path):
             return batch[0]
 
     def predict(serializer):
-        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                            enable_checkpointing=False, callbacks=[serializer])
+        trainer = L.Trainer(
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            callbacks=[serializer],
+        )
         trainer.predict(Same(), dataloaders=DataLoader(TensorDataset(torch.rand(2, 3, 8, 8))), return_predictions=False)
 
     out = tmp_path / "out"

@@ -46,7 +46,9 @@ def restore(module: RestorationModule, x: torch.Tensor, backend: InferenceBacken
         return module.restore(x)
 
 
-@pytest.mark.parametrize("backend", [pytest.param("auto", marks=pytest.mark.slow), pytest.param("onnx", marks=pytest.mark.slow), "eager"])
+@pytest.mark.parametrize(
+    "backend", [pytest.param("auto", marks=pytest.mark.slow), pytest.param("onnx", marks=pytest.mark.slow), "eager"]
+)
 def test_the_pick_reproduces_eager_pytorch(cache: Path, backend: str) -> None:
     module, x = dncnn(), photo()
     expected = restore(module, x, None)
@@ -178,8 +180,9 @@ def test_int8_is_kept_only_when_the_output_holds(tmp_path: Path, caplog) -> None
     with caplog.at_level(logging.WARNING, logger="m3l.deploy.backends"):
         forced = InferenceBackend(module, "auto", "int8", cache_dir=cache, name="ffdnet")
         out = forced(x)
-    assert forced.chosen.label == "onnx/int8" and any("precision=int8" in r.getMessage() and "used as forced" in r.getMessage()
-                                                      for r in caplog.records)
+    assert forced.chosen.label == "onnx/int8" and any(
+        "precision=int8" in r.getMessage() and "used as forced" in r.getMessage() for r in caplog.records
+    )
     assert 30 < B.psnr_db(out.clamp(0, 1), reference.clamp(0, 1)) < B.BF16_MIN_PSNR
     assert exports_made(caplog) == 1
     (export,) = cache.glob("*.onnx")  # the fp32 export (and its .json sidecar) only
@@ -190,7 +193,9 @@ def test_int8_is_not_tried_without_the_units_nor_on_pytorch(monkeypatch) -> None
     monkeypatch.setattr(B, "cpu_has_int8", lambda: False)
     plan, note = InferenceBackend(dncnn(), "auto", "auto")._plan(photo())
     assert all(c.precision != "int8" for c in plan) and "no int8 units on this CPU" in note
-    with pytest.raises(ConfigError, match="precision=int8 runs on ONNX Runtime: use backend=onnx or auto with it, not backend=eager"):
+    with pytest.raises(
+        ConfigError, match="precision=int8 runs on ONNX Runtime: use backend=onnx or auto with it, not backend=eager"
+    ):
         InferenceBackend(dncnn(), "eager", "int8")
 
 
@@ -208,7 +213,9 @@ def test_auto_skips_a_first_export_for_a_small_job(tmp_path: Path) -> None:
     module, x = dncnn(), photo()
     chosen = InferenceBackend(module, "auto", "fp32", cache_dir=tmp_path, name="dncnn", expected_calls=1)
     restore(module, x, chosen)
-    assert "ONNX Runtime, not worth an export for a job of about" in chosen.summary and not list(tmp_path.glob("*.onnx"))
+    assert "ONNX Runtime, not worth an export for a job of about" in chosen.summary and not list(
+        tmp_path.glob("*.onnx")
+    )
 
     # with the export cached, a short job still skips int8 (quantized again at every run)
     restore(module, x, InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn"))
@@ -267,9 +274,12 @@ def test_the_onnx_export_is_kept_beside_the_checkpoint(tmp_path: Path, caplog: p
         run()
         # the two exports of its earlier weights are deleted, with their sidecars; not the user's
         (newest,) = checkpoint.parent.glob("best.safetensors.*[0-9a-f].onnx")
-        assert exports_made(caplog) == 3 and "removed 2 stale ONNX export(s) of an earlier best.safetensors" in caplog.text
+        assert (
+            exports_made(caplog) == 3 and "removed 2 stale ONNX export(s) of an earlier best.safetensors" in caplog.text
+        )
         assert sorted(p.name for p in checkpoint.parent.iterdir()) == sorted(
-            ["best.safetensors", newest.name, f"{newest.name}.json", "notes.onnx", "best.safetensors.final.onnx"])
+            ["best.safetensors", newest.name, f"{newest.name}.json", "notes.onnx", "best.safetensors.final.onnx"]
+        )
     assert (tmp_path / "run" / "notes.onnx").read_bytes() == b"the user's own file"
     assert (tmp_path / "run" / "best.safetensors.final.onnx").read_bytes() == b"the user's deployed export"
 
@@ -278,11 +288,15 @@ def test_the_onnx_export_is_kept_beside_the_checkpoint(tmp_path: Path, caplog: p
 def test_a_checkpoint_in_a_folder_nobody_can_write_exports_to_the_user_cache(tmp_path: Path) -> None:
     module, x = dncnn(), photo()
     # /proc takes no new files, not even from root: a read-only checkpoint folder anywhere
-    backend = InferenceBackend(module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn", checkpoint="/proc/weights.ckpt")
+    backend = InferenceBackend(
+        module, "onnx", "fp32", cache_dir=tmp_path, name="dncnn", checkpoint="/proc/weights.ckpt"
+    )
     restore(module, x, backend)
     assert backend.chosen.backend == "onnx" and backend._onnx_path.parent == tmp_path
     assert [p.name for p in B.onnx_cache_places("dncnn", "ab" * 32, tmp_path, Path("/proc/weights.ckpt"))] == [
-        f"weights.ckpt.{'ab' * 8}.onnx", f"dncnn-{'ab' * 10}.onnx"]
+        f"weights.ckpt.{'ab' * 8}.onnx",
+        f"dncnn-{'ab' * 10}.onnx",
+    ]
 
 
 # ------------------------------------------------------------ representative inputs, periodic checks
@@ -348,7 +362,9 @@ def hub_ffdnet() -> RestorationModule:
 
 
 @pytest.mark.slow
-def test_thumbnails_first_do_not_decide_the_backend(hub_ffdnet: RestorationModule, tmp_path: Path, int8_fastest: None) -> None:
+def test_thumbnails_first_do_not_decide_the_backend(
+    hub_ffdnet: RestorationModule, tmp_path: Path, int8_fastest: None
+) -> None:
     """A folder whose first files are thumbnails (1x1, 3x5), then noisy photos, with the
     defaults: nothing is picked nor calibrated on the thumbnails; every output holds."""
     photos = noisy_photos(12)
@@ -363,7 +379,9 @@ def test_thumbnails_first_do_not_decide_the_backend(hub_ffdnet: RestorationModul
 
 
 @pytest.mark.slow
-def test_a_black_first_frame_does_not_decide_the_backend(hub_ffdnet: RestorationModule, tmp_path: Path, int8_fastest: None) -> None:
+def test_a_black_first_frame_does_not_decide_the_backend(
+    hub_ffdnet: RestorationModule, tmp_path: Path, int8_fastest: None
+) -> None:
     photos = noisy_photos(10)
     inputs = [torch.zeros(1, 3, 256, 256), *photos]
     references = [restore(hub_ffdnet, x, None) for x in inputs]
@@ -393,7 +411,12 @@ def test_a_pick_that_stops_holding_mid_run_falls_back_to_eager(cache: Path, capl
         assert (got - expected).abs().max() <= B.PARITY_TOLERANCE
     assert backend.chosen.label == "eager/fp32 as is"
     (line,) = [r.getMessage() for r in caplog.records]
-    assert "ONNX Runtime fp32" in line and "max |diff|" in line and "eager" in line and f"call {backend.check_every}" in line
+    assert (
+        "ONNX Runtime fp32" in line
+        and "max |diff|" in line
+        and "eager" in line
+        and f"call {backend.check_every}" in line
+    )
 
 
 def test_the_choice_line_says_what_runs_how_fast_and_how_close(cache: Path) -> None:
@@ -405,18 +428,26 @@ def test_the_choice_line_says_what_runs_how_fast_and_how_close(cache: Path) -> N
     picked = InferenceBackend(module, "onnx", "fp32", cache_dir=cache, name="dncnn")
     restore(module, x, picked)
     line = picked.summary
-    assert re.search(r"ONNX Runtime fp32 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 on a crop of the "
-                     r"first input; its output is within [\d.e+-]+ of fp32's \(largest difference, on a 0-1 scale\)\.", line), line
+    assert re.search(
+        r"ONNX Runtime fp32 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 on a crop of the "
+        r"first input; its output is within [\d.e+-]+ of fp32's \(largest difference, on a 0-1 scale\)\.",
+        line,
+    ), line
     assert "/fp32" not in line and "|diff|" not in line
     bf16 = InferenceBackend(module, "eager", "bf16", cache_dir=cache, name="dncnn")
     restore(module, x, bf16)
-    assert re.search(r"eager PyTorch channels-last bf16 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 .*; its output is "
-                     r"[\d.]+ dB PSNR from fp32's \(at least 55 dB required\)", bf16.summary), bf16.summary
+    assert re.search(
+        r"eager PyTorch channels-last bf16 runs the net, \d+\.\d\dx as fast as eager PyTorch fp32 .*; its output is "
+        r"[\d.]+ dB PSNR from fp32's \(at least 55 dB required\)",
+        bf16.summary,
+    ), bf16.summary
 
 
 @pytest.mark.parametrize("damage", ["random", "truncated", "random_with_matching_hash", "no_metadata"])
 @pytest.mark.slow
-def test_a_damaged_cached_export_is_made_again_once(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
+def test_a_damaged_cached_export_is_made_again_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
     """Issue 26 item 17: a cached ONNX export that is random bytes, cut short, unloadable though
     its recorded hash was made to match, or without its metadata is exported again (once, with a
     log line) and used, instead of every run falling back to eager."""
@@ -432,7 +463,9 @@ def test_a_damaged_cached_export_is_made_again_once(tmp_path: Path, caplog: pyte
     good = export.read_bytes()
     export.write_bytes(good[: len(good) // 2] if damage == "truncated" else os.urandom(2048))
     if damage == "random_with_matching_hash":
-        meta.write_text(json.dumps({**json.loads(meta.read_text()), "sha256": hashlib.sha256(export.read_bytes()).hexdigest()}))
+        meta.write_text(
+            json.dumps({**json.loads(meta.read_text()), "sha256": hashlib.sha256(export.read_bytes()).hexdigest()})
+        )
     if damage == "no_metadata":
         export.write_bytes(good)
         meta.unlink()
@@ -465,4 +498,6 @@ def test_the_line_when_nothing_is_fast_enough_names_each_way_once(monkeypatch: p
     assert re.fullmatch(
         r"backend=auto precision=fp32: eager PyTorch fp32 runs the net as it is: no other way ran at least 1000.0x "
         r"as fast on a crop of the first "
-        r"input \(tried: eager PyTorch channels-last fp32 \d+\.\d\dx as fast\)\.( Not tried: .+\.)?", line), line
+        r"input \(tried: eager PyTorch channels-last fp32 \d+\.\d\dx as fast\)\.( Not tried: .+\.)?",
+        line,
+    ), line

@@ -113,7 +113,9 @@ def test_bad_format_and_tolerance(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_torchscript_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchscript_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(formats, "_torchscript_warned", False)
     for name in ("a.ts", "b.ts"):
         export_model(tiny_dncnn(), tmp_path / name, fmt="torchscript", sizes=[(20, 24)])

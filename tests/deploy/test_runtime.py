@@ -32,8 +32,10 @@ def tiny_dncnn() -> RestorationModule:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("exports")
-    return {fmt: export_model(tiny_dncnn(), root / f"tiny{ext}", fmt=fmt, name="tiny", sizes=[(24, 30)])
-            for fmt, ext in (("onnx", ".onnx"), ("pt2", ".pt2"))}
+    return {
+        fmt: export_model(tiny_dncnn(), root / f"tiny{ext}", fmt=fmt, name="tiny", sizes=[(24, 30)])
+        for fmt, ext in (("onnx", ".onnx"), ("pt2", ".pt2"))
+    }
 
 
 @pytest.fixture
@@ -59,7 +61,9 @@ def test_numpy_tiling_equals_tiled_predictor(
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 3, 3, padding=1).eval()
     x = torch.rand(1, 3, *size)
-    expected = TiledPredictor(tile_size=tile, overlap=overlap, batch_size=batch, blend=blend)(conv, x, pad_multiple=multiple)
+    expected = TiledPredictor(tile_size=tile, overlap=overlap, batch_size=batch, blend=blend)(
+        conv, x, pad_multiple=multiple
+    )
     with torch.no_grad():
         got = R.tiled(lambda t: conv(torch.from_numpy(t)).numpy(), x[0].numpy(), multiple, tile, overlap, batch, blend)
     assert got.shape == (3, *size)
@@ -83,7 +87,9 @@ def test_numpy_tiling_of_video_windows_equals_tiled_predictor(tile: int, overlap
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
-def test_folder_correction_matches_eager_tiled(exported: dict[str, Path], photos: Path, tmp_path: Path, fmt: str) -> None:
+def test_folder_correction_matches_eager_tiled(
+    exported: dict[str, Path], photos: Path, tmp_path: Path, fmt: str
+) -> None:
     out = tmp_path / "out"
     written, failures = R.correct_path(exported[fmt], photos, out, tiling={"tile_size": 64, "overlap": 24})
     assert not failures and sorted(p.relative_to(out).as_posix() for p in written) == ["a.png", "sub/b.png"]
@@ -97,7 +103,9 @@ def test_folder_correction_matches_eager_tiled(exported: dict[str, Path], photos
     assert np.abs(got - expected).max() <= 1
 
 
-def test_cli_refuses_to_overwrite_and_to_write_inside_input(exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+def test_cli_refuses_to_overwrite_and_to_write_inside_input(
+    exported: dict[str, Path], photos: Path, tmp_path: Path
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos)]
     first = subprocess.run([*cmd, str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
@@ -122,8 +130,9 @@ def test_video_is_corrected(exported: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("av")
     from m3l.data.io import write_video
 
-    frames = torch.from_numpy(np.asarray(Image.open(sample_paths("val")[0]).convert("RGB").resize((64, 48)),
-                                         dtype=np.float32) / 255).permute(2, 0, 1)
+    frames = torch.from_numpy(
+        np.asarray(Image.open(sample_paths("val")[0]).convert("RGB").resize((64, 48)), dtype=np.float32) / 255
+    ).permute(2, 0, 1)
     source = tmp_path / "in" / "clip.mp4"
     write_video(source, torch.stack([frames.roll(k, -1) for k in range(4)]), fps=10)
     written, failures = R.correct_path(exported["onnx"], source.parent, tmp_path / "out")
@@ -141,35 +150,53 @@ def torchless_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = root / "bin" / "python"
     if not python.exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(root)
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", "numpy", "pillow", "onnxruntime"],
-                              capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "numpy", "pillow", "onnxruntime"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if done.returncode != 0:
             pytest.skip(f"could not build the torch-free venv: {done.stderr[-500:]}")
     return python
 
 
 @pytest.mark.slow
-def test_onnx_runtime_needs_no_torch(torchless_python: Path, exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+def test_onnx_runtime_needs_no_torch(
+    torchless_python: Path, exported: dict[str, Path], photos: Path, tmp_path: Path
+) -> None:
     check = subprocess.run([str(torchless_python), "-c", "import torch"], capture_output=True)
     assert check.returncode != 0, "the venv must not have torch"
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     # as a module of the source tree (m3l/__init__ and m3l/deploy/__init__ import no torch) ...
     as_module = subprocess.run(
         [str(torchless_python), "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos), str(tmp_path / "a")],
-        capture_output=True, text=True, env={**clean_env, "PYTHONPATH": str(REPO / "src")}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**clean_env, "PYTHONPATH": str(REPO / "src")},
+        timeout=300,
     )
     assert as_module.returncode == 0, as_module.stderr
     # ... and as a single file copied next to nothing else
     as_file = subprocess.run(
         [str(torchless_python), str(RUNTIME_FILE), str(exported["onnx"]), str(photos), str(tmp_path / "b")],
-        capture_output=True, text=True, env=clean_env, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert as_file.returncode == 0, as_file.stderr
     for rel in ("a.png", "sub/b.png"):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
     # the pt2 path explains that it needs torch
-    pt2 = subprocess.run([str(torchless_python), str(RUNTIME_FILE), str(exported["pt2"]), str(photos), str(tmp_path / "c")],
-                         capture_output=True, text=True, env=clean_env, timeout=300)
+    pt2 = subprocess.run(
+        [str(torchless_python), str(RUNTIME_FILE), str(exported["pt2"]), str(photos), str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=300,
+    )
     assert pt2.returncode == 2 and "need torch" in pt2.stderr
 
 
@@ -203,8 +230,12 @@ def test_multitask_heads_and_missing_condition(tmp_path: Path, photos: Path) -> 
         expected = net(torch.from_numpy(x)[None])["jpeg"][0].clamp(0, 1).numpy()
     np.testing.assert_allclose(model.restore(x, output="jpeg"), expected, atol=1e-5)
     torch.manual_seed(0)
-    ffdnet = export_model(RestorationModule(FFDNet(in_channels=3, depth=3, features=8)).eval(),
-                          tmp_path / "ffdnet.pt2", fmt="pt2", sizes=[(20, 22)])
+    ffdnet = export_model(
+        RestorationModule(FFDNet(in_channels=3, depth=3, features=8)).eval(),
+        tmp_path / "ffdnet.pt2",
+        fmt="pt2",
+        sizes=[(20, 22)],
+    )
     written, failures = R.correct_path(ffdnet, photos, tmp_path / "f")  # sigma estimated per image
     assert len(written) == 2 and not failures
     with pytest.raises(R.RuntimeInputError, match="pass --sigma"):  # a raw call has nothing to estimate on
@@ -236,8 +267,9 @@ def test_video_net_corrects_a_video(tmp_path: Path) -> None:
     torch.manual_seed(0)
     module = RestorationModule(FastDVDnet(in_channels=3, noise_map=True)).eval()
     artifact = export_model(module, tmp_path / "fdvd.pt2", fmt="pt2", sizes=[(24, 28)])
-    frame = torch.from_numpy(np.asarray(Image.open(sample_paths("val")[0]).convert("RGB").resize((36, 30)),
-                                        dtype=np.float32) / 255).permute(2, 0, 1)
+    frame = torch.from_numpy(
+        np.asarray(Image.open(sample_paths("val")[0]).convert("RGB").resize((36, 30)), dtype=np.float32) / 255
+    ).permute(2, 0, 1)
     write_video(tmp_path / "in" / "clip.mp4", torch.stack([frame.roll(k, -1) for k in range(3)]), fps=10)
     written, failures = R.correct_path(artifact, tmp_path / "in", tmp_path / "out", sigma=25 / 255)
     assert not failures
@@ -245,7 +277,9 @@ def test_video_net_corrects_a_video(tmp_path: Path) -> None:
         assert sum(1 for _ in container.decode(video=0)) == 3
 
 
-def test_inputs_mapping_to_one_output_keep_their_suffix(exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+def test_inputs_mapping_to_one_output_keep_their_suffix(
+    exported: dict[str, Path], photos: Path, tmp_path: Path
+) -> None:
     Image.open(photos / "a.png").save(photos / "a.jpg")  # a.png and a.jpg would both become a.png
     written, failures = R.correct_path(exported["onnx"], photos, tmp_path / "out")
     names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in written)
@@ -262,8 +296,13 @@ def test_decompression_bomb_is_a_listed_failure_and_the_batch_goes_on(
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = tmp_path / "out"
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos), str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "14000x14000" in done.stderr
     assert time.perf_counter() - start < 60
@@ -283,7 +322,9 @@ def test_video_over_the_pixel_limit_is_a_listed_failure(exported: dict[str, Path
 
 
 @pytest.mark.parametrize("limit", [None, "5000"])
-def test_every_decoded_frame_is_checked_not_only_the_header(exported: dict[str, Path], tmp_path: Path, monkeypatch, limit) -> None:
+def test_every_decoded_frame_is_checked_not_only_the_header(
+    exported: dict[str, Path], tmp_path: Path, monkeypatch, limit
+) -> None:
     """A frame of another size than the first, or over the pixel limit, fails the video (listed,
     nothing written), never a crop; the container's header names the first size only."""
     pytest.importorskip("av")
@@ -296,14 +337,21 @@ def test_every_decoded_frame_is_checked_not_only_the_header(exported: dict[str, 
     written, failures = R.correct_path(exported["onnx"], tmp_path / "in", tmp_path / "out")
     assert not written and len(failures) == 1, failures
     reason = failures[0][1]
-    assert "frame 4" in reason and ("over the limit of 5,000" in reason if limit else "128x96" in reason and "64x48" in reason)
+    assert "frame 4" in reason and (
+        "over the limit of 5,000" in reason if limit else "128x96" in reason and "64x48" in reason
+    )
     assert not list((tmp_path / "out").rglob("*.mp4"))
 
 
-def test_symlink_loop_in_the_input_folder_is_walked_once(exported: dict[str, Path], photos: Path, tmp_path: Path) -> None:
+def test_symlink_loop_in_the_input_folder_is_walked_once(
+    exported: dict[str, Path], photos: Path, tmp_path: Path
+) -> None:
     (photos / "sub" / "up").symlink_to(photos, target_is_directory=True)
     written, failures = R.correct_path(exported["onnx"], photos, tmp_path / "out")
-    assert not failures and sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["a.png", "sub/b.png"]
+    assert not failures and sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
+        "a.png",
+        "sub/b.png",
+    ]
 
 
 def test_output_rule_refuses_the_input_and_its_folder(tmp_path: Path) -> None:
@@ -327,8 +375,21 @@ def test_cli_refuses_to_write_over_a_single_input_file(exported: dict[str, Path]
     before = (photos / "a.png").read_bytes()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     for extra in (["--overwrite"], []):
-        done = subprocess.run([sys.executable, "-m", "m3l.deploy.runtime", str(exported["onnx"]), str(photos / "a.png"),
-                               str(photos), *extra], capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "m3l.deploy.runtime",
+                str(exported["onnx"]),
+                str(photos / "a.png"),
+                str(photos),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert done.returncode == 2 and "is the input folder" in done.stderr and str(photos) in done.stderr
         assert (photos / "a.png").read_bytes() == before and not (photos / "failures.tsv").exists()
 

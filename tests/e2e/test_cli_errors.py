@@ -131,8 +131,15 @@ def test_bad_safetensors_checkpoint_is_one_error_line(workdir, env, tmp_path):
 
     checkpoint = bad_safetensors(tmp_path / "photo.safetensors", "jpeg")
     random_image(tmp_path / "inputs" / "a.png", (20, 16))
-    result = run_cli("correct", "model=demo", f"checkpoint={checkpoint}", f"data.correct_dir={tmp_path / 'inputs'}",
-                     f"serializer.root_dir={tmp_path / 'out'}", cwd=workdir, env=env)
+    result = run_cli(
+        "correct",
+        "model=demo",
+        f"checkpoint={checkpoint}",
+        f"data.correct_dir={tmp_path / 'inputs'}",
+        f"serializer.root_dir={tmp_path / 'out'}",
+        cwd=workdir,
+        env=env,
+    )
     stderr = _clean_failure(result)
     errors = [line for line in stderr.splitlines() if line.startswith("m3l: error:")]
     assert len(errors) == 1 and "photo.safetensors is not a readable safetensors file" in errors[0], stderr

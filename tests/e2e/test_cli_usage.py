@@ -33,9 +33,22 @@ def test_demo_prints_a_short_header_and_whole_paths(tmp_path: Path, workdir: Pat
     runs = tmp_path / ("a_long_directory_name_" * 4) / "runs"
     env = cli_env(tmp_path, M3L_RUNS_DIR=str(runs))
     result = subprocess.run(
-        [sys.executable, "-m", "m3l.run.train", "model=demo", "trainer.max_epochs=1",
-         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1"],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "m3l.run.train",
+            "model=demo",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "trainer.log_every_n_steps=1",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
     )
     out = result.stdout
     assert result.returncode == 0, out[-3000:]
@@ -53,8 +66,9 @@ def test_demo_prints_a_short_header_and_whole_paths(tmp_path: Path, workdir: Pat
 
 
 def test_print_config_prints_the_config(workdir: Path, tmp_path: Path):
-    result = run_cli("train", "model=demo", "print_config=true", "trainer.max_epochs=abc", cwd=workdir,
-                     env=cli_env(tmp_path))
+    result = run_cli(
+        "train", "model=demo", "print_config=true", "trainer.max_epochs=abc", cwd=workdir, env=cli_env(tmp_path)
+    )
     assert "├── trainer" in result.stdout and "max_epochs: abc" in result.stdout
     assert _error(result).startswith("m3l: error: trainer.max_epochs=abc:")
 
@@ -63,7 +77,8 @@ def test_wrong_type_is_one_line_before_anything_is_built(workdir: Path, tmp_path
     result = run_cli("train", "model=demo", "trainer.max_epochs=abc", cwd=workdir, env=cli_env(tmp_path))
     assert _error(result) == (
         "m3l: error: trainer.max_epochs=abc: lightning.pytorch.Trainer expects an integer or null for "
-        "`max_epochs` (got a string).")
+        "`max_epochs` (got a string)."
+    )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))  # nothing left
     assert "├──" not in result.stdout and "m3l train:" not in result.stdout  # no config tree, no header
 
@@ -82,9 +97,13 @@ def test_typos_of_other_groups_get_the_closest_key(user, workdir: Path):
 def test_lightning1_keys_of_a_seed_config_are_mapped(user, workdir: Path):
     env, configs, common = user
     model = configs / "model" / "my_model.yaml"
-    model.write_text(model.read_text().replace(
-        "trainer:\n", "trainer:\n  gpus: 0\n  replace_sampler_ddp: false\n  progress_bar_refresh_rate: 0\n"
-                      "  weights_summary: null\n"))
+    model.write_text(
+        model.read_text().replace(
+            "trainer:\n",
+            "trainer:\n  gpus: 0\n  replace_sampler_ddp: false\n  progress_bar_refresh_rate: 0\n"
+            "  weights_summary: null\n",
+        )
+    )
     result = run_cli("train", *common, "debug=fdr", cwd=workdir, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
@@ -94,8 +113,9 @@ def test_lightning1_keys_of_a_seed_config_are_mapped(user, workdir: Path):
 
 
 def test_removed_lightning1_key_is_refused_with_the_new_name(workdir: Path, tmp_path: Path):
-    line = _error(run_cli("train", "model=demo", "trainer.resume_from_checkpoint=x.ckpt", cwd=workdir,
-                          env=cli_env(tmp_path)))
+    line = _error(
+        run_cli("train", "model=demo", "trainer.resume_from_checkpoint=x.ckpt", cwd=workdir, env=cli_env(tmp_path))
+    )
     assert "Lightning 1.x argument" in line and "checkpoint=PATH" in line
 
 
@@ -106,13 +126,19 @@ def test_module_importing_a_lightning1_name_is_named(user, workdir: Path, tmp_pa
     package = tmp_path / "old_code" / "my_library"
     shutil.copytree(OWN_CODE / "my_library", package)
     net = package / "net.py"
-    net.write_text(net.read_text().replace(
-        "import lightning.pytorch as pl", "import pytorch_lightning as pl\nfrom pytorch_lightning.callbacks.base import Callback"
-    ))
+    net.write_text(
+        net.read_text().replace(
+            "import lightning.pytorch as pl",
+            "import pytorch_lightning as pl\nfrom pytorch_lightning.callbacks.base import Callback",
+        )
+    )
     env = dict(env, PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(package.parent)]))
     result = run_cli("train", *common, "debug=fdr", cwd=workdir, env=env)
     assert "Could not build 'net'" in _error(result)
-    assert "uses a `pytorch_lightning` name that Lightning 2 does not have (`pytorch_lightning.callbacks.base`" in result.stderr
+    assert (
+        "uses a `pytorch_lightning` name that Lightning 2 does not have (`pytorch_lightning.callbacks.base`"
+        in result.stderr
+    )
 
 
 @pytest.mark.parametrize("with_override", [True, False])
@@ -147,9 +173,12 @@ def test_cluster_without_launch_flag_says_where_to_submit(workdir: Path, tmp_pat
 
 def test_base_install_has_no_sweeper_warning(workdir: Path, tmp_path: Path):
     """Without Optuna (no m3l[sweep]) Hydra's plugin scan stays quiet."""
-    code = ("import runpy, sys; sys.modules['optuna'] = None; "
-            "sys.argv = ['train', 'model=demo', '--cfg', 'job']; runpy.run_module('m3l.run.train', run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=cli_env(tmp_path),
-                            capture_output=True, text=True, timeout=300)
+    code = (
+        "import runpy, sys; sys.modules['optuna'] = None; "
+        "sys.argv = ['train', 'model=demo', '--cfg', 'job']; runpy.run_module('m3l.run.train', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

@@ -30,8 +30,14 @@ def test_onnx_backend_writes_what_eager_writes(tmp_path: Path, workdir: Path) ->
     for backend in ("onnx", "eager"):
         out = tmp_path / backend
         result = run_cli(
-            "correct", "model=ffdnet_color_blind", "checkpoint=pretrained", f"data.correct_dir={inputs}",
-            f"serializer.root_dir={out}", f"backend={backend}", cwd=workdir, env=env,
+            "correct",
+            "model=ffdnet_color_blind",
+            "checkpoint=pretrained",
+            f"data.correct_dir={inputs}",
+            f"serializer.root_dir={out}",
+            f"backend={backend}",
+            cwd=workdir,
+            env=env,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         log = result.stdout + result.stderr
@@ -47,10 +53,18 @@ def test_onnx_backend_writes_what_eager_writes(tmp_path: Path, workdir: Path) ->
     stamp = export.stat().st_mtime_ns
     # ... and a second run reuses it: no export, the same file
     again = run_cli(
-        "correct", "model=ffdnet_color_blind", "checkpoint=pretrained", f"data.correct_dir={inputs}",
-        f"serializer.root_dir={tmp_path / 'again'}", "backend=onnx", cwd=workdir, env=env,
+        "correct",
+        "model=ffdnet_color_blind",
+        "checkpoint=pretrained",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={tmp_path / 'again'}",
+        "backend=onnx",
+        cwd=workdir,
+        env=env,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     log = again.stdout + again.stderr
-    assert "backend=onnx precision=auto: ONNX Runtime " in log and str(export) in log and "to ONNX in" not in log, log[-2000:]
+    assert "backend=onnx precision=auto: ONNX Runtime " in log and str(export) in log and "to ONNX in" not in log, log[
+        -2000:
+    ]
     assert export.stat().st_mtime_ns == stamp

@@ -28,8 +28,13 @@ def test_demo_train_test_correct(workdir: Path, env: dict[str, str], tmp_path: P
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out"
     correct = run_cli(
-        "correct", "model=demo", "checkpoint=last", f"data.correct_dir={inputs}", f"serializer.root_dir={out}",
-        cwd=workdir, env=env,
+        "correct",
+        "model=demo",
+        "checkpoint=last",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
     )
     # one bad input: the good ones are written, the bad one is named, the exit status says so
     assert correct.returncode == 1, correct.stderr[-4000:]
@@ -41,16 +46,32 @@ def test_demo_train_test_correct(workdir: Path, env: dict[str, str], tmp_path: P
 
 
 def test_correct_refuses_to_overwrite(workdir: Path, env: dict[str, str], tmp_path: Path):
-    train = run_cli("train", "model=demo", "debug=fdr", "logger=none", "trainer.fast_dev_run=false",
-                    "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1",
-                    cwd=workdir, env=env)
+    train = run_cli(
+        "train",
+        "model=demo",
+        "debug=fdr",
+        "logger=none",
+        "trainer.fast_dev_run=false",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        cwd=workdir,
+        env=env,
+    )
     assert train.returncode == 0, train.stderr[-4000:]
     inputs = tmp_path / "inputs"
     random_image(inputs / "a.png", (20, 20))
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"user data")
-    correct = run_cli("correct", "model=demo", "checkpoint=last", f"data.correct_dir={inputs}",
-                      f"serializer.root_dir={out}", cwd=workdir, env=env)
+    correct = run_cli(
+        "correct",
+        "model=demo",
+        "checkpoint=last",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert correct.returncode == 1
     assert (out / "a.png").read_bytes() == b"user data"

@@ -53,8 +53,17 @@ def test_two_process_correct_writes_every_output_once(weights: Path, tmp_path: P
     for label, extra in {"single": [], "ddp": TWO_PROCESSES}.items():
         env = toy_env(tmp_path / label)
         out = tmp_path / f"out_{label}"
-        result = run_cli("correct", "model=toy", f"checkpoint={weights}", "serializer=toy",
-                         f"serializer.root_dir={out}", f"data.correct_dir={tmp_path}", *extra, cwd=workdir, env=env)
+        result = run_cli(
+            "correct",
+            "model=toy",
+            f"checkpoint={weights}",
+            "serializer=toy",
+            f"serializer.root_dir={out}",
+            f"data.correct_dir={tmp_path}",
+            *extra,
+            cwd=workdir,
+            env=env,
+        )
         assert result.returncode == 0, result.stderr[-4000:]
         outputs[label] = {p.name: torch.load(p, weights_only=True) for p in sorted(out.iterdir())}
     assert sorted(outputs["ddp"]) == [f"item_{i:03d}.pt" for i in range(5)] == sorted(outputs["single"])

@@ -40,8 +40,15 @@ def test_export_page_commands_run_in_order(tmp_path):
         for photo in photos:
             shutil.copy(photo, tmp_path / folder / photo.name)
     env = cli_env(tmp_path)
-    trained = run_cli("train", "model=demo", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                      "trainer.limit_val_batches=1", cwd=tmp_path, env=env)
+    trained = run_cli(
+        "train",
+        "model=demo",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        cwd=tmp_path,
+        env=env,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
 
     commands = shell_lines((REPO / "docs" / "export.md").read_text())
@@ -50,8 +57,9 @@ def test_export_page_commands_run_in_order(tmp_path):
     for command in [c for c in commands if "clip.mp4" not in c]:
         argv = shlex.split(command)
         assert argv[0] == "python"
-        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     for made in ("dncnn.onnx", "ffdnet.onnx", "exports/dncnn.pt2"):
         assert (tmp_path / made).is_file(), made

@@ -49,8 +49,9 @@ def test_own_model_page_runs_in_order(tmp_path):
     assert len(commands) == 5
     for command in commands:
         argv = shlex.split(command)
-        done = subprocess.run([sys.executable, *argv[1:]], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            [sys.executable, *argv[1:]], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     written = sorted(p.name for p in (data / "to_fix").glob("*.png"))
     assert sorted(p.name for p in (data / "fixed").glob("*.png")) == written

@@ -118,13 +118,19 @@ def user(tmp_path: Path):
     env = cli_env(tmp_path)
 
     def run(*args: str, ok: bool = True) -> dict | subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, str(script), "--uri", uri, "--root", str(tmp_path / "runs"), *args],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, str(script), "--uri", uri, "--root", str(tmp_path / "runs"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if not ok:
             return done
         assert done.returncode == 0, done.stderr[-4000:]
         (line,) = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-        return json.loads(line[len("RESULT "):])
+        return json.loads(line[len("RESULT ") :])
 
     return run, uri
 
@@ -164,7 +170,8 @@ def test_resume_by_either_run_id_to_train_longer_logs_what_changed_in_one_mlflow
     assert mlrun.data.params["max_epochs.resume_2"] == "4"
     assert mlrun.data.tags["m3l.resume_2"] == "max_epochs: 3 -> 4"
     assert {"config.yaml", "config.resume_1.yaml", "config.resume_2.yaml"} <= {
-        a.path for a in client.list_artifacts(mlrun.info.run_id)}
+        a.path for a in client.list_artifacts(mlrun.info.run_id)
+    }
     history = client.get_metric_history(mlrun.info.run_id, "epoch")
     assert {0, 1, 2, 3} <= {int(m.value) for m in history}  # four epochs trained, one run
 
@@ -187,8 +194,9 @@ def test_three_tuple_samples_are_refused_and_save_head_needs_no_task(user, tmp_p
     run, _ = user
     refused = run("--max-epochs", "1", "--three", ok=False)
     assert refused.returncode != 0
-    assert ("DatasetStructureError: task 'first': train dataset 'Points' yields a tuple of length 3."
-            in refused.stderr), refused.stderr[-3000:]
+    assert (
+        "DatasetStructureError: task 'first': train dataset 'Points' yields a tuple of length 3." in refused.stderr
+    ), refused.stderr[-3000:]
     assert "expected: (input, target)" in refused.stderr
     assert not list((tmp_path / "runs").rglob("*.ckpt"))
 

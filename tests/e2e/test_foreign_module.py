@@ -22,10 +22,17 @@ def test_boring_model_trains_past_epoch_one_with_last_checkpoint(tmp_path: Path,
     }.items():
         (configs / group).mkdir(parents=True)
         (configs / group / "boring.yaml").write_text(text)
-    result = run_cli("train", "model=boring", "trainer.max_epochs=3", "+trainer.limit_train_batches=8", "+trainer.limit_val_batches=4", cwd=workdir, env=env)
+    result = run_cli(
+        "train",
+        "model=boring",
+        "trainer.max_epochs=3",
+        "+trainer.limit_train_batches=8",
+        "+trainer.limit_val_batches=4",
+        cwd=workdir,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (Path(env["M3L_RUNS_DIR"]) / "boring" / "train").iterdir()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
     output = result.stdout + result.stderr
     assert "monitor='val/psnr' is not logged by BoringModel" in output and "keeping only last.ckpt" in output
-

@@ -26,8 +26,15 @@ def test_correct_lists_a_decompression_bomb_and_corrects_the_rest(
     shutil.copy(huge_png, inputs / "bomb.png")
     out = tmp_path / "out"
     start = time.perf_counter()
-    correct = run_cli("correct", "model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={inputs}",
-                      f"serializer.root_dir={out}", cwd=workdir, env=env)
+    correct = run_cli(
+        "correct",
+        "model=demo",
+        f"checkpoint={demo_checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert correct.returncode == 1, correct.stderr[-4000:]
     assert "Traceback" not in correct.stderr and "bomb.png" in correct.stderr
     assert time.perf_counter() - start < 120
@@ -39,7 +46,11 @@ def test_correct_lists_a_decompression_bomb_and_corrects_the_rest(
 def _start_correct(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "m3l.run.correct", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -102,8 +113,15 @@ def test_sigterm_during_a_video_drops_the_partial_video(
     inputs.mkdir()
     write_video(inputs / "clip.mp4", frames, fps=25, crf=30)
     out = tmp_path / "out"
-    proc = _start_correct("model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={inputs}",
-                          f"serializer.root_dir={out}", "serializer=video_serializer", cwd=workdir, env=env)
+    proc = _start_correct(
+        "model=demo",
+        f"checkpoint={demo_checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        "serializer=video_serializer",
+        cwd=workdir,
+        env=env,
+    )
     _wait_for(lambda: out.is_dir() and any(p.name.endswith(".part") for p in out.iterdir()), proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)

@@ -24,8 +24,15 @@ pytestmark = pytest.mark.slow
 def _correct(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """:func:`tests.conftest.run_cli` for `correct`, reading its output with invalid UTF-8
     (the bytes of a non-UTF-8 file name) replaced."""
-    return subprocess.run([sys.executable, "-m", "m3l.run.correct", *args], cwd=cwd, env=env, capture_output=True,
-                          encoding="utf-8", errors="replace", timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "m3l.run.correct", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
+    )
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -51,11 +58,19 @@ def _hostile_folder(root: Path) -> tuple[Path, list[bytes]]:
 # ---------------------------------------------------------------------------- item 8
 
 
-def test_failures_tsv_of_correct_round_trips_any_file_name(workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path):
+def test_failures_tsv_of_correct_round_trips_any_file_name(
+    workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path
+):
     inputs, broken = _hostile_folder(tmp_path / "inputs")
     out = tmp_path / "out"
-    done = _correct("model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={inputs}",
-                    f"serializer.root_dir={out}", cwd=workdir, env=env)
+    done = _correct(
+        "model=demo",
+        f"checkpoint={demo_checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 1, done.stderr[-4000:]
     assert "Traceback" not in done.stderr
     assert (out / "good.png").is_file()
@@ -72,12 +87,22 @@ def test_failures_tsv_of_the_runtime_round_trips_any_file_name(tmp_path: Path):
     from m3l.models.restoration import RestorationModule
 
     torch.manual_seed(0)
-    model = export_model(RestorationModule(DnCNN(in_channels=3, depth=2, features=8), residual=True).eval(),
-                         tmp_path / "tiny.onnx", fmt="onnx", name="tiny", sizes=[(24, 30)])
+    model = export_model(
+        RestorationModule(DnCNN(in_channels=3, depth=2, features=8), residual=True).eval(),
+        tmp_path / "tiny.onnx",
+        fmt="onnx",
+        name="tiny",
+        sizes=[(24, 30)],
+    )
     inputs, broken = _hostile_folder(tmp_path / "inputs")
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "m3l.deploy.runtime", str(model), str(inputs), str(out)],
-                          capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "m3l.deploy.runtime", str(model), str(inputs), str(out)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
     assert done.returncode == 1, done.stderr[-4000:]
     assert "Traceback" not in done.stderr and (out / "good.png").is_file()
     rows = _rows(out / "failures.tsv")
@@ -129,7 +154,9 @@ def test_skip_existing_writes_again_an_empty_or_unreadable_output(
     assert "photo2.png is not readable" in log
 
 
-def test_a_second_run_into_a_busy_output_folder_is_refused(workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path):
+def test_a_second_run_into_a_busy_output_folder_is_refused(
+    workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path
+):
     """While one run writes into a folder (here a real second process holds the folder's
     lock, as a running `correct` does), another `correct` into it stops at once, exit 2, and
     touches nothing there; once the first is done it runs."""
@@ -140,13 +167,25 @@ def test_a_second_run_into_a_busy_output_folder_is_refused(workdir: Path, env: d
     out.mkdir()
     (out / "failures.tsv").write_text("path\treason\nthe first run's\tlist\n")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from m3l.data.writing import FolderLock; lock = FolderLock(sys.argv[1]); "
-         "assert lock.acquire() is None; print('locked', flush=True); sys.stdin.read(); lock.release()",
-         str(out / ".m3l-correct.lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from m3l.data.writing import FolderLock; lock = FolderLock(sys.argv[1]); "
+            "assert lock.acquire() is None; print('locked', flush=True); sys.stdin.read(); lock.release()",
+            str(out / ".m3l-correct.lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        args = ("model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={inputs}", f"serializer.root_dir={out}")
+        args = (
+            "model=demo",
+            f"checkpoint={demo_checkpoint}",
+            f"data.correct_dir={inputs}",
+            f"serializer.root_dir={out}",
+        )
         busy = run_cli("correct", *args, cwd=workdir, env=env)
         assert busy.returncode == 2, busy.stderr[-4000:]
         assert f"another correction (pid {holder.pid} on" in busy.stderr and "Traceback" not in busy.stderr
@@ -160,7 +199,9 @@ def test_a_second_run_into_a_busy_output_folder_is_refused(workdir: Path, env: d
     assert sorted(p.name for p in out.iterdir()) == ["failures.tsv", "photo.png"]  # the lock file is gone
 
 
-def test_a_failures_list_that_cannot_be_written_is_logged(workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path):
+def test_a_failures_list_that_cannot_be_written_is_logged(
+    workdir: Path, env: dict[str, str], tmp_path: Path, demo_checkpoint: Path
+):
     """The write of failures.tsv fails for real (a folder is in its place, which no rename can
     replace, root or not): the run still ends with its one-line summary, and the list is in
     the log with why it is not on disk."""
@@ -169,8 +210,15 @@ def test_a_failures_list_that_cannot_be_written_is_logged(workdir: Path, env: di
     (inputs / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "out"
     (out / "failures.tsv" / "in the way").mkdir(parents=True)
-    done = run_cli("correct", "model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={inputs}",
-                   f"serializer.root_dir={out}", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=demo",
+        f"checkpoint={demo_checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 1, done.stderr[-4000:]
     assert "Traceback" not in done.stderr
     log = done.stdout + done.stderr
@@ -200,14 +248,25 @@ def test_a_video_frame_of_another_size_is_a_listed_failure_never_a_crop(
     random_image(inputs / "photo.png", (40, 30))
     env = cli_env(tmp_path, **({"M3L_MAX_IMAGE_PIXELS": "5000"} if case == "over_the_limit" else {}))
     out = tmp_path / "out"
-    done = run_cli("correct", "model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={inputs}",
-                   f"serializer.root_dir={out}", f"serializer={serializer}", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=demo",
+        f"checkpoint={demo_checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        f"serializer={serializer}",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 1, done.stderr[-4000:]
     assert "Traceback" not in done.stderr
     rows = _rows(out / "failures.tsv")
     assert [Path(p).name for p, _ in rows] == ["clip.mp4"]
-    expected = ("frame 6: 128x96 = 12,288 pixels is over the limit of 5,000 pixels" if case == "over_the_limit"
-                else "frame 6 is 128x96 pixels but the video began at 64x48")
+    expected = (
+        "frame 6: 128x96 = 12,288 pixels is over the limit of 5,000 pixels"
+        if case == "over_the_limit"
+        else "frame 6 is 128x96 pixels but the video began at 64x48"
+    )
     assert rows[0][1].startswith(expected), rows[0][1]
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["failures.tsv", "photo.png"]
 
@@ -215,7 +274,9 @@ def test_a_video_frame_of_another_size_is_a_listed_failure_never_a_crop(
 # ---------------------------------------------------------------------------- items 10 and 16
 
 
-def test_qgac_refuses_damaged_jpegs_with_their_reason_and_keeps_gray_gray(workdir: Path, env: dict[str, str], tmp_path: Path):
+def test_qgac_refuses_damaged_jpegs_with_their_reason_and_keeps_gray_gray(
+    workdir: Path, env: dict[str, str], tmp_path: Path
+):
     pytest.importorskip("jpeglib", reason="the jpeg extra (pip install 'm3l[jpeg]')")
     from m3l.hub import WEIGHTS_DIR
     from tests.data.test_jpeg import _damaged_jpegs, _photo
@@ -228,8 +289,15 @@ def test_qgac_refuses_damaged_jpegs_with_their_reason_and_keeps_gray_gray(workdi
     _photo("camera", (72, 56), "L").save(inputs / "gray.jpg", quality=40)
     _photo("chelsea", (72, 56)).save(inputs / "colour.jpg", quality=40)
     out = tmp_path / "out"
-    done = run_cli("correct", "model=qgac", f"checkpoint={WEIGHTS_DIR / 'qgac.safetensors'}", f"data.correct_dir={inputs}",
-                   f"serializer.root_dir={out}", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=qgac",
+        f"checkpoint={WEIGHTS_DIR / 'qgac.safetensors'}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 1, done.stderr[-4000:]
     assert "Traceback" not in done.stderr
     reasons = {Path(p).name: reason for p, reason in _rows(out / "failures.tsv")}

@@ -25,7 +25,10 @@ RUNTIME = [sys.executable, "-m", "m3l.deploy.runtime"]
 
 
 def run_runtime(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p),
+    }
     return subprocess.run([*RUNTIME, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -38,7 +41,9 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small DnCNN exported to ONNX, with its metadata (sha256 included)."""
     torch.manual_seed(0)
     module = RestorationModule(DnCNN(in_channels=3, depth=3, features=8), residual=True).eval()
-    return export_model(module, tmp_path_factory.mktemp("export") / "tiny.onnx", fmt="onnx", name="tiny", sizes=[(24, 30)])
+    return export_model(
+        module, tmp_path_factory.mktemp("export") / "tiny.onnx", fmt="onnx", name="tiny", sizes=[(24, 30)]
+    )
 
 
 @pytest.fixture
@@ -50,8 +55,9 @@ def photos(tmp_path: Path) -> Path:
     return root
 
 
-def copy_artifact(artifact: Path, folder: Path, data: bytes | None = None, meta: object = None,
-                  drop_sha: bool = False) -> Path:
+def copy_artifact(
+    artifact: Path, folder: Path, data: bytes | None = None, meta: object = None, drop_sha: bool = False
+) -> Path:
     """``artifact`` and its metadata copied to ``folder``, the artifact's bytes and the metadata
     replaced where given."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,8 +85,9 @@ def assert_one_line_refusal(done: subprocess.CompletedProcess, *needles: str) ->
 
 @pytest.mark.parametrize("damage", ["random", "truncated"])
 @pytest.mark.parametrize("with_sha", [True, False])
-def test_a_damaged_artifact_is_one_line_and_exit_2(artifact: Path, photos: Path, tmp_path: Path,
-                                                    damage: str, with_sha: bool) -> None:
+def test_a_damaged_artifact_is_one_line_and_exit_2(
+    artifact: Path, photos: Path, tmp_path: Path, damage: str, with_sha: bool
+) -> None:
     """Random bytes or the first half of a real export: refused in one line before any work;
     the sha256 the metadata records names it as changed, without one the loader's failure does."""
     data = os.urandom(4096) if damage == "random" else artifact.read_bytes()[: artifact.stat().st_size // 2]
@@ -92,15 +99,19 @@ def test_a_damaged_artifact_is_one_line_and_exit_2(artifact: Path, photos: Path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("meta", "needles"), [
-    ([1, 2, 3], ["holds a JSON list, not the object of metadata"]),
-    ({"format": "onnx", "channels": "abc"}, ['"channels" must be 1 or 3', '"abc"']),
-    ({"format": "onnx", "channels": 3, "pad_multiple": 0}, ['"pad_multiple" must be a whole number >= 1']),
-    ({"format": "onnx", "outputs": "output"}, ['"outputs" must be a non-empty list of names']),
-    ({"channels": 3}, ['no "format" key']),
-])
-def test_bad_metadata_is_one_line_naming_the_key(artifact: Path, photos: Path, tmp_path: Path,
-                                                  meta: object, needles: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("meta", "needles"),
+    [
+        ([1, 2, 3], ["holds a JSON list, not the object of metadata"]),
+        ({"format": "onnx", "channels": "abc"}, ['"channels" must be 1 or 3', '"abc"']),
+        ({"format": "onnx", "channels": 3, "pad_multiple": 0}, ['"pad_multiple" must be a whole number >= 1']),
+        ({"format": "onnx", "outputs": "output"}, ['"outputs" must be a non-empty list of names']),
+        ({"channels": 3}, ['no "format" key']),
+    ],
+)
+def test_bad_metadata_is_one_line_naming_the_key(
+    artifact: Path, photos: Path, tmp_path: Path, meta: object, needles: list[str]
+) -> None:
     bad = copy_artifact(artifact, tmp_path / "bad", meta=meta)
     done = run_runtime(bad, photos, tmp_path / "out")
     assert_one_line_refusal(done, "tiny.onnx.json", *needles)
@@ -142,7 +153,9 @@ def test_a_sound_artifact_still_runs(artifact: Path, photos: Path, tmp_path: Pat
 # ---------------------------------------------------------------------------- issue 26 item 19, issue 27 item 13
 
 
-def test_each_failure_and_a_bombs_path_are_printed_once(artifact: Path, photos: Path, tmp_path: Path, huge_png: Path) -> None:
+def test_each_failure_and_a_bombs_path_are_printed_once(
+    artifact: Path, photos: Path, tmp_path: Path, huge_png: Path
+) -> None:
     shutil.copy(huge_png, photos / "bomb.png")
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out"
@@ -218,7 +231,10 @@ def _user_checkpoint(tmp_path: Path, package_root: Path, module: str, cls: str, 
 
 @pytest.mark.slow
 def test_the_users_own_lightning_module_exports_in_every_format_and_the_runtime_runs_it(
-    user: tuple[dict[str, str], Path, list[str]], workdir: Path, tmp_path: Path, photos: Path,
+    user: tuple[dict[str, str], Path, list[str]],
+    workdir: Path,
+    tmp_path: Path,
+    photos: Path,
 ) -> None:
     """The M3L README's "Optimizing Your Own Model" package (a plain LightningModule, no m3l
     base class): ``export`` writes ONNX, .pt2 and TorchScript, each parity-checked, and the
@@ -230,8 +246,15 @@ def test_the_users_own_lightning_module_exports_in_every_format_and_the_runtime_
     checkpoint = _user_checkpoint(tmp_path, OWN_CODE, "my_library.net", "MyRestorationNetwork", n_layers=5, width=32)
     exports = tmp_path / "exports"
     for fmt, suffix in (("onnx", ".onnx"), ("pt2", ".pt2"), ("torchscript", ".ts")):
-        done = run_cli("export", *common, f"checkpoint={checkpoint}", f"format={fmt}", f"output={exports / ('mine' + suffix)}",
-                       cwd=workdir, env=env)
+        done = run_cli(
+            "export",
+            *common,
+            f"checkpoint={checkpoint}",
+            f"format={fmt}",
+            f"output={exports / ('mine' + suffix)}",
+            cwd=workdir,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         meta = json.loads((exports / f"mine{suffix}.json").read_text())
         assert meta["net"] == "MyRestorationNetwork" and meta["kind"] == "image" and meta["channels"] == 3
@@ -255,7 +278,9 @@ def test_the_users_own_lightning_module_exports_in_every_format_and_the_runtime_
 
 @pytest.mark.slow
 def test_a_user_module_whose_forward_is_no_image_map_is_told_what_export_needs(
-    user: tuple[dict[str, str], Path, list[str]], workdir: Path, tmp_path: Path,
+    user: tuple[dict[str, str], Path, list[str]],
+    workdir: Path,
+    tmp_path: Path,
 ) -> None:
     from tests.conftest import OWN_CODE, run_cli
 
@@ -270,8 +295,15 @@ def test_a_user_module_whose_forward_is_no_image_map_is_told_what_export_needs(
     (configs / "model" / "my_classifier_model.yaml").write_text(model)
     checkpoint = _user_checkpoint(tmp_path, package, "my_classifier.net", "MyClassifier")
     out = tmp_path / "exports" / "cls.onnx"
-    done = run_cli("export", "model=my_classifier_model", *common[1:], f"checkpoint={checkpoint}", f"output={out}",
-                   cwd=workdir, env=env)
+    done = run_cli(
+        "export",
+        "model=my_classifier_model",
+        *common[1:],
+        f"checkpoint={checkpoint}",
+        f"output={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert "m3l exports a model whose forward maps an image batch to an image batch" in done.stderr
@@ -305,10 +337,13 @@ def test_export_without_the_export_extra_names_it(demo_weights: Path, workdir: P
     env = cli_env(tmp_path)
     out = tmp_path / "exports" / "demo.onnx"
     args = ["model=demo", f"checkpoint={demo_weights}", "format=onnx", f"output={out}"]
-    code = ("import sys; sys.modules['onnxscript'] = None; sys.argv = ['m3l-export', *sys.argv[1:]]; "
-            "from m3l.run.export import main; main()")
-    done = subprocess.run([sys.executable, "-c", code, *args], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=300)
+    code = (
+        "import sys; sys.modules['onnxscript'] = None; sys.argv = ['m3l-export', *sys.argv[1:]]; "
+        "from m3l.run.export import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert 'pip install "m3l[export]"' in done.stderr and 'pip install -e ".[export]"' in done.stderr
     assert "onnxscript" in done.stderr and "Traceback" not in done.stderr and "Try another format" not in done.stderr
@@ -316,15 +351,18 @@ def test_export_without_the_export_extra_names_it(demo_weights: Path, workdir: P
 
 
 @pytest.mark.slow
-def test_export_keeps_the_onnx_tools_log_lines_off_the_terminal(demo_weights: Path, workdir: Path, tmp_path: Path) -> None:
+def test_export_keeps_the_onnx_tools_log_lines_off_the_terminal(
+    demo_weights: Path, workdir: Path, tmp_path: Path
+) -> None:
     """The ONNX exporter's passes log about a dozen lines ("Removed 67 unused nodes"...): they go
     to the run's log file only; the terminal keeps m3l's own lines."""
     from tests.conftest import cli_env, run_cli
 
     env = cli_env(tmp_path)
     out = tmp_path / "exports" / "demo.onnx"
-    done = run_cli("export", "model=demo", f"checkpoint={demo_weights}", "format=onnx", f"output={out}",
-                   cwd=workdir, env=env)
+    done = run_cli(
+        "export", "model=demo", f"checkpoint={demo_weights}", "format=onnx", f"output={out}", cwd=workdir, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     terminal = done.stdout + done.stderr
     for noise in ("onnx_ir", "onnxscript", "unused nodes", "constant folding"):
@@ -339,15 +377,22 @@ def test_export_keeps_the_onnx_tools_log_lines_off_the_terminal(demo_weights: Pa
 
 
 @pytest.mark.slow
-def test_correct_exports_a_damaged_cached_onnx_again(demo_checkpoint: Path, photos: Path, workdir: Path, tmp_path: Path) -> None:
+def test_correct_exports_a_damaged_cached_onnx_again(
+    demo_checkpoint: Path, photos: Path, workdir: Path, tmp_path: Path
+) -> None:
     """`correct backend=onnx` after the cached export beside the checkpoint was replaced by random
     bytes: exported again once, with a warning naming it, and ONNX Runtime runs the net (before:
     every run fell back to eager PyTorch)."""
     from tests.conftest import cli_env, run_cli
 
     env = cli_env(tmp_path)
-    common = ["model=demo", f"checkpoint={demo_checkpoint}", f"data.correct_dir={photos}", "backend=onnx",
-              "precision=fp32"]
+    common = [
+        "model=demo",
+        f"checkpoint={demo_checkpoint}",
+        f"data.correct_dir={photos}",
+        "backend=onnx",
+        "precision=fp32",
+    ]
     first = run_cli("correct", *common, f"serializer.root_dir={tmp_path / 'first'}", cwd=workdir, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     (export,) = demo_checkpoint.parent.glob(f"{demo_checkpoint.name}.*.onnx")

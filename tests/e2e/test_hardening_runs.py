@@ -51,8 +51,16 @@ def test_checkpoint_path_starts_from_the_weights_with_the_optimizer_given_now(tm
     # it really started from those weights: one epoch at lr 0.125 from them is not one from scratch
     assert not all(torch.equal(weights[k], v) for k, v in torch.load(new_last, weights_only=True)["state_dict"].items())
 
-    resumed = run_cli("train", *TOY, "trainer.max_epochs=2", "resume=true", f"checkpoint={last}",
-                      "net.optimizer.lr=0.125", cwd=workdir, env=env)
+    resumed = run_cli(
+        "train",
+        *TOY,
+        "trainer.max_epochs=2",
+        "resume=true",
+        f"checkpoint={last}",
+        "net.optimizer.lr=0.125",
+        cwd=workdir,
+        env=env,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     resumed_dir = _run_dirs(env)[-1]
     resumed_last = resumed_dir / "checkpoints" / "last.ckpt"
@@ -99,8 +107,11 @@ def test_a_diverged_run_says_its_best_checkpoint_is_far_worse_than_the_untrained
     assert diverged.returncode == 0, diverged.stderr[-3000:]
     (run_dir,) = _run_dirs(env)
     (best,) = run_dir.glob("checkpoints/best*.ckpt")
-    scores = [v["best_model_score"] for v in torch.load(best, weights_only=True)["callbacks"].values()
-              if isinstance(v, dict) and v.get("monitor") == "val/psnr"]
+    scores = [
+        v["best_model_score"]
+        for v in torch.load(best, weights_only=True)["callbacks"].values()
+        if isinstance(v, dict) and v.get("monitor") == "val/psnr"
+    ]
     assert scores and torch.isfinite(torch.as_tensor(scores[0]))  # no NaN: only the scores say it diverged
     text = diverged.stderr.split("Training finished", 1)[-1] + (run_dir / "train.log").read_text()
     assert "The best checkpoint is far worse than the model training started from: val/psnr=" in text
@@ -122,7 +133,7 @@ QUICK = ["trainer.max_epochs=1", "data.patches_per_image=4", "data.val_patch_siz
 def _readme_block(after: str, language: str) -> str:
     text = README.read_text()
     start = text.index(f"```{language}\n", text.index(after)) + len(language) + 4
-    return text[start:text.index("```", start)]
+    return text[start : text.index("```", start)]
 
 
 def _quick_start_commands() -> list[list[str]]:
@@ -151,10 +162,14 @@ def test_the_readme_python_snippet_runs_after_the_quick_start(tmp_path: Path, wo
 
     commands = _quick_start_commands()
     train, test, correct = commands[:3]  # the main job: train the demo, test it, correct my_photos/
-    assert [c[:3] for c in (train, test, correct)] == [["python3", "-m", f"m3l.run.{v}"] for v in ("train", "test", "correct")]
+    assert [c[:3] for c in (train, test, correct)] == [
+        ["python3", "-m", f"m3l.run.{v}"] for v in ("train", "test", "correct")
+    ]
     assert "serializer.root_dir=corrected/" in correct and "data.correct_dir=my_photos/" in correct
     for command, quick in ((train, QUICK), (test, QUICK[2:]), (correct, [])):
-        done = subprocess.run([sys.executable, *command[1:], *quick], cwd=workdir, env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, *command[1:], *quick], cwd=workdir, env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, (command, done.stderr[-3000:])
     written = {p.name: p.stat().st_mtime_ns for p in (workdir / "corrected").iterdir() if p.suffix == ".png"}
     assert sorted(written) == sorted(p.name for p in photos.iterdir())

@@ -21,7 +21,9 @@ def _run_dir(env: dict[str, str], verb: str = "train") -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("logger", ["tensorboard", "csv", "wandb", pytest.param("mlflow", marks=pytest.mark.slow), "many", "none"])
+@pytest.mark.parametrize(
+    "logger", ["tensorboard", "csv", "wandb", pytest.param("mlflow", marks=pytest.mark.slow), "many", "none"]
+)
 def test_logger_configs_compose_and_instantiate(logger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from hydra.utils import instantiate
 
@@ -75,10 +77,19 @@ def test_four_loggers_at_once_read_back(tmp_path: Path, workdir: Path):
     records = list(wandb_records(run_file))
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.display_name == "toy" and run.project == "m3l"
-    config = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
-              for i in r.config.update}
+    config = {
+        i.key: json.loads(i.value_json)
+        for r in records
+        if r.WhichOneof("record_type") == "config"
+        for i in r.config.update
+    }
     assert config["trainer"]["max_epochs"] == 2 and config["name"] == "toy"
-    history_keys = {i.key or "/".join(i.nested_key) for r in records if r.WhichOneof("record_type") == "history" for i in r.history.item}
+    history_keys = {
+        i.key or "/".join(i.nested_key)
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+        for i in r.history.item
+    }
     assert {"train/loss", "val/psnr"} <= history_keys
     assert any(key.startswith("examples/0/") for key in history_keys)  # an image entry
     assert list(run_file.parent.glob("files/media/images/examples/0_*.png"))
@@ -96,7 +107,9 @@ def test_four_loggers_at_once_read_back(tmp_path: Path, workdir: Path):
     artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
     assert {"config.yaml", "last", "examples"} <= artifacts
     assert [a.path for a in client.list_artifacts(mlrun.info.run_id, "last")].count("last/last.ckpt") == 1
-    logged_config = yaml.safe_load(Path(client.download_artifacts(mlrun.info.run_id, "config.yaml", str(tmp_path))).read_text())
+    logged_config = yaml.safe_load(
+        Path(client.download_artifacts(mlrun.info.run_id, "config.yaml", str(tmp_path))).read_text()
+    )
     assert logged_config["trainer"]["max_epochs"] == 2
     assert Path(experiment.artifact_location.removeprefix("file://")).parent == runs_dir.resolve()
 
@@ -105,8 +118,15 @@ def test_four_loggers_at_once_read_back(tmp_path: Path, workdir: Path):
 def test_mlflow_server_over_http(mlflow_server: str, tmp_path: Path, workdir: Path):
     env = toy_env(tmp_path)
     result = run_cli(
-        "train", "model=toy", *SHORT, "logger=mlflow", f"logger.mlflow.tracking_uri={mlflow_server}",
-        "logger.mlflow.experiment_name=toy_http", "+logger.mlflow.tags.team=restoration", cwd=workdir, env=env,
+        "train",
+        "model=toy",
+        *SHORT,
+        "logger=mlflow",
+        f"logger.mlflow.tracking_uri={mlflow_server}",
+        "logger.mlflow.experiment_name=toy_http",
+        "+logger.mlflow.tags.team=restoration",
+        cwd=workdir,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     from mlflow.tracking import MlflowClient

@@ -15,8 +15,11 @@ pytestmark = pytest.mark.slow
 # by tests/test_packaged_configs.py (a fast_dev_run of the 259M-weight one takes minutes and 5 GB)
 GPU_SCALE = {"original_qgac_paper", "qgac_crab"}
 # plug-and-play models are not trained: `train` refuses them (tests/e2e/test_pnp.py)
-MODELS = sorted(p.stem for p in (PACKAGED_CONFIG_DIR / "model").glob("*.yaml")
-                if p.stem not in GPU_SCALE and not p.stem.startswith("pnp_"))
+MODELS = sorted(
+    p.stem
+    for p in (PACKAGED_CONFIG_DIR / "model").glob("*.yaml")
+    if p.stem not in GPU_SCALE and not p.stem.startswith("pnp_")
+)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -20,15 +20,25 @@ def test_train_command_writes_backbone_heads_and_cards_and_tags_the_mlflow_run(w
     from m3l.mtl.examples.multimnist import LeNet, MultiMNIST
 
     result = run_cli(
-        "train", "model=mtl_multimnist", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-        "+trainer.limit_val_batches=1", "logger=[csv,mlflow]", cwd=workdir, env=env,
+        "train",
+        "model=mtl_multimnist",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "logger=[csv,mlflow]",
+        cwd=workdir,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     (run_dir,) = (Path(env["M3L_RUNS_DIR"]) / "mtl_multimnist" / "train").iterdir()
     artifacts = run_dir / "artifacts"
     assert sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()) == [
-        "backbone.json", "backbone.safetensors", "heads/left.json", "heads/left.safetensors",
-        "heads/right.json", "heads/right.safetensors",
+        "backbone.json",
+        "backbone.safetensors",
+        "heads/left.json",
+        "heads/left.safetensors",
+        "heads/right.json",
+        "heads/right.safetensors",
     ]
     card = read_card(artifacts / "backbone.safetensors")
     assert card["tasks"] == ["left", "right"] and card["out_channels"] == 50

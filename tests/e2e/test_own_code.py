@@ -54,8 +54,13 @@ def test_walkthrough_train_test_correct(tmp_path: Path, photo_dirs: Path, workdi
     random_image(inputs / "nested" / "deeper" / "b.png", (64, 48), seed=1)
     out = tmp_path / "corrected"
     correct = run_cli(
-        "correct", *common, "checkpoint=best", f"data.correct_dir={inputs}", f"serializer.root_dir={out}",
-        cwd=workdir, env=env,
+        "correct",
+        *common,
+        "checkpoint=best",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
     )
     assert correct.returncode == 0, correct.stderr[-3000:]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
@@ -74,8 +79,15 @@ def test_project_config_path_wins_over_home(tmp_path: Path, photo_dirs: Path, wo
     env = cli_env(tmp_path, PYTHONPATH=_own_code_path(), M3L_CONFIG_PATH=str(project))
     _install_user_configs(Path(env["HOME"]))
     result = run_cli(
-        "train", "model=my_model", f"data.root_dir={photo_dirs}", "debug=fdr", "--cfg", "job", "--resolve",
-        cwd=workdir, env=env,
+        "train",
+        "model=my_model",
+        f"data.root_dir={photo_dirs}",
+        "debug=fdr",
+        "--cfg",
+        "job",
+        "--resolve",
+        cwd=workdir,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "width: 8" in result.stdout and "n_layers: 3" in result.stdout

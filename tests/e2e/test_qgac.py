@@ -35,8 +35,15 @@ def test_correct_a_jpeg_folder_from_its_coefficients(workdir: Path, env: dict[st
     Image.open(paths[2]).convert("RGB").crop((0, 0, 64, 64)).save(folder / "not_a_jpeg.png")
     out = workdir / "corrected"
     # the shipped weights by path: they are withdrawn from checkpoint=pretrained (test_hub)
-    done = run_cli("correct", "model=qgac", f"checkpoint={WEIGHTS_DIR / 'qgac.safetensors'}", f"data.correct_dir={folder}",
-                   f"serializer.root_dir={out}", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        "model=qgac",
+        f"checkpoint={WEIGHTS_DIR / 'qgac.safetensors'}",
+        f"data.correct_dir={folder}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     log = done.stdout + done.stderr
     assert done.returncode == 1, log[-3000:]  # one input could not be corrected
     assert "q10.jpg: JPEG 203x157 4:2:0, luma table closest to libjpeg quality 10" in log

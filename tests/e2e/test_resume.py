@@ -38,15 +38,22 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tenso
     return _weights(last)
 
 
-def _start_and_kill(args: list[str], env: dict[str, str], cwd: Path, sig: int) -> tuple[subprocess.CompletedProcess, Path]:
+def _start_and_kill(
+    args: list[str], env: dict[str, str], cwd: Path, sig: int
+) -> tuple[subprocess.CompletedProcess, Path]:
     """Start training, wait until the second epoch has loaded its second batch (the first
     epoch's checkpoint is written before the second epoch loads anything), send ``sig``."""
     runs = Path(env["M3L_RUNS_DIR"])
     trace = cwd / f"loaded-{sig}.txt"  # ToySet writes a line per training item it loads
     trace.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "m3l.run.train", *args], cwd=cwd,
-                            env={**env, "TOY_TRACE_FILE": str(trace)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "m3l.run.train", *args],
+        cwd=cwd,
+        env={**env, "TOY_TRACE_FILE": str(trace)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not trace.is_file() or len(trace.read_text().splitlines()) < 64 + 2 * 4:  # 64 items an epoch, 4 a batch
         assert proc.poll() is None, proc.communicate()[1][-3000:]
@@ -81,8 +88,15 @@ def test_sigterm_then_resume_true_gives_the_uninterrupted_weights(reference, tmp
     steps = []
     for directory in (run_dir, new_dir):
         (run_file,) = directory.glob("wandb/offline-run-*-resume-sigterm/run-resume-sigterm.wandb")
-        steps.append(sorted(int(i.value_json) for r in wandb_records(run_file) if r.WhichOneof("record_type") == "history"
-                            for i in r.history.item if (i.key or "/".join(i.nested_key)) == "trainer/global_step"))
+        steps.append(
+            sorted(
+                int(i.value_json)
+                for r in wandb_records(run_file)
+                if r.WhichOneof("record_type") == "history"
+                for i in r.history.item
+                if (i.key or "/".join(i.nested_key)) == "trainer/global_step"
+            )
+        )
     assert steps[0][-1] < 32  # killed during the second epoch
     assert steps[1][0] >= 16 and steps[1][-1] == 32  # the resumed run logs from its checkpoint on
 

@@ -67,8 +67,13 @@ def _killed_before_its_first_checkpoint(args: list[str], env: dict[str, str], cw
     """Start a training run and SIGKILL it as soon as it has written its config.yaml."""
     runs = Path(env["M3L_RUNS_DIR"])
     before = set(runs.glob("toy/train/*"))
-    proc = subprocess.Popen([sys.executable, "-m", "m3l.run.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "m3l.run.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not [d for d in runs.glob("toy/train/*") if d not in before and (d / "config.yaml").is_file()]:
         assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"

@@ -63,8 +63,17 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def _crash(tmp_path: Path, workdir: Path, crash_at: int, *more: str) -> Path:
     env = _env(tmp_path)
     result = run_cli(
-        "train", "model=toy", "net._target_=crashing_user_module.CrashingModule", f"+net.crash_at={crash_at}",
-        "~net.net", "~net.residual", "~net.optimizer", "~net.num_logged_examples", *more, cwd=workdir, env=env,
+        "train",
+        "model=toy",
+        "net._target_=crashing_user_module.CrashingModule",
+        f"+net.crash_at={crash_at}",
+        "~net.net",
+        "~net.residual",
+        "~net.optimizer",
+        "~net.num_logged_examples",
+        *more,
+        cwd=workdir,
+        env=env,
     )
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"RuntimeError: the user's module broke in training step {crash_at + 1}" in result.stderr
@@ -104,10 +113,18 @@ def test_an_experiment_that_crashes_keeps_its_directory_and_logs_why(tmp_path: P
     monkeypatch.setenv("M3L_CONFIG_PATH", str(TOY_CONFIGS))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     sys.modules.pop("crashing_user_module", None)
-    cfg = compose("toy", [
-        "net._target_=crashing_user_module.CrashingModule", "+net.crash_at=0", "~net.net", "~net.residual",
-        "~net.optimizer", "~net.num_logged_examples", "logger=none",
-    ])
+    cfg = compose(
+        "toy",
+        [
+            "net._target_=crashing_user_module.CrashingModule",
+            "+net.crash_at=0",
+            "~net.net",
+            "~net.residual",
+            "~net.optimizer",
+            "~net.num_logged_examples",
+            "logger=none",
+        ],
+    )
     exp = Experiment(cfg)
     with pytest.raises(RuntimeError, match="broke in training step 1"):
         exp.fit()

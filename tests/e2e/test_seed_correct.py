@@ -123,7 +123,11 @@ def seed_user(tmp_path: Path) -> tuple[dict[str, str], Path]:
     configs = Path(env["XDG_CONFIG_HOME"]) / "m3l"
     for group, text in {"data": DATA_TEMPLATE, "net": NET_TEMPLATE, "model": MODEL_TEMPLATE}.items():
         (configs / group).mkdir(parents=True)
-        (configs / group / ("my_model.yaml" if group == "model" else f"my_{'dataset' if group == 'data' else 'net'}.yaml")).write_text(text)
+        (
+            configs
+            / group
+            / ("my_model.yaml" if group == "model" else f"my_{'dataset' if group == 'data' else 'net'}.yaml")
+        ).write_text(text)
     (configs / "data" / "train_only.yaml").write_text(DATA_TEMPLATE.replace("MyDataset", "TrainOnlyDataset"))
 
     spec = importlib.util.spec_from_file_location("seed_user_package", package / "my_package.py")
@@ -151,8 +155,13 @@ def test_readme_correct_command_with_the_template_data_config(seed_user, tmp_pat
     inputs, out = tmp_path / "to_correct", tmp_path / "corrected"
     sizes = _photos(inputs)
     result = run_cli(
-        "correct", "model=my_model", f"checkpoint={checkpoint}", f"data.correct_dir={inputs}",
-        f"serializer.root_dir={out}", cwd=tmp_path, env=env,
+        "correct",
+        "model=my_model",
+        f"checkpoint={checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        cwd=tmp_path,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
@@ -160,7 +169,13 @@ def test_readme_correct_command_with_the_template_data_config(seed_user, tmp_pat
     for name, size in sizes.items():
         assert Image.open(out / name).size == size
     # what was written is the net's output on that input, not a copy
-    assert np.abs(np.asarray(Image.open(out / "astronaut.png"), dtype=float) - np.asarray(Image.open(inputs / "astronaut.png"), dtype=float)).mean() > 1
+    assert (
+        np.abs(
+            np.asarray(Image.open(out / "astronaut.png"), dtype=float)
+            - np.asarray(Image.open(inputs / "astronaut.png"), dtype=float)
+        ).mean()
+        > 1
+    )
 
 
 def test_readme_correct_command_on_a_single_image(seed_user, tmp_path: Path) -> None:
@@ -168,8 +183,13 @@ def test_readme_correct_command_on_a_single_image(seed_user, tmp_path: Path) -> 
     inputs, out = tmp_path / "to_correct", tmp_path / "corrected"
     _photos(inputs)
     result = run_cli(
-        "correct", "model=my_model", f"checkpoint={checkpoint}", f"data.correct_dir={inputs / 'nested' / 'coffee.png'}",
-        f"serializer.root_dir={out}", cwd=tmp_path, env=env,
+        "correct",
+        "model=my_model",
+        f"checkpoint={checkpoint}",
+        f"data.correct_dir={inputs / 'nested' / 'coffee.png'}",
+        f"serializer.root_dir={out}",
+        cwd=tmp_path,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["coffee.png"]
@@ -180,8 +200,14 @@ def test_a_datamodule_without_correct_dir_is_named(seed_user, tmp_path: Path) ->
     inputs = tmp_path / "to_correct"
     _photos(inputs)
     result = run_cli(
-        "correct", "model=my_model", "data=train_only", f"checkpoint={checkpoint}", f"data.correct_dir={inputs}",
-        f"serializer.root_dir={tmp_path / 'corrected'}", cwd=tmp_path, env=env,
+        "correct",
+        "model=my_model",
+        "data=train_only",
+        f"checkpoint={checkpoint}",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={tmp_path / 'corrected'}",
+        cwd=tmp_path,
+        env=env,
     )
     assert result.returncode == 2, result.stderr[-3000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("m3l: error:")]

@@ -51,8 +51,11 @@ def test_seed_cluster_configs_resolve_as_the_readme_says(verb: str, monkeypatch:
     smart = _launcher(verb, ["cluster=vulcan", "trainer.gpus=4"], monkeypatch)
     assert (smart["tasks_per_node"], smart["nodes"], smart["mem_gb"], smart["timeout_min"]) == (4, 1, 128, 2160)
     assert smart["additional_parameters"] == {"qos": "high", "gres": "gpu:p6000:4"}
-    smart = _launcher(verb, ["cluster=vulcan", "trainer.gpus=2", "trainer.nodes=3", "cluster.qos=medium",
-                             "cluster.gpu_type=a100"], monkeypatch)
+    smart = _launcher(
+        verb,
+        ["cluster=vulcan", "trainer.gpus=2", "trainer.nodes=3", "cluster.qos=medium", "cluster.gpu_type=a100"],
+        monkeypatch,
+    )
     assert (smart["tasks_per_node"], smart["nodes"], smart["mem_gb"], smart["timeout_min"]) == (2, 3, 64, 4320)
     assert smart["additional_parameters"] == {"qos": "medium", "gres": "gpu:a100:2"}
     smart = _launcher(verb, ["cluster=vulcan"], monkeypatch)  # no trainer.gpus: one task
@@ -80,8 +83,16 @@ def _sweep_dir(stdout: str) -> Path:
 @pytest.mark.slow
 def test_two_task_ddp_train_then_test_on_slurm(slurm, tmp_path: Path, workdir: Path):
     env = toy_env(tmp_path)
-    train = run_cli("train", "model=toy", *SLURM, "trainer=ddp_cpu", "cluster.tasks_per_node=2",
-                    "trainer.max_epochs=1", cwd=workdir, env=env)
+    train = run_cli(
+        "train",
+        "model=toy",
+        *SLURM,
+        "trainer=ddp_cpu",
+        "cluster.tasks_per_node=2",
+        "trainer.max_epochs=1",
+        cwd=workdir,
+        env=env,
+    )
     assert train.returncode == 0, train.stderr[-4000:]
     sweep_dir = _sweep_dir(train.stdout + train.stderr)
     checkpoint = sweep_dir / "0" / "checkpoints" / "last.ckpt"
@@ -94,7 +105,10 @@ def test_two_task_ddp_train_then_test_on_slurm(slurm, tmp_path: Path, workdir: P
 
     # the same weights tested by 2 Slurm tasks and by one local process: the same metrics
     results = {}
-    for label, extra in {"slurm": [*SLURM, "trainer=ddp_cpu", "cluster.tasks_per_node=2"], "local": ["logger=csv"]}.items():
+    for label, extra in {
+        "slurm": [*SLURM, "trainer=ddp_cpu", "cluster.tasks_per_node=2"],
+        "local": ["logger=csv"],
+    }.items():
         test_env = toy_env(tmp_path / label)
         result = run_cli("test", "model=toy", f"checkpoint={checkpoint}", *extra, cwd=workdir, env=test_env)
         assert result.returncode == 0, result.stderr[-4000:]
@@ -108,13 +122,23 @@ def test_two_task_ddp_train_then_test_on_slurm(slurm, tmp_path: Path, workdir: P
 def test_three_trial_sweep_runs_as_a_job_array(slurm, tmp_path: Path, workdir: Path):
     env = toy_env(tmp_path)
     result = run_cli(
-        "train", "model=toy", *SLURM, "hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=3",
-        "net.optimizer.lr=tag(log,interval(0.001,0.1))", "trainer.max_epochs=1", "data.n_train=8",
-        cwd=workdir, env=env,
+        "train",
+        "model=toy",
+        *SLURM,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=3",
+        "net.optimizer.lr=tag(log,interval(0.001,0.1))",
+        "trainer.max_epochs=1",
+        "data.n_train=8",
+        cwd=workdir,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     sweep_dir = _sweep_dir(result.stdout + result.stderr)
-    array_tasks = sorted(p.name.split("_")[1] for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+    array_tasks = sorted(
+        p.name.split("_")[1] for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)
+    )
     assert array_tasks == ["0", "1", "2"], list((sweep_dir / ".submitit").iterdir())
     assert len({p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir() if "_" in p.name and p.is_dir()}) == 1
     study = optuna.load_study(study_name="toy", storage=f"sqlite:///{Path(env['M3L_RUNS_DIR']) / 'toy' / 'optuna.db'}")
@@ -129,9 +153,22 @@ def test_sigusr1_requeues_the_job_and_it_resumes(slurm, tmp_path: Path, workdir:
     requeues the job; the requeued job runs in the same directory and resumes from it."""
     env = toy_env(tmp_path)
     name = f"m3l-requeue-{os.getpid()}-{int(time.time())}"
-    args = ["model=toy", *SLURM, f"hydra.launcher.name={name}", "trainer.max_epochs=4", "data.n_train=64", "data.train_delay_s=0.02"]
-    proc = subprocess.Popen([sys.executable, "-m", "m3l.run.train", *args], cwd=workdir, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = [
+        "model=toy",
+        *SLURM,
+        f"hydra.launcher.name={name}",
+        "trainer.max_epochs=4",
+        "data.n_train=64",
+        "data.train_delay_s=0.02",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "m3l.run.train", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     runs = Path(env["M3L_RUNS_DIR"])
     deadline = time.monotonic() + 300
     while not list(runs.glob("toy/train/multirun/*/0/checkpoints/last.ckpt")):

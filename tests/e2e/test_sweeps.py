@@ -35,8 +35,11 @@ def test_hparams_search_configs_compose(monkeypatch: pytest.MonkeyPatch, tmp_pat
     with initialize_config_module(config_module="m3l.configs", version_base="1.3"):
         for search in ("optuna", "restoration"):
             for sampler in ("tpe", "random", "grid", "cmaes"):
-                cfg = compose("train", [f"hparams_search={search}", "model=toy", "monitor_mode=min",
-                                        f"hydra/sweeper/sampler={sampler}"], return_hydra_config=True)
+                cfg = compose(
+                    "train",
+                    [f"hparams_search={search}", "model=toy", "monitor_mode=min", f"hydra/sweeper/sampler={sampler}"],
+                    return_hydra_config=True,
+                )
                 sweeper = cfg.hydra.sweeper
                 assert sweeper._target_.endswith("m3l_optuna_sweeper._sweeper.OptunaSweeper")
                 assert sweeper.direction == "min" and sweeper.study_name == "toy" and cfg.hydra.mode.name == "MULTIRUN"
@@ -52,8 +55,10 @@ def test_hparams_search_configs_compose(monkeypatch: pytest.MonkeyPatch, tmp_pat
     ("args", "message"),
     [
         (["hydra.sweeper.direction=sideways"], "hydra.sweeper.direction='sideways' is not a direction"),
-        (["hydra/sweeper/sampler=grid", "net.optimizer.lr=interval(0.001,0.1)"],
-         "The grid sampler needs a finite set of values for 'net.optimizer.lr'"),
+        (
+            ["hydra/sweeper/sampler=grid", "net.optimizer.lr=interval(0.001,0.1)"],
+            "The grid sampler needs a finite set of values for 'net.optimizer.lr'",
+        ),
         (["trainer.max_epochs=1"], "Nothing to search"),
         (["net.optimizer.lr=interval(0.1,0.001)"], "interval(0.1,0.001) needs low < high"),
         (["hydra.sweeper.n_trials=0", "net.optimizer.lr=interval(0.001,0.1)"], "must be at least 1"),
@@ -73,8 +78,15 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path, workdi
     whose metric is NaN: one trial completes, two fail with their reason."""
     env = toy_env(tmp_path)
     result = run_cli(
-        "train", "-m", "model=toy", "hparams_search=optuna", "hydra/sweeper/sampler=grid", *QUICK,
-        "net.net.nan_in=choice(none,train,eval)", cwd=workdir, env=env,
+        "train",
+        "-m",
+        "model=toy",
+        "hparams_search=optuna",
+        "hydra/sweeper/sampler=grid",
+        *QUICK,
+        "net.net.nan_in=choice(none,train,eval)",
+        cwd=workdir,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     (sweep_dir,) = _sweep_dirs(env)
@@ -82,7 +94,10 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path, workdi
     assert report["n_complete"] == 1 and report["n_failed"] == 2
     by_value = {row["params"]["net.net.nan_in"]: row for row in report["trials"]}
     assert by_value["none"]["state"] == "COMPLETE" and report["best_params"] == {"net.net.nan_in": "none"}
-    assert by_value["train"]["state"] == "FAIL" and "TrainingDivergedError: training loss is nan" in by_value["train"]["failure"]
+    assert (
+        by_value["train"]["state"] == "FAIL"
+        and "TrainingDivergedError: training loss is nan" in by_value["train"]["failure"]
+    )
     assert by_value["eval"]["state"] == "FAIL" and "not finite" in by_value["eval"]["failure"]
     for row in report["trials"]:  # every trial, failed or not, keeps its run directory and log
         assert (Path(row["job_dir"]) / "train.log").is_file()
@@ -99,16 +114,33 @@ def test_parallel_trials_then_resume_the_study(tmp_path: Path, workdir: Path):
     study resumed by a second sweep with another sampler: it adds only the missing trial."""
     env = toy_env(tmp_path)
     search = ["hparams_search=optuna", "net.optimizer.lr=tag(log,interval(0.001,0.1))", *QUICK]
-    first = run_cli("train", "-m", "model=toy", "cluster=local", "hydra.sweeper.n_trials=2",
-                    "hydra.sweeper.n_jobs=2", *search, cwd=workdir, env=env)
+    first = run_cli(
+        "train",
+        "-m",
+        "model=toy",
+        "cluster=local",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        *search,
+        cwd=workdir,
+        env=env,
+    )
     assert first.returncode == 0, first.stderr[-4000:]
     (sweep_dir,) = _sweep_dirs(env)
     assert sorted(p.name for p in sweep_dir.iterdir() if p.name.isdigit()) == ["0", "1"]
     assert (sweep_dir / "0" / "checkpoints" / "last.ckpt").is_file()  # jobs wrote where they were told
     assert sorted(t.state.name for t in _study(env).trials) == ["COMPLETE", "COMPLETE"]
 
-    second = run_cli("train", "-m", "model=toy", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random",
-                     *search, cwd=workdir, env=env)
+    second = run_cli(
+        "train",
+        "-m",
+        "model=toy",
+        "hydra.sweeper.n_trials=3",
+        "hydra/sweeper/sampler=random",
+        *search,
+        cwd=workdir,
+        env=env,
+    )
     assert second.returncode == 0, second.stderr[-4000:]
     later = [d for d in _sweep_dirs(env) if d != sweep_dir]
     assert len(later) == 1 and [p.name for p in later[0].iterdir() if p.name.isdigit()] == ["0"]

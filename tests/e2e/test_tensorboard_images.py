@@ -25,9 +25,19 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def _chromium(*args: str, url: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1400",
-         "--virtual-time-budget=20000", *args, url],
-        capture_output=True, text=True, timeout=timeout,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1400,1400",
+            "--virtual-time-budget=20000",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -36,19 +46,34 @@ def test_images_tab_shows_examples_and_multitask_plots(tmp_path: Path, workdir: 
     pytest.importorskip("tensorboard", reason="tensorboard is not installed")
     env = cli_env(tmp_path)
     runs = Path(env["M3L_RUNS_DIR"])
-    demo = run_cli("train", "model=demo", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                   "trainer.limit_val_batches=1", cwd=workdir, env=env)
+    demo = run_cli(
+        "train",
+        "model=demo",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        cwd=workdir,
+        env=env,
+    )
     assert demo.returncode == 0, demo.stderr[-3000:]
-    mtl = run_cli("train", "model=mtl_multimnist", "trainer.max_epochs=1", "trainer.limit_train_batches=6",
-                  "trainer.limit_val_batches=1",
-                  "+callbacks.diagnostics={_target_: m3l.mtl.diagnostics.Diagnostics, every_n_steps: 1, "
-                  "plot_every_n_steps: 3}", cwd=workdir, env=env)
+    mtl = run_cli(
+        "train",
+        "model=mtl_multimnist",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=6",
+        "trainer.limit_val_batches=1",
+        "+callbacks.diagnostics={_target_: m3l.mtl.diagnostics.Diagnostics, every_n_steps: 1, plot_every_n_steps: 3}",
+        cwd=workdir,
+        env=env,
+    )
     assert mtl.returncode == 0, mtl.stderr[-3000:]
 
     empty = tmp_path / "no_runs"
     empty.mkdir()
-    shots = {"runs": _screenshot(runs, tmp_path / "tensorboard_images.png", tmp_path, {"examples/0", "diag/weights"}),
-             "empty": _screenshot(empty, tmp_path / "tensorboard_empty.png", tmp_path, set())}
+    shots = {
+        "runs": _screenshot(runs, tmp_path / "tensorboard_images.png", tmp_path, {"examples/0", "diag/weights"}),
+        "empty": _screenshot(empty, tmp_path / "tensorboard_empty.png", tmp_path, set()),
+    }
     keep = os.environ.get("M3L_KEEP_SCREENSHOTS")  # a folder to look at them
     if keep:
         for path in shots.values():
@@ -69,7 +94,8 @@ def _screenshot(logdir: Path, shot: Path, tmp_path: Path, tags: set[str]) -> Pat
     log = (tmp_path / f"{shot.stem}.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -99,11 +125,11 @@ def _count(path: Path, colour: tuple[int, int, int]) -> int:
     from PIL import Image
 
     data = Image.open(path).convert("RGB").tobytes()
-    return sum(1 for i in range(0, len(data), 3) if all(abs(a - b) <= 6 for a, b in zip(data[i:i + 3], colour)))
+    return sum(1 for i in range(0, len(data), 3) if all(abs(a - b) <= 6 for a, b in zip(data[i : i + 3], colour)))
 
 
 def _colours(path: Path) -> int:
     from PIL import Image
 
     data = Image.open(path).convert("RGB").tobytes()
-    return len({data[i:i + 3] for i in range(0, len(data), 3)})
+    return len({data[i : i + 3] for i in range(0, len(data), 3)})

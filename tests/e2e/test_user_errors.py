@@ -28,8 +28,10 @@ def _one_error_line(result, *expected: str) -> str:
         ("data.batch_size=-1", ["data.batch_size must be an integer >= 1, got -1"]),
         ("data.patch_size=abc", ["data.patch_size must be an integer"]),
         ("data.degradation.sigma=-3", ["GaussianNoise", "[0, inf]", "-3"]),
-        ("data.train_dir=/nonexistent/m3l-photos", ["data.train_dir: /nonexistent/m3l-photos does not exist",
-                                                    "set data.train_dir=PATH"]),
+        (
+            "data.train_dir=/nonexistent/m3l-photos",
+            ["data.train_dir: /nonexistent/m3l-photos does not exist", "set data.train_dir=PATH"],
+        ),
     ],
 )
 def test_bad_values_in_train(workdir: Path, env: dict[str, str], override: str, expected: list[str]):
@@ -61,5 +63,7 @@ def test_correct_into_the_input_folder_and_into_a_file(
     _one_error_line(unwritable, "serializer.root_dir: cannot write into", "Not a directory")
     assert sorted(p.name for p in inputs.iterdir()) == ["photo.png"] and (inputs / "photo.png").read_bytes() == before
 
-    full = run_cli("correct", *common, f"serializer.root_dir={inputs / 'out'}", cwd=workdir, env={**env, "HYDRA_FULL_ERROR": "1"})
+    full = run_cli(
+        "correct", *common, f"serializer.root_dir={inputs / 'out'}", cwd=workdir, env={**env, "HYDRA_FULL_ERROR": "1"}
+    )
     assert full.returncode != 0 and "Traceback" in full.stderr and "ConfigError" in full.stderr

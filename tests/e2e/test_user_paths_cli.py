@@ -99,7 +99,9 @@ def test_slurm_refusing_the_submission_is_one_line_and_leaves_nothing(tmp_path: 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     sbatch = bin_dir / "sbatch"
-    sbatch.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2\nexit 1\n')
+    sbatch.write_text(
+        '#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2\nexit 1\n'
+    )
     sbatch.chmod(0o755)
     (bin_dir / "srun").symlink_to(shutil.which("true") or "/bin/true")
     env = cli_env(tmp_path, PATH=str(bin_dir))
@@ -141,8 +143,9 @@ def test_sweep_in_which_no_trial_completes_fails(tmp_path: Path, photo_dirs: Pat
     fails with the setting to give, and the sweep exits non-zero."""
     env, configs = _user_env(tmp_path, OWN_CODE)
     _model_config(configs, "wrong_way", [])
-    result = run_cli("train", "model=wrong_way", f"data.root_dir={photo_dirs}", "monitor_mode=min", *SWEEP,
-                     cwd=workdir, env=env)
+    result = run_cli(
+        "train", "model=wrong_way", f"data.root_dir={photo_dirs}", "monitor_mode=min", *SWEEP, cwd=workdir, env=env
+    )
     assert result.returncode == 1, result.stderr[-4000:]
     report = _trials(env, "wrong_way")
     assert report["n_complete"] == 0 and report["n_failed"] == 2, report
@@ -162,8 +165,15 @@ def test_pytorch_lightning_2_module_trains_tests_and_corrects(tmp_path: Path, ph
     assert tested.returncode == 0, tested.stderr[-4000:]
     assert re.search(r"test_psnr\s+│\s+\d+\.\d+", tested.stdout), tested.stdout[-2000:]
     out = tmp_path / "corrected"
-    corrected = run_cli("correct", *common, "checkpoint=last", f"data.correct_dir={photo_dirs / 'val'}",
-                        f"serializer.root_dir={out}", cwd=workdir, env=env)
+    corrected = run_cli(
+        "correct",
+        *common,
+        "checkpoint=last",
+        f"data.correct_dir={photo_dirs / 'val'}",
+        f"serializer.root_dir={out}",
+        cwd=workdir,
+        env=env,
+    )
     assert corrected.returncode == 0, corrected.stderr[-4000:]
     assert (out / "rocket.png").is_file()
 
@@ -175,12 +185,15 @@ def test_lightning1_hook_in_a_pytorch_lightning_module_is_named(tmp_path: Path, 
     net = package / "my_library" / "net.py"
     net.write_text(net.read_text() + "\n    def validation_epoch_end(self, outputs):\n        pass\n")
     env, _ = _user_env(tmp_path, package)
-    result = run_cli("train", "model=my_model", f"data.root_dir={photo_dirs}", "trainer.max_epochs=1", cwd=workdir, env=env)
+    result = run_cli(
+        "train", "model=my_model", f"data.root_dir={photo_dirs}", "trainer.max_epochs=1", cwd=workdir, env=env
+    )
     line = _error_line(result)
     assert "my_library.net.MyRestorationNetwork implements `validation_epoch_end`, a Lightning 1.x hook" in line
     assert "`on_validation_epoch_end(self)`" in line
     assert not (Path(env["M3L_RUNS_DIR"]) / "my_network").exists() or not list(
-        (Path(env["M3L_RUNS_DIR"]) / "my_network").rglob("*.ckpt"))
+        (Path(env["M3L_RUNS_DIR"]) / "my_network").rglob("*.ckpt")
+    )
 
 
 def test_pytorch_lightning_1_module_keeps_its_named_error(tmp_path: Path, photo_dirs: Path, workdir: Path):
@@ -199,7 +212,9 @@ def test_pytorch_lightning_1_module_keeps_its_named_error(tmp_path: Path, photo_
     net = package / "my_library" / "net.py"
     net.write_text(net.read_text().replace("import lightning.pytorch as pl", "import pytorch_lightning as pl"))
     env, _ = _user_env(tmp_path, old, package)
-    line = _error_line(run_cli("train", "model=my_model", f"data.root_dir={photo_dirs}", "debug=fdr", cwd=workdir, env=env))
+    line = _error_line(
+        run_cli("train", "model=my_model", f"data.root_dir={photo_dirs}", "debug=fdr", cwd=workdir, env=env)
+    )
     assert "my_library.net.MyRestorationNetwork is built on `pytorch_lightning` 1.9.5 (Lightning 1.x)" in line
     assert "import `lightning.pytorch as pl`" in line
 
@@ -213,8 +228,14 @@ def test_test_prints_its_metrics_once_and_no_mixed_precision_it_does_not_run(
     """A model config that trains in bf16-mixed (ffdnet_color_blind does): `test` computes in
     the precision of its own `precision=` option (fp32 by default), so Lightning must not
     announce bfloat16 autocast; and the metrics table comes once (m3l's, not Lightning's too)."""
-    result = run_cli("test", "model=demo", f"checkpoint={demo_checkpoint}", "trainer.precision=bf16-mixed",
-                     cwd=workdir, env=cli_env(tmp_path))
+    result = run_cli(
+        "test",
+        "model=demo",
+        f"checkpoint={demo_checkpoint}",
+        "trainer.precision=bf16-mixed",
+        cwd=workdir,
+        env=cli_env(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     output = result.stdout + result.stderr
     assert "bfloat16" not in output and "Mixed Precision" not in output, output[-3000:]
@@ -261,9 +282,20 @@ def test_sigterm_line_is_two_sentences(tmp_path: Path, workdir: Path, demo_check
         random_image(inputs / f"photo{i:02d}.png", (640, 480), seed=i)
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "m3l.run.correct", "model=demo", f"checkpoint={demo_checkpoint}",
-         f"data.correct_dir={inputs}", f"serializer.root_dir={out}"],
-        cwd=workdir, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "m3l.run.correct",
+            "model=demo",
+            f"checkpoint={demo_checkpoint}",
+            f"data.correct_dir={inputs}",
+            f"serializer.root_dir={out}",
+        ],
+        cwd=workdir,
+        env=cli_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     start = time.monotonic()
     while not any(out.glob("photo*.png")):

@@ -61,8 +61,9 @@ RECIPES = {
 }
 
 # the entries offered as checkpoint=pretrained (a withdrawn one is refused: tests/test_hub.py)
-SHIPPED = sorted(name for name, item in json.loads((WEIGHTS_DIR / "manifest.json").read_text()).items()
-                 if not item.get("withdrawn"))
+SHIPPED = sorted(
+    name for name, item in json.loads((WEIGHTS_DIR / "manifest.json").read_text()).items() if not item.get("withdrawn")
+)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,18 +93,29 @@ def _degrade(recipe: Recipe, crops: dict[str, np.ndarray], folder: Path) -> dict
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_weights_beat_their_degraded_input(name: str, workdir: Path, env: dict[str, str],
-                                                   tmp_path: Path) -> None:
+def test_shipped_weights_beat_their_degraded_input(
+    name: str, workdir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
     if name not in RECIPES:
-        pytest.fail(f"hub_weights/manifest.json ships {name!r}, but tests/e2e/test_zoo_guard.py has no degradation "
-                    f"recipe for it: add one to RECIPES, at a level its card (hub_weights/{name}.md) claims")
+        pytest.fail(
+            f"hub_weights/manifest.json ships {name!r}, but tests/e2e/test_zoo_guard.py has no degradation "
+            f"recipe for it: add one to RECIPES, at a level its card (hub_weights/{name}.md) claims"
+        )
     recipe = RECIPES[name]
     crops = _crops(recipe.channels)
     inputs = tmp_path / "degraded"
     files = _degrade(recipe, crops, inputs)
     out = workdir / "corrected"
-    done = run_cli("correct", f"model={name}", "checkpoint=pretrained", f"data.correct_dir={inputs}",
-                   f"serializer.root_dir={out}", "logger=none", cwd=workdir, env=env)
+    done = run_cli(
+        "correct",
+        f"model={name}",
+        "checkpoint=pretrained",
+        f"data.correct_dir={inputs}",
+        f"serializer.root_dir={out}",
+        "logger=none",
+        cwd=workdir,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     mode = "RGB" if recipe.channels == 3 else "L"
     for crop, clean in crops.items():

@@ -44,9 +44,20 @@ class ToySet(Dataset):
 class ToyData(pl.LightningDataModule):
     """Train / val / test / predict loaders over :class:`ToySet`."""
 
-    def __init__(self, n_train: int = 32, n_val: int = 4, n_test: int = 7, n_predict: int = 5, size: int = 16,
-                 sigma: float = 0.1, batch_size: int = 4, test_batch_size: int = 2, channels: int = 1,
-                 correct_dir: str | None = None, train_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        n_train: int = 32,
+        n_val: int = 4,
+        n_test: int = 7,
+        n_predict: int = 5,
+        size: int = 16,
+        sigma: float = 0.1,
+        batch_size: int = 4,
+        test_batch_size: int = 2,
+        channels: int = 1,
+        correct_dir: str | None = None,
+        train_delay_s: float = 0.0,
+    ) -> None:
         super().__init__()
         self.n_train, self.n_val, self.n_test, self.n_predict = n_train, n_val, n_test, n_predict
         self.size, self.sigma, self.batch_size, self.test_batch_size = size, sigma, batch_size, test_batch_size
@@ -93,7 +104,9 @@ class CrashingNet(torch.nn.Module):
     def __init__(self, channels: int = 1, width: int = 8, nan_in: str | None = None) -> None:
         super().__init__()
         self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(width, channels, 3, padding=1)
+            torch.nn.Conv2d(channels, width, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(width, channels, 3, padding=1),
         )
         self.nan_in = nan_in
 

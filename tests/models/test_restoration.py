@@ -63,5 +63,7 @@ def test_a_non_finite_training_loss_says_what_to_lower() -> None:
     module = RestorationModule(DnCNN(in_channels=1, depth=3, features=8))
     x = torch.rand(2, 1, 16, 16)
     x[0, 0, 0, 0] = float("nan")
-    with pytest.raises(TrainingDivergedError, match="training loss is nan at step 0: lower optimizer.lr.*check the data for NaNs"):
+    with pytest.raises(
+        TrainingDivergedError, match="training loss is nan at step 0: lower optimizer.lr.*check the data for NaNs"
+    ):
         module.training_step({"input": x, "target": torch.rand(2, 1, 16, 16)}, 0)

@@ -23,9 +23,7 @@ def conv_net(layers: int, channels: int = 3, seed: int = 0) -> nn.Module:
     return nn.Sequential(*mods).eval()
 
 
-@pytest.mark.parametrize(
-    ("blend", "radius"), [("none", 16), ("linear", 8), ("gaussian", 8)]
-)
+@pytest.mark.parametrize(("blend", "radius"), [("none", 16), ("linear", 8), ("gaussian", 8)])
 @pytest.mark.parametrize("size", [(97, 131), (64, 200)])
 def test_tiled_equals_whole_when_receptive_field_fits(blend: str, radius: int, size: tuple[int, int]) -> None:
     net = conv_net(radius)
@@ -131,6 +129,7 @@ def test_self_ensemble_of_identity_is_identity(size: tuple[int, int]) -> None:
 
 def test_self_ensemble_undoes_each_transform() -> None:
     x = torch.rand(1, 1, 4, 7)
+
     # a function that is not equivariant: adds a horizontal ramp; the ensemble averages the
     # ramp over the 8 orientations, which is symmetric
     def fn(t: torch.Tensor) -> torch.Tensor:
@@ -163,8 +162,13 @@ class ShuffleNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.body = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4, 8, 3, padding=1), nn.Tanh(),
-                                  nn.Conv2d(8, 4, 3, padding=1), nn.PixelShuffle(2))
+        self.body = nn.Sequential(
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(4, 8, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, 4, 3, padding=1),
+            nn.PixelShuffle(2),
+        )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.body(t)

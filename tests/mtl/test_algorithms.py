@@ -84,8 +84,9 @@ def test_gradnorm_moves_weights_and_keeps_their_sum(tasks):
 @pytest.mark.parametrize("name", sorted(WEIGHTINGS))
 def test_joint_training_with_each_weighting(name, tmp_path, tasks, adam):
     torch.manual_seed(0)
-    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=2,
-                          limit_train_batches=3, **FAST).launch(mtl.Joint(WEIGHTINGS[name]()))
+    results = mtl.Trainer(
+        LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=2, limit_train_batches=3, **FAST
+    ).launch(mtl.Joint(WEIGHTINGS[name]()))
     metrics = results.module.trainer.callback_metrics
     assert torch.isfinite(metrics["train/loss"])
     assert {"weights/left", "weights/right"} <= set(metrics)
@@ -116,8 +117,9 @@ def test_alternating_passes_each_task_in_turn(tmp_path, tasks, adam):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             order.extend(merge_task_batches(batch))
 
-    mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, callbacks=[Order()],
-                **FAST).launch(mtl.Alternating())
+    mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, callbacks=[Order()], **FAST).launch(
+        mtl.Alternating()
+    )
     # left: 96 samples / 32 = 3 batches, right: 96 / 16 = 6 batches, one after the other
     assert order == ["left"] * 3 + ["right"] * 6
 
@@ -130,16 +132,25 @@ def test_joint_cycles_the_shorter_task_and_uses_each_batch_size(tmp_path, tasks,
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             sizes.append({k: len(v[1]) for k, v in merge_task_batches(batch).items()})
 
-    mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, callbacks=[Sizes()],
-                **FAST).launch(mtl.Joint())
+    mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, callbacks=[Sizes()], **FAST).launch(
+        mtl.Joint()
+    )
     assert len(sizes) == 6 and all(s == {"left": 32, "right": 16} for s in sizes)
 
 
 def test_freeze_backbone_and_separate_head_optimizers(tmp_path, tasks, adam):
     backbone = LeNet()
     before = backbone.fc.weight.detach().clone()
-    results = mtl.Trainer(backbone, tasks, optimizer=adam, freeze_backbone=True, root_dir=tmp_path,
-                          max_epochs=1, limit_train_batches=2, **FAST).launch()
+    results = mtl.Trainer(
+        backbone,
+        tasks,
+        optimizer=adam,
+        freeze_backbone=True,
+        root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=2,
+        **FAST,
+    ).launch()
     assert torch.equal(backbone.fc.weight, before)
     roles = results.module._roles
     assert roles == ["task:left", "task:right"]
@@ -154,6 +165,7 @@ class MeanAggregator(mtl.GradientAggregator):
 
 @pytest.mark.slow
 def test_gradient_aggregator_plugs_in(tmp_path, tasks, adam):
-    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1,
-                          limit_train_batches=2, **FAST).launch(mtl.Joint(MeanAggregator()))
+    results = mtl.Trainer(
+        LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, limit_train_batches=2, **FAST
+    ).launch(mtl.Joint(MeanAggregator()))
     assert torch.isfinite(results.module.trainer.callback_metrics["train/loss"])

@@ -20,23 +20,44 @@ from m3l.mtl.examples.multimnist import Classifier, LeNet, MultiMNIST  # noqa: E
 SGD = object()  # fit's default optimizer: SGD lr 0.05 (None: m3l's default, fused Adam)
 
 
-def fit(algorithm, plugins=None, precision=None, steps: int = 3, multihead: bool = False, optimizer=SGD,
-        head_optimizer=None, watch: str = "backbone"):
+def fit(
+    algorithm,
+    plugins=None,
+    precision=None,
+    steps: int = 3,
+    multihead: bool = False,
+    optimizer=SGD,
+    head_optimizer=None,
+    watch: str = "backbone",
+):
     """A short real fit; returns the module, the ``watch``ed weights before it, the trainer."""
     torch.manual_seed(0)
     if multihead:
         data = {"both": {"train": MultiMNIST("train", 32, target="both", seed=0)}}
-        tasks = [mtl.MultiHeadTask("both", {"left": Classifier(), "right": Classifier()},
-                                   {"left": nn.CrossEntropyLoss(), "right": nn.CrossEntropyLoss()})]
+        tasks = [
+            mtl.MultiHeadTask(
+                "both",
+                {"left": Classifier(), "right": Classifier()},
+                {"left": nn.CrossEntropyLoss(), "right": nn.CrossEntropyLoss()},
+            )
+        ]
     else:
         data = {s: {"train": MultiMNIST("train", 32, target=s, seed=i)} for i, s in enumerate(("left", "right"))}
         tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss(), optimizer=head_optimizer) for s in ("left", "right")]
     optimizer = (lambda p: torch.optim.SGD(p, lr=0.05)) if optimizer is SGD else optimizer
     module = mtl.MultiTaskModule(LeNet(), tasks, mtl.Joint(algorithm), optimizer=optimizer)
     kwargs = dict(plugins=plugins) if plugins else dict(precision=precision or "32-true")
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, **kwargs)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **kwargs,
+    )
     before = {k: v.detach().clone() for k, v in getattr(module, watch).state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

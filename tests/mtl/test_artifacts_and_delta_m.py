@@ -28,7 +28,10 @@ def test_save_head_takes_its_task_from_the_head_name_or_the_file_name(tmp_path):
     """Issue 27 item 10: task= is needed only where the file does not say it."""
     save_head(Classifier(), tmp_path / "heads" / "left")
     save_head(Classifier(), tmp_path / "heads" / "h", head_name="right")
-    assert (read_card(tmp_path / "heads" / "left")["task"], read_card(tmp_path / "heads" / "left")["head"]) == ("left", "left")
+    assert (read_card(tmp_path / "heads" / "left")["task"], read_card(tmp_path / "heads" / "left")["head"]) == (
+        "left",
+        "left",
+    )
     assert read_card(tmp_path / "heads" / "h")["task"] == "right"
 
 
@@ -48,10 +51,12 @@ def test_plain_module_needs_an_instance(tmp_path):
 
 @pytest.mark.slow
 def test_head_attached_to_another_trained_backbone_and_new_task(tmp_path, digits, adam):
-    first = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                        max_epochs=1, **FAST).launch()
-    second = mtl.Trainer(LeNet(), [make_task(digits, "right")], optimizer=adam, root_dir=tmp_path,
-                         max_epochs=1, **FAST).launch()
+    first = mtl.Trainer(
+        LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path, max_epochs=1, **FAST
+    ).launch()
+    second = mtl.Trainer(
+        LeNet(), [make_task(digits, "right")], optimizer=adam, root_dir=tmp_path, max_epochs=1, **FAST
+    ).launch()
     # the left head on the backbone trained for the right task: same widths, it loads and runs
     head = load_head(first.artifacts["left"], backbone=second.artifacts["backbone"])
     backbone = load_backbone(second.artifacts["backbone"])
@@ -59,8 +64,15 @@ def test_head_attached_to_another_trained_backbone_and_new_task(tmp_path, digits
     # a new task on the trained, frozen backbone
     frozen = load_backbone(first.artifacts["backbone"])
     before = frozen.fc.weight.detach().clone()
-    third = mtl.Trainer(frozen, [make_task(digits, "right", name="right_new")], optimizer=adam,
-                        freeze_backbone=True, root_dir=tmp_path, max_epochs=1, **FAST).launch()
+    third = mtl.Trainer(
+        frozen,
+        [make_task(digits, "right", name="right_new")],
+        optimizer=adam,
+        freeze_backbone=True,
+        root_dir=tmp_path,
+        max_epochs=1,
+        **FAST,
+    ).launch()
     assert torch.equal(frozen.fc.weight, before)
     assert read_card(third.artifacts["right_new"])["task"] == "right_new"
 
@@ -74,12 +86,16 @@ def test_delta_m_signs():
         mtl.delta_m({"a": {"acc": 1}}, {"c": {"acc": 1}}, hib)
 
 
-@pytest.mark.parametrize(("baselines", "match"), [
-    ({"c": {"acc": 1}}, "baseline given for task 'c' .*drop it from the baselines"),
-    ({"a": {"f1": 1}}, "baseline metric a/f1 missing .*use one of those names"),
-    ({"a": {"acc": 0}}, "baseline a/acc is 0, so the relative change is undefined"),
-    ({"a": {}}, "no baseline metrics given; pass baselines="),
-], ids=["unknown task", "unknown metric", "zero baseline", "no metrics"])
+@pytest.mark.parametrize(
+    ("baselines", "match"),
+    [
+        ({"c": {"acc": 1}}, "baseline given for task 'c' .*drop it from the baselines"),
+        ({"a": {"f1": 1}}, "baseline metric a/f1 missing .*use one of those names"),
+        ({"a": {"acc": 0}}, "baseline a/acc is 0, so the relative change is undefined"),
+        ({"a": {}}, "no baseline metrics given; pass baselines="),
+    ],
+    ids=["unknown task", "unknown metric", "zero baseline", "no metrics"],
+)
 def test_delta_m_baselines_that_do_not_fit_are_config_errors(baselines, match):
     with pytest.raises(ConfigError, match=match):
         mtl.delta_m({"a": {"acc": 0.9}}, baselines, {"a": {"acc": True}})
@@ -88,11 +104,18 @@ def test_delta_m_baselines_that_do_not_fit_are_config_errors(baselines, match):
 @pytest.mark.slow
 def test_single_task_baselines_are_trained_for_delta_m(tmp_path, digits, adam):
     tasks = [make_task(digits, "left"), make_task(digits, "right")]
-    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1,
-                          baselines="single_task", limit_train_batches=2, **FAST).launch()
+    results = mtl.Trainer(
+        LeNet(),
+        tasks,
+        optimizer=adam,
+        root_dir=tmp_path,
+        max_epochs=1,
+        baselines="single_task",
+        limit_train_batches=2,
+        **FAST,
+    ).launch()
     assert set(results.baselines) == {"left", "right"}
-    assert results.delta_m == pytest.approx(mtl.delta_m(results.metrics, results.baselines,
-                                                        lambda h, m: m != "loss"))
+    assert results.delta_m == pytest.approx(mtl.delta_m(results.metrics, results.baselines, lambda h, m: m != "loss"))
 
 
 def _fit(trainer_kwargs, digits):
@@ -101,8 +124,16 @@ def _fit(trainer_kwargs, digits):
     task = make_task(digits, "left")
     module = mtl.MultiTaskModule(LeNet(), [task])
     data = mtl.MultiTaskDataModule.from_tasks([task])
-    L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, enable_progress_bar=False,
-              enable_model_summary=False, accelerator="cpu", enable_checkpointing=False, **trainer_kwargs).fit(module, data)
+    L.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        enable_checkpointing=False,
+        **trainer_kwargs,
+    ).fit(module, data)
 
 
 @pytest.mark.slow

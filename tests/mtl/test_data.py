@@ -43,9 +43,17 @@ def test_a_plain_lightning_fit_hands_the_modules_algorithm_each_epoch(digits, ad
     module = mtl.MultiTaskModule(LeNet(), tasks, algorithm=algorithm, optimizer=adam)
     data = mtl.MultiTaskDataModule.from_tasks(tasks)  # no schedule: the module hands its own
     torch.manual_seed(0)
-    L.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              callbacks=[Seen()]).fit(module, datamodule=data)
+    L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Seen()],
+    ).fit(module, datamodule=data)
     assert data.schedule is algorithm
     assert seen == {0: {"left"}, 1: {"right"}}
 
@@ -62,12 +70,22 @@ def test_the_config_path_hands_a_reloading_schedule_to_the_datamodule(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.setdefault(trainer.current_epoch, set()).update(merge_task_batches(batch))
 
-    cfg = compose("mtl_multimnist", [
-        "net.algorithm._target_=m3l.mtl.Sequential", "~net.algorithm.weighting", "+net.algorithm.epochs_per_task=1",
-        f"paths.runs_dir={tmp_path}",
-        "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-        "trainer.accelerator=cpu", "logger=none", "callbacks=none", "+trainer.enable_progress_bar=false",
-    ])
+    cfg = compose(
+        "mtl_multimnist",
+        [
+            "net.algorithm._target_=m3l.mtl.Sequential",
+            "~net.algorithm.weighting",
+            "+net.algorithm.epochs_per_task=1",
+            f"paths.runs_dir={tmp_path}",
+            "trainer.max_epochs=2",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=1",
+            "trainer.accelerator=cpu",
+            "logger=none",
+            "callbacks=none",
+            "+trainer.enable_progress_bar=false",
+        ],
+    )
     experiment = Experiment(cfg, callbacks=[Seen()])
     experiment.fit()
     assert isinstance(experiment.data.schedule, mtl.Sequential) and experiment.data.schedule is experiment.net.algorithm

@@ -71,9 +71,24 @@ def _run(script: Path, out: Path, world: int) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     port = str(_free_port())
     procs = [
-        subprocess.Popen(args, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(world),
-                              "NODE_RANK": "0", "LOCAL_RANK": str(rank), "RANK": str(rank)} if world > 1 else env)
+        subprocess.Popen(
+            args,
+            cwd=out,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **env,
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "WORLD_SIZE": str(world),
+                "NODE_RANK": "0",
+                "LOCAL_RANK": str(rank),
+                "RANK": str(rank),
+            }
+            if world > 1
+            else env,
+        )
         for rank in range(world)
     ]
     for proc in procs:

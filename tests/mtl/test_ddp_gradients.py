@@ -92,9 +92,22 @@ def _run(script: Path, out: Path, world: int, methods: list[str]) -> None:
     else:
         port = str(_free_port())
         procs = [
-            subprocess.Popen(args, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(world),
-                                  "NODE_RANK": "0", "LOCAL_RANK": str(rank), "RANK": str(rank)})
+            subprocess.Popen(
+                args,
+                cwd=out,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={
+                    **env,
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": port,
+                    "WORLD_SIZE": str(world),
+                    "NODE_RANK": "0",
+                    "LOCAL_RANK": str(rank),
+                    "RANK": str(rank),
+                },
+            )
             for rank in range(world)
         ]
     for proc in procs:

@@ -42,8 +42,9 @@ def test_gradient_cosines():
 def test_callback_logs_metrics_and_plots_to_tensorboard(tmp_path, tasks, adam):
     diagnostics = d.Diagnostics(every_n_steps=2, k=2, plot_every_n_steps=4)
     tb = TensorBoardLogger(str(tmp_path), name="tb")
-    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, logger=tb,
-                          callbacks=[diagnostics], **FAST).launch(mtl.Joint(mtl.RandomWeighting()))
+    results = mtl.Trainer(
+        LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, logger=tb, callbacks=[diagnostics], **FAST
+    ).launch(mtl.Joint(mtl.RandomWeighting()))
     metrics = results.module.trainer.callback_metrics
     assert "diag/grad_cosine/left-vs-right" in metrics
     assert -1.0 <= float(metrics["diag/grad_cosine/left-vs-right"]) <= 1.0
@@ -65,12 +66,17 @@ def test_alternating_logs_no_stale_loss_or_capacity_for_the_idle_task(tmp_path, 
 
     diagnostics = d.Diagnostics(every_n_steps=1, k=1, plot_every_n_steps=0)
     tasks = [make_task(digits, "left"), make_task(digits, "right")]  # 3 batches each
-    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, callbacks=[diagnostics],
-                          **FAST).launch(mtl.Alternating())
-    rows = [r for r in csv.DictReader((results.log_dir / "csv" / "version_0" / "metrics.csv").open()) if r.get("train/loss")]
+    results = mtl.Trainer(
+        LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=1, callbacks=[diagnostics], **FAST
+    ).launch(mtl.Alternating())
+    rows = [
+        r for r in csv.DictReader((results.log_dir / "csv" / "version_0" / "metrics.csv").open()) if r.get("train/loss")
+    ]
     assert len(rows) == 6
     for row in rows[:3]:  # left's pass
-        assert row["train/left/loss"] and not row.get("train/right/loss") and not row.get("diag/residual_capacity/right")
+        assert (
+            row["train/left/loss"] and not row.get("train/right/loss") and not row.get("diag/residual_capacity/right")
+        )
     for row in rows[3:]:  # right's pass: nothing about left
         assert row["train/right/loss"] and not row.get("train/left/loss") and not row.get("diag/residual_capacity/left")
     assert len(diagnostics.losses["left"]) == 2 and len(diagnostics.losses["right"]) == 2  # k + 1, only trained steps
@@ -107,7 +113,7 @@ def test_dd_capacity_by_hand():
     features = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
     values = d.dd_capacity(features, bins=2)
     assert values["Entropy"] == pytest.approx((1 + 0.811278) / 2, abs=1e-5)
-    assert values["Correlation"] == pytest.approx(3 ** -0.5, abs=1e-5)
+    assert values["Correlation"] == pytest.approx(3**-0.5, abs=1e-5)
     assert values["DD-Capacity"] == pytest.approx(0.335856, abs=1e-5)
 
 
@@ -125,14 +131,35 @@ def test_capacity_callback_logs_emtl_names_each_epoch(tmp_path, digits, adam):
     from .conftest import make_task
 
     capacity = d.Capacity(lookback=1)
-    tasks = [mtl.Task(side, make_task(digits, side).head, torch.nn.CrossEntropyLoss(), train=digits[f"{side}/train"],
-                      test=digits[f"{side}/test"]) for side in ("left", "right")]
-    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=3, callbacks=[capacity],
-                          eval_splits=("train", "test"), **FAST).launch(mtl.Sequential(epochs_per_task=1))
+    tasks = [
+        mtl.Task(
+            side,
+            make_task(digits, side).head,
+            torch.nn.CrossEntropyLoss(),
+            train=digits[f"{side}/train"],
+            test=digits[f"{side}/test"],
+        )
+        for side in ("left", "right")
+    ]
+    results = mtl.Trainer(
+        LeNet(),
+        tasks,
+        optimizer=adam,
+        root_dir=tmp_path,
+        max_epochs=3,
+        callbacks=[capacity],
+        eval_splits=("train", "test"),
+        **FAST,
+    ).launch(mtl.Sequential(epochs_per_task=1))
     history = capacity.history
     assert len(history) == 3
-    assert {"capacity/I-Capacity", "capacity/DD-Capacity", "capacity/Entropy", "capacity/Correlation",
-            "capacity/AD-Capacity"} <= set(history[0])
+    assert {
+        "capacity/I-Capacity",
+        "capacity/DD-Capacity",
+        "capacity/Entropy",
+        "capacity/Correlation",
+        "capacity/AD-Capacity",
+    } <= set(history[0])
     # Sequential: epoch 1 trains left only, epoch 2 right only, epoch 3 left again
     assert "capacity/RMC/left" in history[0] and "capacity/RMC/right" not in history[0]
     assert "capacity/RMC/right" in history[1] and "capacity/RMC/left" not in history[1]

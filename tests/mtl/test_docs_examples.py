@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
-RUNNER = '''
+RUNNER = """
 import json, sys
 blocks = json.loads(open(sys.argv[1]).read())
 namespace = {"__name__": "__main__"}
@@ -31,7 +31,7 @@ for i, code in enumerate(blocks, 1):
     if results is not None and i == 1:
         print("RESULTS " + json.dumps({"metrics": results.metrics, "artifacts": sorted(results.artifacts),
                                        "run_id": results.run_id, "log_dir": str(results.log_dir)}))
-'''
+"""
 
 
 def python_blocks(text: str) -> list[str]:
@@ -41,11 +41,17 @@ def python_blocks(text: str) -> list[str]:
 def run_blocks(tmp_path: Path, blocks: list[str], name: str) -> dict:
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
     (tmp_path / "runner.py").write_text(RUNNER)
-    done = subprocess.run([sys.executable, "runner.py", "blocks.json", name], cwd=tmp_path, env=cli_env(tmp_path),
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "runner.py", "blocks.json", name],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("RESULTS ")]
-    return json.loads(line[len("RESULTS "):])
+    return json.loads(line[len("RESULTS ") :])
 
 
 def test_multi_task_page_examples_run_as_written(tmp_path):
@@ -73,7 +79,7 @@ def test_migrating_emtl_example_runs_as_written_on_fewer_images(tmp_path):
     if not FASHION.is_dir():
         pytest.skip(f"Fashion-MNIST absent: apt-get install dataset-fashion-mnist ({FASHION})")
     text = (REPO / "docs" / "migrating.md").read_text()
-    (block,) = python_blocks(text[text.index("## From EMTL"):])
+    (block,) = python_blocks(text[text.index("## From EMTL") :])
     small = block.replace("make_tasks(batch_size=128)", "make_tasks(train_size=256, test_size=128, batch_size=128)")
     small = small.replace("mtl.Sequential(epochs_per_task=3)", "mtl.Sequential(epochs_per_task=1)")
     assert small.count("train_size=256") == 1 and "epochs_per_task=1" in small

@@ -20,8 +20,11 @@ def _module(algorithm: A.GradDrop) -> tuple[mtl.MultiTaskModule, MultiMNIST]:
     torch.manual_seed(0)
     data = MultiMNIST("train", 64, target="both", seed=3)
     task = mtl.MultiHeadTask(
-        "pair", {"left": Classifier(), "right": Classifier()},
-        {"left": nn.CrossEntropyLoss(), "right": nn.CrossEntropyLoss()}, train=data, batch_size=16,
+        "pair",
+        {"left": Classifier(), "right": Classifier()},
+        {"left": nn.CrossEntropyLoss(), "right": nn.CrossEntropyLoss()},
+        train=data,
+        batch_size=16,
     )
     return mtl.MultiTaskModule(LeNet(), [task], algorithm=mtl.Joint(algorithm)), data
 
@@ -78,8 +81,15 @@ def test_graddrop_leak_out_of_range_is_refused():
 def test_graddrop_on_the_representation_trains(tmp_path):
     module, data = _module(A.GradDrop(wrt="representation"))
     before = [p.detach().clone() for p in module.backbone.parameters()]
-    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(module.tasks))
     after = list(module.backbone.parameters())
     assert all(torch.isfinite(p).all() for p in after)
@@ -91,6 +101,11 @@ def test_graddrop_on_the_representation_needs_one_shared_pass():
         digits = {side: MultiMNIST("train", 32, target=side, seed=i) for i, side in enumerate(("left", "right"))}
         tasks = [mtl.Task(s, Classifier(), nn.CrossEntropyLoss(), train=d, batch_size=16) for s, d in digits.items()]
         module = mtl.MultiTaskModule(LeNet(), tasks, algorithm=mtl.Joint(A.GradDrop(wrt="representation")))
-        L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, accelerator="cpu").fit(
-            module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
+        L.Trainer(
+            max_steps=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        ).fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))

@@ -36,25 +36,50 @@ def test_reduce_lr_on_plateau_gets_the_validation_loss(tmp_path, digits, adam):
             super().step(metrics)
 
     results = mtl.Trainer(
-        LeNet(), [make_task(digits, "left"), make_task(digits, "right")], optimizer=adam,
-        scheduler=partial(Spy, factor=0.5, patience=0, threshold=1.0), head_scheduler=plateau,
-        root_dir=tmp_path, max_epochs=2, limit_train_batches=2, **FAST,
+        LeNet(),
+        [make_task(digits, "left"), make_task(digits, "right")],
+        optimizer=adam,
+        scheduler=partial(Spy, factor=0.5, patience=0, threshold=1.0),
+        head_scheduler=plateau,
+        root_dir=tmp_path,
+        max_epochs=2,
+        limit_train_batches=2,
+        **FAST,
     ).launch()
     lrs = _lrs(results.module)
-    assert lrs == {"backbone": pytest.approx(3e-3 / 4), "task:left": pytest.approx(3e-3 / 4),
-                   "task:right": pytest.approx(3e-3 / 4)}
+    assert lrs == {
+        "backbone": pytest.approx(3e-3 / 4),
+        "task:left": pytest.approx(3e-3 / 4),
+        "task:right": pytest.approx(3e-3 / 4),
+    }
     assert len(seen) == 2 and seen[-1] == pytest.approx(float(results.module.trainer.callback_metrics["val/loss"]))
 
 
 def test_plateau_without_val_uses_the_epoch_training_loss_and_a_missing_monitor_is_named(tmp_path, digits, adam):
     task = mtl.Task("left", make_task(digits, "left").head, nn.CrossEntropyLoss(), train=digits["left/train"])
     plateau = partial(torch.optim.lr_scheduler.ReduceLROnPlateau, factor=0.5, patience=0, threshold=1.0)
-    results = mtl.Trainer(LeNet(), [task], optimizer=adam, scheduler=plateau, root_dir=tmp_path,
-                          max_epochs=1, limit_train_batches=2, **FAST).launch()
+    results = mtl.Trainer(
+        LeNet(),
+        [task],
+        optimizer=adam,
+        scheduler=plateau,
+        root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=2,
+        **FAST,
+    ).launch()
     assert _lrs(results.module)["backbone"] == pytest.approx(1.5e-3)
-    again = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, scheduler=plateau,
-                        scheduler_monitor="val/left/f1", root_dir=tmp_path / "b", max_epochs=1,
-                        limit_train_batches=2, **FAST)
+    again = mtl.Trainer(
+        LeNet(),
+        [make_task(digits, "left")],
+        optimizer=adam,
+        scheduler=plateau,
+        scheduler_monitor="val/left/f1",
+        root_dir=tmp_path / "b",
+        max_epochs=1,
+        limit_train_batches=2,
+        **FAST,
+    )
     with pytest.raises(SchedulerMonitorError, match=r"(?s)scheduler_monitor='val/left/f1'.*logged: .*val/left/acc"):
         again.launch()
 
@@ -79,10 +104,13 @@ def test_frozen_backbone_keeps_batchnorm_statistics_and_the_old_task_accuracy(tm
     first = mtl.Trainer(backbone, [mnist], optimizer=adam, root_dir=tmp_path, max_epochs=1, **FAST).launch()
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     accuracy = first.test["MNIST"]["accuracy"]
-    second = mtl.Trainer(backbone, [fashion], optimizer=adam, freeze_backbone=True, root_dir=tmp_path,
-                         max_epochs=3, **FAST).launch()
+    second = mtl.Trainer(
+        backbone, [fashion], optimizer=adam, freeze_backbone=True, root_dir=tmp_path, max_epochs=3, **FAST
+    ).launch()
     after = backbone.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before), [k for k in before if not torch.equal(before[k], after[k])]
+    assert all(torch.equal(before[k], after[k]) for k in before), [
+        k for k in before if not torch.equal(before[k], after[k])
+    ]
     assert any("running_mean" in k for k in before)
     assert second.test["Fashion-MNIST"]["accuracy"] > 0.3  # the new head learned on the frozen features
     again = mtl.Trainer(backbone, [mnist], optimizer=adam, root_dir=tmp_path, max_epochs=0, **FAST)
@@ -114,8 +142,9 @@ def test_a_method_is_one_backward_call_the_module_makes_each_joint_step(tmp_path
     tasks = [make_task(digits, "left"), make_task(digits, "right")]
     before = {t.name: [p.detach().clone() for p in t.head.parameters()] for t in tasks}
     method = WorstFirst()
-    trainer = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, limit_train_batches=1,
-                          log_every_n_steps=1, **FAST)
+    trainer = mtl.Trainer(
+        LeNet(), tasks, optimizer=adam, root_dir=tmp_path, limit_train_batches=1, log_every_n_steps=1, **FAST
+    )
     module = trainer.launch(mtl.Joint(method), max_epochs=1).module
     assert method.calls == 1
     worst = "left" if method.last_weights[0] == 1 else "right"

@@ -13,12 +13,22 @@ from m3l.mtl import algorithms as A
 
 from .conftest import LeNet, make_task
 
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-             limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", devices=1)
+QUIET = dict(
+    logger=False,
+    enable_checkpointing=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    limit_val_batches=0,
+    num_sanity_val_steps=0,
+    accelerator="cpu",
+    devices=1,
+)
 
 
 def fit(tasks, tmp_path, algorithm=None, **kwargs):
-    trainer_kwargs = {k: kwargs.pop(k) for k in ("max_steps", "max_epochs", "limit_train_batches", "callbacks") if k in kwargs}
+    trainer_kwargs = {
+        k: kwargs.pop(k) for k in ("max_steps", "max_epochs", "limit_train_batches", "callbacks") if k in kwargs
+    }
     module = mtl.MultiTaskModule(LeNet(), tasks, algorithm=algorithm, save_artifacts=False, **kwargs)
     quiet = QUIET | {"enable_checkpointing": "callbacks" in trainer_kwargs}
     trainer = L.Trainer(default_root_dir=tmp_path, **quiet, **trainer_kwargs)
@@ -31,18 +41,24 @@ def own_optimizer(digits):
     return [make_task(digits, "left"), make_task(digits, "right", optimizer=partial(torch.optim.SGD, lr=0.01))]
 
 
-@pytest.mark.parametrize("layout, n_optimizers", [
-    ("one optimizer", 1),
-    ("a task's own optimizer", 2),
-    ("a method with parameters (UW)", 2),
-    ("frozen backbone, one optimizer per task", 2),
-])
+@pytest.mark.parametrize(
+    "layout, n_optimizers",
+    [
+        ("one optimizer", 1),
+        ("a task's own optimizer", 2),
+        ("a method with parameters (UW)", 2),
+        ("frozen backbone, one optimizer per task", 2),
+    ],
+)
 def test_global_step_counts_batches_whatever_the_optimizers(tmp_path, digits, layout, n_optimizers):
     """Lightning counts every optimizer step in global_step under manual optimization; m3l
     counts one per batch, so max_steps, log_every_n_steps and checkpoint cadence mean batches."""
     torch.manual_seed(0)
-    tasks = own_optimizer(digits) if layout == "a task's own optimizer" else [
-        make_task(digits, "left"), make_task(digits, "right")]
+    tasks = (
+        own_optimizer(digits)
+        if layout == "a task's own optimizer"
+        else [make_task(digits, "left"), make_task(digits, "right")]
+    )
     algorithm = mtl.Joint(A.UncertaintyWeighting()) if "UW" in layout else None
     frozen = layout.startswith("frozen")
     module, trainer = fit(tasks, tmp_path, algorithm, max_steps=5, freeze_backbone=frozen)
@@ -56,8 +72,9 @@ def test_global_step_counts_batches_whatever_the_optimizers(tmp_path, digits, la
 @pytest.mark.slow
 def test_checkpoint_every_n_steps_means_every_n_batches(tmp_path, digits):
     torch.manual_seed(0)
-    every = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1,
-                                                 filename="{step}")
+    every = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1, filename="{step}"
+    )
     module, trainer = fit(own_optimizer(digits), tmp_path, max_epochs=2, callbacks=[every])
     assert module.train_steps == trainer.global_step == 6
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]
@@ -87,12 +104,21 @@ def test_a_scheduler_keeps_heads_on_their_own_optimizers(tmp_path, digits):
     own optimizer, and a backbone with one keeps its optimizer to itself."""
     step = partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
     torch.manual_seed(0)
-    module, trainer = fit([make_task(digits, "left", scheduler=step), make_task(digits, "right")], tmp_path / "a",
-                          max_epochs=1, limit_train_batches=2)
+    module, trainer = fit(
+        [make_task(digits, "left", scheduler=step), make_task(digits, "right")],
+        tmp_path / "a",
+        max_epochs=1,
+        limit_train_batches=2,
+    )
     assert module._roles == ["backbone", "task:left"]  # noqa: SLF001 - the right head joined the backbone's
     assert trainer.global_step == 2
-    module, trainer = fit([make_task(digits, "left"), make_task(digits, "right")], tmp_path / "b", scheduler=step,
-                          max_epochs=1, limit_train_batches=2)
+    module, trainer = fit(
+        [make_task(digits, "left"), make_task(digits, "right")],
+        tmp_path / "b",
+        scheduler=step,
+        max_epochs=1,
+        limit_train_batches=2,
+    )
     assert module._roles == ["backbone", "task:left", "task:right"]  # noqa: SLF001
     assert trainer.global_step == 2
 
@@ -117,7 +143,9 @@ def test_resuming_into_another_optimizer_layout_names_the_checkpoint_and_the_fix
 
     shared = mtl.MultiTaskModule(LeNet(), tasks, save_artifacts=False)
     other = L.Trainer(default_root_dir=tmp_path, max_epochs=2, limit_train_batches=2, **QUIET)
-    with pytest.raises(CheckpointError, match=r"(?s)per_role\.ckpt.*3 optimizer state.*1 optimizer.*fix: .*head_optimizer"):
+    with pytest.raises(
+        CheckpointError, match=r"(?s)per_role\.ckpt.*3 optimizer state.*1 optimizer.*fix: .*head_optimizer"
+    ):
         other.fit(shared, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks), ckpt_path=ckpt)
 
 
@@ -168,10 +196,15 @@ def test_gradient_clip_val_bounds_each_step(tmp_path, digits, scaled):
 
     torch.manual_seed(0)
     tasks = [make_task(digits, "left"), make_task(digits, "right")]
-    module = mtl.MultiTaskModule(LeNet(), tasks, optimizer=partial(torch.optim.SGD, lr=1.0), save_artifacts=False,
-                                 gradient_clip_val=1e-3)
+    module = mtl.MultiTaskModule(
+        LeNet(), tasks, optimizer=partial(torch.optim.SGD, lr=1.0), save_artifacts=False, gradient_clip_val=1e-3
+    )
     before = {n: p.detach().clone() for n, p in module.named_parameters()}
-    extra = {"plugins": [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**10))]} if scaled else {}
+    extra = (
+        {"plugins": [MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**10))]}
+        if scaled
+        else {}
+    )
     trainer = L.Trainer(default_root_dir=tmp_path, **QUIET, max_steps=1, **extra)
     trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
     step = _moved(module, before)
@@ -182,8 +215,17 @@ def test_trainer_gradient_clip_val_reaches_the_module(tmp_path, digits):
     """Lightning refuses gradient_clip_val under manual optimization: mtl.Trainer (and the
     command line's trainer.gradient_clip_val) hand it to the module, which clips."""
     tasks = [make_task(digits, "left"), make_task(digits, "right")]
-    results = mtl.Trainer(LeNet(), tasks, root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
-                          gradient_clip_val=0.5, logger=False, enable_progress_bar=False).launch(mtl.Joint())
+    results = mtl.Trainer(
+        LeNet(),
+        tasks,
+        root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        gradient_clip_val=0.5,
+        logger=False,
+        enable_progress_bar=False,
+    ).launch(mtl.Joint())
     assert results.module.gradient_clip_val == 0.5 and results.module.trainer.gradient_clip_val is None
 
     from m3l.errors import ConfigError
@@ -191,5 +233,13 @@ def test_trainer_gradient_clip_val_reaches_the_module(tmp_path, digits):
     with pytest.raises(ConfigError, match="gradient_clip_val must be a positive number"):
         mtl.MultiTaskModule(LeNet(), tasks, gradient_clip_val=-1)
     with pytest.raises(ConfigError, match="clips by the gradients' norm only"):
-        mtl.Trainer(LeNet(), tasks, root_dir=tmp_path, max_epochs=1, limit_train_batches=1, gradient_clip_val=0.5,
-                    gradient_clip_algorithm="value", logger=False).launch(mtl.Joint())
+        mtl.Trainer(
+            LeNet(),
+            tasks,
+            root_dir=tmp_path,
+            max_epochs=1,
+            limit_train_batches=1,
+            gradient_clip_val=0.5,
+            gradient_clip_algorithm="value",
+            logger=False,
+        ).launch(mtl.Joint())

@@ -41,12 +41,20 @@ def test_launch_joint_ew_trains_and_saves(tmp_path, tasks, adam):
 
 
 def test_launch_again_with_run_id_resumes(tmp_path, digits, adam):
-    first = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                        max_epochs=1, limit_train_batches=2, **FAST).launch()
+    first = mtl.Trainer(
+        LeNet(),
+        [make_task(digits, "left")],
+        optimizer=adam,
+        root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=2,
+        **FAST,
+    ).launch()
     module = first.module
     steps = module.train_steps
-    again = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                        limit_train_batches=2, **FAST).launch(run_id=first.run_id, max_epochs=2)
+    again = mtl.Trainer(
+        LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path, limit_train_batches=2, **FAST
+    ).launch(run_id=first.run_id, max_epochs=2)
     assert again.run_id == first.run_id
     # the commands' run directories: timestamped, and a resumed launch writes into a new one
     assert first.log_dir.parent == tmp_path / "mtl" / "train" and first.log_dir.name == first.run_id
@@ -59,8 +67,9 @@ def test_launch_again_with_run_id_resumes(tmp_path, digits, adam):
 
 def test_test_split_and_given_baselines_give_delta_m(tmp_path, digits, adam):
     task = make_task(digits, "left", test=digits["left/test"])
-    results = mtl.Trainer(LeNet(), [task], optimizer=adam, root_dir=tmp_path, max_epochs=1,
-                          baselines={"left": {"acc": 0.5}}, **FAST).launch()
+    results = mtl.Trainer(
+        LeNet(), [task], optimizer=adam, root_dir=tmp_path, max_epochs=1, baselines={"left": {"acc": 0.5}}, **FAST
+    ).launch()
     acc = results.test["left"]["acc"]
     assert results.metrics is results.test
     assert results.delta_m == pytest.approx(100 * (acc - 0.5) / 0.5)
@@ -72,8 +81,15 @@ def test_mlflow_run_id_and_resume_or_clear_message(tmp_path, digits, adam):
     from m3l.errors import M3LError
 
     def trainer():
-        return mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                           mlflow=True, limit_train_batches=1, **FAST)
+        return mtl.Trainer(
+            LeNet(),
+            [make_task(digits, "left")],
+            optimizer=adam,
+            root_dir=tmp_path,
+            mlflow=True,
+            limit_train_batches=1,
+            **FAST,
+        )
 
     if importlib.util.find_spec("mlflow") is None:
         with pytest.raises(M3LError, match="(?s)mlflow=True needs the mlflow package.*pip install 'm3l\\[mlflow\\]'"):
@@ -99,8 +115,15 @@ def test_resume_refuses_a_planted_pickle_even_with_force_no_weights_only(tmp_pat
     planted = tmp_path / "runs" / "mtl" / "train" / "planted" / "checkpoints" / "last.ckpt"
     planted.parent.mkdir(parents=True)
     plant(planted, target)
-    trainer = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path / "runs",
-                          max_epochs=1, limit_train_batches=2, **FAST)
+    trainer = mtl.Trainer(
+        LeNet(),
+        [make_task(digits, "left")],
+        optimizer=adam,
+        root_dir=tmp_path / "runs",
+        max_epochs=1,
+        limit_train_batches=2,
+        **FAST,
+    )
     with pytest.raises(CheckpointError, match="checkpoint_trusted=True") as err:
         trainer.launch(run_id="planted")
     assert "last.ckpt" in str(err.value)
@@ -127,8 +150,15 @@ def test_nan_in_epoch_3_leaves_the_checkpoint_of_epoch_2_to_resume(tmp_path, dig
     from m3l.mtl.errors import NonFiniteLossError
 
     def trainer(*callbacks):
-        return mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                           limit_train_batches=2, callbacks=callbacks, **FAST)
+        return mtl.Trainer(
+            LeNet(),
+            [make_task(digits, "left")],
+            optimizer=adam,
+            root_dir=tmp_path,
+            limit_train_batches=2,
+            callbacks=callbacks,
+            **FAST,
+        )
 
     with pytest.raises(NonFiniteLossError):
         trainer(_NaNFromEpoch(2)).launch(max_epochs=4)
@@ -148,10 +178,14 @@ def test_nan_in_epoch_3_leaves_the_checkpoint_of_epoch_2_to_resume(tmp_path, dig
 def test_a_run_id_with_nothing_to_resume_is_refused_listing_the_runs(tmp_path, digits, adam):
     from m3l.errors import CheckpointError
 
-    trainer = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                          limit_train_batches=1, **FAST)
-    with pytest.raises(CheckpointError, match=r"run_id='nope': nothing to resume: no run 'nope' under .*mtl/train\. "
-                                              r"Runs there with a last checkpoint: \(none\)\. Leave run_id out"):
+    trainer = mtl.Trainer(
+        LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path, limit_train_batches=1, **FAST
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"run_id='nope': nothing to resume: no run 'nope' under .*mtl/train\. "
+        r"Runs there with a last checkpoint: \(none\)\. Leave run_id out",
+    ):
         trainer.launch(run_id="nope")
     assert not (tmp_path / "mtl").exists()  # nothing was started
 
@@ -167,15 +201,22 @@ def test_trainer_arguments_that_are_objects_reach_lightning_beside_the_config(tm
 
 
 def test_fast_dev_run_writes_no_checkpoint(tmp_path, digits, adam):
-    results = mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path,
-                          **{**FAST, "fast_dev_run": True}).launch()
+    results = mtl.Trainer(
+        LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path, **{**FAST, "fast_dev_run": True}
+    ).launch()
     assert results.checkpoint is None and not list(tmp_path.rglob("*.ckpt"))
 
 
-@pytest.mark.parametrize(("name", "fix"), [
-    ("algorithm", r"launch\(mtl.Sequential"), ("use_mlflow", "mlflow=True"), ("device", "accelerator="),
-    ("config", "config.ini"), ("max_epoch", "did you mean max_epochs"),
-])
+@pytest.mark.parametrize(
+    ("name", "fix"),
+    [
+        ("algorithm", r"launch\(mtl.Sequential"),
+        ("use_mlflow", "mlflow=True"),
+        ("device", "accelerator="),
+        ("config", "config.ini"),
+        ("max_epoch", "did you mean max_epochs"),
+    ],
+)
 def test_unknown_arguments_fail_at_construction_with_the_equivalent(tasks, name, fix):
     from m3l.mtl.errors import TrainerArgumentError
 
@@ -186,11 +227,28 @@ def test_unknown_arguments_fail_at_construction_with_the_equivalent(tasks, name,
 def test_without_val_sets_train_and_test_are_evaluated_every_epoch(tmp_path, digits, adam):
     import csv
 
-    tasks = [mtl.Task(side, make_task(digits, side).head, torch.nn.CrossEntropyLoss(), train=digits[f"{side}/train"],
-                      test=digits[f"{side}/test"], metrics={"acc": MulticlassAccuracy(num_classes=10, average="micro")})
-             for side in ("left", "right")]
-    results = mtl.Trainer(LeNet(), tasks, optimizer=adam, root_dir=tmp_path, max_epochs=2, eval_splits=("train", "test"),
-                          limit_train_batches=2, enable_progress_bar=False, accelerator="cpu").launch(mtl.Alternating())
+    tasks = [
+        mtl.Task(
+            side,
+            make_task(digits, side).head,
+            torch.nn.CrossEntropyLoss(),
+            train=digits[f"{side}/train"],
+            test=digits[f"{side}/test"],
+            metrics={"acc": MulticlassAccuracy(num_classes=10, average="micro")},
+        )
+        for side in ("left", "right")
+    ]
+    results = mtl.Trainer(
+        LeNet(),
+        tasks,
+        optimizer=adam,
+        root_dir=tmp_path,
+        max_epochs=2,
+        eval_splits=("train", "test"),
+        limit_train_batches=2,
+        enable_progress_bar=False,
+        accelerator="cpu",
+    ).launch(mtl.Alternating())
     rows = list(csv.DictReader((results.log_dir / "csv" / "version_0" / "metrics.csv").open()))
     for split in ("train", "test"):
         for head in ("left", "right"):
@@ -200,7 +258,9 @@ def test_without_val_sets_train_and_test_are_evaluated_every_epoch(tmp_path, dig
         assert sum(1 for r in rows if r.get(f"eval_{split}/loss")) == 2
     assert set(results.epoch_eval) == {"train", "test"} and set(results.epoch_eval["train"]["left"]) == {"acc", "loss"}
     # the full train split is evaluated: 96 samples, not the 2 training batches
-    assert results.epoch_eval["train"]["left"]["acc"] * 96 == pytest.approx(round(results.epoch_eval["train"]["left"]["acc"] * 96), abs=1e-4)
+    assert results.epoch_eval["train"]["left"]["acc"] * 96 == pytest.approx(
+        round(results.epoch_eval["train"]["left"]["acc"] * 96), abs=1e-4
+    )
 
 
 def test_eval_splits_are_checked_and_reachable_from_the_command_line():
@@ -238,9 +298,16 @@ def test_mlflow_honours_the_users_store_and_experiment_with_params_and_tags(tmp_
 
     import m3l
 
-    results = mtl.Trainer(LeNet(), [make_task(digits, "left"), make_task(digits, "right", batch_size=16)], optimizer=adam,
-                          root_dir=tmp_path / "runs", mlflow=True, max_epochs=1, limit_train_batches=1,
-                          **FAST).launch(mtl.Joint(mtl.GradNorm()))
+    results = mtl.Trainer(
+        LeNet(),
+        [make_task(digits, "left"), make_task(digits, "right", batch_size=16)],
+        optimizer=adam,
+        root_dir=tmp_path / "runs",
+        mlflow=True,
+        max_epochs=1,
+        limit_train_batches=1,
+        **FAST,
+    ).launch(mtl.Joint(mtl.GradNorm()))
     assert not (tmp_path / "runs" / "mlflow.db").exists()  # the user's store, not m3l's default
     client = MlflowClient(user_mlflow)
     experiment = client.get_experiment_by_name("EMTL Example")
@@ -250,7 +317,10 @@ def test_mlflow_honours_the_users_store_and_experiment_with_params_and_tags(tmp_
     assert tags["m3l.version"] == m3l.__version__ and tags["m3l.tasks"] == "left,right"
     assert tags["m3l.algorithm"] == "Joint(weighting=GradNorm)"
     assert tags["m3l.run_dir"] == str(results.log_dir.resolve())  # the launch's run directory
-    assert params["algorithm"] == "Joint(weighting=GradNorm(alpha=1.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
+    assert (
+        params["algorithm"]
+        == "Joint(weighting=GradNorm(alpha=1.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
+    )
     assert params["optimizer"] == "torch.optim.adam.Adam(lr=0.003)"
     assert params["tasks/right/batch_size"] == "16" and params["tasks/left/samples/train"] == "96"
     assert params["backbone"].startswith("m3l.mtl.examples.multimnist.LeNet(") and params["max_epochs"] == "1"
@@ -260,8 +330,9 @@ def test_mlflow_honours_the_users_store_and_experiment_with_params_and_tags(tmp_
 
 
 def _mlflow_trainer(digits, adam, tmp_path, **kwargs):
-    return mtl.Trainer(LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path, limit_train_batches=1,
-                       **FAST, **kwargs)
+    return mtl.Trainer(
+        LeNet(), [make_task(digits, "left")], optimizer=adam, root_dir=tmp_path, limit_train_batches=1, **FAST, **kwargs
+    )
 
 
 def test_resuming_to_train_longer_logs_the_change_in_the_same_mlflow_run(tmp_path, digits, adam, user_mlflow):
@@ -269,9 +340,13 @@ def test_resuming_to_train_longer_logs_the_change_in_the_same_mlflow_run(tmp_pat
     from mlflow.tracking import MlflowClient
 
     first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=2, mlflow=True).launch(mtl.Alternating())
-    again = _mlflow_trainer(digits, adam, tmp_path, max_epochs=3, mlflow=True).launch(mtl.Alternating(), run_id=first.run_id)
+    again = _mlflow_trainer(digits, adam, tmp_path, max_epochs=3, mlflow=True).launch(
+        mtl.Alternating(), run_id=first.run_id
+    )
     assert again.run_id == first.run_id and again.module.current_epoch == 3 and again.checkpoint.exists()
-    (run,) = MlflowClient(user_mlflow).search_runs([MlflowClient(user_mlflow).get_experiment_by_name("EMTL Example").experiment_id])
+    (run,) = MlflowClient(user_mlflow).search_runs(
+        [MlflowClient(user_mlflow).get_experiment_by_name("EMTL Example").experiment_id]
+    )
     assert run.info.run_id == first.run_id
     assert run.data.params["max_epochs"] == "2" and run.data.params["max_epochs.resume_1"] == "3"
     assert run.data.tags["m3l.resume_1"] == "max_epochs: 2 -> 3"
@@ -286,28 +361,34 @@ def test_a_users_mlflow_logger_is_the_one_mlflow_run_and_its_id_resumes(tmp_path
     from m3l.tracking import MLFlowLogger
 
     client = MlflowClient(user_mlflow)
-    first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=1, logger=MLFlowLogger(tags={"team": "vision"}),
-                            mlflow=True).launch()
+    first = _mlflow_trainer(
+        digits, adam, tmp_path, max_epochs=1, logger=MLFlowLogger(tags={"team": "vision"}), mlflow=True
+    ).launch()
     (run,) = client.search_runs([client.get_experiment_by_name("EMTL Example").experiment_id])
     assert run.info.run_id == first.run_id and run.data.tags["team"] == "vision"
-    again = _mlflow_trainer(digits, adam, tmp_path, max_epochs=2,
-                            logger=MLFlowLogger(tags={"team": "vision"})).launch(run_id=first.log_dir.name)
+    again = _mlflow_trainer(digits, adam, tmp_path, max_epochs=2, logger=MLFlowLogger(tags={"team": "vision"})).launch(
+        run_id=first.log_dir.name
+    )
     assert again.run_id == first.run_id and again.module.current_epoch == 2
     (run,) = client.search_runs([client.get_experiment_by_name("EMTL Example").experiment_id])
     assert run.data.params["max_epochs.resume_1"] == "2"
 
 
-def test_lightnings_own_mlflow_logger_refuses_a_changed_setting_before_anything_is_written(tmp_path, digits, adam, user_mlflow):
+def test_lightnings_own_mlflow_logger_refuses_a_changed_setting_before_anything_is_written(
+    tmp_path, digits, adam, user_mlflow
+):
     from lightning.pytorch.loggers import MLFlowLogger as LightningMLFlowLogger
 
     from m3l.errors import ConfigError
 
-    first = _mlflow_trainer(digits, adam, tmp_path, max_epochs=1,
-                            logger=LightningMLFlowLogger(tracking_uri=user_mlflow)).launch()
+    first = _mlflow_trainer(
+        digits, adam, tmp_path, max_epochs=1, logger=LightningMLFlowLogger(tracking_uri=user_mlflow)
+    ).launch()
     launches = sorted((tmp_path / "mtl" / "train").iterdir())
     with pytest.raises(ConfigError, match=r"(?s)other settings \(max_epochs: 1 -> 2\).*m3l.tracking.MLFlowLogger"):
-        _mlflow_trainer(digits, adam, tmp_path, max_epochs=2,
-                        logger=LightningMLFlowLogger(tracking_uri=user_mlflow)).launch(run_id=first.run_id)
+        _mlflow_trainer(
+            digits, adam, tmp_path, max_epochs=2, logger=LightningMLFlowLogger(tracking_uri=user_mlflow)
+        ).launch(run_id=first.run_id)
     assert sorted((tmp_path / "mtl" / "train").iterdir()) == launches
 
 
@@ -318,7 +399,9 @@ def test_params_tell_runs_with_other_algorithm_arguments_apart(tasks):
     assert two["algorithm"] == "Sequential(weighting=EqualWeighting(), epochs_per_task=2, order=None)"
     assert (one["max_epochs"], two["max_epochs"]) == (2, 4)
     joint = mtl.Trainer(LeNet(), tasks, max_epochs=5).settings(mtl.Joint(mtl.GradNorm(alpha=0.5)))
-    assert joint["algorithm"] == "Joint(weighting=GradNorm(alpha=0.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
+    assert (
+        joint["algorithm"] == "Joint(weighting=GradNorm(alpha=0.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
+    )
     assert joint["max_epochs"] == 5
 
 
@@ -336,6 +419,8 @@ def test_a_run_started_without_mlflow_keeps_one_mlflow_run_over_its_resumptions(
 
 
 def test_params_tell_tasks_with_other_loss_weights_apart(digits):
-    one, two = (mtl.Trainer(LeNet(), [make_task(digits, "left", weight=w)]).settings()["tasks"]["left"]["weight"]
-                for w in (1.0, 0.5))
+    one, two = (
+        mtl.Trainer(LeNet(), [make_task(digits, "left", weight=w)]).settings()["tasks"]["left"]["weight"]
+        for w in (1.0, 0.5)
+    )
     assert (one, two) == ({"left": 1.0}, {"left": 0.5})

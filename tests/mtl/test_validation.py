@@ -37,9 +37,12 @@ def test_duplicate_task_names(digits):
 
 
 def test_duplicate_head_names_across_tasks(digits):
-    scene = mtl.MultiHeadTask("scene", {"left": Classifier()}, {"left": nn.CrossEntropyLoss()},
-                              train=digits["left/train"])
-    with pytest.raises(errors.DuplicateTaskNameError, match="(?s)duplicate head name 'left' \\(used by task 'left' and task 'scene'\\)"):
+    scene = mtl.MultiHeadTask(
+        "scene", {"left": Classifier()}, {"left": nn.CrossEntropyLoss()}, train=digits["left/train"]
+    )
+    with pytest.raises(
+        errors.DuplicateTaskNameError, match="(?s)duplicate head name 'left' \\(used by task 'left' and task 'scene'\\)"
+    ):
         mtl.MultiTaskModule(LeNet(), [make_task(digits, "left"), scene])
 
 
@@ -75,16 +78,22 @@ class AsDict(ImagesOnly):
 def test_dict_dataset_with_other_keys(digits):
     task = make_task(digits, "left")
     task.train = AsDict(digits["left/train"])
-    with pytest.raises(errors.DatasetStructureError, match=r"(?s)without keys \['input', 'target'\].*input_key/target_key.*'image', 'label'"):
+    with pytest.raises(
+        errors.DatasetStructureError,
+        match=r"(?s)without keys \['input', 'target'\].*input_key/target_key.*'image', 'label'",
+    ):
         preflight(LeNet(), [task])
     task.input_key, task.target_key = "image", "label"
     assert set(preflight(LeNet(), [task])) == {"left"}
 
 
 def test_multihead_dataset_without_target_dict(digits):
-    task = mtl.MultiHeadTask("pair", {"l": Classifier(), "r": Classifier()},
-                             {"l": nn.CrossEntropyLoss(), "r": nn.CrossEntropyLoss()},
-                             train=digits["left/train"])
+    task = mtl.MultiHeadTask(
+        "pair",
+        {"l": Classifier(), "r": Classifier()},
+        {"l": nn.CrossEntropyLoss(), "r": nn.CrossEntropyLoss()},
+        train=digits["left/train"],
+    )
     with pytest.raises(errors.DatasetStructureError, match=r"(?s)MultiHeadTask.*target dict with keys \['l', 'r'\]"):
         preflight(LeNet(), [task])
 
@@ -100,7 +109,10 @@ def test_head_input_mismatch_names_the_fix(digits):
 
 
 def test_backbone_rejecting_the_input(digits):
-    with pytest.raises(errors.BackboneOutputError, match="(?s)task 'left': backbone 'LeNet' failed on the task's input tensor \\(32, 1, 36, 36\\).*fix:"):
+    with pytest.raises(
+        errors.BackboneOutputError,
+        match="(?s)task 'left': backbone 'LeNet' failed on the task's input tensor \\(32, 1, 36, 36\\).*fix:",
+    ):
         preflight(LeNet(in_channels=3), [make_task(digits, "left")])
 
 
@@ -120,7 +132,10 @@ def test_declared_criterion_contract(digits):
         return ((pred - target) ** 2).mean()
 
     task = mtl.Task("left", Classifier(), mse, train=digits["left/train"])
-    with pytest.raises(errors.CriterionRejectedError, match="(?s)criterion 'mse'.*expects float targets.*received.*int64.*fix: return targets as float32"):
+    with pytest.raises(
+        errors.CriterionRejectedError,
+        match="(?s)criterion 'mse'.*expects float targets.*received.*int64.*fix: return targets as float32",
+    ):
         preflight(LeNet(), [task])
 
 
@@ -135,9 +150,18 @@ def test_metric_that_does_not_fit(digits):
 @pytest.mark.slow
 def test_nan_loss_names_task_and_step(tmp_path, digits):
     sgd = partial(torch.optim.SGD, lr=1e12)
-    trainer = mtl.Trainer(LeNet(), [make_task(digits, "left"), make_task(digits, "right")], optimizer=sgd,
-                          root_dir=tmp_path, max_epochs=1, **FAST)
-    with pytest.raises(errors.NonFiniteLossError, match=r"(?s)task '(left|right)': loss is not finite at training step [1-9]\d*\..*fix: lower the learning rate"):
+    trainer = mtl.Trainer(
+        LeNet(),
+        [make_task(digits, "left"), make_task(digits, "right")],
+        optimizer=sgd,
+        root_dir=tmp_path,
+        max_epochs=1,
+        **FAST,
+    )
+    with pytest.raises(
+        errors.NonFiniteLossError,
+        match=r"(?s)task '(left|right)': loss is not finite at training step [1-9]\d*\..*fix: lower the learning rate",
+    ):
         trainer.launch()
 
 
@@ -154,7 +178,10 @@ def test_declared_dataset_shape(digits):
 
     task = make_task(digits, "left")
     task.train = Declared(digits["left/train"])
-    with pytest.raises(errors.DatasetStructureError, match=r"(?s)declares input_shape \(3, 32, 32\) but yields input tensor \(1, 36, 36\)"):
+    with pytest.raises(
+        errors.DatasetStructureError,
+        match=r"(?s)declares input_shape \(3, 32, 32\) but yields input tensor \(1, 36, 36\)",
+    ):
         preflight(LeNet(), [task])
 
 
@@ -180,8 +207,9 @@ class ConvTrunk(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.layers = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                    nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU()
+        )
 
     def forward(self, x):
         return self.layers(x)
@@ -195,20 +223,34 @@ class UpsamplingHead(nn.Module):
         self.classify = nn.Conv2d(8, 2, 1)
 
     def forward(self, x, original_shape):
-        size = tuple(int(s) for s in (original_shape[0] if torch.is_tensor(original_shape) and original_shape.dim() == 2
-                                      else original_shape))
+        size = tuple(
+            int(s)
+            for s in (
+                original_shape[0] if torch.is_tensor(original_shape) and original_shape.dim() == 2 else original_shape
+            )
+        )
         return nn.functional.interpolate(self.classify(x), size=size, mode="bilinear", align_corners=False)
 
 
 def _segmentation(digits, **kwargs) -> mtl.Task:
     as_dict = kwargs.pop("as_dict", False)
-    return mtl.Task("seg", UpsamplingHead(), nn.CrossEntropyLoss(), train=DigitMasks(digits["left/train"], as_dict),
-                    val=DigitMasks(digits["left/val"], as_dict), batch_size=16, **kwargs)
+    return mtl.Task(
+        "seg",
+        UpsamplingHead(),
+        nn.CrossEntropyLoss(),
+        train=DigitMasks(digits["left/train"], as_dict),
+        val=DigitMasks(digits["left/val"], as_dict),
+        batch_size=16,
+        **kwargs,
+    )
 
 
 def test_head_taking_more_than_the_features_is_named_with_the_fix(digits):
-    with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)UpsamplingHead\)\.forward requires original_shape.*"
-                       r"and the task passes nothing else.*head_inputs="):
+    with pytest.raises(
+        errors.HeadInputMismatchError,
+        match=r"(?s)UpsamplingHead\)\.forward requires original_shape.*"
+        r"and the task passes nothing else.*head_inputs=",
+    ):
         preflight(ConvTrunk(), [_segmentation(digits)])
 
 
@@ -216,8 +258,9 @@ def test_head_taking_more_than_the_features_is_named_with_the_fix(digits):
 def test_head_inputs_from_the_input_or_the_batch_train_and_predict(tmp_path, digits, adam, source):
     as_dict = isinstance(source, str)
     task = _segmentation(digits, head_inputs={"original_shape": source}, as_dict=as_dict)
-    results = mtl.Trainer(ConvTrunk(), [task], optimizer=adam, root_dir=tmp_path, max_epochs=1,
-                          limit_train_batches=2, **FAST).launch()
+    results = mtl.Trainer(
+        ConvTrunk(), [task], optimizer=adam, root_dir=tmp_path, max_epochs=1, limit_train_batches=2, **FAST
+    ).launch()
     assert results.metrics["seg"]["loss"] < 1.0
     x = task.val[0]["input" if as_dict else 0][None]
     extra = {} if not as_dict else {"original_shape": (36, 36)}
@@ -227,15 +270,20 @@ def test_head_inputs_from_the_input_or_the_batch_train_and_predict(tmp_path, dig
 
 def test_head_inputs_key_missing_from_the_batch_is_named(digits):
     task = _segmentation(digits, head_inputs={"original_shape": "shape"}, as_dict=True)
-    with pytest.raises(errors.DatasetStructureError, match=r"(?s)head_inputs\['original_shape'\] = 'shape' cannot be read.*'size'"):
+    with pytest.raises(
+        errors.DatasetStructureError, match=r"(?s)head_inputs\['original_shape'\] = 'shape' cannot be read.*'size'"
+    ):
         preflight(ConvTrunk(), [task])
 
 
 def test_head_failing_inside_names_the_layer_not_the_first_one(digits):
     deep = nn.Sequential(nn.Linear(50, 20), nn.ReLU(), nn.Linear(30, 10))
     task = mtl.Task("left", deep, nn.CrossEntropyLoss(), train=digits["left/train"])
-    with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)in its submodule '2' \(Linear\(in_features=30.*on input "
-                       r"tensor \(32, 20\).*fix: the features passed the head's first layers; fix submodule '2'") as err:
+    with pytest.raises(
+        errors.HeadInputMismatchError,
+        match=r"(?s)in its submodule '2' \(Linear\(in_features=30.*on input "
+        r"tensor \(32, 20\).*fix: the features passed the head's first layers; fix submodule '2'",
+    ) as err:
         preflight(LeNet(), [task])
     assert "first layer" not in str(err.value).split("fix:")[1].split("first layers")[1]
     first = mtl.Task("left", nn.Sequential(nn.Linear(40, 10)), nn.CrossEntropyLoss(), train=digits["left/train"])
@@ -253,8 +301,11 @@ def test_head_bug_in_its_own_forward_points_at_the_line(digits):
             return self.fc(x).softmax(dim=3)
 
     task = mtl.Task("left", Buggy(), nn.CrossEntropyLoss(), train=digits["left/train"])
-    with pytest.raises(errors.HeadInputMismatchError, match=r"(?s)at .*test_validation.py:\d+ \(return self.fc\(x\).softmax.*"
-                       r"error is in the head's own forward\(\)"):
+    with pytest.raises(
+        errors.HeadInputMismatchError,
+        match=r"(?s)at .*test_validation.py:\d+ \(return self.fc\(x\).softmax.*"
+        r"error is in the head's own forward\(\)",
+    ):
         preflight(LeNet(), [task])
 
 
@@ -275,8 +326,11 @@ class _Triples(Dataset):
 def test_a_sample_with_an_element_the_task_does_not_read_is_refused(digits):
     """Issue 27 item 10: a 3-tuple where the task reads (input, target) is named, not ignored."""
     task = mtl.Task("left", Classifier(), nn.CrossEntropyLoss(), train=_Triples(digits["left/train"]), batch_size=8)
-    with pytest.raises(errors.DatasetStructureError, match=r"(?s)task 'left': train dataset '_Triples' yields a tuple "
-                       r"of length 3\..*expected: \(input, target\).*fix: return \(input, target\).*head_inputs=\{'argument': 2\}"):
+    with pytest.raises(
+        errors.DatasetStructureError,
+        match=r"(?s)task 'left': train dataset '_Triples' yields a tuple "
+        r"of length 3\..*expected: \(input, target\).*fix: return \(input, target\).*head_inputs=\{'argument': 2\}",
+    ):
         preflight(LeNet(), [task])
 
 

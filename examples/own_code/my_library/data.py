@@ -55,8 +55,15 @@ class _Inputs(Dataset):
 
 
 class MyDataset(pl.LightningDataModule):
-    def __init__(self, root_dir: str, train_batch_size: int = 8, num_workers: int = 0,
-                 patch_size: int = 48, sigma: float = 0.1, correct_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        root_dir: str,
+        train_batch_size: int = 8,
+        num_workers: int = 0,
+        patch_size: int = 48,
+        sigma: float = 0.1,
+        correct_dir: str | None = None,
+    ) -> None:
         super().__init__()
         self.root_dir, self.batch_size, self.num_workers = Path(root_dir), train_batch_size, num_workers
         self.patch_size, self.sigma, self.correct_dir = patch_size, sigma, correct_dir

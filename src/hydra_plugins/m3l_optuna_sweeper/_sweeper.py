@@ -96,7 +96,9 @@ def _distribution(override: Override) -> BaseDistribution:
     raise SweepError(f"hydra.sweeper.params.{key}: unsupported sweep {value!r}.")
 
 
-def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
+def parse_search_space(
+    params: Mapping[str, Any] | None, arguments: Sequence[str]
+) -> tuple[dict[str, BaseDistribution], list[str]]:
     """The search space and fixed overrides from ``hydra.sweeper.params`` and the command line
     (the command line wins for a key given in both)."""
     specs = {str(k): str(v) for k, v in (params or {}).items()}
@@ -254,8 +256,12 @@ class OptunaSweeper(Sweeper):
         if not trials or seed is None or isinstance(sampler, optuna.samplers.GridSampler):
             return
         study.sampler = instantiate(self.sampler_config, seed=int(seed) + trials)
-        log.info("The study holds %d trial(s): its sampler is seeded %d + %d, so it does not draw them again.",
-                 trials, int(seed), trials)
+        log.info(
+            "The study holds %d trial(s): its sampler is seeded %d + %d, so it does not draw them again.",
+            trials,
+            int(seed),
+            trials,
+        )
 
     def _fail_orphans(self, study: optuna.Study) -> None:
         """Trials left RUNNING by an earlier sweeper process of this host that has died."""
@@ -298,8 +304,13 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(
             "Optuna study '%s' (%s, %s, storage %s): %d trial(s), %d at a time; sweep dir %s",
-            study.study_name, type(sampler).__name__, "/".join(self.directions), self.storage or "in memory",
-            n_trials, self.n_jobs, sweep_dir,
+            study.study_name,
+            type(sampler).__name__,
+            "/".join(self.directions),
+            self.storage or "in memory",
+            n_trials,
+            self.n_jobs,
+            sweep_dir,
         )
         for name, dist in space.items():
             log.info("  %s: %s", name, dist)
@@ -340,11 +351,14 @@ class OptunaSweeper(Sweeper):
                     failed += 1
                     trial.set_user_attr("m3l.failure", reason)
                     _tell(study, trial, state=TrialState.FAIL)
-                    log.warning("Trial %d failed: %s (job dir %s)", trial.number, reason,
-                                trial.user_attrs.get("m3l.job_dir"))
+                    log.warning(
+                        "Trial %d failed: %s (job dir %s)", trial.number, reason, trial.user_attrs.get("m3l.job_dir")
+                    )
                 else:
                     _tell(study, trial, values if len(values) > 1 else values[0])
-                    log.info("Trial %d: %s with %s", trial.number, values if len(values) > 1 else values[0], trial.params)
+                    log.info(
+                        "Trial %d: %s with %s", trial.number, values if len(values) > 1 else values[0], trial.params
+                    )
                 mine.append((trial, trial.number))
             done = len(mine)
             if done >= self.n_jobs and failed / done > self.max_failure_rate:
@@ -369,14 +383,16 @@ class OptunaSweeper(Sweeper):
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         rows = []
         for t in trials:
-            rows.append({
-                "number": t.number,
-                "state": t.state.name,
-                "values": t.values,
-                "params": dict(t.params),
-                "job_dir": t.user_attrs.get("m3l.job_dir"),
-                **({"failure": t.user_attrs["m3l.failure"]} if "m3l.failure" in t.user_attrs else {}),
-            })
+            rows.append(
+                {
+                    "number": t.number,
+                    "state": t.state.name,
+                    "values": t.values,
+                    "params": dict(t.params),
+                    "job_dir": t.user_attrs.get("m3l.job_dir"),
+                    **({"failure": t.user_attrs["m3l.failure"]} if "m3l.failure" in t.user_attrs else {}),
+                }
+            )
         result: dict[str, Any] = {
             "study_name": study.study_name,
             "storage": self.storage,
@@ -390,8 +406,9 @@ class OptunaSweeper(Sweeper):
             result.update(best_trial=best.number, best_value=best.value, best_params=dict(best.params))
             log.info("Best trial %d: %s = %s with %s", best.number, self.directions[0], best.value, best.params)
         elif complete:
-            result["best_trials"] = [{"number": t.number, "values": t.values, "params": dict(t.params)}
-                                     for t in study.best_trials]
+            result["best_trials"] = [
+                {"number": t.number, "values": t.values, "params": dict(t.params)} for t in study.best_trials
+            ]
         for row in rows:
             if row["state"] == "FAIL":
                 log.warning("Failed trial %d: %s (%s)", row["number"], row.get("failure", "?"), row["job_dir"])
@@ -428,9 +445,9 @@ def _storage_url(storage: str | None) -> str | None:
         return None
     prefix = "sqlite:///"
     if storage.startswith(prefix) and not storage.startswith(prefix + "/"):
-        path = Path(storage[len(prefix):]).expanduser().resolve()
+        path = Path(storage[len(prefix) :]).expanduser().resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         return prefix + str(path)
     if storage.startswith(prefix + "/"):
-        Path(storage[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(storage[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
     return str(storage)

@@ -93,6 +93,10 @@ def register() -> None:
     names = ["m3l_optuna"] + ([] if _published_plugin_installed() else ["optuna"])
     for name in names:
         store.store(group="hydra/sweeper", name=name, node=OptunaSweeperConf, provider="m3l")
-    for name, node in {"tpe": TPESamplerConf, "random": RandomSamplerConf, "grid": GridSamplerConf,
-                       "cmaes": CmaEsSamplerConf}.items():
+    for name, node in {
+        "tpe": TPESamplerConf,
+        "random": RandomSamplerConf,
+        "grid": GridSamplerConf,
+        "cmaes": CmaEsSamplerConf,
+    }.items():
         store.store(group="hydra/sweeper/sampler", name=name, node=node, provider="m3l")

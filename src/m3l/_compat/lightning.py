@@ -126,8 +126,12 @@ def with_sampler(loader: Any, sampler: Any, stage: str = "test") -> Any:
     from lightning.pytorch.trainer.states import RunningStage
     from lightning.pytorch.utilities.data import _update_dataloader
 
-    mode = {"train": RunningStage.TRAINING, "validate": RunningStage.VALIDATING,
-            "test": RunningStage.TESTING, "predict": RunningStage.PREDICTING}[stage]
+    mode = {
+        "train": RunningStage.TRAINING,
+        "validate": RunningStage.VALIDATING,
+        "test": RunningStage.TESTING,
+        "predict": RunningStage.PREDICTING,
+    }[stage]
     return _update_dataloader(loader, sampler, mode=mode)
 
 

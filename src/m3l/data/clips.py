@@ -38,7 +38,9 @@ from m3l.errors import ConfigError, DataNotFoundError, MediaReadError
 log = logging.getLogger(__name__)
 
 
-def degrade_clip(clip: torch.Tensor, degradation: Degradation, per_frame_params: bool, generator: torch.Generator) -> tuple[torch.Tensor, Meta]:
+def degrade_clip(
+    clip: torch.Tensor, degradation: Degradation, per_frame_params: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, Meta]:
     """Degrade ``(T, C, H, W)`` with one parameter set for the clip, or one per frame."""
     if degradation.temporal or not per_frame_params:
         return degradation(clip, generator)
@@ -65,7 +67,9 @@ def find_sequences(roots: PathsLike, failures: list[Failure], key: str) -> list[
     sequences: list[Sequence_] = []
     for root in as_path_list(roots):
         if not root.exists():
-            raise DataNotFoundError(f"{key}: {root} does not exist; expected videos or folders of frames (set {key}=PATH)")
+            raise DataNotFoundError(
+                f"{key}: {root} does not exist; expected videos or folders of frames (set {key}=PATH)"
+            )
         files = [root] if root.is_file() else list_files(root)
         by_folder: dict[Path, list[Path]] = {}
         for f in files:
@@ -127,7 +131,9 @@ class VideoClipDataset(Dataset):
         else:
             self.windows = []
             for s, seq in enumerate(self.sequences):
-                starts = list(range(0, max(seq.num_frames - self.clip_length, 0) + 1, self.clip_length))[: max(int(max_eval_clips), 1)]
+                starts = list(range(0, max(seq.num_frames - self.clip_length, 0) + 1, self.clip_length))[
+                    : max(int(max_eval_clips), 1)
+                ]
                 self.windows.extend((s, start) for start in starts)
 
     def __len__(self) -> int:
@@ -138,12 +144,16 @@ class VideoClipDataset(Dataset):
         if s in self._cache:
             frames = self._cache[s]
         elif seq.frames:
-            indices = range(start, min(start + self.clip_length, seq.num_frames)) if not self.cache else range(seq.num_frames)
+            indices = (
+                range(start, min(start + self.clip_length, seq.num_frames)) if not self.cache else range(seq.num_frames)
+            )
             frames = torch.stack([read_image(seq.frames[i], self.channels)[0] for i in indices])
             if not self.cache:
                 return self._pad_clip(frames)
         else:
-            frames = read_video(seq.path, 0 if self.cache else start, None if self.cache else self.clip_length, self.channels)
+            frames = read_video(
+                seq.path, 0 if self.cache else start, None if self.cache else self.clip_length, self.channels
+            )
             if not self.cache:
                 return self._pad_clip(frames)
         if self.cache:
@@ -173,7 +183,12 @@ class VideoClipDataset(Dataset):
             if self.train:
                 clip = random_flip_rot([clip], generator)[0]
         degraded, meta = degrade_clip(clip.contiguous(), self.degradation, self.per_frame_params, generator)
-        return {"input": degraded, "target": _target(clip, self.target), "meta": meta, "relpath": f"{seq.relpath}#{start}"}
+        return {
+            "input": degraded,
+            "target": _target(clip, self.target),
+            "meta": meta,
+            "relpath": f"{seq.relpath}#{start}",
+        }
 
 
 class PhotoPanClipDataset(Dataset):
@@ -212,7 +227,11 @@ class PhotoPanClipDataset(Dataset):
         if not self.photos:
             raise DataNotFoundError(f"{key}: no readable photos under {roots}; point {key} at a folder of images")
         self.clip_length, self.degradation, self.train = int(clip_length), degradation or Identity(), train
-        self.patch_size, self.clips_per_image, self.max_speed = int(patch_size), max(int(clips_per_image), 1), float(max_speed)
+        self.patch_size, self.clips_per_image, self.max_speed = (
+            int(patch_size),
+            max(int(clips_per_image), 1),
+            float(max_speed),
+        )
         self.per_frame_params, self.target, self.seed = per_frame_params, target, seed
 
     def __len__(self) -> int:
@@ -221,7 +240,9 @@ class PhotoPanClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         relpath, photo = self.photos[index // self.clips_per_image]
         k = index % self.clips_per_image
-        generator = training_generator() if self.train else torch.Generator().manual_seed(stable_seed(self.seed, relpath, k))
+        generator = (
+            training_generator() if self.train else torch.Generator().manual_seed(stable_seed(self.seed, relpath, k))
+        )
         t, size = self.clip_length, self.patch_size
         speed = (torch.rand(2, generator=generator) * 2 - 1) * self.max_speed
         travel = (speed * (t - 1)).abs().ceil().int().tolist()

@@ -29,7 +29,9 @@ from m3l.errors import ConfigError, MediaReadError
 log = logging.getLogger(__name__)
 
 
-def scan_correction_inputs(path: str | os.PathLike[str], failures: list[Failure]) -> tuple[Path, list[Path], list[Path]]:
+def scan_correction_inputs(
+    path: str | os.PathLike[str], failures: list[Failure]
+) -> tuple[Path, list[Path], list[Path]]:
     """Split ``path`` into (root, images, videos); missing paths, empty folders and other
     files are recorded in ``failures``."""
     root = Path(path).expanduser()
@@ -66,7 +68,9 @@ class ImageCorrectionDataset(Dataset):
     ``channels``: 1 or 3 converts for the net, None keeps each image as stored.
     """
 
-    def __init__(self, path: str | os.PathLike[str], channels: int | None = 3, probe_workers: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], channels: int | None = 3, probe_workers: int | None = None
+    ) -> None:
         self.failures: list[Failure] = []
         self.root, images, self.videos = scan_correction_inputs(path, self.failures)
         self.channels = channels
@@ -148,8 +152,16 @@ class VideoCorrectionDataset(IterableDataset):
                 continue
             buffer: deque[torch.Tensor] = deque(maxlen=self.window)
             emitted = read = 0
-            base = {"relpath": relpath, "mode": "L" if self.channels == 1 else "RGB", "bit_depth": 8,
-                    "height": info.height, "width": info.width, "alpha": None, "num_frames": info.num_frames, "fps": info.fps}
+            base = {
+                "relpath": relpath,
+                "mode": "L" if self.channels == 1 else "RGB",
+                "bit_depth": 8,
+                "height": info.height,
+                "width": info.width,
+                "alpha": None,
+                "num_frames": info.num_frames,
+                "fps": info.fps,
+            }
             for frame in self._frames(path):
                 read += 1
                 buffer.extend([frame] * (half + 1) if not buffer else [frame])
@@ -175,7 +187,9 @@ def collate_correction(items: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("collate_correction: empty batch")
     shapes = {tuple(item["input"].shape) for item in items}
     if len(shapes) > 1:
-        raise ConfigError(f"collate_correction: items of different sizes {sorted(shapes)} cannot share a batch; use batch size 1")
+        raise ConfigError(
+            f"collate_correction: items of different sizes {sorted(shapes)} cannot share a batch; use batch size 1"
+        )
     batch: dict[str, Any] = {"input": torch.stack([item["input"] for item in items])}
     for key in items[0]:
         if key != "input":

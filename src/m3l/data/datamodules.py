@@ -74,7 +74,14 @@ class _DataModuleBase(L.LightningDataModule):
     #: (without worker processes: ``num_workers=0``); 0 reads in the compute thread
     read_ahead: int = 2
 
-    def __init__(self, correct_dir: str | os.PathLike[str] | None, channels: int, batch_size: int, val_batch_size: int, num_workers: int) -> None:
+    def __init__(
+        self,
+        correct_dir: str | os.PathLike[str] | None,
+        channels: int,
+        batch_size: int,
+        val_batch_size: int,
+        num_workers: int,
+    ) -> None:
         super().__init__()
         if channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels!r}")
@@ -105,7 +112,13 @@ class _DataModuleBase(L.LightningDataModule):
         return list(self.test_sets)
 
     def _loader(
-        self, dataset: Dataset, batch_size: int, shuffle: bool, collate: Any = collate_samples, drop_last: bool = False, read_ahead: int = 0
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        shuffle: bool,
+        collate: Any = collate_samples,
+        drop_last: bool = False,
+        read_ahead: int = 0,
     ) -> DataLoader:
         return ReadAheadLoader(
             dataset,
@@ -121,7 +134,9 @@ class _DataModuleBase(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             raise ConfigError("no training data: set data.train_dir")
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=len(self.train_set) > self.batch_size)
+        return self._loader(
+            self.train_set, self.batch_size, shuffle=True, drop_last=len(self.train_set) > self.batch_size
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, self.val_batch_size, shuffle=False) if self.val_set is not None else []
@@ -129,7 +144,10 @@ class _DataModuleBase(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         if not self.test_sets:
             raise ConfigError("no test data: set data.test_dir (a folder, a list, or name: folder pairs)")
-        loaders = [self._loader(d, self.val_batch_size, shuffle=False, read_ahead=self.read_ahead) for d in self.test_sets.values()]
+        loaders = [
+            self._loader(d, self.val_batch_size, shuffle=False, read_ahead=self.read_ahead)
+            for d in self.test_sets.values()
+        ]
         return loaders[0] if len(loaders) == 1 else loaders
 
     def build(self, split: str) -> Dataset | None:
@@ -169,9 +187,21 @@ class _DataModuleBase(L.LightningDataModule):
                 if not same_size and self.val_batch_size > 1:
                     log.info("correction inputs differ in size: batch size 1")
                 batch_size = self.val_batch_size if same_size else 1
-                loaders.append(self._loader(dataset, batch_size, shuffle=False, collate=collate_correction, read_ahead=self.read_ahead))
+                loaders.append(
+                    self._loader(
+                        dataset, batch_size, shuffle=False, collate=collate_correction, read_ahead=self.read_ahead
+                    )
+                )
             else:
-                loaders.append(self._loader(dataset, self.val_batch_size, shuffle=False, collate=collate_correction, read_ahead=self.read_ahead))
+                loaders.append(
+                    self._loader(
+                        dataset,
+                        self.val_batch_size,
+                        shuffle=False,
+                        collate=collate_correction,
+                        read_ahead=self.read_ahead,
+                    )
+                )
         if len(loaders) == 2 and len(self.predict_sets[0]) == 0:
             return loaders[1]
         return loaders[0] if len(loaders) == 1 else loaders
@@ -220,21 +250,36 @@ class RestorationDataModule(_DataModuleBase):
         self.degradation = degradation
         self.val_degradation = val_degradation or degradation
         self.test_degradation = test_degradation or self.val_degradation
-        self.patch_size, self.patches_per_image, self.val_patch_size = _patch_options(patch_size, patches_per_image, val_patch_size)
+        self.patch_size, self.patches_per_image, self.val_patch_size = _patch_options(
+            patch_size, patches_per_image, val_patch_size
+        )
         self.seed, self.cache_images, self.augment = seed, cache_images, augment
 
     def _eval_set(self, dirs: PathsLike, degradation: Degradation | None, key: str) -> CleanImageDataset:
         return CleanImageDataset(
-            dirs, degradation, train=False, eval_patch_size=self.val_patch_size, channels=self.channels,
-            seed=self.seed, cache=self.cache_images, key=key,
+            dirs,
+            degradation,
+            train=False,
+            eval_patch_size=self.val_patch_size,
+            channels=self.channels,
+            seed=self.seed,
+            cache=self.cache_images,
+            key=key,
         )
 
     def build(self, split: str) -> CleanImageDataset | None:
         if split == "train" and self.train_dir is not None:
             return CleanImageDataset(
-                self.train_dir, self.degradation, train=True, patch_size=self.patch_size,
-                patches_per_image=self.patches_per_image, channels=self.channels, seed=self.seed,
-                cache=self.cache_images, augment=self.augment, key="data.train_dir",
+                self.train_dir,
+                self.degradation,
+                train=True,
+                patch_size=self.patch_size,
+                patches_per_image=self.patches_per_image,
+                channels=self.channels,
+                seed=self.seed,
+                cache=self.cache_images,
+                augment=self.augment,
+                key="data.train_dir",
             )
         if split == "val" and self.val_dir is not None:
             return self._eval_set(self.val_dir, self.val_degradation, "data.val_dir")
@@ -242,7 +287,10 @@ class RestorationDataModule(_DataModuleBase):
 
     def build_tests(self) -> dict[str, Dataset]:
         sets = _named_sets(self.test_dir, "test")
-        return {name: self._eval_set(dirs, self.test_degradation, "data.test_dir" + ("" if name == "test" else f".{name}")) for name, dirs in sets.items()}
+        return {
+            name: self._eval_set(dirs, self.test_degradation, "data.test_dir" + ("" if name == "test" else f".{name}"))
+            for name, dirs in sets.items()
+        }
 
 
 class PairedDataModule(_DataModuleBase):
@@ -274,9 +322,15 @@ class PairedDataModule(_DataModuleBase):
         root_dir: str | None = None,
     ) -> None:
         super().__init__(correct_dir, channels, batch_size, val_batch_size, num_workers)
-        self.dirs = {"train": (train_dir, train_target_dir), "val": (val_dir, val_target_dir), "test": (test_dir, test_target_dir)}
+        self.dirs = {
+            "train": (train_dir, train_target_dir),
+            "val": (val_dir, val_target_dir),
+            "test": (test_dir, test_target_dir),
+        }
         self.input_token, self.target_token, self.root_dir = input_token, target_token, root_dir
-        self.patch_size, self.patches_per_image, self.val_patch_size = _patch_options(patch_size, patches_per_image, val_patch_size)
+        self.patch_size, self.patches_per_image, self.val_patch_size = _patch_options(
+            patch_size, patches_per_image, val_patch_size
+        )
         self.augment = augment
 
     def build(self, split: str) -> PairedImageDataset | None:
@@ -284,9 +338,17 @@ class PairedDataModule(_DataModuleBase):
         if input_dir is None:
             return None
         return PairedImageDataset(
-            input_dir, target_dir, self.input_token, self.target_token, train=split == "train",
-            patch_size=self.patch_size, patches_per_image=self.patches_per_image,
-            eval_patch_size=self.val_patch_size, channels=self.channels, augment=self.augment, key=f"data.{split}_dir",
+            input_dir,
+            target_dir,
+            self.input_token,
+            self.target_token,
+            train=split == "train",
+            patch_size=self.patch_size,
+            patches_per_image=self.patches_per_image,
+            eval_patch_size=self.val_patch_size,
+            channels=self.channels,
+            augment=self.augment,
+            key=f"data.{split}_dir",
         )
 
 
@@ -328,8 +390,15 @@ class VideoDataModule(_DataModuleBase):
         self.patch_size = check_int("data.patch_size", patch_size)
         self.val_patch_size = check_int("data.val_patch_size", val_patch_size, optional=True)
         self.clips_per_sequence = check_int("data.clips_per_sequence", clips_per_sequence)
-        self.max_eval_clips, self.per_frame_params, self.target, self.max_speed = max_eval_clips, per_frame_params, target, max_speed
-        self.predict_window = int(predict_window if predict_window is not None else (self.clip_length if target == "center" else 1))
+        self.max_eval_clips, self.per_frame_params, self.target, self.max_speed = (
+            max_eval_clips,
+            per_frame_params,
+            target,
+            max_speed,
+        )
+        self.predict_window = int(
+            predict_window if predict_window is not None else (self.clip_length if target == "center" else 1)
+        )
         self.seed = seed
 
     def build(self, split: str) -> Dataset | None:
@@ -338,12 +407,25 @@ class VideoDataModule(_DataModuleBase):
             return None
         train = split == "train"
         common = dict(
-            clip_length=self.clip_length, degradation=self.degradation, train=train,
-            per_frame_params=self.per_frame_params, target=self.target, channels=self.channels,
-            seed=self.seed, key=f"data.{split}_dir",
+            clip_length=self.clip_length,
+            degradation=self.degradation,
+            train=train,
+            per_frame_params=self.per_frame_params,
+            target=self.target,
+            channels=self.channels,
+            seed=self.seed,
+            key=f"data.{split}_dir",
         )
         count = self.clips_per_sequence if train else self.max_eval_clips
         size = self.patch_size if train else self.val_patch_size
         if self.clips_from == "photos":
-            return PhotoPanClipDataset(dirs, patch_size=size or self.patch_size, clips_per_image=count, max_speed=self.max_speed, **common)
-        return VideoClipDataset(dirs, patch_size=size, clips_per_sequence=self.clips_per_sequence, max_eval_clips=self.max_eval_clips, **common)
+            return PhotoPanClipDataset(
+                dirs, patch_size=size or self.patch_size, clips_per_image=count, max_speed=self.max_speed, **common
+            )
+        return VideoClipDataset(
+            dirs,
+            patch_size=size,
+            clips_per_sequence=self.clips_per_sequence,
+            max_eval_clips=self.max_eval_clips,
+            **common,
+        )

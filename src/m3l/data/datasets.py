@@ -144,8 +144,11 @@ class _ImageStore:
                 with open_image_checked(path):  # header only: cheap, catches non-images and bombs
                     pass
         except (MediaReadError, OSError, ValueError) as err:
-            reason = err.reason if isinstance(err, MediaReadError) else (
-                str(err) if isinstance(err, ImageTooLargeError) else f"not a readable image ({err})")
+            reason = (
+                err.reason
+                if isinstance(err, MediaReadError)
+                else (str(err) if isinstance(err, ImageTooLargeError) else f"not a readable image ({err})")
+            )
             record_failure(self.failures, path, reason)
             return False
         return True
@@ -211,7 +214,9 @@ class CleanImageDataset(Dataset):
         for attempt in range(len(self.store)):
             i = (index + attempt) % len(self.store)
             path, relpath = self.store.items[i]
-            generator = training_generator() if self.train else torch.Generator().manual_seed(stable_seed(self.seed, relpath))
+            generator = (
+                training_generator() if self.train else torch.Generator().manual_seed(stable_seed(self.seed, relpath))
+            )
             try:
                 clean = self._clean(i, generator)
             except MediaReadError as err:
@@ -297,7 +302,9 @@ class PairedImageDataset(Dataset):
         x, _ = read_image(path, self.channels)
         y, _ = read_image(target_path, self.channels)
         if x.shape != y.shape:
-            raise ConfigError(f"{path} is {tuple(x.shape)} but its target {target_path} is {tuple(y.shape)}; pairs must match")
+            raise ConfigError(
+                f"{path} is {tuple(x.shape)} but its target {target_path} is {tuple(y.shape)}; pairs must match"
+            )
         if self.train:
             generator = training_generator()
             x, y = pad_to_min_size(x, self.patch_size), pad_to_min_size(y, self.patch_size)

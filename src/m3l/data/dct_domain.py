@@ -99,7 +99,9 @@ class RealJPEG(Degradation):
     ) -> None:
         _check_range("RealJPEG(quality, quality_range)", quality, quality_range)
         if chroma_subsampling not in SUBSAMPLING:
-            raise ConfigError(f"RealJPEG: chroma_subsampling must be one of {sorted(SUBSAMPLING)}, got {chroma_subsampling!r}")
+            raise ConfigError(
+                f"RealJPEG: chroma_subsampling must be one of {sorted(SUBSAMPLING)}, got {chroma_subsampling!r}"
+            )
         if table_jitter < 0 or not 0 <= custom_tables_p <= 1:
             raise ConfigError(
                 f"RealJPEG: table_jitter must be >= 0 and custom_tables_p in [0, 1], got table_jitter={table_jitter}, "
@@ -109,7 +111,11 @@ class RealJPEG(Degradation):
         self.table_jitter, self.custom_tables_p = float(table_jitter), float(custom_tables_p)
 
     def sample(self, generator: torch.Generator | None) -> dict[str, Any]:
-        q = _randint(int(self.quality_range[0]), int(self.quality_range[1]), generator) if self.quality_range is not None else int(self.quality)  # type: ignore[index,arg-type]
+        q = (
+            _randint(int(self.quality_range[0]), int(self.quality_range[1]), generator)
+            if self.quality_range is not None
+            else int(self.quality)
+        )  # type: ignore[index,arg-type]
         params: dict[str, Any] = {"quality": q}
         if self.table_jitter > 0 and _uniform(0, 1, generator) < self.custom_tables_p:
             jitter = (torch.rand(2, 64, generator=generator) * 2 - 1) * self.table_jitter
@@ -117,7 +123,9 @@ class RealJPEG(Degradation):
             params["tables"] = (base * torch.exp(jitter.double())).round().clamp(1, 255).to(torch.int64).tolist()
         return params
 
-    def apply(self, x: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None) -> tuple[torch.Tensor, Meta]:
+    def apply(
+        self, x: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, Meta]:
         if x.dim() != 3 or x.shape[0] not in (1, 3):
             raise ShapeError(f"RealJPEG: expected one image (C, H, W) with C in (1, 3), got shape {tuple(x.shape)}")
         tables = params.get("tables")
@@ -151,7 +159,9 @@ class JPEGCorrectionDataset(Dataset):
             except MediaReadError as err:
                 reason = err.reason
                 if reason.startswith("not a JPEG"):
-                    reason += "; correct it with a pixel-domain model (e.g. model=ffdnet_jpeg_color checkpoint=pretrained)"
+                    reason += (
+                        "; correct it with a pixel-domain model (e.g. model=ffdnet_jpeg_color checkpoint=pretrained)"
+                    )
                 record_failure(self.failures, image, reason)
                 continue
             self.items.append((image, relative_path(image, self.root)))
@@ -164,18 +174,31 @@ class JPEGCorrectionDataset(Dataset):
         jpeg = read_jpeg_coefficients(path)
         pixels, meta = jpeg_net_inputs(jpeg, self.channels)
         log.info(
-            "%s: JPEG %dx%d %s, luma table closest to libjpeg quality %d", relpath, jpeg.width, jpeg.height,
-            jpeg.subsampling if jpeg.is_color else "gray", effective_quality(jpeg.tables[0]),
+            "%s: JPEG %dx%d %s, luma table closest to libjpeg quality %d",
+            relpath,
+            jpeg.width,
+            jpeg.height,
+            jpeg.subsampling if jpeg.is_color else "gray",
+            effective_quality(jpeg.tables[0]),
         )
         return {
-            "input": pixels, "meta": meta, "relpath": relpath, "mode": "RGB" if self.channels == 3 and jpeg.is_color else "L",
-            "bit_depth": 8, "height": jpeg.height, "width": jpeg.width, "alpha": None,
+            "input": pixels,
+            "meta": meta,
+            "relpath": relpath,
+            "mode": "RGB" if self.channels == 3 and jpeg.is_color else "L",
+            "bit_depth": 8,
+            "height": jpeg.height,
+            "width": jpeg.width,
+            "alpha": None,
         }
 
 
 def collate_jpeg_correction(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack ``input`` and ``meta`` (items of one size) and keep the rest as lists."""
-    batch: dict[str, Any] = {"input": torch.stack([i["input"] for i in items]), "meta": default_collate([i["meta"] for i in items])}
+    batch: dict[str, Any] = {
+        "input": torch.stack([i["input"] for i in items]),
+        "meta": default_collate([i["meta"] for i in items]),
+    }
     for key in items[0]:
         if key not in batch:
             batch[key] = [i.get(key) for i in items]
@@ -195,7 +218,13 @@ class JPEGCoefficientDataModule(RestorationDataModule):
     def predict_dataloader(self) -> DataLoader:
         if not self.predict_sets:
             self.setup_predict()
-        return DataLoader(self.predict_sets[0], batch_size=1, shuffle=False, num_workers=self.num_workers, collate_fn=collate_jpeg_correction)
+        return DataLoader(
+            self.predict_sets[0],
+            batch_size=1,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_jpeg_correction,
+        )
 
 
 def effective_quality(table: torch.Tensor) -> float:

@@ -38,7 +38,9 @@ NO_COMPRESSION = 100.0
 
 def _check_image(x: torch.Tensor, name: str) -> None:
     if x.ndim < 3 or x.shape[-3] not in (1, 3):
-        raise ShapeError(f"{name}: expected an image tensor (..., C, H, W) with C in (1, 3), got shape {tuple(x.shape)}")
+        raise ShapeError(
+            f"{name}: expected an image tensor (..., C, H, W) with C in (1, 3), got shape {tuple(x.shape)}"
+        )
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -53,7 +55,9 @@ def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
 # ---------------------------------------------------------------------------------- noise
 
 
-def add_gaussian_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None, clip: bool = False) -> torch.Tensor:
+def add_gaussian_noise(
+    x: torch.Tensor, sigma: float, generator: torch.Generator | None = None, clip: bool = False
+) -> torch.Tensor:
     """``x + N(0, sigma^2)``; ``clip`` keeps the result in [0, 1] (unclipped is the AWGN convention)."""
     _check_image(x, "add_gaussian_noise")
     noisy = x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
@@ -88,7 +92,9 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, ang
     return (k / k.sum()).float()
 
 
-def motion_kernel(size: int, generator: torch.Generator | None = None, steps: int = 64, jitter: float = 0.6) -> torch.Tensor:
+def motion_kernel(
+    size: int, generator: torch.Generator | None = None, steps: int = 64, jitter: float = 0.6
+) -> torch.Tensor:
     """A random camera-shake trajectory rasterised into a ``(size, size)`` kernel summing to 1.
 
     The trajectory is a random walk with momentum (a velocity that turns a little each step),
@@ -128,7 +134,9 @@ def apply_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     _check_image(x, "apply_blur")
     k = kernel.shape[-1]
     if kernel.ndim != 2 or kernel.shape[0] != k or k % 2 == 0:
-        raise ShapeError(f"apply_blur: expected a square kernel with an odd size (k, k), got shape {tuple(kernel.shape)}")
+        raise ShapeError(
+            f"apply_blur: expected a square kernel with an odd size (k, k), got shape {tuple(kernel.shape)}"
+        )
     r = k // 2
     lead, (h, w) = x.shape[:-3], x.shape[-2:]
     flat = x.reshape(-1, *x.shape[-3:])
@@ -171,7 +179,9 @@ def jpeg_compress(x: torch.Tensor, quality: int, chroma_subsampling: str = "4:2:
     if not 1 <= int(quality) <= 100:
         raise ConfigError(f"jpeg_compress: quality must be in 1..100, got {quality}")
     if chroma_subsampling not in _SUBSAMPLING:
-        raise ConfigError(f"jpeg_compress: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}")
+        raise ConfigError(
+            f"jpeg_compress: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}"
+        )
     flat = x.reshape(-1, *x.shape[-3:])
     out = []
     for img in flat:
@@ -194,7 +204,9 @@ def h264_compress(frames: torch.Tensor, crf: int, preset: str = "veryfast") -> t
     channels = clip.shape[1]
     t, _, h, w = clip.shape
     ph, pw = h % 2, w % 2  # 4:2:0 needs even sizes: pad, encode, crop
-    padded = F.pad(convert_channels(clip, 3), (0, pw, 0, ph), mode="replicate") if (ph or pw) else convert_channels(clip, 3)
+    padded = (
+        F.pad(convert_channels(clip, 3), (0, pw, 0, ph), mode="replicate") if (ph or pw) else convert_channels(clip, 3)
+    )
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="matroska") as container:
         stream = container.add_stream("libx264", rate=25)
@@ -209,7 +221,9 @@ def h264_compress(frames: torch.Tensor, crf: int, preset: str = "veryfast") -> t
     decoded = []
     with av.open(buffer, mode="r") as container:
         for frame in container.decode(video=0):
-            decoded.append(torch.from_numpy(frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0).permute(2, 0, 1))
+            decoded.append(
+                torch.from_numpy(frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0).permute(2, 0, 1)
+            )
     out = torch.stack(decoded)[:, :, :h, :w]
     out = convert_channels(out, channels).to(frames.dtype)
     return out.reshape(frames.shape)
@@ -231,7 +245,9 @@ class Degradation:
     def sample(self, generator: torch.Generator | None) -> dict[str, Any]:
         return {}
 
-    def apply(self, x: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None) -> tuple[torch.Tensor, Meta]:
+    def apply(
+        self, x: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, Meta]:
         raise NotImplementedError
 
     def defaults(self) -> Meta:
@@ -249,7 +265,9 @@ def _scalar(value: float) -> torch.Tensor:
     return torch.tensor(float(value), dtype=torch.float32)
 
 
-def _level(value: float | None, value_range: Sequence[float] | None, scale: float, name: str, generator: torch.Generator | None) -> float:
+def _level(
+    value: float | None, value_range: Sequence[float] | None, scale: float, name: str, generator: torch.Generator | None
+) -> float:
     if value_range is not None:
         low, high = (float(v) / scale for v in value_range)
         return _uniform(low, high, generator)
@@ -279,7 +297,9 @@ def _check_range(
     below = (lambda v: v <= low) if low_open else (lambda v: v < low)
     if any((low is not None and below(v)) or (high is not None and v > high) for v in values):
         interval = f"{'(' if low_open else '['}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
-        raise ConfigError(f"{name}: every level must lie in {interval}, got {value if value is not None else list(value_range)!r}")
+        raise ConfigError(
+            f"{name}: every level must lie in {interval}, got {value if value is not None else list(value_range)!r}"
+        )
 
 
 class Identity(Degradation):
@@ -292,7 +312,13 @@ class Identity(Degradation):
 class GaussianNoise(Degradation):
     """Additive white Gaussian noise, fixed ``sigma`` or uniform in ``sigma_range`` (blind)."""
 
-    def __init__(self, sigma: float | None = None, sigma_range: Sequence[float] | None = None, scale: float = 1.0, clip: bool = False) -> None:
+    def __init__(
+        self,
+        sigma: float | None = None,
+        sigma_range: Sequence[float] | None = None,
+        scale: float = 1.0,
+        clip: bool = False,
+    ) -> None:
         _check_range("GaussianNoise(sigma, sigma_range)", sigma, sigma_range, low=0.0)
         self.sigma, self.sigma_range, self.scale, self.clip = sigma, sigma_range, float(scale), clip
 
@@ -355,7 +381,12 @@ class GaussianBlur(Degradation):
             sigma_range = None
         _check_range("GaussianBlur(sigma, sigma_range)", sigma, sigma_range, low=0.0, low_open=True)
         _check_kernel_size("GaussianBlur", kernel_size, minimum=1)
-        self.kernel_size, self.sigma, self.sigma_range, self.anisotropic = int(kernel_size), sigma, sigma_range, anisotropic
+        self.kernel_size, self.sigma, self.sigma_range, self.anisotropic = (
+            int(kernel_size),
+            sigma,
+            sigma_range,
+            anisotropic,
+        )
 
     def sample(self, generator):
         sx = _level(self.sigma, self.sigma_range, 1.0, "GaussianBlur", generator)
@@ -418,10 +449,14 @@ class Downscale(Degradation):
 class JPEG(Degradation):
     """JPEG through Pillow at ``quality`` or uniform in ``quality_range``; quality is in the meta."""
 
-    def __init__(self, quality: int | None = None, quality_range: Sequence[int] | None = None, chroma_subsampling: str = "4:2:0") -> None:
+    def __init__(
+        self, quality: int | None = None, quality_range: Sequence[int] | None = None, chroma_subsampling: str = "4:2:0"
+    ) -> None:
         _check_range("JPEG(quality, quality_range)", quality, quality_range, low=1, high=100)
         if chroma_subsampling not in _SUBSAMPLING:
-            raise ConfigError(f"JPEG: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}")
+            raise ConfigError(
+                f"JPEG: chroma_subsampling must be one of {sorted(_SUBSAMPLING)}, got {chroma_subsampling!r}"
+            )
         self.quality, self.quality_range, self.chroma_subsampling = quality, quality_range, chroma_subsampling
 
     def sample(self, generator):
@@ -441,7 +476,9 @@ class VideoH264(Degradation):
 
     temporal = True
 
-    def __init__(self, crf: int | None = None, crf_range: Sequence[int] | None = None, preset: str = "veryfast") -> None:
+    def __init__(
+        self, crf: int | None = None, crf_range: Sequence[int] | None = None, preset: str = "veryfast"
+    ) -> None:
         _check_range("VideoH264(crf, crf_range)", crf, crf_range, low=0, high=51)
         self.crf, self.crf_range, self.preset = crf, crf_range, preset
 

@@ -13,7 +13,15 @@ from m3l.deploy.runtime import FAILURES_FILENAME, write_failures_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAILURES_FILENAME", "Failure", "data_failures", "printable", "read_failures", "record_failure", "write_failures"]
+__all__ = [
+    "FAILURES_FILENAME",
+    "Failure",
+    "data_failures",
+    "printable",
+    "read_failures",
+    "record_failure",
+    "write_failures",
+]
 
 
 class Failure(NamedTuple):
@@ -30,7 +38,9 @@ class Failure(NamedTuple):
 def printable(text: str) -> str:
     """``text`` safe for any log or terminal: the bytes of a file name that is not UTF-8 (kept
     by ``os.fsdecode`` as lone surrogates, which a UTF-8 log file refuses) as ``\\xNN``."""
-    return text.encode("utf-8", "surrogateescape" if _escapable(text) else "backslashreplace").decode("utf-8", "backslashreplace")
+    return text.encode("utf-8", "surrogateescape" if _escapable(text) else "backslashreplace").decode(
+        "utf-8", "backslashreplace"
+    )
 
 
 def _escapable(text: str) -> bool:

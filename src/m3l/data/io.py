@@ -169,7 +169,9 @@ def convert_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
         return (x * _LUMA.to(x).view(3, 1, 1)).sum(dim=-3, keepdim=True)
     if channels == 3 and c == 1:
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
-    raise ShapeError(f"cannot convert a {c}-channel tensor to {channels} channels: only gray (1) <-> RGB (3) is supported")
+    raise ShapeError(
+        f"cannot convert a {c}-channel tensor to {channels} channels: only gray (1) <-> RGB (3) is supported"
+    )
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -195,7 +197,9 @@ def atomic_write(path: str | os.PathLike[str], writer: Any) -> Path:
 def tensor_to_array(x: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
     """``(C, H, W)`` in [0, 1] to a uint8/uint16 ``(H, W[, C])`` array, rounded and clipped."""
     if x.ndim != 3:
-        raise ShapeError(f"write_image expects one image tensor (C, H, W), got shape {tuple(x.shape)}; write a batch image by image")
+        raise ShapeError(
+            f"write_image expects one image tensor (C, H, W), got shape {tuple(x.shape)}; write a batch image by image"
+        )
     peak = 65535.0 if bit_depth == 16 else 255.0
     dtype = np.uint16 if bit_depth == 16 else np.uint8
     array = (x.detach().float().cpu().clamp(0, 1) * peak).round().permute(1, 2, 0).numpy().astype(dtype)
@@ -292,9 +296,12 @@ def iter_video_frames(path: str | os.PathLike[str], channels: int | None = 3) ->
             for index, frame in enumerate(container.decode(stream)):
                 _check_pixels(Path(path), frame.width, frame.height, f"frame {index}: ")
                 if first not in (None, (frame.width, frame.height)):
-                    raise MediaReadError(path, f"frame {index} is {frame.width}x{frame.height} pixels but the video began at "
-                                         f"{first[0]}x{first[1]}: videos whose frame size changes are not corrected (split it "
-                                         "where the size changes, e.g. with ffmpeg)")
+                    raise MediaReadError(
+                        path,
+                        f"frame {index} is {frame.width}x{frame.height} pixels but the video began at "
+                        f"{first[0]}x{first[1]}: videos whose frame size changes are not corrected (split it "
+                        "where the size changes, e.g. with ffmpeg)",
+                    )
                 first = (frame.width, frame.height)
                 yield _frame_to_tensor(frame, channels)
     except MediaReadError:
@@ -303,7 +310,9 @@ def iter_video_frames(path: str | os.PathLike[str], channels: int | None = 3) ->
         raise MediaReadError(path, f"video decoding failed ({type(err).__name__}: {err})") from err
 
 
-def read_video(path: str | os.PathLike[str], start: int = 0, count: int | None = None, channels: int | None = 3) -> torch.Tensor:
+def read_video(
+    path: str | os.PathLike[str], start: int = 0, count: int | None = None, channels: int | None = 3
+) -> torch.Tensor:
     """Frames ``start .. start+count-1`` of a video as ``(T, C, H, W)``."""
     frames = []
     for i, frame in enumerate(iter_video_frames(path, channels)):
@@ -323,7 +332,9 @@ class VideoWriter:
     use a ``.mkv`` suffix). Frames are ``(C, H, W)`` in [0, 1], gray or RGB.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float, codec: str = "h264", crf: int = 18, pix_fmt: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], fps: float, codec: str = "h264", crf: int = 18, pix_fmt: str | None = None
+    ) -> None:
         av = import_av()
         self.path = Path(path)
         fd, self._tmp = _atomic_target(self.path)

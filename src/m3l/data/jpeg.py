@@ -78,7 +78,9 @@ class JPEGCoefficients:
 
     @property
     def subsampling(self) -> str:
-        return {(1, 1): "4:4:4", (1, 2): "4:2:2", (2, 2): "4:2:0"}.get(self.chroma_factor, "x".join(map(str, self.chroma_factor)))
+        return {(1, 1): "4:4:4", (1, 2): "4:2:2", (2, 2): "4:2:0"}.get(
+            self.chroma_factor, "x".join(map(str, self.chroma_factor))
+        )
 
     def dequantized(self, component: int) -> torch.Tensor:
         """Coefficients times their table (int64): the DCT of the level-shifted samples."""
@@ -88,7 +90,10 @@ class JPEGCoefficients:
     def to_pixels(self) -> torch.Tensor:
         """Decode to ``(C, H, W)`` uint8 exactly as libjpeg does with ``JDCT_ISLOW`` and plain
         upsampling (C = 1 for gray files, 3 = RGB for colour)."""
-        planes = [upsample_chroma(block_idct_islow(self.dequantized(i)), self.factor_of(i)) for i in range(len(self.coefficients))]
+        planes = [
+            upsample_chroma(block_idct_islow(self.dequantized(i)), self.factor_of(i))
+            for i in range(len(self.coefficients))
+        ]
         h, w = self.height, self.width
         if not self.is_color:
             return planes[0][None, :h, :w]
@@ -104,8 +109,13 @@ def max_jpeg_file_bytes() -> int:
     return JPEG_BYTES_PER_PIXEL * max_image_pixels() + JPEG_METADATA_BYTES
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _open(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
@@ -129,7 +139,8 @@ def _open(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
         raise MediaReadError(path, f"cannot be read ({err.strerror or err})") from err
     if size > limit or len(data) > limit:
         raise MediaReadError(
-            path, f"{max(size, len(data)):,} bytes is over the bound of {limit:,} bytes for a JPEG within the pixel "
+            path,
+            f"{max(size, len(data)):,} bytes is over the bound of {limit:,} bytes for a JPEG within the pixel "
             f"limit ({JPEG_BYTES_PER_PIXEL} bytes a pixel for {max_image_pixels():,} pixels, plus "
             f"{JPEG_METADATA_BYTES // 2**20} MiB of metadata), so it was not read. If the image is genuine, raise "
             f"the limit with the environment variable {MAX_IMAGE_PIXELS_ENV}=N.",
@@ -174,9 +185,15 @@ def jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
 
 #: frame header markers libjpeg does not decode: lossless, hierarchical and arithmetic-coded ones
 _UNSUPPORTED_FRAMES = {
-    0xC3: "a lossless JPEG", 0xC5: "a hierarchical JPEG", 0xC6: "a hierarchical JPEG", 0xC7: "a hierarchical JPEG",
-    0xC9: "an arithmetic-coded JPEG", 0xCA: "an arithmetic-coded progressive JPEG", 0xCB: "an arithmetic-coded lossless JPEG",
-    0xCD: "an arithmetic-coded hierarchical JPEG", 0xCE: "an arithmetic-coded hierarchical JPEG",
+    0xC3: "a lossless JPEG",
+    0xC5: "a hierarchical JPEG",
+    0xC6: "a hierarchical JPEG",
+    0xC7: "a hierarchical JPEG",
+    0xC9: "an arithmetic-coded JPEG",
+    0xCA: "an arithmetic-coded progressive JPEG",
+    0xCB: "an arithmetic-coded lossless JPEG",
+    0xCD: "an arithmetic-coded hierarchical JPEG",
+    0xCE: "an arithmetic-coded hierarchical JPEG",
     0xCF: "an arithmetic-coded hierarchical JPEG",
 }
 
@@ -218,17 +235,26 @@ def jpeg_refusal(data: bytes) -> str | None:
         if 0xC0 <= marker <= 0xCF and marker not in _NOT_FRAME_HEADERS and frame is None:
             if length < 8 or i + 7 > n:
                 break
-            frame = (marker, data[i + 2], int.from_bytes(data[i + 3 : i + 5], "big"), int.from_bytes(data[i + 5 : i + 7], "big"))
+            frame = (
+                marker,
+                data[i + 2],
+                int.from_bytes(data[i + 3 : i + 5], "big"),
+                int.from_bytes(data[i + 5 : i + 7], "big"),
+            )
             kind = _UNSUPPORTED_FRAMES.get(marker)
             if kind is not None:
-                return f"{kind} (frame marker 0xFF{marker:02X}): only baseline and progressive Huffman-coded JPEGs are read " \
-                       "(libjpeg 6b); re-encode it as a standard JPEG"
+                return (
+                    f"{kind} (frame marker 0xFF{marker:02X}): only baseline and progressive Huffman-coded JPEGs are read "
+                    "(libjpeg 6b); re-encode it as a standard JPEG"
+                )
             if frame[1] != 8:
                 return f"a {frame[1]}-bit JPEG: only 8-bit JPEGs are read; convert it to 8 bits"
             if frame[2] == 0 or frame[3] == 0:
                 side = "height" if frame[2] == 0 else "width"
-                return f"a zero {side} in the frame header ({frame[3]}x{frame[2]}; a height given later by a DNL marker " \
-                       "is not supported): nothing to decode"
+                return (
+                    f"a zero {side} in the frame header ({frame[3]}x{frame[2]}; a height given later by a DNL marker "
+                    "is not supported): nothing to decode"
+                )
         if marker == 0xDA:  # a scan: its header, then entropy-coded data up to the next marker
             if frame is None:
                 return "corrupt or truncated JPEG (no frame header before the image data)"
@@ -251,8 +277,10 @@ def jpeg_refusal(data: bytes) -> str | None:
         return "corrupt or truncated JPEG (no frame header before the image data)"
     if not scans:
         return "truncated JPEG: the file ends before its image data"
-    return (f"truncated JPEG: the file ends before its end-of-image marker ({n:,} bytes), so part of the image is "
-            "missing (libjpeg would decode it gray); use the complete file")
+    return (
+        f"truncated JPEG: the file ends before its end-of-image marker ({n:,} bytes), so part of the image is "
+        "missing (libjpeg would decode it gray); use the complete file"
+    )
 
 
 def _kind(data: bytes) -> str:
@@ -275,7 +303,9 @@ def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoeffi
     """
     data, name = _open(source)
     if not data.startswith(JPEG_MAGIC):
-        raise MediaReadError(name, f"not a JPEG file ({_kind(data)}): this model reads the DCT coefficients of JPEG files only")
+        raise MediaReadError(
+            name, f"not a JPEG file ({_kind(data)}): this model reads the DCT coefficients of JPEG files only"
+        )
     size = jpeg_frame_size(data)
     if size is None:
         raise MediaReadError(name, "corrupt or truncated JPEG (no frame header before the image data)")
@@ -300,16 +330,21 @@ def read_jpeg_coefficients(source: str | os.PathLike[str] | bytes) -> JPEGCoeffi
             height, width, progressive = int(jpeg.height), int(jpeg.width), bool(jpeg.progressive_mode)
         except OSError as err:  # libjpeg printed its reason on stderr; name the user's file, not the copy
             detail = str(err).replace(str(path), name)
-            raise MediaReadError(name, f"corrupt JPEG: libjpeg could not read it ({detail}; its reason is printed above)") from err
+            raise MediaReadError(
+                name, f"corrupt JPEG: libjpeg could not read it ({detail}; its reason is printed above)"
+            ) from err
     if n not in (1, 3) or "CMYK" in space or "YCCK" in space:
-        raise MediaReadError(name, f"a {space.replace('JCS_', '')} JPEG with {n} components: only gray and YCbCr JPEGs are supported")
+        raise MediaReadError(
+            name, f"a {space.replace('JCS_', '')} JPEG with {n} components: only gray and YCbCr JPEGs are supported"
+        )
     if n == 3 and (sampling[1] != sampling[2] or any(l % c for l, c in zip(sampling[0], sampling[1]))):
         raise MediaReadError(name, f"unsupported chroma sampling factors {sampling}: expected 4:4:4, 4:2:2 or 4:2:0")
     for i in sorted(set(table_of[:n])):
         zeros = int((qt[i] == 0).sum())
         if zeros:
             raise MediaReadError(
-                name, f"quantization table {i} has {zeros} zero entries (of 64): a JPEG encoder never writes 0 and a "
+                name,
+                f"quantization table {i} has {zeros} zero entries (of 64): a JPEG encoder never writes 0 and a "
                 "decoder multiplies by it, so the file is damaged",
             )
     planes = tuple(blocks_to_plane(torch.from_numpy(np.ascontiguousarray(c, dtype=np.int16))) for c in components)
@@ -327,7 +362,9 @@ def encode_jpeg(
     (through Pillow): at ``quality`` (1..100) or with custom ``tables`` (a luma and, for colour,
     a chroma table of 64 ints in row-major order)."""
     if (quality is None) == (tables is None):
-        raise ConfigError("encode_jpeg: give quality or tables (exactly one of them): quality in 1..100, or the quantization tables")
+        raise ConfigError(
+            "encode_jpeg: give quality or tables (exactly one of them): quality in 1..100, or the quantization tables"
+        )
     if subsampling not in SUBSAMPLING:
         raise ConfigError(f"encode_jpeg: subsampling must be one of {sorted(SUBSAMPLING)}, got {subsampling!r}")
     array = image.permute(1, 2, 0).numpy() if image.dtype == torch.uint8 else tensor_to_array(image)

@@ -80,7 +80,12 @@ def finish_failures_file(target: Path, failures: Sequence[Failure]) -> None:
     are none, remove the list an earlier run left there: it always describes the last run."""
     if failures:
         if write_failures(target, failures) is not None:
-            log.error("%d input(s) or output(s) failed; listed in %s:\n  %s", len(failures), target, "\n  ".join(map(str, failures)))
+            log.error(
+                "%d input(s) or output(s) failed; listed in %s:\n  %s",
+                len(failures),
+                target,
+                "\n  ".join(map(str, failures)),
+            )
     elif target.is_file() or target.is_symlink():
         try:
             target.unlink()
@@ -108,9 +113,11 @@ class VideoOutputs:
         if first == size:
             return None
         self.failed.add(relpath)
-        return (f"frame {frame_index} is {size[1]}x{size[0]} pixels but the video began at {first[1]}x{first[0]}: videos "
-                "whose frame size changes are not corrected (split it where the size changes, e.g. with ffmpeg); "
-                "nothing was written for it")
+        return (
+            f"frame {frame_index} is {size[1]}x{size[0]} pixels but the video began at {first[1]}x{first[0]}: videos "
+            "whose frame size changes are not corrected (split it where the size changes, e.g. with ffmpeg); "
+            "nothing was written for it"
+        )
 
     def drop(self, relpath: str) -> int:
         """Remove what was written of ``relpath`` (and its frame folder when left empty); the

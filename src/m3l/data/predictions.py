@@ -31,7 +31,9 @@ def _describe(value: Any) -> str:
 
 def _images(value: Any, returned: Any) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.ndim != 4:
-        raise PredictionFormatError(f"serializer: predict_step returned {_describe(returned)}; expected {ACCEPTED_FORMS}.")
+        raise PredictionFormatError(
+            f"serializer: predict_step returned {_describe(returned)}; expected {ACCEPTED_FORMS}."
+        )
     return value
 
 
@@ -45,14 +47,20 @@ def prediction_items(prediction: Any, batch: Any) -> tuple[torch.Tensor, list[di
     extra: dict[str, Any] = {}
     if isinstance(prediction, Mapping):
         if "output" not in prediction:
-            raise PredictionFormatError(f"serializer: predict_step returned {_describe(prediction)} without 'output'; expected {ACCEPTED_FORMS}.")
+            raise PredictionFormatError(
+                f"serializer: predict_step returned {_describe(prediction)} without 'output'; expected {ACCEPTED_FORMS}."
+            )
         images = _images(prediction["output"], prediction)
         extra = {k: v for k, v in prediction.items() if k != "output"}
     elif isinstance(prediction, (tuple, list)) and len(prediction) == 2 and isinstance(prediction[0], torch.Tensor):
         images = _images(prediction[0], prediction)
         paths = prediction[1]
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else paths
-        if not isinstance(paths, Sequence) or len(paths) != images.shape[0] or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        if (
+            not isinstance(paths, Sequence)
+            or len(paths) != images.shape[0]
+            or not all(isinstance(p, (str, os.PathLike)) for p in paths)
+        ):
             raise PredictionFormatError(
                 f"serializer: predict_step returned (images of shape {tuple(images.shape)}, {_describe(prediction[1])}); "
                 f"the paths must be {images.shape[0]} strings, one per image. Expected {ACCEPTED_FORMS}."
@@ -63,11 +71,14 @@ def prediction_items(prediction: Any, batch: Any) -> tuple[torch.Tensor, list[di
     meta = {**(batch if isinstance(batch, Mapping) else {}), **extra}
     items = []
     for i in range(images.shape[0]):
-        item = {key: (value[i] if isinstance(value, (list, tuple, torch.Tensor)) and not _scalar(value) else value) for key, value in meta.items() if key != "input"}
+        item = {
+            key: (value[i] if isinstance(value, (list, tuple, torch.Tensor)) and not _scalar(value) else value)
+            for key, value in meta.items()
+            if key != "input"
+        }
         items.append({k: (v.item() if isinstance(v, torch.Tensor) and v.ndim == 0 else v) for k, v in item.items()})
     return images, items
 
 
 def _scalar(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.ndim == 0
-

@@ -54,7 +54,9 @@ class _ReadAheadIterator:
         self._stop = threading.Event()
         # the thread holds the source, the queue and the event, not this object: when the
         # consumer drops the iterator (a stop, an error) it is collected and the thread ends
-        self._thread = threading.Thread(target=_fill, args=(source, self._queue, self._stop), name="m3l-reader", daemon=True)
+        self._thread = threading.Thread(
+            target=_fill, args=(source, self._queue, self._stop), name="m3l-reader", daemon=True
+        )
         self._thread.start()
         self._done = False
 

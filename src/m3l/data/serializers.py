@@ -37,7 +37,13 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from m3l.data.correction import VideoCorrectionDataset
 from m3l.data.failures import FAILURES_FILENAME, Failure, data_failures, record_failure
 from m3l.data.io import GRAY_MODES, VideoWriter, convert_channels, write_image
-from m3l.data.output_folder import VideoOutputs, check_writable, damaged_output, finish_failures_file, lock_output_folder
+from m3l.data.output_folder import (
+    VideoOutputs,
+    check_writable,
+    damaged_output,
+    finish_failures_file,
+    lock_output_folder,
+)
 from m3l.data.predictions import ACCEPTED_FORMS, prediction_items
 from m3l.data.writing import FolderLock, WriterThread, remove_partial_files
 from m3l.deploy.runtime import OutputPathError, check_output_paths
@@ -80,7 +86,9 @@ class ImageSerializer(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="batch")
         if not isinstance(write_ahead, int) or write_ahead < 0:
-            raise ConfigError(f"serializer.write_ahead must be an integer >= 0 (0: write on the compute thread), got {write_ahead!r}")
+            raise ConfigError(
+                f"serializer.write_ahead must be an integer >= 0 (0: write on the compute thread), got {write_ahead!r}"
+            )
         self.writer = WriterThread(write_ahead)
         if bit_depth not in ("input", 8, 16):
             raise ConfigError(f"serializer.bit_depth must be 'input', 8 or 16, got {bit_depth!r}")
@@ -133,7 +141,9 @@ class ImageSerializer(BasePredictionWriter):
         relpaths = [item[1] for d in sets for item in getattr(d, "items", [])]
         self.plan_names(relpaths)
         self._ready = True
-        self._planned = relpaths + [video[1] for d in sets if isinstance(d, VideoCorrectionDataset) for video in d.videos]
+        self._planned = relpaths + [
+            video[1] for d in sets if isinstance(d, VideoCorrectionDataset) for video in d.videos
+        ]
 
     def check_writable(self) -> None:
         """Create ``root_dir`` and write a probe file in it, or a :class:`ConfigError` naming it."""
@@ -150,7 +160,9 @@ class ImageSerializer(BasePredictionWriter):
         root = self._inputs[0]
         source = root / relpath if root.is_dir() else root
         try:
-            check_output_paths([*self._inputs, source], self.root_dir, [path], allow_inside_input=self.allow_inside_input)
+            check_output_paths(
+                [*self._inputs, source], self.root_dir, [path], allow_inside_input=self.allow_inside_input
+            )
         except OutputPathError as err:
             record_failure(self.failures, path, str(err))
             return True
@@ -195,12 +207,15 @@ class ImageSerializer(BasePredictionWriter):
         if self.skip_existing:
             damage = damaged_output(path)
             if damage is not None:
-                log.warning("%s is %s: writing it again (serializer.skip_existing keeps complete outputs only)", path, damage)
+                log.warning(
+                    "%s is %s: writing it again (serializer.skip_existing keeps complete outputs only)", path, damage
+                )
                 return False
             self.kept += 1
         else:
             record_failure(
-                self.failures, path,
+                self.failures,
+                path,
                 "output exists; set serializer.overwrite=true to replace it, or serializer.skip_existing=true to keep it",
             )
         return True
@@ -229,7 +244,14 @@ class ImageSerializer(BasePredictionWriter):
         self.write_image_item(x, item)
 
     def write_on_batch_end(
-        self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: Any,
+        pl_module: Any,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         outputs, items = prediction_items(prediction, batch)
         self.writer.submit(self._write_batch, outputs.detach().cpu(), items, trainer, batch_indices, dataloader_idx)
@@ -237,7 +259,9 @@ class ImageSerializer(BasePredictionWriter):
             self.writer.flush()
             raise CorrectionInterrupted(f"correction stopped by SIGTERM; {self._progress()}")
 
-    def _write_batch(self, outputs: torch.Tensor, items: list[dict[str, Any]], trainer: Any, batch_indices: Any, dataloader_idx: int) -> None:
+    def _write_batch(
+        self, outputs: torch.Tensor, items: list[dict[str, Any]], trainer: Any, batch_indices: Any, dataloader_idx: int
+    ) -> None:
         for i, item in enumerate(items):
             if item.get("relpath") is None:
                 item["relpath"] = self.numbered_name(trainer, batch_indices, i, dataloader_idx)
@@ -326,7 +350,11 @@ class ImageSerializer(BasePredictionWriter):
         """A path from the prediction must stay under ``root_dir``: refused (and recorded) otherwise."""
         relpath = Path(str(item["relpath"]))
         if relpath.is_absolute() or ".." in relpath.parts:
-            record_failure(self.failures, relpath, "the path predict_step gave leaves serializer.root_dir; give paths relative to it")
+            record_failure(
+                self.failures,
+                relpath,
+                "the path predict_step gave leaves serializer.root_dir; give paths relative to it",
+            )
             return False
         return True
 
@@ -401,7 +429,9 @@ class VideoSerializer(ImageSerializer):
                 self._done.add(relpath)
                 return
             codec = "ffv1" if self.lossless else "h264"
-            writer = self._writers[relpath] = VideoWriter(path, fps=float(item.get("fps") or 25.0), codec=codec, crf=self.crf)
+            writer = self._writers[relpath] = VideoWriter(
+                path, fps=float(item.get("fps") or 25.0), codec=codec, crf=self.crf
+            )
         try:
             writer.write(self._layout(x, item.get("mode")))
         except Exception as err:  # noqa: BLE001 - one bad video must not stop the others
@@ -447,4 +477,3 @@ class VideoSerializer(ImageSerializer):
         for relpath in list(self._writers):
             self._close(relpath)  # fewer frames than the header said: keep what was decoded
         return super().finalize(input_failures, rank, world_size)
-

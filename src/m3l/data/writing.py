@@ -116,7 +116,6 @@ def remove_partial_files(root: Path) -> list[Path]:
     return removed
 
 
-
 class FolderLock:
     """An advisory lock (``flock``) on the file ``path``, held while a run writes into its
     folder: a second run asking for it is told who holds it. The operating system drops the
@@ -148,7 +147,9 @@ class FolderLock:
                 return holder or "another process"
             except OSError as err:
                 os.close(fd)
-                log.warning("could not lock %s (%s): a second run into this folder would not be stopped", self.path, err)
+                log.warning(
+                    "could not lock %s (%s): a second run into this folder would not be stopped", self.path, err
+                )
                 return None
             try:  # its holder may have removed the file between our open and flock: lock the new one
                 current = os.stat(self.path).st_ino

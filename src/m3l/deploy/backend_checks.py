@@ -45,7 +45,9 @@ def unrepresentative(x: torch.Tensor, side: int) -> str:
     return ""
 
 
-def compare(precision: str, out: torch.Tensor, reference: torch.Tensor, min_psnr: float, tolerance: float) -> tuple[str, str]:
+def compare(
+    precision: str, out: torch.Tensor, reference: torch.Tensor, min_psnr: float, tolerance: float
+) -> tuple[str, str]:
     """What ``out`` shows against the eager fp32 ``reference``, and why it fails ("" when it
     holds): bf16 and int8 to ``min_psnr`` dB PSNR (on [0, 1]), fp32 to ``tolerance`` max |diff|."""
     if out.shape != reference.shape:

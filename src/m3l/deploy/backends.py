@@ -95,13 +95,19 @@ RUNS = {"eager": ("fp32", "bf16"), "compile": ("fp32", "bf16"), "onnx": ("fp32",
 def check_choice(backend: str, precision: str) -> None:
     """Refuse an unknown ``backend=`` or ``precision=`` value, naming the accepted ones."""
     if backend not in BACKENDS:
-        raise ConfigError(f"backend={backend!r} is not a backend; use one of: {', '.join(BACKENDS)} (auto picks the fastest).")
+        raise ConfigError(
+            f"backend={backend!r} is not a backend; use one of: {', '.join(BACKENDS)} (auto picks the fastest)."
+        )
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not a precision; use one of: {', '.join(PRECISIONS)}.")
     if backend == "onnx" and precision == "bf16":
-        raise ConfigError("precision=bf16 runs on PyTorch: use backend=eager, compile or auto with it (ONNX Runtime runs fp32 or int8 here).")
+        raise ConfigError(
+            "precision=bf16 runs on PyTorch: use backend=eager, compile or auto with it (ONNX Runtime runs fp32 or int8 here)."
+        )
     if precision == "int8" and backend not in ("onnx", "auto"):
-        raise ConfigError(f"precision=int8 runs on ONNX Runtime: use backend=onnx or auto with it, not backend={backend}.")
+        raise ConfigError(
+            f"precision=int8 runs on ONNX Runtime: use backend=onnx or auto with it, not backend={backend}."
+        )
 
 
 # ---------------------------------------------------------------------------- candidates
@@ -154,9 +160,15 @@ class InferenceBackend:
     """
 
     def __init__(
-        self, module: nn.Module, backend: str = "auto", precision: str = "auto",
-        cache_dir: str | Path | None = None, name: str = "model", config_text: str = "",
-        expected_calls: int | None = None, checkpoint: str | Path | None = None,
+        self,
+        module: nn.Module,
+        backend: str = "auto",
+        precision: str = "auto",
+        cache_dir: str | Path | None = None,
+        name: str = "model",
+        config_text: str = "",
+        expected_calls: int | None = None,
+        checkpoint: str | Path | None = None,
     ) -> None:
         check_choice(backend, precision)
         self.module, self.backend, self.precision = module, backend, precision
@@ -210,13 +222,21 @@ class InferenceBackend:
             return True  # forced, with its loss measured and warned about at the pick
         probe, probe_cond = self._probe(x, conditions)
         with torch.inference_mode(), no_autocast():
-            check, failed = compare(self.chosen.precision, self.chosen.forward(probe, **probe_cond),
-                                    self.module.forward(probe, **probe_cond), BF16_MIN_PSNR, PARITY_TOLERANCE)
+            check, failed = compare(
+                self.chosen.precision,
+                self.chosen.forward(probe, **probe_cond),
+                self.module.forward(probe, **probe_cond),
+                BF16_MIN_PSNR,
+                PARITY_TOLERANCE,
+            )
         if not failed:
             return True
         dropped, self.chosen = self.chosen, Candidate("eager", "fp32 as is", forward=self.module.forward)
-        self._say(f"{dropped.words} failed the check on call {self.calls} after the pick ({failed}): "
-                  "that input recomputed, and eager PyTorch fp32 for the rest of the run", warn=True)
+        self._say(
+            f"{dropped.words} failed the check on call {self.calls} after the pick ({failed}): "
+            "that input recomputed, and eager PyTorch fp32 for the rest of the run",
+            warn=True,
+        )
         return False
 
     # -- what to try ---------------------------------------------------------------------
@@ -234,14 +254,19 @@ class InferenceBackend:
 
             self.spec = describe(self.module, self.name)
         except Exception as err:  # noqa: BLE001 - not a restoration module: eager as it is
-            return [], f"{type(self.module).__name__} is not a restoration module m3l can export: {str(err).split('. ')[0]}"
+            return (
+                [],
+                f"{type(self.module).__name__} is not a restoration module m3l can export: {str(err).split('. ')[0]}",
+            )
         notes = []
         precisions = ["fp32", "bf16", "int8"] if self.precision == "auto" else [self.precision]
         for precision, has_units in (("bf16", cpu_has_bf16), ("int8", cpu_has_int8)):
             if self.precision == "auto" and not has_units():
                 precisions.remove(precision)
                 notes.append(f"no {precision} units on this CPU")
-        backends = {"auto": ["onnx", "eager"], "eager": ["eager"], "compile": ["compile"], "onnx": ["onnx"]}[self.backend]
+        backends = {"auto": ["onnx", "eager"], "eager": ["eager"], "compile": ["compile"], "onnx": ["onnx"]}[
+            self.backend
+        ]
         if "onnx" in backends:
             missing = onnx_unavailable()
             if missing:
@@ -277,7 +302,10 @@ class InferenceBackend:
         estimate = self.reference_seconds * x.numel() / probe.numel() * self.expected_calls
         if estimate < ONNX_EXPORT_WORTH_S and not any(p.is_file() for p in self._onnx_places()):
             dropped = [c for c in plan if c.backend == "onnx"]
-            return dropped, f"ONNX Runtime, not worth an export for a job of about {estimate:.0f} s (backend=onnx to force)"
+            return (
+                dropped,
+                f"ONNX Runtime, not worth an export for a job of about {estimate:.0f} s (backend=onnx to force)",
+            )
         if estimate < INT8_WORTH_S and self.precision == "auto":
             dropped = [c for c in plan if c.precision == "int8"]
             return dropped, f"int8, not worth quantizing for a job of about {estimate:.0f} s (precision=int8 to force)"
@@ -292,8 +320,12 @@ class InferenceBackend:
                 if rebuild:
                     raise
                 first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-                log.warning("the cached ONNX export %s cannot be loaded (%s: %s); exporting it again",
-                            self._onnx_path, type(err).__name__, first)
+                log.warning(
+                    "the cached ONNX export %s cannot be loaded (%s: %s); exporting it again",
+                    self._onnx_path,
+                    type(err).__name__,
+                    first,
+                )
                 self._onnx_path = onnx_artifact(self.module, self._onnx_places(), self.name, rebuild=True)
                 return self._onnx_candidate(candidate)
         dtype = torch.bfloat16 if candidate.precision == "bf16" else torch.float32
@@ -317,10 +349,15 @@ class InferenceBackend:
         # the faster of the two: other work on the machine only ever adds time
         return out, min(first, time.perf_counter() - start)
 
-    def _probe(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _probe(
+        self, x: torch.Tensor, conditions: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         multiple = int(getattr(self.spec, "pad_multiple", 1) or 1)
         h, w = x.shape[-2:]
-        ph, pw = max(multiple, min(h, PROBE_SIDE) // multiple * multiple), max(multiple, min(w, PROBE_SIDE) // multiple * multiple)
+        ph, pw = (
+            max(multiple, min(h, PROBE_SIDE) // multiple * multiple),
+            max(multiple, min(w, PROBE_SIDE) // multiple * multiple),
+        )
         return x[:1, ..., :ph, :pw].contiguous(), {k: v[:1] for k, v in conditions.items()}
 
     def select(self, x: torch.Tensor, conditions: dict[str, torch.Tensor]) -> Candidate:
@@ -351,7 +388,9 @@ class InferenceBackend:
                     candidate.forward = self._build(candidate, rebuild)
                     out, candidate.seconds = self._timed(candidate.forward, probe, probe_cond)
                 except Exception as err:  # noqa: BLE001 - an exporter/compiler failure: try the next
-                    candidate.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                    candidate.failed = (
+                        f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                    )
                     break
                 candidate.check = self._check(candidate, out, reference)
                 if not candidate.failed or candidate.backend != "onnx" or candidate.precision != "fp32":
@@ -365,18 +404,24 @@ class InferenceBackend:
         if not faster:
             self.chosen = eager
             tried = "; ".join(
-                f"{c.words} "
-                f"{'refused: ' + c.failed if c.failed else self._speed(c) + ' as fast'}" for c in plan
+                f"{c.words} {'refused: ' + c.failed if c.failed else self._speed(c) + ' as fast'}" for c in plan
             )
-            why = ("no other way ran at least " f"{AUTO_MIN_SPEEDUP}x as fast on a crop of the first input"
-                   if good else "every other way failed")
-            self._say(f"eager PyTorch fp32 runs the net as it is: {why} (tried: {tried})."
-                      f"{' Not tried: ' + note + '.' if note else ''}", warn=self._forced)
+            why = (
+                f"no other way ran at least {AUTO_MIN_SPEEDUP}x as fast on a crop of the first input"
+                if good
+                else "every other way failed"
+            )
+            self._say(
+                f"eager PyTorch fp32 runs the net as it is: {why} (tried: {tried})."
+                f"{' Not tried: ' + note + '.' if note else ''}",
+                warn=self._forced,
+            )
             return eager
         self.chosen = min(faster, key=lambda c: c.seconds)
         others = "; ".join(
             f"{c.words} {f'refused: {c.failed}' if c.failed else f'{self._speed(c)} as fast'}"
-            for c in plan if c is not self.chosen
+            for c in plan
+            if c is not self.chosen
         )
         where = f" The export: {self._onnx_path}." if self.chosen.backend == "onnx" else ""
         self._say(
@@ -393,8 +438,12 @@ class InferenceBackend:
         """Whether ``out`` reproduces ``reference``; sets ``candidate.failed`` when not."""
         check, failed = compare(candidate.precision, out, reference, BF16_MIN_PSNR, PARITY_TOLERANCE)
         if failed and check.startswith("PSNR") and self.precision == candidate.precision:
-            log.warning("precision=%s: the output is at %s (below %.0f dB); used as forced",
-                        candidate.precision, check, BF16_MIN_PSNR)
+            log.warning(
+                "precision=%s: the output is at %s (below %.0f dB); used as forced",
+                candidate.precision,
+                check,
+                BF16_MIN_PSNR,
+            )
         else:
             candidate.failed = failed
         return check

@@ -121,8 +121,12 @@ def export_model(
         **asdict(spec),
         "m3l_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
-        "parity": {"max_abs_diff": diff, "tolerance": tolerance, "sizes": [list(map(int, s)) for s in sizes],
-                   "batch_sizes": [1, 2]},
+        "parity": {
+            "max_abs_diff": diff,
+            "tolerance": tolerance,
+            "sizes": [list(map(int, s)) for s in sizes],
+            "batch_sizes": [1, 2],
+        },
         "export_seconds": round(seconds, 3),
         "sha256": sha256_of(output),
         **(extra_metadata or {}),
@@ -173,8 +177,14 @@ def _export_experiment(experiment: Any) -> Path:
     if any(len(s) != 2 or min(s) < 1 for s in sizes):
         raise ExportError(f"parity.sizes must be [height, width] pairs of positive sizes, got {sizes}.")
     return export_model(
-        experiment.net, output_path, fmt=fmt, name=str(cfg.name),
-        tolerance=tolerance, sizes=sizes,
-        overwrite=bool(cfg.get("overwrite", False)), opset=cfg.get("opset"), tiling=tiling,
+        experiment.net,
+        output_path,
+        fmt=fmt,
+        name=str(cfg.name),
+        tolerance=tolerance,
+        sizes=sizes,
+        overwrite=bool(cfg.get("overwrite", False)),
+        opset=cfg.get("opset"),
+        tiling=tiling,
         extra_metadata={"checkpoint": str(checkpoint)},
     )

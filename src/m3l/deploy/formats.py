@@ -36,8 +36,11 @@ def _dynamic_shapes(spec: ExportSpec) -> tuple[Any, ...]:
 
 def _example(spec: ExportSpec) -> tuple[torch.Tensor, ...]:
     side = max(64, 4 * spec.pad_multiple)
-    shape = (2, spec.temporal_window, spec.channels, side, side + spec.pad_multiple) if spec.temporal_window else (
-        2, spec.channels, side, side + spec.pad_multiple)
+    shape = (
+        (2, spec.temporal_window, spec.channels, side, side + spec.pad_multiple)
+        if spec.temporal_window
+        else (2, spec.channels, side, side + spec.pad_multiple)
+    )
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     return (x, *(torch.full((2,), 25.0 / 255.0) for _ in spec.conditions))
 
@@ -83,8 +86,10 @@ def _missing_export_extra() -> list[str]:
 
 
 def export_extra_hint(missing: Sequence[str]) -> str:
-    return (f"format=onnx needs {', '.join(missing)}, which the `export` extra installs: pip install \"m3l[export]\" "
-            "(in a checkout: pip install -e \".[export]\"). Or export with format=pt2 or torchscript, which need torch only.")
+    return (
+        f'format=onnx needs {", ".join(missing)}, which the `export` extra installs: pip install "m3l[export]" '
+        '(in a checkout: pip install -e ".[export]"). Or export with format=pt2 or torchscript, which need torch only.'
+    )
 
 
 def _save_onnx(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opset: int | None) -> None:
@@ -100,8 +105,14 @@ def _save_onnx(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opset: int 
         with warnings.catch_warnings(), tool_logs_to_file():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                wrapper, _example(spec), dynamo=True, dynamic_shapes=_dynamic_shapes(spec),
-                input_names=input_names(spec), output_names=list(spec.outputs), verbose=False, **kwargs,
+                wrapper,
+                _example(spec),
+                dynamo=True,
+                dynamic_shapes=_dynamic_shapes(spec),
+                input_names=input_names(spec),
+                output_names=list(spec.outputs),
+                verbose=False,
+                **kwargs,
             )
     finally:
         registration.setLevel(level)
@@ -132,7 +143,9 @@ def _save_torchscript(wrapper: ExportWrapper, spec: ExportSpec, path: Path, opse
 
 
 SAVERS: dict[str, Callable[[ExportWrapper, ExportSpec, Path, int | None], None]] = {
-    "onnx": _save_onnx, "pt2": _save_pt2, "torchscript": _save_torchscript,
+    "onnx": _save_onnx,
+    "pt2": _save_pt2,
+    "torchscript": _save_torchscript,
 }
 
 

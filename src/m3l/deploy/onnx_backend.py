@@ -77,7 +77,9 @@ def onnx_artifact(module: nn.Module, places: list[Path], name: str, rebuild: boo
         if not _writable(path.parent):
             continue
         try:
-            export_model(module, path, fmt="onnx", name=name, sizes=((64, 64), (75, 123)), overwrite=rebuild and path == found)
+            export_model(
+                module, path, fmt="onnx", name=name, sizes=((64, 64), (75, 123)), overwrite=rebuild and path == found
+            )
         except ExportError:
             if path.is_file():  # another process made it in the meantime
                 return path
@@ -88,7 +90,9 @@ def onnx_artifact(module: nn.Module, places: list[Path], name: str, rebuild: boo
         log.info("exported %s to ONNX in %.1f s (cached: %s)", name, time.perf_counter() - start, path)
         remove_stale_exports(path)
         return path
-    raise OSError(f"no writable place for the ONNX export of {name} (tried {', '.join(str(p.parent) for p in places)})") from last_error
+    raise OSError(
+        f"no writable place for the ONNX export of {name} (tried {', '.join(str(p.parent) for p in places)})"
+    ) from last_error
 
 
 def cached_export_damage(path: Path) -> str:
@@ -126,7 +130,7 @@ def remove_stale_exports(export: Path) -> list[Path]:
     written = checkpoint.stat().st_mtime
     removed = []
     for old in export.parent.glob(f"{glob.escape(checkpoint.name)}.*.onnx"):
-        if old == export or not re.fullmatch(r"[0-9a-f]{16}", old.name[len(checkpoint.name) + 1:-5]):
+        if old == export or not re.fullmatch(r"[0-9a-f]{16}", old.name[len(checkpoint.name) + 1 : -5]):
             continue
         try:
             if old.stat().st_mtime >= written:
@@ -137,8 +141,12 @@ def remove_stale_exports(export: Path) -> list[Path]:
             continue
         removed.append(old)
     if removed:
-        log.info("removed %d stale ONNX export(s) of an earlier %s: %s", len(removed), checkpoint.name,
-                 ", ".join(p.name for p in removed))
+        log.info(
+            "removed %d stale ONNX export(s) of an earlier %s: %s",
+            len(removed),
+            checkpoint.name,
+            ", ".join(p.name for p in removed),
+        )
     return removed
 
 
@@ -167,7 +175,11 @@ def quantize_int8(path: Path, feeds: list[dict[str, Any]]) -> bytes:
 
     import onnx
     from onnxruntime.quantization import (
-        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
     )
 
     class Feeds(CalibrationDataReader):
@@ -185,8 +197,13 @@ def quantize_int8(path: Path, feeds: list[dict[str, Any]]) -> bytes:
         with tempfile.TemporaryDirectory(prefix="m3l-int8-") as tmp:
             out = Path(tmp) / "int8.onnx"
             quantize_static(
-                str(path), str(out), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(path),
+                str(out),
+                Feeds(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
                 nodes_to_exclude=[convs[0], convs[-1]] if len(convs) >= 3 else [],
                 calibrate_method=CalibrationMethod.MinMax,
             )
@@ -200,7 +217,10 @@ def onnx_forward(session: Any, conditions: tuple[str, ...]) -> Callable[..., tor
     names = [i.name for i in session.get_inputs()]
 
     def forward(x: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
-        arrays = [x.detach().float().contiguous().numpy(), *(cond[c].detach().float().contiguous().numpy() for c in conditions)]
+        arrays = [
+            x.detach().float().contiguous().numpy(),
+            *(cond[c].detach().float().contiguous().numpy() for c in conditions),
+        ]
         return torch.from_numpy(session.run(None, dict(zip(names, arrays)))[0])
 
     return forward

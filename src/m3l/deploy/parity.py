@@ -68,8 +68,11 @@ def _reference(module: nn.Module, spec: ExportSpec, case: tuple[torch.Tensor, ..
 
 
 def check_parity(
-    module: nn.Module, spec: ExportSpec, run: Callable[..., list[np.ndarray]],
-    sizes: Sequence[Sequence[int]], batch_sizes: Sequence[int] = (1, 2),
+    module: nn.Module,
+    spec: ExportSpec,
+    run: Callable[..., list[np.ndarray]],
+    sizes: Sequence[Sequence[int]],
+    batch_sizes: Sequence[int] = (1, 2),
 ) -> float:
     """Largest absolute difference between ``run`` and the eager model over real inputs."""
     worst = 0.0

@@ -161,8 +161,10 @@ def temp_file_beside(path: str | os.PathLike[str], suffix: str = "") -> tuple[in
 
 
 def check_output_paths(
-    inputs: Iterable[str | os.PathLike[str]], root: str | os.PathLike[str],
-    outputs: Iterable[str | os.PathLike[str]] = (), allow_inside_input: bool = False,
+    inputs: Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str],
+    outputs: Iterable[str | os.PathLike[str]] = (),
+    allow_inside_input: bool = False,
 ) -> None:
     """The one rule of ``correct`` and of the runtime on where outputs may go.
 
@@ -181,8 +183,8 @@ def check_output_paths(
         for source in sources:
             if not source.is_dir() and root_real == source.resolve().parent:
                 raise OutputPathError(
-                    f"the output folder {root} is the folder of the input file {source}: outputs and failures.tsv "
-                    "would land among your files. Pick another output folder (a new one beside the file is fine)."
+                    f"the output folder {root} is the input folder of {source} (the file's own folder): outputs and "
+                    "failures.tsv would land among your files. Pick another output folder (a new one beside the file is fine)."
                 )
         for source, tree in trees:
             if root_real == tree or tree in root_real.parents:
@@ -195,13 +197,17 @@ def check_output_paths(
     for out in outputs:
         real = Path(out).expanduser().resolve()
         if real in files:
-            raise OutputPathError(f"the output {out} is the input file {real}; it would be replaced. "
-                                  "Pick an output folder outside the input folder.")
+            raise OutputPathError(
+                f"the output {out} is the input file {real}; it would be replaced. "
+                "Pick an output folder outside the input folder."
+            )
         if not allow_inside_input:
             for source, tree in trees:
                 if tree in real.parents:
-                    raise OutputPathError(f"the output {out} would be written inside the input folder {tree} "
-                                          f"(input: {source}); pick an output folder outside it.")
+                    raise OutputPathError(
+                        f"the output {out} would be written inside the input folder {tree} "
+                        f"(input: {source}); pick an output folder outside it."
+                    )
 
 
 FAILURES_FILENAME = "failures.tsv"
@@ -238,7 +244,9 @@ def format_failures(failures: Iterable[tuple[str, str]]) -> bytes:
     return buffer.getvalue().encode("utf-8", "surrogateescape")
 
 
-def write_failures_file(root: str | os.PathLike[str], failures: Sequence[tuple[str, str]], name: str = FAILURES_FILENAME) -> Path | None:
+def write_failures_file(
+    root: str | os.PathLike[str], failures: Sequence[tuple[str, str]], name: str = FAILURES_FILENAME
+) -> Path | None:
     """Write :func:`format_failures` to ``root/name`` atomically (temp file and rename) and
     return its path; when it cannot be written (a full disk, a read-only folder), log the whole
     list instead, with the reason, and return None. The one writer of ``correct`` and the runtime."""
@@ -254,9 +262,15 @@ def write_failures_file(root: str | os.PathLike[str], failures: Sequence[tuple[s
     except OSError as exc:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        listing = format_failures(failures).decode("utf-8", "backslashreplace").replace("\n", "\n  ")  # any log takes it
-        log.error("could not write the list of failures to %s (%s); here it is:\n  %s",
-                  target, exc.strerror or exc, listing.rstrip())
+        listing = (
+            format_failures(failures).decode("utf-8", "backslashreplace").replace("\n", "\n  ")
+        )  # any log takes it
+        log.error(
+            "could not write the list of failures to %s (%s); here it is:\n  %s",
+            target,
+            exc.strerror or exc,
+            listing.rstrip(),
+        )
         return None
 
 
@@ -273,7 +287,8 @@ def estimate_noise_sigma(x: np.ndarray) -> float:
     if x.ndim != 3 or x.shape[1] < 8 or x.shape[2] < 8:
         raise RuntimeInputError(
             f"the noise level is estimated on images of at least 8x8 pixels, got {'x'.join(map(str, x.shape[1:]))}; "
-            "pass --sigma (0-255 scale) for tiny images.")
+            "pass --sigma (0-255 scale) for tiny images."
+        )
     g = np.asarray(_DB2_HIGH, dtype=np.float64)[::-1]
     kernel = g[:, None] * g[None, :]
     sigmas = []
@@ -349,8 +364,13 @@ def _profiles(starts: list[int], size: int, overlap: int, blend: str) -> list[np
 
 
 def tiled(
-    fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, multiple: int = 1, tile_size: int = 512,
-    overlap: int = 32, batch_size: int = 4, blend: str = "gaussian",
+    fn: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    multiple: int = 1,
+    tile_size: int = 512,
+    overlap: int = 32,
+    batch_size: int = 4,
+    blend: str = "gaussian",
 ) -> np.ndarray:
     """:class:`m3l.models.tiling.TiledPredictor` on numpy: ``x`` is ``(C, H, W)`` or
     ``(T, C, H, W)``; ``fn`` maps a batch of padded tiles to ``(N, C, h, w)``."""
@@ -505,7 +525,9 @@ class ExportedModel:
             conditions = {**conditions, "sigma": estimate_noise_sigma(frame)}
         return conditions
 
-    def restore(self, x: np.ndarray, output: str | None = None, tiling: dict[str, Any] | None = None, **conditions: float) -> np.ndarray:
+    def restore(
+        self, x: np.ndarray, output: str | None = None, tiling: dict[str, Any] | None = None, **conditions: float
+    ) -> np.ndarray:
         """Restore one image ``(C, H, W)`` (or window ``(T, C, H, W)``) on [0, 1], tiled like
         ``correct``; ``output`` picks a head of a multi-task model (the first by default)."""
         index = self.outputs.index(output) if output else 0
@@ -527,14 +549,27 @@ _METADATA_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
     "pad_multiple": (1, lambda v: type(v) is int and v >= 1, "a whole number >= 1"),
     "temporal_window": (None, lambda v: v is None or (type(v) is int and v >= 1), "null or a whole number >= 1"),
     "conditions": ([], lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of names"),
-    "outputs": (["output"], lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
-                "a non-empty list of names"),
-    "tiling": (None, lambda v: v is None or (isinstance(v, dict) and all(
-        type(v.get(k, 1)) is int and v.get(k, 1) >= 0 for k in ("tile_size", "overlap", "batch_size"))),
-        "null or an object of whole numbers (tile_size, overlap, batch_size)"),
-    "sha256": (None, lambda v: v is None or (isinstance(v, str) and len(v) == 64
-                                            and all(c in "0123456789abcdefABCDEF" for c in v)),
-               "the artifact's sha256 as 64 hex digits"),
+    "outputs": (
+        ["output"],
+        lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
+        "a non-empty list of names",
+    ),
+    "tiling": (
+        None,
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, dict)
+                and all(type(v.get(k, 1)) is int and v.get(k, 1) >= 0 for k in ("tile_size", "overlap", "batch_size"))
+            )
+        ),
+        "null or an object of whole numbers (tile_size, overlap, batch_size)",
+    ),
+    "sha256": (
+        None,
+        lambda v: v is None or (isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v)),
+        "the artifact's sha256 as 64 hex digits",
+    ),
 }
 
 
@@ -548,14 +583,16 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
         raise RuntimeInputError(f"{meta_file} is not valid JSON ({exc}). {again}") from exc
     if not isinstance(meta, dict):
         raise RuntimeInputError(
-            f"{meta_file} holds a JSON {type(meta).__name__}, not the object of metadata the export writes. {again}")
+            f"{meta_file} holds a JSON {type(meta).__name__}, not the object of metadata the export writes. {again}"
+        )
     if "format" not in meta:
-        raise RuntimeInputError(f"{meta_file} has no \"format\" key (onnx, pt2 or torchscript). {again}")
+        raise RuntimeInputError(f'{meta_file} has no "format" key (onnx, pt2 or torchscript). {again}')
     for key, (default, test, expected) in _METADATA_KEYS.items():
         meta.setdefault(key, default)
         if not test(meta[key]):
             raise RuntimeInputError(
-                f"{meta_file}: \"{key}\" must be {expected}, got {json.dumps(meta[key])[:80]}. {again}")
+                f'{meta_file}: "{key}" must be {expected}, got {json.dumps(meta[key])[:80]}. {again}'
+            )
     return meta
 
 
@@ -573,8 +610,10 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 def _unloadable(path: Path, kind: str, exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return (f"{path}: not a loadable {kind} model ({type(exc).__name__}: {first[:200]}); the file may be "
-            "damaged or cut short. Export it again (python -m m3l.run.export).")
+    return (
+        f"{path}: not a loadable {kind} model ({type(exc).__name__}: {first[:200]}); the file may be "
+        "damaged or cut short. Export it again (python -m m3l.run.export)."
+    )
 
 
 # ---------------------------------------------------------------------------- files
@@ -601,8 +640,11 @@ def read_image(path: Path, channels: int) -> tuple[np.ndarray, dict[str, Any]]:
         detail = str(exc).replace(repr(str(path)), "it").replace(str(path), "it")  # the path once, in front
         raise RuntimeInputError(f"{path}: not a readable image ({type(exc).__name__}: {detail})") from exc
     if array.shape[0] != channels:
-        array = np.repeat(array, 3, axis=0) if channels == 3 else (
-            0.299 * array[0:1] + 0.587 * array[1:2] + 0.114 * array[2:3])
+        array = (
+            np.repeat(array, 3, axis=0)
+            if channels == 3
+            else (0.299 * array[0:1] + 0.587 * array[1:2] + 0.114 * array[2:3])
+        )
     return np.ascontiguousarray(array, dtype=np.float32), {"mode": mode, "bit_depth": depth, "alpha": alpha}
 
 
@@ -719,7 +761,9 @@ def check_output_writable(root: Path) -> None:
     than after the net ran on every input. (Permission bits alone do not tell: root writes in
     read-only folders.)"""
     if root.exists() and not root.is_dir():
-        raise RuntimeInputError(f"the output folder {root} is an existing file, not a folder; pass a folder (new or existing).")
+        raise RuntimeInputError(
+            f"the output folder {root} is an existing file, not a folder; pass a folder (new or existing)."
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".m3l-write-check-", dir=root)
@@ -728,13 +772,19 @@ def check_output_writable(root: Path) -> None:
     except OSError as exc:
         raise RuntimeInputError(
             f"the output folder {root} cannot be written ({exc.strerror or type(exc).__name__}); pick a folder you can "
-            "write to, or fix its permissions.") from exc
+            "write to, or fix its permissions."
+        ) from exc
 
 
 def correct_path(
-    model: ExportedModel | str | os.PathLike[str], source: str | os.PathLike[str], root_dir: str | os.PathLike[str],
-    format: str | None = "png", overwrite: bool = False, output: str | None = None,
-    tiling: dict[str, Any] | None = None, **conditions: float,
+    model: ExportedModel | str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    root_dir: str | os.PathLike[str],
+    format: str | None = "png",
+    overwrite: bool = False,
+    output: str | None = None,
+    tiling: dict[str, Any] | None = None,
+    **conditions: float,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Correct an image, a video or a folder (recursively) into ``root_dir``.
 
@@ -768,7 +818,7 @@ def correct_path(
 
     def failed(path: Path, exc: BaseException) -> None:
         reason = str(exc)
-        reason = reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason  # the path once
+        reason = reason[len(f"{path}: ") :] if reason.startswith(f"{path}: ") else reason  # the path once
         log.error("%s: %s", path, reason)
         failures.append((str(path), reason))
 
@@ -787,7 +837,10 @@ def correct_path(
     # the next image is decoded and the last ones encoded on threads while the net runs
     # (Pillow works without the GIL); at most one read ahead and WRITES_AHEAD writes wait
     writes: deque[tuple[Path, Future]] = deque()
-    with ThreadPoolExecutor(1, thread_name_prefix="m3l-read") as reader, ThreadPoolExecutor(1, thread_name_prefix="m3l-write") as writer:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="m3l-read") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="m3l-write") as writer,
+    ):
         upcoming = read_ahead(0)
         for k, path in enumerate(files):
             current, upcoming = upcoming, read_ahead(k + 1)
@@ -847,16 +900,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.head and args.head not in model.outputs:
             raise RuntimeInputError(f"--head {args.head}: the model's outputs are {', '.join(model.outputs)}")
         _, failures = correct_path(
-            model, args.input, args.output, format=None if args.format == "keep" else args.format,
-            overwrite=args.overwrite, output=args.head, tiling=tiling, **conditions,
+            model,
+            args.input,
+            args.output,
+            format=None if args.format == "keep" else args.format,
+            overwrite=args.overwrite,
+            output=args.head,
+            tiling=tiling,
+            **conditions,
         )
     except RuntimeInputError as exc:
         print(f"m3l.deploy.runtime: error: {exc}", file=sys.stderr)
         return 2
     if failures:  # each was logged with its reason as it happened: here only the count and the list
         listed = Path(args.output).expanduser() / "failures.tsv"
-        print(f"m3l.deploy.runtime: {len(failures)} input(s) failed, each with its reason above; listed in {listed}",
-              file=sys.stderr)
+        print(
+            f"m3l.deploy.runtime: {len(failures)} input(s) failed, each with its reason above; listed in {listed}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -111,13 +111,18 @@ def _image_forward(module: nn.Module) -> tuple[int, int]:
                 else:
                     if isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(x.shape):
                         return channels, multiple
-                    got = (f"returned shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
-                           else f"returned a {type(out).__name__}, not a tensor")
+                    got = (
+                        f"returned shape {tuple(out.shape)}"
+                        if isinstance(out, torch.Tensor)
+                        else f"returned a {type(out).__name__}, not a tensor"
+                    )
                 tried.append(f"on a {tuple(x.shape)} batch it {got}")
     finally:
         module.train(was_training)
-    raise ExportError(f"{IMAGE_FORWARD}. {type(module).__name__}.forward does not fit: {tried[0]}"
-                      f"{f' (and {len(tried) - 1} other shape(s) tried)' if len(tried) > 1 else ''}.")
+    raise ExportError(
+        f"{IMAGE_FORWARD}. {type(module).__name__}.forward does not fit: {tried[0]}"
+        f"{f' (and {len(tried) - 1} other shape(s) tried)' if len(tried) > 1 else ''}."
+    )
 
 
 def describe(module: nn.Module, name: str, tiling: dict[str, Any] | None = None) -> ExportSpec:
@@ -130,20 +135,37 @@ def describe(module: nn.Module, name: str, tiling: dict[str, Any] | None = None)
         channels = channels or _first_conv_channels(module.backbone)
         multiple = int(getattr(module.backbone, "pad_multiple", 1) or 1)
         return ExportSpec(
-            model=name, net=type(module.backbone).__name__, kind="multitask", layout="NCHW",
-            channels=int(channels or 3), pad_multiple=multiple, outputs=heads, tiling=tiling,
+            model=name,
+            net=type(module.backbone).__name__,
+            kind="multitask",
+            layout="NCHW",
+            channels=int(channels or 3),
+            pad_multiple=multiple,
+            outputs=heads,
+            tiling=tiling,
         )
     if not is_restoration_module(module):
         channels, multiple = _image_forward(module)
-        return ExportSpec(model=name, net=type(module).__name__, kind="image", layout="NCHW", channels=channels,
-                          pad_multiple=multiple, tiling=tiling)
+        return ExportSpec(
+            model=name,
+            net=type(module).__name__,
+            kind="image",
+            layout="NCHW",
+            channels=channels,
+            pad_multiple=multiple,
+            tiling=tiling,
+        )
     net = module.net
     window = getattr(net, "temporal_window", None)
     channels = getattr(module, "in_channels", None) or getattr(net, "in_channels", None) or 3
     return ExportSpec(
-        model=name, net=type(net).__name__, kind="video" if window else "image",
-        layout="NTCHW" if window else "NCHW", channels=int(channels),
+        model=name,
+        net=type(net).__name__,
+        kind="video" if window else "image",
+        layout="NTCHW" if window else "NCHW",
+        channels=int(channels),
         pad_multiple=int(getattr(net, "pad_multiple", 1) or 1),
         temporal_window=int(window) if window else None,
-        conditions=list(getattr(net, "conditions", ()) or ()), tiling=tiling,
+        conditions=list(getattr(net, "conditions", ()) or ()),
+        tiling=tiling,
     )

@@ -97,57 +97,68 @@ CHECK_SETUP = (
     "2-core machine shared with another developer (load average 3-5)."
 )
 CHECKS = {
-    "ffdnet_color_blind": "\n".join([
-        "## Held-out check (issue 25: the zoo does no harm)", "",
-        CHECK_SETUP + " `ffdnet_color`: the authors' weights with the sigma m3l estimates per file.", "",
-        "| sigma | noisy input | this model | gain | per photo | `ffdnet_color` (estimated sigma) | this model - `ffdnet_color` |",
-        "|---:|---:|---:|---:|---|---:|---:|",
-        "| 5 | 34.19 | 33.35 | **-0.84** | -6.76 to +9.74 | 42.78 | -9.44 |",
-        "| 10 | 28.23 | 32.18 | +3.95 | **-1.02** to +11.90 | 40.29 | -8.12 |",
-        "| 15 | 24.76 | 31.09 | +6.33 | +2.11 to +12.37 | 38.66 | -7.57 |",
-        "| 25 | 20.41 | 29.20 | +8.78 | +5.60 to +12.70 | 36.18 | -6.98 |",
-        "| 50 | 14.87 | 25.27 | +10.41 | +8.60 to +12.31 | 31.03 | -5.76 |",
-        "| 55 | 14.17 | 24.60 | +10.42 | +8.77 to +12.12 | 29.89 | -5.29 |",
-        "", "A clean photo (sigma 0) comes out at 33.85 dB (`ffdnet_color`: 53.00 dB).", "",
-        "Speed, seconds per megapixel of color photos with noise of sigma 25 (same machine and date, one thread):",
-        "",
-        "| measure | this model | `ffdnet_color` (estimated sigma) | ratio |",
-        "|---|---:|---:|---:|",
-        "| in process, `restore` of one 640x400 photo, median of 7 | 2.73 | 3.46 | 0.79 |",
-        "| in process, a second run, median of 5 | 2.22 | 2.75 | 0.81 |",
-        "| the same run, `ffdnet_color` with its 10 batch-norm layers folded into the convolutions | 2.22 | 2.25 | 0.99 |",
-        "| `correct` loop, 8 photos of 640x400 (2.05 MP), `backend=auto`: three runs, median of 3 each | 2.01-2.92 | 3.37-5.28 | 0.50-0.84 |",
-        "| `correct` loop, the same photos, `backend=eager`, median of 3 | 2.85 | 3.28 | 0.87 |",
-        "",
-        "The noise-level estimate costs 0.065 s/MP (2% of `ffdnet_color`'s time); `backend=auto` runs this model "
-        "as a `channels_last` copy (1.4-1.65x faster than plain eager PyTorch on the first input) but not "
-        "`ffdnet_color` (1.1x there, under its 1.25x bar), which widens the gap through `correct`.",
-    ]),
-    "qgac": "\n".join([
-        "## Held-out check (issue 25: the zoo does no harm)", "",
-        CHECK_SETUP + " Saved as real JPEG files by libjpeg through Pillow (`save(quality=q)`: colour 4:2:0, and gray "
-        "versions). JPEG input: the file as libjpeg decodes it for a viewer (Pillow, fancy chroma upsampling); plain "
-        "decode: m3l's exact decode of the same coefficients with plain chroma upsampling, QGAC's starting point.", "",
-        "| image | quality | JPEG input | plain decode | this model | model - input | per photo | model - plain decode |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
-        "| color 4:2:0 | 10 | 28.69 | 28.52 | 28.60 | -0.09 | -0.41 to +0.25 | +0.08 |",
-        "| color 4:2:0 | 20 | 31.78 | 31.59 | 31.61 | -0.17 | -0.46 to -0.00 | +0.02 |",
-        "| color 4:2:0 | 30 | 33.07 | 32.84 | 33.02 | -0.05 | -0.51 to +0.54 | +0.18 |",
-        "| color 4:2:0 | 40 | 34.10 | 33.85 | 34.02 | -0.08 | -0.57 to +0.50 | +0.17 |",
-        "| color 4:2:0 | 50 | 34.96 | 34.68 | 34.79 | -0.17 | -0.69 to +0.23 | +0.11 |",
-        "| color 4:2:0 | 70 | 36.82 | 36.41 | 36.49 | -0.33 | -0.98 to +0.04 | +0.07 |",
-        "| color 4:2:0 | 90 | 40.23 | 39.62 | 39.73 | -0.50 | -1.49 to +0.21 | +0.11 |",
-        "| gray | 10 | 31.19 | 31.19 | 31.19 | -0.00 | -0.01 to +0.00 | -0.00 |",
-        "| gray | 20 | 34.22 | 34.22 | 34.22 | -0.01 | -0.02 to +0.00 | -0.01 |",
-        "| gray | 30 | 35.80 | 35.80 | 35.79 | -0.01 | -0.03 to +0.00 | -0.01 |",
-        "| gray | 40 | 36.92 | 36.92 | 36.92 | +0.00 | -0.00 to +0.01 | +0.00 |",
-        "| gray | 50 | 37.93 | 37.93 | 37.93 | -0.00 | -0.01 to -0.00 | -0.00 |",
-        "| gray | 70 | 40.12 | 40.12 | 40.11 | -0.00 | -0.02 to +0.00 | -0.00 |",
-        "| gray | 90 | 44.81 | 44.81 | 44.79 | -0.02 | -0.05 to -0.00 | -0.02 |",
-        "",
-        "The zoo's regression guard (`tests/e2e/test_zoo_guard.py`) holds these weights to what is true: no harm "
-        "beyond 0.5 dB against the JPEG input (quality 20, two crops of scikit-image photos: -0.13 and -0.22 dB).",
-    ]),
+    "ffdnet_color_blind": "\n".join(
+        [
+            "## Held-out check (issue 25: the zoo does no harm)",
+            "",
+            CHECK_SETUP + " `ffdnet_color`: the authors' weights with the sigma m3l estimates per file.",
+            "",
+            "| sigma | noisy input | this model | gain | per photo | `ffdnet_color` (estimated sigma) | this model - `ffdnet_color` |",
+            "|---:|---:|---:|---:|---|---:|---:|",
+            "| 5 | 34.19 | 33.35 | **-0.84** | -6.76 to +9.74 | 42.78 | -9.44 |",
+            "| 10 | 28.23 | 32.18 | +3.95 | **-1.02** to +11.90 | 40.29 | -8.12 |",
+            "| 15 | 24.76 | 31.09 | +6.33 | +2.11 to +12.37 | 38.66 | -7.57 |",
+            "| 25 | 20.41 | 29.20 | +8.78 | +5.60 to +12.70 | 36.18 | -6.98 |",
+            "| 50 | 14.87 | 25.27 | +10.41 | +8.60 to +12.31 | 31.03 | -5.76 |",
+            "| 55 | 14.17 | 24.60 | +10.42 | +8.77 to +12.12 | 29.89 | -5.29 |",
+            "",
+            "A clean photo (sigma 0) comes out at 33.85 dB (`ffdnet_color`: 53.00 dB).",
+            "",
+            "Speed, seconds per megapixel of color photos with noise of sigma 25 (same machine and date, one thread):",
+            "",
+            "| measure | this model | `ffdnet_color` (estimated sigma) | ratio |",
+            "|---|---:|---:|---:|",
+            "| in process, `restore` of one 640x400 photo, median of 7 | 2.73 | 3.46 | 0.79 |",
+            "| in process, a second run, median of 5 | 2.22 | 2.75 | 0.81 |",
+            "| the same run, `ffdnet_color` with its 10 batch-norm layers folded into the convolutions | 2.22 | 2.25 | 0.99 |",
+            "| `correct` loop, 8 photos of 640x400 (2.05 MP), `backend=auto`: three runs, median of 3 each | 2.01-2.92 | 3.37-5.28 | 0.50-0.84 |",
+            "| `correct` loop, the same photos, `backend=eager`, median of 3 | 2.85 | 3.28 | 0.87 |",
+            "",
+            "The noise-level estimate costs 0.065 s/MP (2% of `ffdnet_color`'s time); `backend=auto` runs this model "
+            "as a `channels_last` copy (1.4-1.65x faster than plain eager PyTorch on the first input) but not "
+            "`ffdnet_color` (1.1x there, under its 1.25x bar), which widens the gap through `correct`.",
+        ]
+    ),
+    "qgac": "\n".join(
+        [
+            "## Held-out check (issue 25: the zoo does no harm)",
+            "",
+            CHECK_SETUP
+            + " Saved as real JPEG files by libjpeg through Pillow (`save(quality=q)`: colour 4:2:0, and gray "
+            "versions). JPEG input: the file as libjpeg decodes it for a viewer (Pillow, fancy chroma upsampling); plain "
+            "decode: m3l's exact decode of the same coefficients with plain chroma upsampling, QGAC's starting point.",
+            "",
+            "| image | quality | JPEG input | plain decode | this model | model - input | per photo | model - plain decode |",
+            "|---|---:|---:|---:|---:|---:|---|---:|",
+            "| color 4:2:0 | 10 | 28.69 | 28.52 | 28.60 | -0.09 | -0.41 to +0.25 | +0.08 |",
+            "| color 4:2:0 | 20 | 31.78 | 31.59 | 31.61 | -0.17 | -0.46 to -0.00 | +0.02 |",
+            "| color 4:2:0 | 30 | 33.07 | 32.84 | 33.02 | -0.05 | -0.51 to +0.54 | +0.18 |",
+            "| color 4:2:0 | 40 | 34.10 | 33.85 | 34.02 | -0.08 | -0.57 to +0.50 | +0.17 |",
+            "| color 4:2:0 | 50 | 34.96 | 34.68 | 34.79 | -0.17 | -0.69 to +0.23 | +0.11 |",
+            "| color 4:2:0 | 70 | 36.82 | 36.41 | 36.49 | -0.33 | -0.98 to +0.04 | +0.07 |",
+            "| color 4:2:0 | 90 | 40.23 | 39.62 | 39.73 | -0.50 | -1.49 to +0.21 | +0.11 |",
+            "| gray | 10 | 31.19 | 31.19 | 31.19 | -0.00 | -0.01 to +0.00 | -0.00 |",
+            "| gray | 20 | 34.22 | 34.22 | 34.22 | -0.01 | -0.02 to +0.00 | -0.01 |",
+            "| gray | 30 | 35.80 | 35.80 | 35.79 | -0.01 | -0.03 to +0.00 | -0.01 |",
+            "| gray | 40 | 36.92 | 36.92 | 36.92 | +0.00 | -0.00 to +0.01 | +0.00 |",
+            "| gray | 50 | 37.93 | 37.93 | 37.93 | -0.00 | -0.01 to -0.00 | -0.00 |",
+            "| gray | 70 | 40.12 | 40.12 | 40.11 | -0.00 | -0.02 to +0.00 | -0.00 |",
+            "| gray | 90 | 44.81 | 44.81 | 44.79 | -0.02 | -0.05 to -0.00 | -0.02 |",
+            "",
+            "The zoo's regression guard (`tests/e2e/test_zoo_guard.py`) holds these weights to what is true: no harm "
+            "beyond 0.5 dB against the JPEG input (quality 20, two crops of scikit-image photos: -0.13 and -0.22 dB).",
+        ]
+    ),
 }
 DATA = (
     "46 real photos (95 MP after box-downscaling; 230 MP in the originals) from Debian's "
@@ -160,7 +171,7 @@ DATA = (
 
 def net_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return {k[len("net."):]: v for k, v in payload["state_dict"].items() if k.startswith("net.")}
+    return {k[len("net.") :]: v for k, v in payload["state_dict"].items() if k.startswith("net.")}
 
 
 def val_psnr(model: str, state: dict[str, torch.Tensor], val_dir: Path) -> float:
@@ -200,13 +211,18 @@ def _val_interval(record: dict) -> str:
 def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | None) -> str:
     photos = record["command"].split("data.train_dir=")[1].split()[0].rsplit("/train", 1)[0]
     lines = [
-        f"# {name}", "",
+        f"# {name}",
+        "",
         f"**{SUMMARIES[name]}.** Model config: `model={name}`; use it with `checkpoint=pretrained`",
         f"(`python -m m3l.run.correct model={name} checkpoint=pretrained data.correct_dir=IN serializer.root_dir=OUT`)",
-        f"or `torch.hub.load(\"PATH/TO/m3l\", \"{name}\", source=\"local\", pretrained=True)`.", "",
-        f"Weights: `{file.name}` ({file.stat().st_size:,} bytes, {dtype}), sha256 `{sha}`. License: MIT, as m3l.", "",
-        STATUS.get(name, ""), "",
-        "## Training", "",
+        f'or `torch.hub.load("PATH/TO/m3l", "{name}", source="local", pretrained=True)`.',
+        "",
+        f"Weights: `{file.name}` ({file.stat().st_size:,} bytes, {dtype}), sha256 `{sha}`. License: MIT, as m3l.",
+        "",
+        STATUS.get(name, ""),
+        "",
+        "## Training",
+        "",
         f"- Data: {DATA}",
         "- Recipe (after `python benchmarks/zoo_photos.py --out PHOTOS`; `benchmarks/train_zoo.py` runs it):",
     ]
@@ -223,7 +239,9 @@ def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | 
     lines += [
         f"- The checkpoint with the best validation PSNR (checked every {_val_interval(record)} steps) is shipped.",
         f"- Machine: {record['machine']}; {MACHINE_NOTE.get(name, MACHINE_NOTE['default'])}; {record['date']}.",
-        "", "## Evaluation", "",
+        "",
+        "## Evaluation",
+        "",
     ]
     rows = [r for r in (zoo or {}).get("rows", []) if r["model"] == name]
     if rows:
@@ -231,11 +249,15 @@ def card(name: str, record: dict, file: Path, sha: str, dtype: str, zoo: dict | 
             f"Held-out real photos (12 photos of Debian's `plasma-workspace-wallpapers`, a source not used in training, "
             f"centre crops {zoo['crop']}x{zoo['crop']}), degraded and corrected through the real `correct` command by "
             f"`benchmarks/quality_zoo.py`; PSNR in dB (0-255, no border crop), mean over photos; {zoo['date']}, {zoo['machine']}.",
-            "", "| task | level | degraded input | this model | baseline | baseline PSNR | model - baseline |", "|---|---|---|---|---|---|---|",
+            "",
+            "| task | level | degraded input | this model | baseline | baseline PSNR | model - baseline |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in rows:
-            lines.append(f"| {r['task']} | {r['level']} | {r['input']:.2f} | {r['output']:.2f} | {r['baseline']} | "
-                         f"{r['baseline_psnr']:.2f} | {r['output'] - r['baseline_psnr']:+.2f} |")
+            lines.append(
+                f"| {r['task']} | {r['level']} | {r['input']:.2f} | {r['output']:.2f} | {r['baseline']} | "
+                f"{r['baseline_psnr']:.2f} | {r['output'] - r['baseline_psnr']:+.2f} |"
+            )
     else:
         lines.append("Run `benchmarks/quality_zoo.py` and this script with `--zoo` to fill this table.")
     if name in CHECKS:
@@ -272,7 +294,9 @@ def main() -> None:
         file.chmod(0o644)
         sha = sha256_of(file)
         dtype = "float16" if use_half else "float32"
-        print(f"{name}: {best[-1].name}, val PSNR fp32 {full:.3f} / fp16 {half:.3f} dB -> {dtype}, {file.stat().st_size:,} bytes")
+        print(
+            f"{name}: {best[-1].name}, val PSNR fp32 {full:.3f} / fp16 {half:.3f} dB -> {dtype}, {file.stat().st_size:,} bytes"
+        )
         # a withdrawal (weights that do harm, see m3l.hub) stays until a person lifts it after measuring
         kept = {k: v for k, v in manifest.get(name, {}).items() if k == "withdrawn"}
         manifest[name] = {"filename": file.name, "sha256": sha, "config": name, "summary": SUMMARIES[name], **kept}

@@ -86,16 +86,12 @@ class WeightedSum(nn.Module):
         elif isinstance(weights, Mapping):
             unknown = set(weights) - set(named)
             if unknown:
-                raise ConfigError(
-                    f"WeightedSum: weights name {sorted(unknown)} but the losses are {sorted(named)}."
-                )
+                raise ConfigError(f"WeightedSum: weights name {sorted(unknown)} but the losses are {sorted(named)}.")
             w = {k: float(weights.get(k, 1.0)) for k in named}
         else:
             weights = list(weights)
             if len(weights) != len(named):
-                raise ConfigError(
-                    f"WeightedSum: expected {len(named)} weights (one per loss), got {len(weights)}."
-                )
+                raise ConfigError(f"WeightedSum: expected {len(named)} weights (one per loss), got {len(weights)}.")
             w = {k: float(v) for k, v in zip(named, weights)}
         self.losses = nn.ModuleDict(named)
         self.weights = w

@@ -39,14 +39,20 @@ _BT601_OFFSET = 16.0 / 255.0
 def rgb_to_y(x: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Luma ``Y`` of RGB ``(..., 3, H, W)`` as ``(..., 1, H, W)``; white maps to 235/255 * range."""
     if x.dim() < 3 or x.shape[-3] != 3:
-        raise ShapeError(f"rgb_to_y expects RGB images (..., 3, H, W), got {tuple(x.shape)}; gray images are already Y.")
+        raise ShapeError(
+            f"rgb_to_y expects RGB images (..., 3, H, W), got {tuple(x.shape)}; gray images are already Y."
+        )
     r, g, b = x.unbind(dim=-3)
     y = _BT601_Y[0] * r + _BT601_Y[1] * g + _BT601_Y[2] * b + _BT601_OFFSET * data_range
     return y.unsqueeze(-3)
 
 
 def _prepare(
-    name: str, pred: torch.Tensor, target: torch.Tensor, data_range: float, crop_border: int,
+    name: str,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float,
+    crop_border: int,
     y_channel: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if pred.shape != target.shape:
@@ -73,7 +79,9 @@ def _prepare(
     if y_channel and pred.shape[1] == 3:
         pred, target = rgb_to_y(pred, data_range), rgb_to_y(target, data_range)
     elif y_channel and pred.shape[1] != 1:
-        raise ShapeError(f"{name}: y_channel needs RGB or gray inputs, got {pred.shape[1]} channels; set y_channel=false.")
+        raise ShapeError(
+            f"{name}: y_channel needs RGB or gray inputs, got {pred.shape[1]} channels; set y_channel=false."
+        )
     return pred, target
 
 
@@ -90,8 +98,12 @@ def _psnr_from_mse(mse: torch.Tensor, data_range: float) -> torch.Tensor:
 
 
 def psnr(
-    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, crop_border: int = 0,
-    y_channel: bool = False, reduction: Reduction = "mean",
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float = 1.0,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, per image then reduced (inf for identical images)."""
     p, t = _prepare("psnr", pred, target, data_range, crop_border, y_channel)
@@ -100,13 +112,19 @@ def psnr(
 
 
 def ssim(
-    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, crop_border: int = 0,
-    y_channel: bool = False, reduction: Reduction = "mean",
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float = 1.0,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004), mean over channels, per image then reduced."""
     p, t = _prepare("ssim", pred, target, data_range, crop_border, y_channel)
     if min(p.shape[-2:]) < 11:
-        raise ShapeError(f"ssim needs images of at least 11x11 (its window), got {tuple(p.shape[-2:])}; use larger crops.")
+        raise ShapeError(
+            f"ssim needs images of at least 11x11 (its window), got {tuple(p.shape[-2:])}; use larger crops."
+        )
     values = structural_similarity_index_measure(p, t, data_range=data_range, reduction="none")
     return _reduce(values.to(pred.dtype), reduction)
 
@@ -147,8 +165,13 @@ def blocking_effect_factor(x: torch.Tensor, block: int = 8) -> torch.Tensor:
 
 
 def psnrb(
-    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, crop_border: int = 0,
-    y_channel: bool = False, reduction: Reduction = "mean", block: int = 8,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float = 1.0,
+    crop_border: int = 0,
+    y_channel: bool = False,
+    reduction: Reduction = "mean",
+    block: int = 8,
 ) -> torch.Tensor:
     """PSNR-B (Yim & Bovik, "Quality Assessment of Deblocked Images", IEEE TIP 20(1), 2011).
 

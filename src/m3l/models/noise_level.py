@@ -33,7 +33,9 @@ def estimate_noise_sigma(x: torch.Tensor) -> torch.Tensor:
         raise ShapeError(f"estimate_noise_sigma expects (B, C, H, W) images, got {tuple(x.shape)}.")
     b, c, h, w = x.shape
     if h < 8 or w < 8:
-        raise ShapeError(f"estimate_noise_sigma needs images of at least 8x8 pixels, got {h}x{w}; give sigma explicitly for tiny images.")
+        raise ShapeError(
+            f"estimate_noise_sigma needs images of at least 8x8 pixels, got {h}x{w}; give sigma explicitly for tiny images."
+        )
     g = torch.tensor(_DB2_HIGH, dtype=torch.float64, device=x.device).flip(0)  # correlation = convolution
     kernel = (g[:, None] * g[None, :]).view(1, 1, 4, 4)
     planes = x.detach().to(torch.float64).reshape(b * c, 1, h, w)

@@ -222,7 +222,8 @@ class RestorationModule(pl.LightningModule):
         if stage == "val" and batch_idx == 0 and self.num_logged_examples:
             k = self.num_logged_examples
             out["examples"] = {
-                "input": _centre_frame(x)[:k].detach(), "output": pred[:k].detach().clamp(0, 1),
+                "input": _centre_frame(x)[:k].detach(),
+                "output": pred[:k].detach().clamp(0, 1),
                 "target": target[:k].detach(),
             }
         return out
@@ -251,9 +252,7 @@ class RestorationModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = (
-            self.optimizer_factory(params) if self.optimizer_factory else torch.optim.Adam(params, lr=1e-3)
-        )
+        optimizer = self.optimizer_factory(params) if self.optimizer_factory else torch.optim.Adam(params, lr=1e-3)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -136,8 +136,7 @@ class TiledPredictor:
             raise ConfigError(f"blend must be 'gaussian', 'linear' or 'none', got {blend!r}.")
         if overlap < 0 or 2 * overlap >= tile_size:
             raise ConfigError(
-                f"TiledPredictor needs 0 <= overlap < tile_size / 2, got overlap={overlap}, "
-                f"tile_size={tile_size}."
+                f"TiledPredictor needs 0 <= overlap < tile_size / 2, got overlap={overlap}, tile_size={tile_size}."
             )
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
@@ -209,9 +208,7 @@ class TiledPredictor:
                     f"tiles of shape {tuple(tiles.shape)}, got {tuple(result.shape)}."
                 )
             if out is None:
-                out = torch.zeros(
-                    (x.shape[0], *result.shape[1:-2], h, w), dtype=result.dtype, device=x.device
-                )
+                out = torch.zeros((x.shape[0], *result.shape[1:-2], h, w), dtype=result.dtype, device=x.device)
             for k, (b, i, j) in enumerate(batch):
                 y0, x0 = ys[i], xs[j]
                 rows, cols = min(th, h - y0), min(tw, w - x0)

@@ -85,10 +85,17 @@ def save_head(
     defaults to the other, and without both to the file's name (``heads/left`` -> ``left``),
     as :func:`save_module` names them. Give ``task=`` for a head of a ``MultiHeadTask``."""
     task = task or head_name or Path(path).with_suffix("").name
-    in_width = next((getattr(head, a) for a in ("in_channels", "in_features") if isinstance(getattr(head, a, None), int)), None)
+    in_width = next(
+        (getattr(head, a) for a in ("in_channels", "in_features") if isinstance(getattr(head, a, None), int)), None
+    )
     card = _card(
-        head, "head", task=task, head=head_name or task, backbone_class=backbone_class,
-        in_channels=in_width, metrics=dict(metrics or {}),
+        head,
+        "head",
+        task=task,
+        head=head_name or task,
+        backbone_class=backbone_class,
+        in_channels=in_width,
+        metrics=dict(metrics or {}),
     )
     return _save(head, Path(path), card)
 
@@ -170,7 +177,9 @@ def load_head(
     return head_module
 
 
-def save_module(module: Any, directory: str | Path, metrics: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Path]:
+def save_module(
+    module: Any, directory: str | Path, metrics: Mapping[str, Mapping[str, float]] | None = None
+) -> dict[str, Path]:
     """Save a MultiTaskModule's backbone and every head under ``directory``.
 
     Returns ``{"backbone": path, "<head>": path, ...}``.
@@ -180,14 +189,20 @@ def save_module(module: Any, directory: str | Path, metrics: Mapping[str, Mappin
     out_channels = _probe_out_channels(module)
     paths = {
         "backbone": save_backbone(
-            module.backbone, directory / "backbone", tasks=[t.name for t in module.tasks],
-            metrics=metrics, out_channels=out_channels,
+            module.backbone,
+            directory / "backbone",
+            tasks=[t.name for t in module.tasks],
+            metrics=metrics,
+            out_channels=out_channels,
         )
     }
     for objective in module.objectives:
         paths[objective.name] = save_head(
-            objective.head, directory / "heads" / objective.name, task=objective.task,
-            head_name=objective.name, backbone_class=_class_path(module.backbone),
+            objective.head,
+            directory / "heads" / objective.name,
+            task=objective.task,
+            head_name=objective.name,
+            backbone_class=_class_path(module.backbone),
             metrics=metrics.get(objective.name, {}),
         )
     return paths
@@ -245,12 +260,17 @@ class SaveArtifacts(L.Callback):
         if not trainer.is_global_zero:
             return
         if directory is None:
-            log.info("artifacts not saved: the trainer has no run directory (give it default_root_dir, "
-                     "or add SaveArtifacts(dirpath=...))")
+            log.info(
+                "artifacts not saved: the trainer has no run directory (give it default_root_dir, "
+                "or add SaveArtifacts(dirpath=...))"
+            )
             return
         if self.dirpath is None and not self.paths and directory.exists() and any(directory.iterdir()):
-            log.warning("artifacts not saved: %s already holds files this run did not write (kept); "
-                        "pass SaveArtifacts(dirpath=...) to choose another folder", directory)
+            log.warning(
+                "artifacts not saved: %s already holds files this run did not write (kept); "
+                "pass SaveArtifacts(dirpath=...) to choose another folder",
+                directory,
+            )
             return
         self.paths = save_module(module, directory, metrics)
         for logger in trainer.loggers:
@@ -279,6 +299,13 @@ def _probe_out_channels(module: Any) -> int | None:
 
 
 __all__ = [
-    "ArtifactError", "SaveArtifacts", "load_backbone", "load_head", "metrics_by_head", "read_card",
-    "save_backbone", "save_head", "save_module",
+    "ArtifactError",
+    "SaveArtifacts",
+    "load_backbone",
+    "load_head",
+    "metrics_by_head",
+    "read_card",
+    "save_backbone",
+    "save_head",
+    "save_module",
 ]

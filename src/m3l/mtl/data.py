@@ -84,17 +84,13 @@ class MultiTaskDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if not datasets:
-            raise M3LError(
-                "MultiTaskDataModule: no datasets given.\n  fix: datasets={task: {train: ..., "
-                "val: ...}}"
-            )
+            raise M3LError("MultiTaskDataModule: no datasets given.\n  fix: datasets={task: {train: ..., val: ...}}")
         self.datasets = {name: dict(splits) for name, splits in datasets.items()}
         for name, splits in self.datasets.items():
             unknown = sorted(set(splits) - set(SPLITS))
             if unknown:
                 raise M3LError(
-                    f"MultiTaskDataModule: task {name!r} has unknown splits {unknown}; "
-                    f"expected some of {list(SPLITS)}"
+                    f"MultiTaskDataModule: task {name!r} has unknown splits {unknown}; expected some of {list(SPLITS)}"
                 )
         self.batch_size = batch_size
         self.num_workers, self.shuffle, self.pin_memory = num_workers, shuffle, pin_memory

@@ -25,6 +25,7 @@ def delta_m(
         baselines: the same keys for single-task models.
         higher_is_better: ``fn(task, metric)`` or ``{task: {metric: bool}}``.
     """
+
     def direction(task: str, metric: str) -> bool:
         if callable(higher_is_better):
             return bool(higher_is_better(task, metric))
@@ -45,11 +46,15 @@ def delta_m(
                     f"{sorted(metrics[task])}; use one of those names in the baselines"
                 )
             if b == 0:
-                raise ConfigError(f"Delta_m: baseline {task}/{metric} is 0, so the relative change is undefined; drop that metric from the baselines")
+                raise ConfigError(
+                    f"Delta_m: baseline {task}/{metric} is 0, so the relative change is undefined; drop that metric from the baselines"
+                )
             sign = 1.0 if direction(task, metric) else -1.0
             terms.append(sign * (float(metrics[task][metric]) - float(b)) / abs(float(b)))
         if terms:
             per_task.append(sum(terms) / len(terms))
     if not per_task:
-        raise ConfigError("Delta_m: no baseline metrics given; pass baselines={task: {metric: value}} of single-task runs")
+        raise ConfigError(
+            "Delta_m: no baseline metrics given; pass baselines={task: {metric: value}} of single-task runs"
+        )
     return 100.0 * sum(per_task) / len(per_task)

@@ -105,11 +105,7 @@ def gradient_cosines(jacobian: Tensor, names: Sequence[str]) -> dict[tuple[str, 
     """Pairwise cosine similarity of the rows of ``jacobian`` ``[T, P]``."""
     unit = jacobian / jacobian.norm(dim=1, keepdim=True).clamp_min(1e-12)
     cos = unit @ unit.T
-    return {
-        (names[i], names[j]): float(cos[i, j])
-        for i in range(len(names))
-        for j in range(i + 1, len(names))
-    }
+    return {(names[i], names[j]): float(cos[i, j]) for i in range(len(names)) for j in range(i + 1, len(names))}
 
 
 # ------------------------------------------------------------- EMTL's capacity measures
@@ -188,8 +184,14 @@ class Capacity(L.Callback):
     epoch, after every task's pass.
     """
 
-    def __init__(self, lookback: int = 5, min_threshold: float = 0.001, ad_threshold: float = 0.01,
-                 bins: int = 100, max_samples: int = 10000) -> None:
+    def __init__(
+        self,
+        lookback: int = 5,
+        min_threshold: float = 0.001,
+        ad_threshold: float = 0.01,
+        bins: int = 100,
+        max_samples: int = 10000,
+    ) -> None:
         self.min_threshold, self.ad_threshold = min_threshold, ad_threshold
         self.bins, self.max_samples = bins, max_samples
         self.rmc = ResidualCapacity(lookback)
@@ -200,8 +202,9 @@ class Capacity(L.Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         self.features = {}
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if trainer.sanity_checking:
             return
         prefix = pl_module.eval_prefix(dataloader_idx) if hasattr(pl_module, "eval_prefix") else "val"
@@ -226,7 +229,9 @@ class Capacity(L.Callback):
         for i, head in enumerate(pl_module.objective_names):
             if not counts[i]:
                 continue  # not trained this epoch
-            loss = next((float(metrics[k]) for k in (f"eval_train/{head}/loss", f"val/{head}/loss") if k in metrics), means[i])
+            loss = next(
+                (float(metrics[k]) for k in (f"eval_train/{head}/loss", f"val/{head}/loss") if k in metrics), means[i]
+            )
             values[f"capacity/RMC/{head}"] = self.rmc.update(head, loss)
         self.ad = ad_capacity(self.rmc.values, self.ad_threshold, self.ad)
         values["capacity/AD-Capacity"] = self.ad
@@ -294,7 +299,9 @@ class Diagnostics(L.Callback):
         plot_every_n_steps: how often the curves are plotted to the logger (0: never).
     """
 
-    def __init__(self, every_n_steps: int = 50, k: int = 10, threshold: float = 0.01, plot_every_n_steps: int = 200) -> None:
+    def __init__(
+        self, every_n_steps: int = 50, k: int = 10, threshold: float = 0.01, plot_every_n_steps: int = 200
+    ) -> None:
         self.every_n_steps, self.k, self.threshold = max(1, every_n_steps), k, threshold
         self.plot_every_n_steps = plot_every_n_steps
         self.history: dict[str, list[tuple[int, float]]] = {}

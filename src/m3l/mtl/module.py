@@ -113,16 +113,16 @@ class MultiTaskModule(L.LightningModule):
             {
                 split: nn.ModuleDict(
                     {
-                        o.name: nn.ModuleDict(
-                            {k: m.clone() for k, m in o.metrics.items() if _is_metric(m)}
-                        )
+                        o.name: nn.ModuleDict({k: m.clone() for k, m in o.metrics.items() if _is_metric(m)})
                         for o in self.objectives
                     }
                 )
                 for split in ("val", "test", "eval_train", "eval_test")
             }
         )
-        self.register_buffer("first_bad_step", torch.full((len(self.objectives),), -1, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "first_bad_step", torch.full((len(self.objectives),), -1, dtype=torch.long), persistent=False
+        )
         self.register_buffer("epoch_loss_sum", torch.zeros(len(self.objectives)), persistent=False)
         self.register_buffer("epoch_loss_count", torch.zeros(len(self.objectives)), persistent=False)
         self.train_steps = 0
@@ -167,9 +167,7 @@ class MultiTaskModule(L.LightningModule):
             features_out[task.name] = features
         extra = task.head_kwargs(batch, inputs)
         predictions = {o.name: o.head(features, **extra) for o in task.objectives}
-        losses = {
-            o.name: o.weight * o.criterion(predictions[o.name], targets[o.name]) for o in task.objectives
-        }
+        losses = {o.name: o.weight * o.criterion(predictions[o.name], targets[o.name]) for o in task.objectives}
         return losses, predictions, targets
 
     # ------------------------------------------------------------------ optimizers
@@ -203,7 +201,9 @@ class MultiTaskModule(L.LightningModule):
             names=list(names),
             shared_parameters=shared,
             last_shared_parameters=last_params,
-            head_parameters={n: [p for p in self.heads[n].parameters() if p.requires_grad] for n in self.objective_names},
+            head_parameters={
+                n: [p for p in self.heads[n].parameters() if p.requires_grad] for n in self.objective_names
+            },
             features=dict(features or {}),
             losses=torch.stack(list(losses)) if len(losses) else None,
             objective_losses=list(losses),
@@ -215,9 +215,7 @@ class MultiTaskModule(L.LightningModule):
     def _indices(self, names: Sequence[str]) -> Tensor:
         key = tuple(names)
         if key not in self._index_cache or self._index_cache[key].device != self.device:
-            self._index_cache[key] = torch.tensor(
-                [self.objective_names.index(n) for n in names], device=self.device
-            )
+            self._index_cache[key] = torch.tensor([self.objective_names.index(n) for n in names], device=self.device)
         return self._index_cache[key]
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -339,7 +337,13 @@ class MultiTaskModule(L.LightningModule):
                         stateful.update(pred, target)
                         self.log(key, stateful, add_dataloader_idx=False)
                     else:
-                        log_mean(self, key, torch.as_tensor(metric(pred, target), device=self.device), size, add_dataloader_idx=False)
+                        log_mean(
+                            self,
+                            key,
+                            torch.as_tensor(metric(pred, target), device=self.device),
+                            size,
+                            add_dataloader_idx=False,
+                        )
 
     def _log_totals(self) -> None:
         """``<split>/loss``: the sum over heads of each head's mean loss (reduced over DDP ranks)."""
@@ -389,8 +393,11 @@ class MultiTaskModule(L.LightningModule):
         """Run tags for experiment trackers: m3l's version, the tasks, the algorithm."""
         from m3l import __version__
 
-        return {"m3l.version": __version__, "m3l.tasks": ",".join(t.name for t in self.tasks),
-                "m3l.algorithm": repr(self.algorithm)}
+        return {
+            "m3l.version": __version__,
+            "m3l.tasks": ",".join(t.name for t in self.tasks),
+            "m3l.algorithm": repr(self.algorithm),
+        }
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:

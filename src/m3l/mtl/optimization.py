@@ -86,7 +86,8 @@ def build_optimizers(module: MultiTaskModule) -> tuple[list[Any], list[Any], lis
 def _joins_backbone(module: MultiTaskModule, task: Any) -> bool:
     """Whether ``task``'s heads use the backbone's optimizer factory and no scheduler."""
     return (task.optimizer or module.head_optimizer_factory) is module.optimizer_factory and (
-        task.scheduler or module.head_scheduler_factory) is None
+        task.scheduler or module.head_scheduler_factory
+    ) is None
 
 
 def check_optimizer_states(module: MultiTaskModule, checkpoint: dict[str, Any], path: Any = None) -> None:
@@ -172,7 +173,9 @@ def _no_update(new_scale: Any = None) -> None:
     return None
 
 
-def step_schedulers(module: MultiTaskModule, schedulers: list[Any], roles: list[str], means: Tensor, trained: Tensor) -> None:
+def step_schedulers(
+    module: MultiTaskModule, schedulers: list[Any], roles: list[str], means: Tensor, trained: Tensor
+) -> None:
     """Step each scheduler once per epoch; those of tasks not trained this epoch wait. A
     scheduler whose ``step`` needs a metric (``ReduceLROnPlateau``) gets ``scheduler_monitor``
     when set, else the validation loss (``val/loss`` for the backbone, ``val/<head>/loss``
@@ -181,9 +184,11 @@ def step_schedulers(module: MultiTaskModule, schedulers: list[Any], roles: list[
     names = module.objective_names
     trained_names = {n for n, t in zip(names, trained.tolist()) if t}
     for scheduler, role in zip(schedulers, roles):
-        heads = names if role == "backbone" else [
-            o.name for o in module.task_by_name[role.removeprefix("task:")].objectives
-        ]
+        heads = (
+            names
+            if role == "backbone"
+            else [o.name for o in module.task_by_name[role.removeprefix("task:")].objectives]
+        )
         if not trained_names.intersection(heads):
             continue
         if _step_needs_metric(scheduler):
@@ -211,8 +216,10 @@ def _step_needs_metric(scheduler: Any) -> bool:
         params = list(inspect.signature(scheduler.step).parameters.values())
     except (TypeError, ValueError):
         return False
-    return bool(params) and params[0].default is inspect.Parameter.empty and params[0].kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return (
+        bool(params)
+        and params[0].default is inspect.Parameter.empty
+        and params[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     )
 
 

@@ -34,8 +34,9 @@ def part_name(obj: Any) -> str:
 class TracedFailure(Exception):
     """A module raised; which of its submodules was running, on what input, where."""
 
-    def __init__(self, error: BaseException, submodule: str | None, layer: nn.Module | None,
-                 received: Any, at_first_layer: bool) -> None:
+    def __init__(
+        self, error: BaseException, submodule: str | None, layer: nn.Module | None, received: Any, at_first_layer: bool
+    ) -> None:
         super().__init__(str(error))
         self.error, self.submodule, self.layer = error, submodule, layer
         self.received, self.at_first_layer = received, at_first_layer
@@ -73,8 +74,12 @@ def run_traced(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         if id(layer) in names and stack:
             stack.pop()
 
-    handles = [h for m in module.modules() if m is not module
-               for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    handles = [
+        h
+        for m in module.modules()
+        if m is not module
+        for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))
+    ]
     try:
         return module(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - re-raised with where it happened

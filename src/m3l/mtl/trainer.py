@@ -150,8 +150,11 @@ class Trainer:
         check_trainer_kwargs(trainer_kwargs)
         self.backbone, self.tasks = backbone, list(tasks)
         self.module_kwargs = dict(
-            optimizer=optimizer, scheduler=scheduler, head_optimizer=head_optimizer,
-            head_scheduler=head_scheduler, freeze_backbone=freeze_backbone,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            head_optimizer=head_optimizer,
+            head_scheduler=head_scheduler,
+            freeze_backbone=freeze_backbone,
             scheduler_monitor=scheduler_monitor,
         )
         self.max_epochs, self.root_dir = max_epochs, Path(root_dir)
@@ -178,8 +181,11 @@ class Trainer:
             "tasks": {t.name: _describe_task(t) for t in self.tasks},
             "algorithm": describe_algorithm(algorithm),
             **{k: _describe(v) for k, v in self.module_kwargs.items()},
-            "max_epochs": epochs, "eval_splits": list(self.eval_splits),
-            "num_workers": self.num_workers, "pin_memory": self.pin_memory, "trainer": {k: _describe(v) for k, v in self.trainer_kwargs.items()},
+            "max_epochs": epochs,
+            "eval_splits": list(self.eval_splits),
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "trainer": {k: _describe(v) for k, v in self.trainer_kwargs.items()},
         }
 
     def experiment(
@@ -206,17 +212,30 @@ class Trainer:
             run_id = attach_mlflow_run(tracker, run_id, settings)
         module = MultiTaskModule(self.backbone, self.tasks, algorithm=algorithm, **self.module_kwargs)
         data = MultiTaskDataModule.from_tasks(
-            self.tasks, num_workers=self.num_workers, pin_memory=self.pin_memory, eval_splits=self.eval_splits,
+            self.tasks,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            eval_splits=self.eval_splits,
             schedule=algorithm,
         )
         if "val" in self.eval_splits and all(t.val is None for t in self.tasks):
-            log.info("no task has a val set: nothing is evaluated during training; eval_splits=('train', "
-                     "'test') evaluates those every epoch, as EMTL did")
+            log.info(
+                "no task has a val set: nothing is evaluated during training; eval_splits=('train', "
+                "'test') evaluates those every epoch, as EMTL did"
+            )
         cfg = self._config(epochs, run_id, ckpt_path, checkpoint_trusted, settings)
         objects = {k: v for k, v in self.trainer_kwargs.items() if not _is_config_value(v)}
         # run_id null: the Run names it by the launch's directory (m3l.run_lifecycle)
-        experiment = Experiment(cfg, net=module, data=data, callbacks=self.callbacks, loggers=loggers,
-                                trainer_objects=objects, hyperparams=settings, trust_option="checkpoint_trusted=True")
+        experiment = Experiment(
+            cfg,
+            net=module,
+            data=data,
+            callbacks=self.callbacks,
+            loggers=loggers,
+            trainer_objects=objects,
+            hyperparams=settings,
+            trust_option="checkpoint_trusted=True",
+        )
         if tracker is not None:  # the newest launch's directory
             set_run_tags(tracker, {"m3l.run_dir": str(experiment.output_dir.resolve())})
         return experiment
@@ -234,38 +253,62 @@ class Trainer:
         if tracker is not None:
             self._used_trackers.add(id(tracker))
         if tracker is None and self.mlflow:
-            tracker = mlflow_logger(self.root_dir, self.experiment_name, default_experiment="m3l-mtl",
-                                    option="mlflow=True")
+            tracker = mlflow_logger(
+                self.root_dir, self.experiment_name, default_experiment="m3l-mtl", option="mlflow=True"
+            )
             loggers.append(tracker)
         return loggers, tracker
 
-    def _config(self, epochs: int, run_id: str | None, checkpoint: str | Path | None, trusted: bool,
-                settings: Mapping[str, Any]) -> DictConfig:
+    def _config(
+        self, epochs: int, run_id: str | None, checkpoint: str | Path | None, trusted: bool, settings: Mapping[str, Any]
+    ) -> DictConfig:
         trainer = {
-            "_target_": "lightning.pytorch.Trainer", "max_epochs": epochs, "default_root_dir": "${paths.output_dir}",
-            "enable_model_summary": False, "log_every_n_steps": 1, "accelerator": "auto", "devices": 1,
+            "_target_": "lightning.pytorch.Trainer",
+            "max_epochs": epochs,
+            "default_root_dir": "${paths.output_dir}",
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+            "accelerator": "auto",
+            "devices": 1,
         }
         trainer.update({k: v for k, v in self.trainer_kwargs.items() if _is_config_value(v)})
-        return OmegaConf.create({
-            "name": RUN_NAME, "verb": "train", "run_id": run_id, "seed": None,
-            # resume: a launch with run_id / ckpt_path continues that run exactly (optimizer, loops)
-            "checkpoint": None if checkpoint is None else str(checkpoint), "resume": checkpoint is not None,
-            "checkpoint_trusted": trusted,
-            "paths": {"runs_dir": str(self.root_dir), "output_dir": None},
-            "trainer": trainer,
-            # last.ckpt at the end of every epoch, as the commands write it: a run that fails in
-            # epoch N resumes from the end of epoch N-1. Saved at the train epoch's end, after the
-            # module's own end-of-epoch checks (a non-finite loss raises there), so a failed
-            # epoch never replaces the last good checkpoint. (A debug run writes none.)
-            "callbacks": {"last_checkpoint": {
-                "_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": "${paths.output_dir}/checkpoints",
-                "filename": "last", "monitor": None, "save_top_k": 1, "save_on_train_epoch_end": True,
-                "enable_version_counter": False,
-            }},
-            "logger": {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": "${paths.output_dir}",
-                               "name": "csv"}},
-            "mtl": dict(settings),
-        })
+        return OmegaConf.create(
+            {
+                "name": RUN_NAME,
+                "verb": "train",
+                "run_id": run_id,
+                "seed": None,
+                # resume: a launch with run_id / ckpt_path continues that run exactly (optimizer, loops)
+                "checkpoint": None if checkpoint is None else str(checkpoint),
+                "resume": checkpoint is not None,
+                "checkpoint_trusted": trusted,
+                "paths": {"runs_dir": str(self.root_dir), "output_dir": None},
+                "trainer": trainer,
+                # last.ckpt at the end of every epoch, as the commands write it: a run that fails in
+                # epoch N resumes from the end of epoch N-1. Saved at the train epoch's end, after the
+                # module's own end-of-epoch checks (a non-finite loss raises there), so a failed
+                # epoch never replaces the last good checkpoint. (A debug run writes none.)
+                "callbacks": {
+                    "last_checkpoint": {
+                        "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+                        "dirpath": "${paths.output_dir}/checkpoints",
+                        "filename": "last",
+                        "monitor": None,
+                        "save_top_k": 1,
+                        "save_on_train_epoch_end": True,
+                        "enable_version_counter": False,
+                    }
+                },
+                "logger": {
+                    "csv": {
+                        "_target_": "lightning.pytorch.loggers.CSVLogger",
+                        "save_dir": "${paths.output_dir}",
+                        "name": "csv",
+                    }
+                },
+                "mtl": dict(settings),
+            }
+        )
 
     def build(
         self, algorithm: Schedule | None = None, run_id: str | None = None, max_epochs: int | None = None
@@ -306,9 +349,17 @@ class Trainer:
         saver = next((c for c in trainer.callbacks if isinstance(c, SaveArtifacts)), None)
         last = run_dir / "checkpoints" / "last.ckpt"
         return MultiTaskResults(
-            metrics=metrics, val=val, test=test, delta_m=score, baselines=baselines,
-            artifacts=dict(saver.paths) if saver is not None else {}, epoch_eval={k: v for k, v in epoch_eval.items() if v},
-            run_id=str(experiment.cfg.run_id), checkpoint=last if last.exists() else None, log_dir=run_dir, module=module,
+            metrics=metrics,
+            val=val,
+            test=test,
+            delta_m=score,
+            baselines=baselines,
+            artifacts=dict(saver.paths) if saver is not None else {},
+            epoch_eval={k: v for k, v in epoch_eval.items() if v},
+            run_id=str(experiment.cfg.run_id),
+            checkpoint=last if last.exists() else None,
+            log_dir=run_dir,
+            module=module,
         )
 
     def _baseline_metrics(self, algorithm: Schedule | None) -> dict[str, dict[str, float]] | None:
@@ -324,9 +375,14 @@ class Trainer:
         for task in tasks:
             log.info("single-task baseline: %s", task.name)
             alone = Trainer(
-                copy.deepcopy(backbone), [copy_task(task)], max_epochs=epochs,
-                root_dir=self.root_dir / "baselines", num_workers=self.num_workers, pin_memory=self.pin_memory,
-                **self.module_kwargs, **self.trainer_kwargs,
+                copy.deepcopy(backbone),
+                [copy_task(task)],
+                max_epochs=epochs,
+                root_dir=self.root_dir / "baselines",
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                **self.module_kwargs,
+                **self.trainer_kwargs,
             )
             out.update(alone.launch(Joint()).metrics)
         return out
@@ -410,8 +466,11 @@ def _describe_task(task: Task) -> dict[str, Any]:
         "weight": {o.name: o.weight for o in task.objectives},
         **({"head_inputs": {k: _describe(v) for k, v in task.head_inputs.items()}} if task.head_inputs else {}),
         "batch_size": task.batch_size,
-        "samples": {split: len(ds) for split, ds in task.datasets().items() if ds is not None and hasattr(ds, "__len__")},
-        "optimizer": _describe(task.optimizer), "scheduler": _describe(task.scheduler),
+        "samples": {
+            split: len(ds) for split, ds in task.datasets().items() if ds is not None and hasattr(ds, "__len__")
+        },
+        "optimizer": _describe(task.optimizer),
+        "scheduler": _describe(task.scheduler),
     }
 
 

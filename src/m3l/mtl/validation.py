@@ -150,11 +150,15 @@ def check_backbone_output(backbone_module: nn.Module, task: Task, inputs: Any) -
     except TracedFailure as failure:
         err = failure.error
         if failure.at_first_layer or failure.submodule is None:
-            fix = ("make the task's dataset yield inputs the backbone accepts (channels, size, dtype "
-                   "float32), or adapt the backbone's first layer")
+            fix = (
+                "make the task's dataset yield inputs the backbone accepts (channels, size, dtype "
+                "float32), or adapt the backbone's first layer"
+            )
         else:
-            fix = (f"the input passed the backbone's first layers; fix submodule {failure.submodule!r} "
-                   "(or the layer before it) for what it received")
+            fix = (
+                f"the input passed the backbone's first layers; fix submodule {failure.submodule!r} "
+                "(or the layer before it) for what it received"
+            )
         raise BackboneOutputError(
             f"task {task.name!r}: backbone {part_name(backbone_module)!r} failed on the task's "
             f"input {describe(inputs)}{failure.where()}: {type(err).__name__}: {err}\n  fix: {fix}"
@@ -171,8 +175,9 @@ def check_backbone_output(backbone_module: nn.Module, task: Task, inputs: Any) -
     return features
 
 
-def check_head(objective: Objective, backbone_module: nn.Module, features: Any,
-               extra: Mapping[str, Any] | None = None) -> Any:
+def check_head(
+    objective: Objective, backbone_module: nn.Module, features: Any, extra: Mapping[str, Any] | None = None
+) -> Any:
     """Run a head on the backbone's output (and the task's ``head_inputs``), with an
     input-width and a required-arguments check first."""
     head_name = objective.name
@@ -206,8 +211,10 @@ def check_head(objective: Objective, backbone_module: nn.Module, features: Any,
         elif failure.submodule is None:
             fix = "the error is in the head's own forward(), not in one of its layers: fix the line above"
         else:
-            fix = (f"the features passed the head's first layers; fix submodule {failure.submodule!r} "
-                   "(or the layer before it) for what it received")
+            fix = (
+                f"the features passed the head's first layers; fix submodule {failure.submodule!r} "
+                "(or the layer before it) for what it received"
+            )
         raise HeadInputMismatchError(
             f"task {objective.task!r}: head {head_name!r} ({part_name(objective.head)}) failed on "
             f"backbone {part_name(backbone_module)!r} output {describe(features)}{failure.where()}: "
@@ -226,8 +233,7 @@ def _criterion_hint(prediction: Any, target: Any) -> str:
             return "use class-index targets with (B, num_classes) logits, or a float target"
         if prediction.shape != target.shape:
             return (
-                f"make the head output shape {tuple(target.shape)} (the target's), or use a "
-                f"criterion for these shapes"
+                f"make the head output shape {tuple(target.shape)} (the target's), or use a criterion for these shapes"
             )
         if prediction.dtype != target.dtype:
             return f"cast the target to {prediction.dtype} in the dataset"
@@ -255,8 +261,7 @@ def check_criterion(objective: Objective, prediction: Any, target: Any) -> Tenso
             )
         if kind == "float" and not target.is_floating_point():
             raise CriterionRejectedError(
-                f"{where} expects float targets; received {received}.\n"
-                f"  fix: return targets as float32 in the dataset"
+                f"{where} expects float targets; received {received}.\n  fix: return targets as float32 in the dataset"
             )
     try:
         loss = crit(prediction, target)
@@ -290,7 +295,9 @@ def check_metrics(objective: Objective, prediction: Any, target: Any) -> None:
             ) from err
 
 
-def first_batches(datamodule: Any, tasks: Sequence[Task]) -> tuple[dict[str, Any], dict[str, list[tuple[str, Any, Any]]]]:
+def first_batches(
+    datamodule: Any, tasks: Sequence[Task]
+) -> tuple[dict[str, Any], dict[str, list[tuple[str, Any, Any]]]]:
     """What :func:`preflight` runs: one train batch per task (``{task: batch}``) and the first
     sample of each task's train and val datasets, from a multi-task datamodule (or the first
     batch of any datamodule's train loader)."""

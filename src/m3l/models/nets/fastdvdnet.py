@@ -41,14 +41,20 @@ class DenoisingBlock(nn.Module):
             *_conv_bn_relu(frames * per_frame, 32),
         )
         self.down1 = nn.Sequential(*_conv_bn_relu(32, 64, stride=2), *_conv_bn_relu(64, 64), *_conv_bn_relu(64, 64))
-        self.down2 = nn.Sequential(*_conv_bn_relu(64, 128, stride=2), *_conv_bn_relu(128, 128), *_conv_bn_relu(128, 128))
+        self.down2 = nn.Sequential(
+            *_conv_bn_relu(64, 128, stride=2), *_conv_bn_relu(128, 128), *_conv_bn_relu(128, 128)
+        )
         self.up2 = nn.Sequential(
-            *_conv_bn_relu(128, 128), *_conv_bn_relu(128, 128),
-            nn.Conv2d(128, 64 * 4, 3, padding=1, bias=False), nn.PixelShuffle(2),
+            *_conv_bn_relu(128, 128),
+            *_conv_bn_relu(128, 128),
+            nn.Conv2d(128, 64 * 4, 3, padding=1, bias=False),
+            nn.PixelShuffle(2),
         )
         self.up1 = nn.Sequential(
-            *_conv_bn_relu(64, 64), *_conv_bn_relu(64, 64),
-            nn.Conv2d(64, 32 * 4, 3, padding=1, bias=False), nn.PixelShuffle(2),
+            *_conv_bn_relu(64, 64),
+            *_conv_bn_relu(64, 64),
+            nn.Conv2d(64, 32 * 4, 3, padding=1, bias=False),
+            nn.PixelShuffle(2),
         )
         self.out = nn.Sequential(*_conv_bn_relu(32, 32), nn.Conv2d(32, channels, 3, padding=1, bias=False))
 

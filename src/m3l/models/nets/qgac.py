@@ -56,13 +56,23 @@ class FilterManifold(nn.Module):
     features back to the coefficient plane.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = BLOCK, stride: int = BLOCK, transposed: bool = False, manifold_channels: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = BLOCK,
+        stride: int = BLOCK,
+        transposed: bool = False,
+        manifold_channels: int = 64,
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.transposed = kernel_size, stride, transposed
         self.manifold = nn.Sequential(
-            nn.Conv2d(1, manifold_channels, BLOCK), nn.PReLU(),
-            nn.Conv2d(manifold_channels, manifold_channels, 1), nn.PReLU(),
+            nn.Conv2d(1, manifold_channels, BLOCK),
+            nn.PReLU(),
+            nn.Conv2d(manifold_channels, manifold_channels, 1),
+            nn.PReLU(),
         )
         self.to_weight = nn.ConvTranspose2d(manifold_channels, in_channels * out_channels, kernel_size)
         self.to_bias = nn.Conv2d(manifold_channels, out_channels, 1)
@@ -87,7 +97,9 @@ class _Dense(nn.Module):
 
     def __init__(self, channels: int, groups: int = 1) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(channels * (i + 1), channels, 3, padding=1, groups=groups) for i in range(5))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(channels * (i + 1), channels, 3, padding=1, groups=groups) for i in range(5)
+        )
         self.acts = nn.ModuleList(nn.PReLU() for _ in range(5))
         self.groups = groups
 
@@ -170,9 +182,11 @@ class FrequencyStage(nn.Module):
         super().__init__()
         n = BLOCK * BLOCK
         self.body = nn.Sequential(
-            FrequencyConv(in_channels, features), nn.PReLU(),
+            FrequencyConv(in_channels, features),
+            nn.PReLU(),
             RRDB(features * n, groups=n),
-            FrequencyConv(features, out_channels), nn.PReLU(),
+            FrequencyConv(features, out_channels),
+            nn.PReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,8 +199,10 @@ class FrequencyFusion(nn.Module):
     def __init__(self, in_channels: int, features: int = 4) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            FrequencyConv(in_channels, features), nn.PReLU(),
-            FrequencyConv(features, features), nn.PReLU(),
+            FrequencyConv(in_channels, features),
+            nn.PReLU(),
+            FrequencyConv(features, features),
+            nn.PReLU(),
             FrequencyConv(features, 1),
         )
 
@@ -208,7 +224,9 @@ class ColorNet(nn.Module):
         self.high = nn.Sequential(nn.PReLU(), RRDB(2 * features))
         self.decode = FilterManifold(2 * features, self.channels, transposed=True, manifold_channels=manifold)
 
-    def forward(self, q_y: torch.Tensor, q_c: torch.Tensor, y: torch.Tensor, c: torch.Tensor, factor: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, q_y: torch.Tensor, q_c: torch.Tensor, y: torch.Tensor, c: torch.Tensor, factor: tuple[int, int]
+    ) -> torch.Tensor:
         """Residual of the chroma coefficients at luma resolution (same grid as ``y``)."""
         hb, wb = y.shape[-2] // BLOCK, y.shape[-1] // BLOCK
         low = self.low(self.encode_c(q_c, c))
@@ -261,7 +279,9 @@ class QGAC(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
-            raise ConfigError(f"QGAC: in_channels must be 1 (gray: Y) or 3 (colour: YCbCr), got {in_channels}; set net.in_channels to 1 or 3")
+            raise ConfigError(
+                f"QGAC: in_channels must be 1 (gray: Y) or 3 (colour: YCbCr), got {in_channels}; set net.in_channels to 1 or 3"
+            )
         color = in_channels == 3
         self.in_channels = in_channels
         self.conditions = ("dct_y", "qt", "dct_c", "chroma_factor") if color else ("dct_y", "qt")
@@ -284,7 +304,11 @@ class QGAC(nn.Module):
         # the layers that produce the residuals start at zero: the net starts as the decoder,
         # with O(1) activations inside (a small init everywhere makes the gradients vanish
         # through the stacked filter manifolds: 1e-12 at the first layer with a 0.1 scale)
-        heads = [self.fusion.body[-1].conv] if frequency_net else [self.blocks_in.decode.to_weight, self.blocks_in.decode.to_bias]
+        heads = (
+            [self.fusion.body[-1].conv]
+            if frequency_net
+            else [self.blocks_in.decode.to_weight, self.blocks_in.decode.to_bias]
+        )
         if self.color_net is not None:
             heads += [self.color_net.decode.to_weight, self.color_net.decode.to_bias]
         for module in heads:
@@ -300,7 +324,9 @@ class QGAC(nn.Module):
         d = self.blocks_out(q_y, f)
         return y + self.fusion(d, f, e)
 
-    def restore_coefficients(self, dct_y: torch.Tensor, qt: torch.Tensor, dct_c: torch.Tensor | None = None, factor: tuple[int, int] = (2, 2)) -> torch.Tensor:
+    def restore_coefficients(
+        self, dct_y: torch.Tensor, qt: torch.Tensor, dct_c: torch.Tensor | None = None, factor: tuple[int, int] = (2, 2)
+    ) -> torch.Tensor:
         """Restored coefficient planes ``(B, 1 or 3, H8, W8)`` (chroma at luma resolution)."""
         q = qt.to(dct_y.dtype) / 255
         q_y, q_c = q[:, :1], q[:, 1:2]

@@ -90,7 +90,9 @@ class UNet(nn.Module):
         check_image("UNet", x, self.in_channels, self.pad_multiple)
         if self.noise_map:
             if sigma is None:
-                raise ConfigError("UNet was built with noise_map=True: call it as net(x, sigma=...), or set net.noise_map=false.")
+                raise ConfigError(
+                    "UNet was built with noise_map=True: call it as net(x, sigma=...), or set net.noise_map=false."
+                )
             x = torch.cat([x, sigma_map("UNet", sigma, x)], dim=1)
         h = self.head(x)
         skips = [h]

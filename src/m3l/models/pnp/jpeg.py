@@ -37,10 +37,28 @@ from m3l.models.pnp.operators import Operator, Problem
 #: 8 training photos by benchmarks/fit_jpeg_sigma.py (2026-12-07); read between the points by
 #: linear interpolation in log-log, held constant beyond them
 SIGMA_TABLES = {
-    3: ((3.87, 0.25), (7.75, 5.49), (11.62, 7.11), (15.49, 9.06), (19.37, 10.83), (24.22, 12.90),
-        (32.16, 14.56), (47.16, 21.37), (60.99, 34.72)),
-    1: ((3.87, 0.25), (7.75, 0.71), (11.62, 2.12), (15.49, 2.23), (19.37, 2.35), (24.22, 5.57),
-        (32.16, 13.83), (47.16, 14.19), (60.99, 16.38)),
+    3: (
+        (3.87, 0.25),
+        (7.75, 5.49),
+        (11.62, 7.11),
+        (15.49, 9.06),
+        (19.37, 10.83),
+        (24.22, 12.90),
+        (32.16, 14.56),
+        (47.16, 21.37),
+        (60.99, 34.72),
+    ),
+    1: (
+        (3.87, 0.25),
+        (7.75, 0.71),
+        (11.62, 2.12),
+        (15.49, 2.23),
+        (19.37, 2.35),
+        (24.22, 5.57),
+        (32.16, 13.83),
+        (47.16, 14.19),
+        (60.99, 16.38),
+    ),
 }
 #: below this level (0-255 scale) the prior's own error exceeds what it removes (measured on
 #: training photos at quality 90: -0.3 dB colour, -1.8 dB gray at the best level): the file is
@@ -64,7 +82,9 @@ def table_sigma(table: torch.Tensor, channels: int = 3, curve: tuple[float, floa
     return points[-1][1] / 255
 
 
-def project_plane(plane: torch.Tensor, dequantized: torch.Tensor, table: torch.Tensor, factor: tuple[int, int]) -> torch.Tensor:
+def project_plane(
+    plane: torch.Tensor, dequantized: torch.Tensor, table: torch.Tensor, factor: tuple[int, int]
+) -> torch.Tensor:
     """The correction that puts ``plane`` (``(1, 1, H, W)``, level-shifted 0-255, at least the
     size the coefficients cover) inside the constraint set of ``dequantized`` coefficients
     (``(Hc, Wc)``, ``c q``) subsampled by ``factor``."""
@@ -90,7 +110,9 @@ class JPEGConstraint(Operator):
     def __init__(self, project: bool = True, curve: tuple[float, float] | list[float] | None = None) -> None:
         self.project = bool(project)
         if curve is not None and (len(curve) != 2 or not all(float(v) > 0 for v in curve)):
-            raise ConfigError(f"pnp.curve={list(curve)}: expected [a, b], two positive numbers (sigma = a * (rms(q)/sqrt(12)) ** b).")
+            raise ConfigError(
+                f"pnp.curve={list(curve)}: expected [a, b], two positive numbers (sigma = a * (rms(q)/sqrt(12)) ** b)."
+            )
         self.curve = None if curve is None else (float(curve[0]), float(curve[1]))
 
     def observation_noise(self, meta: dict[str, Any], channels: int = 3) -> float:
@@ -128,6 +150,7 @@ class JPEGConstraint(Operator):
         decoding: the solver starts from the best decoding the coefficients allow."""
         t = problem.terms
         hp, wp = problem.y.shape[-2:]
+
         def fit(plane: torch.Tensor) -> torch.Tensor:  # (1, 1, h, w) -> the domain's size
             plane = F.pad(plane, (0, max(0, wp - plane.shape[-1]), 0, max(0, hp - plane.shape[-2])), mode="replicate")
             return plane[..., :hp, :wp]
@@ -139,7 +162,11 @@ class JPEGConstraint(Operator):
         dct_c = t.get("dct_c")
         planes = [luma]
         for i in range(2):
-            chroma = block_idct(dct_c[i].double() * 255)[None, None] + 128 if dct_c is not None else torch.full_like(luma, 128)
+            chroma = (
+                block_idct(dct_c[i].double() * 255)[None, None] + 128
+                if dct_c is not None
+                else torch.full_like(luma, 128)
+            )
             if (fy, fx) != (1, 1):
                 chroma = F.interpolate(chroma, scale_factor=(fy, fx), mode="bilinear", align_corners=False)
             planes.append(fit(chroma))

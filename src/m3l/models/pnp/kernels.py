@@ -80,7 +80,9 @@ def _from_file(path: Path, spec: str) -> torch.Tensor:
                     )
                 array = np.asarray(image, dtype=np.float64)
         except (UnidentifiedImageError, OSError) as err:
-            raise ConfigError(f"pnp.kernel: {path} is neither a .npy array nor an image Pillow reads ({err}).") from None
+            raise ConfigError(
+                f"pnp.kernel: {path} is neither a .npy array nor an image Pillow reads ({err})."
+            ) from None
     return check_kernel(torch.as_tensor(np.asarray(array, dtype=np.float64)), str(path))
 
 

@@ -64,7 +64,8 @@ def _own_denoiser(spec: str, tile_size: int) -> RestorationModule:
         raise ConfigError(
             f"pnp.denoiser={spec}: expected a zoo denoiser ({', '.join(DENOISERS)}) or a checkpoint of a run m3l "
             "trained (RUN/checkpoints/NAME.ckpt, with RUN/config.yaml beside the checkpoints folder)"
-            + ("" if path.is_file() else "; no such file") + "."
+            + ("" if path.is_file() else "; no such file")
+            + "."
         )
     module = instantiate(OmegaConf.load(config).net)
     if not isinstance(module, RestorationModule) or "sigma" not in tuple(getattr(module.net, "conditions", ()) or ()):
@@ -127,7 +128,9 @@ class PlugAndPlay(RestorationModule):
             )
         super().__init__(nets, residual=False, metric_y_channel=metric_y_channel, metric_crop_border=metric_crop_border)
         if not isinstance(operator, Operator):
-            raise ConfigError(f"PlugAndPlay needs a degradation operator (m3l.models.pnp.operators), got {type(operator).__name__}.")
+            raise ConfigError(
+                f"PlugAndPlay needs a degradation operator (m3l.models.pnp.operators), got {type(operator).__name__}."
+            )
         self.operator = operator
         self.denoiser_name = str(denoiser)
         self.iterations, self.lam, self.sigma_max = int(iterations), float(lam), float(sigma_max) / 255
@@ -189,7 +192,9 @@ class PlugAndPlay(RestorationModule):
 
         return denoise
 
-    def noise_level(self, y: torch.Tensor, meta: Mapping[str, Any] | None = None, given: float | None = None) -> tuple[float, str]:
+    def noise_level(
+        self, y: torch.Tensor, meta: Mapping[str, Any] | None = None, given: float | None = None
+    ) -> tuple[float, str]:
         """The observation's noise level on [0, 1] and how it was found: ``given`` (a
         ``sigma`` of the data), ``pnp.noise``, the operator's own (JPEG: the file's tables), or
         estimated on the image."""
@@ -240,7 +245,9 @@ class PlugAndPlay(RestorationModule):
 
     def _metrics(self, pred: torch.Tensor, target: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.shape[-2:] != target.shape[-2:]:  # super-resolution: the input's PSNR is its bicubic upscaling's
-            x = torch.nn.functional.interpolate(x, size=target.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+            x = torch.nn.functional.interpolate(x, size=target.shape[-2:], mode="bicubic", align_corners=False).clamp(
+                0, 1
+            )
         return super()._metrics(pred, target, x)
 
     def forward(self, x: torch.Tensor, **conditions: Any) -> torch.Tensor:
@@ -274,7 +281,9 @@ class PlugAndPlay(RestorationModule):
                 result[key] = [int(v) * s for v in batch[key]]
         if batch.get("alpha") is not None:
             result["alpha"] = [
-                None if a is None else torch.nn.functional.interpolate(a[None].float(), scale_factor=s, mode="bicubic").clamp(0, 1)[0]
+                None
+                if a is None
+                else torch.nn.functional.interpolate(a[None].float(), scale_factor=s, mode="bicubic").clamp(0, 1)[0]
                 for a in batch["alpha"]
             ]
         return result

@@ -41,7 +41,9 @@ def otf(kernel: torch.Tensor, shape: tuple[int, int], real: bool = True) -> torc
     r = k // 2
     h, w = shape
     if k > h or k > w:
-        raise ConfigError(f"the kernel ({k}x{k}) is larger than the image domain {h}x{w}; use a smaller kernel or a larger image.")
+        raise ConfigError(
+            f"the kernel ({k}x{k}) is larger than the image domain {h}x{w}; use a smaller kernel or a larger image."
+        )
     full = torch.zeros(h, w, dtype=kernel.dtype, device=kernel.device)
     full[:k, :k] = kernel
     full = torch.roll(full, shifts=(-r, -r), dims=(0, 1))
@@ -184,7 +186,9 @@ class Blur(Operator):
         # pad on to FFT-friendly sizes (reflecting on the bottom/right)
         fh, fw = _fft_size(ph), _fft_size(pw)
         if (fh, fw) != (ph, pw):
-            padded = F.pad(padded, (0, fw - pw, 0, fh - ph), mode="reflect" if min(ph, pw) > max(fh - ph, fw - pw) else "replicate")
+            padded = F.pad(
+                padded, (0, fw - pw, 0, fh - ph), mode="reflect" if min(ph, pw) > max(fh - ph, fw - pw) else "replicate"
+            )
         if self.taper:
             padded = _taper(padded, kernel, min(margin, kernel.shape[-1]))
         fk = otf(kernel, (fh, fw))

@@ -33,7 +33,9 @@ SIGMA_MAX = 49 / 255
 NOISE_FLOOR = 0.255 / 255
 
 
-def schedule(iterations: int, sigma_max: float, sigma_min: float, noise: float, lam: float) -> list[tuple[float, float]]:
+def schedule(
+    iterations: int, sigma_max: float, sigma_min: float, noise: float, lam: float
+) -> list[tuple[float, float]]:
     """``(alpha_k, sigma_k)`` for each iteration (see the module docstring)."""
     if iterations < 1:
         raise ConfigError(f"pnp.iterations must be >= 1, got {iterations}.")

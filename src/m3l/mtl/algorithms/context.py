@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from m3l.mtl.errors import RepresentationNotSupportedError
 
+
 @dataclass(eq=False)
 class StepContext:
     """One training step's parameters, losses and gradient services.
@@ -119,7 +120,9 @@ class StepContext:
         device = scaled[0].device
         dtype = inputs[0].dtype if inputs else scaled[0].dtype
         jacobian = torch.zeros(
-            len(self.names), _numel(inputs), device=device,
+            len(self.names),
+            _numel(inputs),
+            device=device,
             dtype=torch.float32 if dtype != torch.float64 else dtype,
         )
         head_grad = torch.zeros(_numel(heads), device=device, dtype=heads[0].dtype if heads else dtype)

@@ -22,9 +22,7 @@ class FAMO(Weighting):
     paper's cheap variant), so one forward/backward per step suffices.
     """
 
-    def __init__(
-        self, lr: float = 0.025, weight_decay: float = 1e-3, min_loss: float = 0.0, eps: float = 1e-8
-    ) -> None:
+    def __init__(self, lr: float = 0.025, weight_decay: float = 1e-3, min_loss: float = 0.0, eps: float = 1e-8) -> None:
         super().__init__()
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.min_loss, self.eps = float(min_loss), float(eps)

@@ -85,9 +85,7 @@ class JacobianAggregator(GradientAggregator):
         super().__init__()
         _require_torchjd()
         if wrt not in ("parameters", "representation"):
-            raise ConfigError(
-                f"{type(self).__name__}: wrt must be 'parameters' or 'representation'; got {wrt!r}"
-            )
+            raise ConfigError(f"{type(self).__name__}: wrt must be 'parameters' or 'representation'; got {wrt!r}")
         if int(update_every) < 1:
             raise ConfigError(f"{type(self).__name__}: update_every must be >= 1; got {update_every!r}")
         if wrt == "representation" and not ((self.weighted and self.gramian_only) or self.representation_rule):

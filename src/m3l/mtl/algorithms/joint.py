@@ -24,9 +24,7 @@ class Joint(Schedule):
             or ``"min_size"`` (ends with the shortest), as in Lightning's CombinedLoader.
     """
 
-    def __init__(
-        self, weighting: Weighting | GradientAggregator | None = None, mode: str = "max_size_cycle"
-    ) -> None:
+    def __init__(self, weighting: Weighting | GradientAggregator | None = None, mode: str = "max_size_cycle") -> None:
         super().__init__(weighting)
         self.mode = mode
 

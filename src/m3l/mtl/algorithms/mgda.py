@@ -24,7 +24,9 @@ class MGDA(JacobianAggregator):
         update_every: recompute the weights every this many steps.
     """
 
-    def __init__(self, epsilon: float = 1e-3, max_iters: int = 100, wrt: Wrt = "parameters", update_every: int = 1) -> None:
+    def __init__(
+        self, epsilon: float = 1e-3, max_iters: int = 100, wrt: Wrt = "parameters", update_every: int = 1
+    ) -> None:
         self.epsilon = float(epsilon)
         self.max_iters = int(max_iters)
         super().__init__(wrt=wrt, update_every=update_every)

@@ -33,7 +33,9 @@ class NashMTL(JacobianAggregator):
 
     extra = "nash-mtl"
 
-    def __init__(self, max_norm: float = 1.0, optim_niter: int = 20, wrt: Wrt = "parameters", update_every: int = 1) -> None:
+    def __init__(
+        self, max_norm: float = 1.0, optim_niter: int = 20, wrt: Wrt = "parameters", update_every: int = 1
+    ) -> None:
         self.max_norm = float(max_norm)
         self.optim_niter = int(optim_niter)
         super().__init__(wrt=wrt, update_every=update_every)

@@ -37,9 +37,7 @@ class Sequential(Schedule):
         order = self.order or list(names)
         unknown = [n for n in order if n not in names]
         if unknown:
-            raise M3LError(
-                f"Sequential(order=...) names unknown tasks {unknown}; tasks are {list(names)}"
-            )
+            raise M3LError(f"Sequential(order=...) names unknown tasks {unknown}; tasks are {list(names)}")
         return order[(epoch // self.epochs_per_task) % len(order)]
 
     def train_loader(self, loaders: Mapping[str, DataLoader], epoch: int) -> Any:

@@ -41,8 +41,9 @@ class LeNetDigits(Dataset):
         root: folder of Fashion-MNIST's idx files (default: the Debian package's).
     """
 
-    def __init__(self, source: str = "mnist", split: str = "train", size: int | None = None,
-                 root: str | None = None) -> None:
+    def __init__(
+        self, source: str = "mnist", split: str = "train", size: int | None = None, root: str | None = None
+    ) -> None:
         if split not in ("train", "test"):
             raise ConfigError(f"LeNetDigits: split must be 'train' or 'test'; got {split!r}")
         if source == "mnist":
@@ -114,10 +115,15 @@ def make_tasks(train_size: int | None = None, test_size: int | None = None, batc
 
     def task(name: str, source: str) -> Task:
         return Task(
-            name, LeNetFullConnections(), nn.CrossEntropyLoss(),
-            train=LeNetDigits(source, "train", train_size), test=LeNetDigits(source, "test", test_size),
-            metrics={"accuracy": MulticlassAccuracy(10, average="micro"),
-                     "top-2 accuracy": MulticlassAccuracy(10, top_k=2, average="micro")},
+            name,
+            LeNetFullConnections(),
+            nn.CrossEntropyLoss(),
+            train=LeNetDigits(source, "train", train_size),
+            test=LeNetDigits(source, "test", test_size),
+            metrics={
+                "accuracy": MulticlassAccuracy(10, average="micro"),
+                "top-2 accuracy": MulticlassAccuracy(10, top_k=2, average="micro"),
+            },
             batch_size=batch_size,
         )
 

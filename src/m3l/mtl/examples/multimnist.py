@@ -86,7 +86,9 @@ class MultiMNIST(Dataset):
         root: str | None = None,
     ) -> None:
         if split not in SPLITS or target not in ("left", "right", "both"):
-            raise ConfigError(f"MultiMNIST: split in {list(SPLITS)}, target in left/right/both; got {split!r}, {target!r}")
+            raise ConfigError(
+                f"MultiMNIST: split in {list(SPLITS)}, target in left/right/both; got {split!r}, {target!r}"
+            )
         if source == "mnist":
             images, labels = load_mnist()
             lo, hi = SPLITS[split]
@@ -95,8 +97,10 @@ class MultiMNIST(Dataset):
         elif source == "fashion":
             images, labels = load_fashion_mnist(root or str(FASHION_DIR), train=split == "train")
             half = len(images) // 2
-            pool = np.arange(len(images)) if split == "train" else (
-                np.arange(half) if split == "val" else np.arange(half, len(images))
+            pool = (
+                np.arange(len(images))
+                if split == "train"
+                else (np.arange(half) if split == "val" else np.arange(half, len(images)))
             )
         else:
             raise ConfigError(f"MultiMNIST: source must be 'mnist' or 'fashion'; got {source!r}")
@@ -133,8 +137,12 @@ class LeNet(nn.Module):
         super().__init__()
         self.out_features = out_features
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 10, 5), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(10, 20, 5), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(in_channels, 10, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(10, 20, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
         )
         self.fc = nn.Linear(20 * 6 * 6, out_features)
 
