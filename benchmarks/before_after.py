@@ -30,22 +30,23 @@ from machine import cpu_line
 HERE = Path(__file__).resolve().parent
 
 
-def parse_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
-    """The header cells and ``{row name: cells}`` of the last Markdown table in ``text``."""
-    header: list[str] = []
-    rows: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if not line.startswith("|") or set(line) <= set("|-: "):
+def parse_tables(text: str) -> list[tuple[list[str], dict[str, list[str]]]]:
+    """Every Markdown table in ``text``: its header cells (the row above its ``|---|`` line)
+    and ``{row name: cells}``."""
+    tables: list[tuple[list[str], dict[str, list[str]]]] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("|"):
+            continue
+        if set(line) <= set("|-: "):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] in ("method", "name", "model", "") and not rows:
-            header = cells
-            continue
-        if cells[0] in ("method", "name", "model"):
-            header, rows = cells, {}
-            continue
-        rows[cells[0]] = cells[1:]
-    return header[1:], rows
+        below = lines[i + 1] if i + 1 < len(lines) else ""
+        if below.startswith("|") and set(below) <= set("|-: "):
+            tables.append((cells[1:], {}))
+        elif tables:
+            tables[-1][1][cells[0]] = cells[1:]
+    return tables
 
 
 def number(cell: str) -> float | None:
@@ -85,31 +86,35 @@ def main() -> None:
     script = args.script[1:] if args.script[:1] == ["--"] else args.script
     if not script:
         parser.error("give the benchmark after --, e.g. -- mtl_aggregators.py --steps 20")
-    results: dict[str, list[tuple[list[str], dict[str, list[str]]]]] = {"before": [], "after": []}
+    results: dict[str, list[list[tuple[list[str], dict[str, list[str]]]]]] = {"before": [], "after": []}
     start = time.time()
     for _ in range(args.repeats):
         for side in ("before", "after"):
             tree = getattr(args, side).resolve()
-            results[side].append(parse_table(run(tree, script)))
-    header = results["after"][0][0]
-    wanted = [i for i, h in enumerate(header) if re.search(args.columns, h)]
+            results[side].append(parse_tables(run(tree, script)))
     print(
         f"# {' '.join(script)}: before {args.before} vs after {args.after}, {args.repeats} interleaved runs "
         f"each, {args.stat} of each; {cpu_line()}; {time.time() - start:.0f} s"
     )
     print("| row | column | before | after | after / before |")
     print("|---|---|---:|---:|---:|")
-    for name in results["after"][0][1]:
-        for i in wanted:
-            values = {}
-            for side, runs in results.items():
-                found = [number(rows[name][i]) for _, rows in runs if name in rows and i < len(rows[name])]
-                found = [v for v in found if v is not None]
-                values[side] = (min(found) if args.stat == "min" else statistics.median(found)) if found else None
-            b, a = values["before"], values["after"]
-            ratio = f"{a / b:.2f}" if a is not None and b else "-"
-            fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
-            print(f"| {name} | {header[i]} | {fmt(b)} | {fmt(a)} | {ratio} |")
+    for t, (header, first_rows) in enumerate(results["after"][0]):
+        wanted = [i for i, h in enumerate(header) if re.search(args.columns, h)]
+        for name in first_rows:
+            for i in wanted:
+                values = {}
+                for side, runs in results.items():
+                    found = [
+                        number(tables[t][1][name][i])
+                        for tables in runs
+                        if t < len(tables) and name in tables[t][1] and i < len(tables[t][1][name])
+                    ]
+                    found = [v for v in found if v is not None]
+                    values[side] = (min(found) if args.stat == "min" else statistics.median(found)) if found else None
+                b, a = values["before"], values["after"]
+                ratio = f"{a / b:.2f}" if a is not None and b else "-"
+                fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
+                print(f"| {name} | {header[i]} | {fmt(b)} | {fmt(a)} | {ratio} |")
 
 
 if __name__ == "__main__":

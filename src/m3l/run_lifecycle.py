@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import traceback
 import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -262,12 +263,18 @@ def record_end(log_file: Path, verb: str, exc: BaseException) -> None:
     from the command line (its one ``m3l: error:`` line or the traceback) or the caller. An
     m3l error is its message; anything else also its traceback, for a bug report."""
     if isinstance(exc, M3LError):
-        message, exc_info = f"{verb} stopped: {exc}", None
+        message = f"{verb} stopped: {exc}"
     elif isinstance(exc, Exception):
-        message, exc_info = f"{verb} failed: {type(exc).__name__}: {exc}", (type(exc), exc, exc.__traceback__)
+        message = (
+            f"{verb} failed: {type(exc).__name__}: {exc}\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+        )
     else:  # KeyboardInterrupt, SystemExit (Lightning's SIGTERM)
-        message, exc_info = f"{verb} stopped: {type(exc).__name__} {exc}".rstrip(), None
-    record = logging.getLogger("m3l").makeRecord("m3l", logging.ERROR, __file__, 0, message, (), exc_info)
+        message = f"{verb} stopped: {type(exc).__name__} {exc}".rstrip()
+    # a file name that is not UTF-8 (its bytes kept as surrogates) is written as \xNN: the log
+    # is UTF-8, and a record it cannot encode would be lost
+    message = message.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    record = logging.getLogger("m3l").makeRecord("m3l", logging.ERROR, __file__, 0, message, (), None)
     for handler in _file_handlers(log_file):
         handler.handle(record)
 
