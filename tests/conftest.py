@@ -77,10 +77,32 @@ def _environment_restored_after_each_test():
     """What a test (or the library code it runs: MLflow exports its tracking URI) puts in the
     environment does not reach the next test."""
     saved = dict(os.environ)
+    mlflow_saved = _mlflow_globals()
     yield
     if os.environ != saved:
         os.environ.clear()
         os.environ.update(saved)
+    _restore_mlflow_globals(mlflow_saved)
+
+
+def _mlflow_globals() -> tuple[object, object]:
+    """MLflow's process-wide tracking URI and active experiment (Lightning's MLFlowLogger and
+    ``mlflow.set_tracking_uri`` set them): (None, None) before MLflow is imported."""
+    if "mlflow" not in sys.modules:
+        return None, None
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    return utils._tracking_uri, fluent._active_experiment_id
+
+
+def _restore_mlflow_globals(saved: tuple[object, object]) -> None:
+    if "mlflow" not in sys.modules:
+        return
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    utils._tracking_uri, fluent._active_experiment_id = saved
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

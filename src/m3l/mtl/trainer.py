@@ -343,9 +343,10 @@ class Trainer:
             for head, values in metrics.items():
                 log.info("%s: %s", head, ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
             score = None
-            if baselines:
-                score = delta_m(metrics, baselines, _directions(module))
-                log.info("Delta_m = %+.2f%% against baselines %s", score, baselines)
+            usable = _defined_baselines(baselines)
+            if usable:
+                score = delta_m(metrics, usable, _directions(module))
+                log.info("Delta_m = %+.2f%% against baselines %s", score, usable)
         saver = next((c for c in trainer.callbacks if isinstance(c, SaveArtifacts)), None)
         last = run_dir / "checkpoints" / "last.ckpt"
         return MultiTaskResults(
@@ -386,6 +387,25 @@ class Trainer:
             )
             out.update(alone.launch(Joint()).metrics)
         return out
+
+
+def _defined_baselines(baselines: Mapping[str, Mapping[str, float]] | None) -> dict[str, dict[str, float]]:
+    """The baselines Delta_m can be computed against at the end of a launch: a metric whose
+    baseline is 0 (a single-task model at chance, e.g. accuracy 0 after a few steps) has no
+    relative change, so it is left out with a warning rather than failing the finished run
+    (``mtl.delta_m`` called by hand still refuses it, naming it)."""
+    usable: dict[str, dict[str, float]] = {}
+    for task, values in (baselines or {}).items():
+        kept = {m: v for m, v in values.items() if v != 0}
+        dropped = sorted(set(values) - set(kept))
+        if dropped:
+            log.warning(
+                "Delta_m leaves out %s: the baseline is 0, so the relative change is undefined",
+                ", ".join(f"{task}/{m}" for m in dropped),
+            )
+        if kept:
+            usable[task] = kept
+    return usable
 
 
 # names users bring from EMTL (and Lightning 1.x) -> what m3l takes instead
