@@ -124,7 +124,7 @@ def demo_weights(work: Path) -> Path:
     from safetensors.torch import save_file
 
     from m3l import compose
-    from m3l.experiment import Experiment
+    from m3l.engine.experiment import Experiment
 
     work.mkdir(parents=True, exist_ok=True)
     path = work / "demo_untrained.safetensors"

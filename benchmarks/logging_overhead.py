@@ -68,7 +68,7 @@ def make_logger(kind: str, root: Path):
 
         return WandbLogger(project="m3l-bench", save_dir=str(root), offline=True)
     if kind == "mlflow":
-        from m3l.tracking import MLFlowLogger
+        from m3l.records.tracking import MLFlowLogger
 
         return MLFlowLogger(experiment_name="bench", tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     raise ValueError(kind)

@@ -97,7 +97,7 @@ def load_net(checkpoint: Path, runs: Path, overrides: list[str]):
     import torch
 
     from m3l import Experiment, compose
-    from m3l.checkpoints import load_weights_into
+    from m3l.weights.checkpoints import load_weights_into
 
     cfg = compose(MODEL, [*overrides, f"paths.runs_dir={runs}", "logger=none"], verb="test")
     module = Experiment(cfg).net

@@ -76,7 +76,7 @@ def write_jpegs(photos: list[Path], folder: Path, channels: int, crop: int, qual
 
 def weights_of(model: str) -> str:
     """``pretrained``, or the shipped file of an entry withdrawn from pretrained use (qgac)."""
-    from m3l import hub
+    from m3l.weights import hub
 
     entry = hub.entry_of(model)
     return str(hub.WEIGHTS_DIR / str(entry.filename)) if entry.withdrawn else "pretrained"
@@ -111,7 +111,7 @@ def seconds_per_mp(photo: Path, crop: int, repeats: int = 3) -> list[tuple[str, 
     import io
     import statistics
 
-    from m3l import hub
+    from m3l.weights import hub
     from m3l.data.dct_domain import jpeg_net_inputs
     from m3l.data.jpeg import read_jpeg_coefficients
 

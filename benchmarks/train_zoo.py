@@ -7,7 +7,7 @@ Each recipe is a packaged model config (``src/m3l/configs/model/NAME.yaml``: net
 cosine learning-rate schedule over ``trainer.max_steps``, bf16 autocast) plus the data
 overrides below; the exact command is printed and written, with the wall time and the
 measured patches/s, to ``RUNS/zoo_runs.json``. Then
-``python src/m3l/hub_weights/make_weights.py RUNS/zoo_runs.json`` turns the best checkpoints
+``python src/m3l/weights/shipped/make_weights.py RUNS/zoo_runs.json`` turns the best checkpoints
 into the shipped safetensors files and their cards.
 """
 

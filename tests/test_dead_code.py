@@ -20,7 +20,7 @@ SRC = REPO / "src" / "m3l"
 OWN_SHA256 = {
     "deploy/runtime.py": "sha256_of, the one file hash (the runtime imports nothing from m3l)",
     "deploy/onnx_backend.py": "weights_key hashes tensors in memory, not a file",
-    "hub.py": "download() names a cache file after a URL, and records the hash of bytes held in memory",
+    "weights/hub.py": "download() names a cache file after a URL, and records the hash of bytes held in memory",
     "data/datasets.py": "stable_seed hashes text into a seed",
 }
 
@@ -41,7 +41,7 @@ def _sha256_calls() -> dict[str, int]:
 
 
 def test_a_file_sha256_is_computed_in_one_place(tmp_path):
-    from m3l import hub
+    from m3l.weights import hub
     from m3l.deploy import export, runtime
 
     found = _sha256_calls()

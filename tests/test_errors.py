@@ -106,7 +106,7 @@ def test_nets_name_the_shape_or_argument_and_the_fix(case: str, cls: type, match
 
 
 def _tensors() -> dict[str, Callable[[], object]]:
-    from m3l import dct
+    from m3l.data import dct
     from m3l.data.degradations import add_gaussian_noise, apply_blur
     from m3l.data.io import convert_channels, write_image
     from m3l.models import metrics

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from m3l import Experiment, compose
 from m3l.config import PACKAGED_CONFIG_DIR
-from m3l.config_checks import missing_keys
+from m3l.engine.config_checks import missing_keys
 from m3l.errors import ConfigError
 
 

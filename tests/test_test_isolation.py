@@ -19,7 +19,7 @@ def test_this_process_sees_none_of_the_user_environment() -> None:
         assert name not in os.environ, name
     import torch.hub
 
-    from m3l import hub
+    from m3l.weights import hub
 
     assert Path(torch.hub.get_dir()).is_relative_to(root)
     assert hub.cache_dir().is_relative_to(root)
@@ -53,7 +53,7 @@ def test_the_suite_passes_and_leaves_the_users_places_alone(tmp_path: Path) -> N
     )
     tests = [
         "tests/e2e/test_correct_backends.py::test_onnx_backend_writes_what_eager_writes",
-        "tests/test_experiment.py::test_fit_test_correct_from_python",
+        "tests/engine/test_experiment.py::test_fit_test_correct_from_python",
     ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],

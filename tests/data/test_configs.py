@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 import m3l.config  # noqa: F401 - registers the m3l.* resolvers
 from m3l.data import Degradation
 
-CONFIGS = Path(m3l.config.__file__).parent / "configs"
+CONFIGS = m3l.config.PACKAGED_CONFIG_DIR
 SAMPLE_CONFIGS = sorted(p.stem for p in (CONFIGS / "data").glob("samples*.yaml"))
 
 

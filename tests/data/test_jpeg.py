@@ -18,7 +18,7 @@ from PIL import Image
 
 from m3l.errors import MediaReadError
 from m3l.data.samples import sample_paths
-from m3l.dct import block_dct, block_idct, quantization_plane
+from m3l.data.dct import block_dct, block_idct, quantization_plane
 
 jpeglib = pytest.importorskip("jpeglib", reason="the jpeg extra (jpeglib) is not installed")
 

@@ -243,7 +243,7 @@ def exports_made(caplog: pytest.LogCaptureFixture) -> int:
 
 @pytest.mark.slow
 def test_the_onnx_export_is_kept_beside_the_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from m3l.checkpoints import load_weights_into
+    from m3l.weights.checkpoints import load_weights_into
 
     user_cache, x = tmp_path / "cache", photo()
     checkpoint = save_checkpoint(dncnn(), tmp_path / "run" / "best.safetensors")
@@ -356,7 +356,7 @@ def int8_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def hub_ffdnet() -> RestorationModule:
-    from m3l import hub
+    from m3l.weights import hub
 
     return hub.load("ffdnet_color_blind")
 

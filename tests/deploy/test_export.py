@@ -71,7 +71,7 @@ def test_video_net_pt2(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_multitask_model_one_output_per_head(tmp_path: Path) -> None:
     from m3l import compose
-    from m3l.experiment import Experiment
+    from m3l.engine.experiment import Experiment
 
     net = Experiment(compose("mtl_allinone", [f"paths.runs_dir={tmp_path}/runs"])).net
     out = export_model(net, tmp_path / "mtl.pt2", fmt="pt2", name="mtl", sizes=[(24, 30)])
@@ -129,7 +129,7 @@ def test_export_config_composes_and_exports_from_python(tmp_path: Path) -> None:
     from m3l import compose
     from m3l.deploy.export import export_experiment
     from m3l.errors import CheckpointError
-    from m3l.experiment import Experiment
+    from m3l.engine.experiment import Experiment
 
     base = [f"paths.runs_dir={tmp_path}/runs", "parity.sizes=[[24,20]]", "format=pt2"]
     cfg = compose("demo", base, verb="export")

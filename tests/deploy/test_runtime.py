@@ -219,7 +219,7 @@ def test_modes_are_kept_16bit_gray_and_alpha(exported: dict[str, Path], tmp_path
 @pytest.mark.slow
 def test_multitask_heads_and_missing_condition(tmp_path: Path, photos: Path) -> None:
     from m3l import compose
-    from m3l.experiment import Experiment
+    from m3l.engine.experiment import Experiment
     from m3l.models.nets import FFDNet
 
     net = Experiment(compose("mtl_allinone", [f"paths.runs_dir={tmp_path}/runs"])).net

@@ -114,7 +114,7 @@ def wandb_records(run_file: Path) -> Iterator[object]:
 def demo_checkpoint(tmp_path: Path) -> Path:
     """The demo model's (untrained) weights as a checkpoint, without a training run."""
     from m3l import compose
-    from m3l.experiment import Experiment
+    from m3l.engine.experiment import Experiment
 
     net = Experiment(compose("demo", [f"paths.runs_dir={tmp_path / 'api_runs'}"])).net
     path = tmp_path / "demo.ckpt"

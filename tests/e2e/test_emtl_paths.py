@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from m3l import mtl
 from m3l.mtl.artifacts import read_card, save_head
-from m3l.tracking import MLFlowLogger
+from m3l.records.tracking import MLFlowLogger
 
 
 @mtl.backbone(out_channels=8)

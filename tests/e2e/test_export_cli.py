@@ -18,7 +18,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from safetensors.torch import save_file
 
     from m3l import compose
-    from m3l.experiment import Experiment
+    from m3l.engine.experiment import Experiment
 
     root = tmp_path_factory.mktemp("weights")
     net = Experiment(compose("demo", [f"paths.runs_dir={root}/runs"])).net

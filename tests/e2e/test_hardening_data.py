@@ -278,7 +278,7 @@ def test_qgac_refuses_damaged_jpegs_with_their_reason_and_keeps_gray_gray(
     workdir: Path, env: dict[str, str], tmp_path: Path
 ):
     pytest.importorskip("jpeglib", reason="the jpeg extra (pip install 'm3l[jpeg]')")
-    from m3l.hub import WEIGHTS_DIR
+    from m3l.weights.hub import WEIGHTS_DIR
     from tests.data.test_jpeg import _damaged_jpegs, _photo
 
     inputs = tmp_path / "jpegs"

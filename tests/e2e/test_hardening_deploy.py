@@ -319,7 +319,7 @@ def demo_weights(tmp_path: Path) -> Path:
     from safetensors.torch import save_file
 
     from m3l import compose
-    from m3l.experiment import Experiment
+    from m3l.engine.experiment import Experiment
 
     net = Experiment(compose("demo", [f"paths.runs_dir={tmp_path}/api_runs"])).net
     path = tmp_path / "demo.safetensors"

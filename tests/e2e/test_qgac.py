@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from m3l.data.samples import sample_paths
-from m3l.hub import WEIGHTS_DIR
+from m3l.weights.hub import WEIGHTS_DIR
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

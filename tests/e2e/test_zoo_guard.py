@@ -1,5 +1,5 @@
 """The zoo does no harm: every shipped `checkpoint=pretrained` entry (read from
-``hub_weights/manifest.json``, so a new entry is covered or fails here) corrects two small real
+``weights/shipped/manifest.json``, so a new entry is covered or fails here) corrects two small real
 crops, degraded at a level its card claims, through the real `correct` command, and each output
 beats its degraded input. A regression guard for every weight file and recipe, not a benchmark:
 the cards' numbers come from held-out photos (``benchmarks/quality_zoo.py``)."""
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from m3l.data import degradations as D
-from m3l.hub import WEIGHTS_DIR
+from m3l.weights.hub import WEIGHTS_DIR
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ RECIPES = {
     "nafnet_small_deblur": Recipe("Gaussian blur sigma 2, noise sigma 1", 3, lambda: _gaussian_blur(2.0)),
 }
 
-# the entries offered as checkpoint=pretrained (a withdrawn one is refused: tests/test_hub.py)
+# the entries offered as checkpoint=pretrained (a withdrawn one is refused: tests/weights/test_hub.py)
 SHIPPED = sorted(
     name for name, item in json.loads((WEIGHTS_DIR / "manifest.json").read_text()).items() if not item.get("withdrawn")
 )
@@ -98,8 +98,8 @@ def test_shipped_weights_beat_their_degraded_input(
 ) -> None:
     if name not in RECIPES:
         pytest.fail(
-            f"hub_weights/manifest.json ships {name!r}, but tests/e2e/test_zoo_guard.py has no degradation "
-            f"recipe for it: add one to RECIPES, at a level its card (hub_weights/{name}.md) claims"
+            f"weights/shipped/manifest.json ships {name!r}, but tests/e2e/test_zoo_guard.py has no degradation "
+            f"recipe for it: add one to RECIPES, at a level its card (weights/shipped/{name}.md) claims"
         )
     recipe = RECIPES[name]
     crops = _crops(recipe.channels)

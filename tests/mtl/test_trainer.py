@@ -358,7 +358,7 @@ def test_a_users_mlflow_logger_is_the_one_mlflow_run_and_its_id_resumes(tmp_path
     run per launch, results.run_id is its id, and that id (or the launch directory's name) resumes."""
     from mlflow.tracking import MlflowClient
 
-    from m3l.tracking import MLFlowLogger
+    from m3l.records.tracking import MLFlowLogger
 
     client = MlflowClient(user_mlflow)
     first = _mlflow_trainer(
@@ -385,7 +385,9 @@ def test_lightnings_own_mlflow_logger_refuses_a_changed_setting_before_anything_
         digits, adam, tmp_path, max_epochs=1, logger=LightningMLFlowLogger(tracking_uri=user_mlflow)
     ).launch()
     launches = sorted((tmp_path / "mtl" / "train").iterdir())
-    with pytest.raises(ConfigError, match=r"(?s)other settings \(max_epochs: 1 -> 2\).*m3l.tracking.MLFlowLogger"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)other settings \(max_epochs: 1 -> 2\).*m3l.records.tracking.MLFlowLogger"
+    ):
         _mlflow_trainer(
             digits, adam, tmp_path, max_epochs=2, logger=LightningMLFlowLogger(tracking_uri=user_mlflow)
         ).launch(run_id=first.run_id)

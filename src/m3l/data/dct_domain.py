@@ -23,7 +23,7 @@ from m3l.data.datasets import relative_path
 from m3l.data.degradations import Degradation, Meta, _check_range, _randint, _scalar, _uniform
 from m3l.data.failures import Failure, record_failure
 from m3l.data.jpeg import SUBSAMPLING, JPEGCoefficients, encode_jpeg, read_jpeg_coefficients
-from m3l.dct import block_idct_islow
+from m3l.data.dct import block_idct_islow
 from m3l.errors import ConfigError, MediaReadError, ShapeError
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ quantization tables (read with `jpeglib <https://pypi.org/project/jpeglib/>`_, t
 extra), and their exact decoding to pixels on tensors.
 
 :func:`read_jpeg_coefficients` reads a file (or bytes); :meth:`JPEGCoefficients.to_pixels`
-decodes the coefficients with m3l's own block IDCT (:mod:`m3l.dct`), bit-identical to libjpeg's
+decodes the coefficients with m3l's own block IDCT (:mod:`m3l.data.dct`), bit-identical to libjpeg's
 decoder with its default integer IDCT (``JDCT_ISLOW``) and plain chroma upsampling
 (``do_fancy_upsampling = FALSE``); :func:`encode_jpeg` writes real JPEG files with libjpeg
 through Pillow at a quality or with custom quantization tables.
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from m3l.data.io import MAX_IMAGE_PIXELS_ENV, ImageTooLargeError, check_image_pixels, max_image_pixels, tensor_to_array
-from m3l.dct import blocks_to_plane, block_idct_islow, quantization_plane, upsample_chroma, ycbcr_to_rgb_libjpeg
+from m3l.data.dct import blocks_to_plane, block_idct_islow, quantization_plane, upsample_chroma, ycbcr_to_rgb_libjpeg
 from m3l.errors import ConfigError, MediaReadError, MissingDependencyError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -50,7 +50,7 @@ def import_jpeglib() -> Any:
 @dataclass(frozen=True)
 class JPEGCoefficients:
     """A JPEG file's content: per component (Y, then Cb, Cr for colour) the plane of quantized
-    coefficients (int16, :mod:`m3l.dct` layout), its quantization table and sampling factors.
+    coefficients (int16, :mod:`m3l.data.dct` layout), its quantization table and sampling factors.
 
     ``coefficients[i]`` covers ``ceil`` of the component's size to whole blocks; ``height`` and
     ``width`` are the image's own size.

@@ -148,9 +148,9 @@ class InferenceBackend:
         precision: ``auto`` (bf16 where the CPU has the units and the output holds), ``fp32``
             or ``bf16`` (forced, even when slower or further from fp32: with a warning).
         cache_dir: where ONNX exports are kept when not beside the checkpoint (default: the m3l
-            cache, see :mod:`m3l.hub`).
+            cache, see :mod:`m3l.weights.hub`).
         checkpoint: the weights file the module was loaded from (default: the module's
-            ``weights_file``, set by :func:`m3l.checkpoints.load_weights_into`): ONNX exports
+            ``weights_file``, set by :func:`m3l.weights.checkpoints.load_weights_into`): ONNX exports
             are kept beside it where its folder is writable.
         name: names the cached export.
         config_text: the net's config, part of the cache key.
@@ -286,7 +286,7 @@ class InferenceBackend:
 
     def _onnx_places(self) -> list[Path]:
         if getattr(self, "_places", None) is None:  # the key hashes every weight: once
-            from m3l import hub
+            from m3l.weights import hub
 
             cache = Path(self.cache_dir) if self.cache_dir else hub.cache_dir() / "onnx"
             key = weights_key(self.module.net, self.config_text, f"channels={self.spec.channels}", torch.__version__)

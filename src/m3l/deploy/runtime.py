@@ -597,7 +597,7 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    """The hex sha256 of a file, read in chunks: m3l's one file hash (``m3l.hub.sha256_of``, the
+    """The hex sha256 of a file, read in chunks: m3l's one file hash (``m3l.weights.hub.sha256_of``, the
     export's metadata, the ONNX cache's check), here because the runtime imports nothing from m3l."""
     import hashlib
 

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from m3l._compat.lightning import trainer_of
-from m3l.distributed import log_mean
+from m3l.training.distributed import log_mean
 from m3l.errors import ConfigError, TrainingDivergedError
 from m3l.models import metrics as M
 from m3l.models.noise_level import estimate_noise_sigma
 from m3l.models.tiling import pad_to_multiple, self_ensemble
-from m3l.optim import OptimizerFactory
+from m3l.training.optim import OptimizerFactory
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from m3l._compat.lightning import logs_this_step, mark_step_values_reset, trainer_of
 from m3l._compat.torch import is_normalization_layer
-from m3l.distributed import log_mean, logged_mean
+from m3l.training.distributed import log_mean, logged_mean
 from m3l.mtl.algorithms.base import Schedule
 from m3l.mtl.algorithms.context import StepContext, last_parameterized_module, world_size
 from m3l.mtl.algorithms.joint import Joint
@@ -40,8 +40,8 @@ from m3l.mtl.optimization import (
 from m3l.mtl.tasks import Objective, Task
 from m3l.mtl.errors import NonFiniteLossError
 from m3l.mtl.validation import check_task_names, first_batches, preflight
-from m3l.optim import OptimizerFactory
-from m3l.tracking import set_run_tags
+from m3l.training.optim import OptimizerFactory
+from m3l.records.tracking import set_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ class MultiTaskModule(L.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, split: str, batch: Any) -> None:
         """Log each head's loss and metrics for a batch: epoch means over samples, exact across DDP
-        ranks (:func:`~m3l.distributed.log_mean`; torchmetrics objects sync themselves)."""
+        ranks (:func:`~m3l.training.distributed.log_mean`; torchmetrics objects sync themselves)."""
         for name, task_batch in merge_task_batches(batch).items():
             task = self.task_by_name[name]
             losses, predictions, targets = self._task_losses(task, task_batch)

@@ -1,6 +1,6 @@
 """The umbrella ``Trainer(backbone, tasks).launch(algorithm)`` of the Python API.
 
-A thin front over :class:`m3l.experiment.Experiment`, the orchestrator of the commands: it
+A thin front over :class:`m3l.engine.experiment.Experiment`, the orchestrator of the commands: it
 builds the objects a multi-task config would (a :class:`MultiTaskModule` and a
 :class:`MultiTaskDataModule` handed the algorithm's schedule) and a config of the rest, and
 the Experiment fits them with the commands' policies: a fresh run directory
@@ -20,7 +20,7 @@ name of any of the run's launch directories) resumes that run from its last chec
 new run directory that records the same ``run_id`` (as ``resume=true`` does on the command
 line, nothing is written into an earlier run's directory), logging to the same MLflow run.
 The resumed launch may change settings (``max_epochs`` to train longer, ...): MLflow keeps
-the first values and gets each change as ``<name>.resume_<n>`` (:class:`m3l.tracking.MLFlowLogger`).
+the first values and gets each change as ``<name>.resume_<n>`` (:class:`m3l.records.tracking.MLFlowLogger`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from torch import nn
 
 from m3l._compat.lightning import set_mlflow_logger_run
 from m3l.errors import M3LError
-from m3l.experiment import Experiment
+from m3l.engine.experiment import Experiment
 from m3l.mtl.algorithms.base import Schedule
 from m3l.mtl.algorithms.base import describe as describe_algorithm
 from m3l.mtl.algorithms.joint import Joint
@@ -50,8 +50,8 @@ from m3l.mtl.delta_m import delta_m
 from m3l.mtl.errors import TrainerArgumentError
 from m3l.mtl.module import MultiTaskModule
 from m3l.mtl.tasks import Task
-from m3l.past_runs import run_checkpoint, run_id_of
-from m3l.tracking import attach_mlflow_run, is_mlflow_logger, mlflow_logger, set_run_tags
+from m3l.records.past_runs import run_checkpoint, run_id_of
+from m3l.records.tracking import attach_mlflow_run, is_mlflow_logger, mlflow_logger, set_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Trainer:
         max_epochs: epochs (default: one round of the schedule).
         root_dir: where logs, checkpoints and artifacts go.
         logger: any Lightning logger(s), in addition to the CSV file. An ``MLFlowLogger``
-            among them (``m3l.tracking.MLFlowLogger(tags=...)``) is the launch's MLflow logger.
+            among them (``m3l.records.tracking.MLFlowLogger(tags=...)``) is the launch's MLflow logger.
         mlflow: add an MLFlowLogger (needs ``mlflow``) unless ``logger`` has one: on the
             tracking URI set with ``mlflow.set_tracking_uri`` (or ``MLFLOW_TRACKING_URI``), else
             ``sqlite:///<root_dir>/mlflow.db``.
@@ -196,12 +196,12 @@ class Trainer:
         max_epochs: int | None = None,
         checkpoint_trusted: bool = False,
     ) -> Experiment:
-        """The :class:`~m3l.experiment.Experiment` a launch runs: the module and datamodule,
+        """The :class:`~m3l.engine.experiment.Experiment` a launch runs: the module and datamodule,
         and a config of the run directory, trainer, checkpoint callback and CSV logger."""
         algorithm = algorithm or Joint()
         runs = self.root_dir / RUN_NAME / "train"
         loggers, tracker = self._loggers()
-        if ckpt_path is None and run_id is not None:  # the run's newest launch (m3l.past_runs)
+        if ckpt_path is None and run_id is not None:  # the run's newest launch (m3l.records.past_runs)
             ckpt_path = run_checkpoint(runs, run_id)
             log.info("resuming run %s from %s", run_id, ckpt_path)
         if run_id is not None:
@@ -225,7 +225,7 @@ class Trainer:
             )
         cfg = self._config(epochs, run_id, ckpt_path, checkpoint_trusted, settings)
         objects = {k: v for k, v in self.trainer_kwargs.items() if not _is_config_value(v)}
-        # run_id null: the Run names it by the launch's directory (m3l.run_lifecycle)
+        # run_id null: the Run names it by the launch's directory (m3l.records.lifecycle)
         experiment = Experiment(
             cfg,
             net=module,
@@ -327,7 +327,7 @@ class Trainer:
     ) -> MultiTaskResults:
         """Fit, evaluate, save artifacts; with ``run_id`` of an earlier launch (or
         ``ckpt_path``), resume it. The checkpoint loads weights-only (see
-        :mod:`m3l.checkpoints`); ``checkpoint_trusted=True`` also loads pickled Python objects
+        :mod:`m3l.weights.checkpoints`); ``checkpoint_trusted=True`` also loads pickled Python objects
         from it, which can run code: only for files from a trusted source."""
         baselines = self._baseline_metrics(algorithm)
         experiment = self.experiment(algorithm, run_id, ckpt_path, max_epochs, checkpoint_trusted)
@@ -422,9 +422,9 @@ _EQUIVALENTS = {
     "scheduler_params": "scheduler=functools.partial(SchedulerClass, **params)",
     "dataloader_params": "Task(batch_size=...) per task, and num_workers=..., pin_memory=... here",
     "mlflow_database": "mlflow.set_tracking_uri(...) before launch() (honoured), or "
-    "logger=m3l.tracking.MLFlowLogger(tracking_uri=...)",
+    "logger=m3l.records.tracking.MLFlowLogger(tracking_uri=...)",
     "mlflow_experiment": "experiment_name=... (or mlflow.set_experiment(...) before launch())",
-    "mlflow_tags": "logger=m3l.tracking.MLFlowLogger(tags={...})",
+    "mlflow_tags": "logger=m3l.records.tracking.MLFlowLogger(tags={...})",
     "mlflow_params": "nothing: the Trainer's settings are logged as MLflow params",
     "rmc_lookback": "callbacks=[mtl.diagnostics.Capacity(lookback=N)]",
     "gpus": "accelerator='gpu', devices=N",

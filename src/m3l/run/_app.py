@@ -19,7 +19,7 @@ _HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "-
 
 
 def _override_key(arg: str) -> str | None:
-    from m3l.config_overrides import override_key  # Hydra's own override parser
+    from m3l.config.overrides import override_key  # Hydra's own override parser
 
     return override_key(arg)
 
@@ -53,9 +53,9 @@ def _preflight_argv(verb: str, argv: list[str]) -> list[str]:
     if any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
         return argv  # the other processes of a distributed run write into rank zero's directory
     from m3l.errors import M3LError
-    from m3l.run_lifecycle import check_creatable_dir, check_output_dir_free
+    from m3l.records.lifecycle import check_creatable_dir, check_output_dir_free
 
-    from m3l.config_overrides import override_value
+    from m3l.config.overrides import override_value
 
     folders = [("M3L_RUNS_DIR", os.environ.get("M3L_RUNS_DIR") or "runs")]
     for key in ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir", "paths.runs_dir"):
@@ -87,7 +87,7 @@ def _cluster_launch(verb: str, argv: list[str]) -> list[str]:
 
     args = argv[1:]
     multirun = any(a in _MULTIRUN_FLAGS for a in args)  # -m, or --cluster-launch (normalize_argv)
-    from m3l.config_overrides import override_value
+    from m3l.config.overrides import override_value
 
     name, launcher = override_value(args, "cluster"), override_value(args, "hydra/launcher")
     source = f"hydra/launcher={launcher}" if launcher else None
@@ -161,15 +161,15 @@ def _route_lightning_logs() -> None:
 
 
 def _is_multirun() -> bool:
-    from m3l.run_lifecycle import is_multirun
+    from m3l.records.lifecycle import is_multirun
 
     return is_multirun()
 
 
 def _remove_unused_run_dir(cfg: Any, experiment: Any) -> None:
     """A job that failed before it started Lightning leaves no run directory when that holds
-    nothing but Hydra's record, the log and the config (:mod:`m3l.run_lifecycle`)."""
-    from m3l.run_lifecycle import discard_failed_command_run
+    nothing but Hydra's record, the log and the config (:mod:`m3l.records.lifecycle`)."""
+    from m3l.records.lifecycle import discard_failed_command_run
 
     discard_failed_command_run(cfg, getattr(experiment, "run", None))
 
@@ -239,7 +239,7 @@ def _device_text(cfg: Any) -> str:
     """Where the run computes, from the trainer config (Lightning 1.x keys mapped)."""
     from omegaconf import OmegaConf
 
-    from m3l.trainer_args import lightning2_kwargs
+    from m3l.config.trainer.args import lightning2_kwargs
 
     try:
         node = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -350,8 +350,8 @@ def make_main(verb: str) -> Callable[[], Any]:
 
         experiment = None
         try:
-            from m3l.experiment import Experiment
-            from m3l.run_lifecycle import is_rank_zero
+            from m3l.engine.experiment import Experiment
+            from m3l.records.lifecycle import is_rank_zero
 
             _route_lightning_logs()
             _check_composed(cfg)
@@ -397,9 +397,9 @@ def make_main(verb: str) -> Callable[[], Any]:
         from omegaconf.errors import OmegaConfBaseException
 
         from m3l.config import composition_error, normalize_argv, register_resolvers
-        from m3l.trainer_args import alias_pytorch_lightning
+        from m3l.config.trainer.args import alias_pytorch_lightning
 
-        alias_pytorch_lightning()  # before Hydra imports any user code (see m3l.trainer_args)
+        alias_pytorch_lightning()  # before Hydra imports any user code (see m3l.config.trainer.args)
         register_resolvers()
         sys.argv = normalize_argv(sys.argv)
         sys.argv = _preflight_argv(verb, sys.argv)
@@ -423,7 +423,7 @@ def make_main(verb: str) -> Callable[[], Any]:
             if type(exc).__name__ == "FailedJobError" and type(exc).__module__.startswith("submitit"):
                 # sbatch refused the submission (no controller, a bad partition...): say it in
                 # one line and leave no sweep folder that holds nothing but the refused job
-                from m3l.run_lifecycle import remove_unsubmitted_sweeps
+                from m3l.records.lifecycle import remove_unsubmitted_sweeps
 
                 remove_unsubmitted_sweeps()
                 reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from m3l.dct import block_idct, upsample_chroma, ycbcr_to_rgb
+from m3l.data.dct import block_idct, upsample_chroma, ycbcr_to_rgb
 from m3l.models.nets.qgac import LEVEL, QGAC, count_parameters, from_frequencies, to_frequencies
 
 SMALL = dict(block_features=8, manifold_channels=4, plane_channels=4, color_features=4)

@@ -369,7 +369,7 @@ def test_a_sigma_conditioned_net_trained_with_m3l_is_a_prior(pretrained, tmp_pat
     from omegaconf import OmegaConf
     from safetensors.torch import load_file, save_file
 
-    from m3l import hub
+    from m3l.weights import hub
     from m3l.config import compose
     from m3l.errors import ConfigError
     from m3l.models.pnp import Blur, PlugAndPlay

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m3l.dct import BLOCK, block_dct, block_idct, upsample_chroma, ycbcr_to_rgb
+from m3l.data.dct import BLOCK, block_dct, block_idct, upsample_chroma, ycbcr_to_rgb
 from m3l.errors import ConfigError, ShapeError
 
 LEVEL = 128 / 255  # JPEG's level shift on the [0, 1] scale

@@ -4,7 +4,7 @@ A JPEG file says exactly what is known of the photo: every DCT coefficient ``d``
 shifted Y (and subsampled Cb, Cr) blocks was rounded to ``c = round(d / q)``, so the original
 lies in the interval ``[(c - 1/2) q, (c + 1/2) q]`` (the quantization constraint set, QCS).
 :class:`JPEGConstraint`'s data step is the projection onto that set, computed with m3l's DCT
-(:mod:`m3l.dct`) from the coefficients and tables :mod:`m3l.data.jpeg` reads (gray, 4:2:0,
+(:mod:`m3l.data.dct`) from the coefficients and tables :mod:`m3l.data.jpeg` reads (gray, 4:2:0,
 4:2:2, 4:4:4): in YCbCr, each plane's block DCT is clamped into its intervals (chroma after
 the encoder's box downsampling; the correction is spread back over the pixels each chroma
 sample covers, which makes it the least-squares projection in YCbCr).
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from m3l.dct import block_dct, block_idct, quantization_plane, rgb_to_ycbcr, ycbcr_to_rgb
+from m3l.data.dct import block_dct, block_idct, quantization_plane, rgb_to_ycbcr, ycbcr_to_rgb
 from m3l.errors import ConfigError
 from m3l.models.pnp.operators import Operator, Problem
 

@@ -56,7 +56,7 @@ def _own_denoiser(spec: str, tile_size: int) -> RestorationModule:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from m3l.checkpoints import load_weights_into
+    from m3l.weights.checkpoints import load_weights_into
 
     path = Path(spec).expanduser()
     config = path.parent.parent / "config.yaml"
@@ -152,7 +152,7 @@ class PlugAndPlay(RestorationModule):
         returns the last weights file."""
         from safetensors.torch import load_file
 
-        from m3l import hub
+        from m3l.weights import hub
 
         path = Path()
         for module in self.denoisers.values():

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from m3l.mtl.algorithms.context import StepContext
-from m3l.optim import OptimizerFactory
+from m3l.training.optim import OptimizerFactory
 
 
 #: where a method or schedule keeps the arguments it was constructed with (see :func:`describe`)
