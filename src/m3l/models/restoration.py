@@ -22,11 +22,9 @@ from m3l.errors import ConfigError, TrainingDivergedError
 from m3l.models import metrics as M
 from m3l.models.noise_level import estimate_noise_sigma
 from m3l.models.tiling import pad_to_multiple, self_ensemble
-from m3l.training.optim import OptimizerFactory
+from m3l.training.optim import OptimizerFactory, SchedulerFactory
 
 log = logging.getLogger(__name__)
-
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
 def _centre_frame(x: torch.Tensor) -> torch.Tensor:
