@@ -12,7 +12,7 @@ MGDAUB, CAGrad, NashMTL, IMTLG, AlignedMTL, GradVac, GradDrop, ConFIG, DualProj,
 
 >>> from m3l.mtl.algorithms import Joint, GradNorm
 >>> Joint(GradNorm(alpha=1.5))
-Joint(weighting=GradNorm)
+Joint(method=GradNorm)
 """
 
 from m3l.mtl.algorithms.aligned_mtl import AlignedMTL
