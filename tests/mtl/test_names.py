@@ -137,3 +137,24 @@ def test_an_old_command_line_override_names_the_new_key():
     )
     cfg = compose("mtl_multimnist", ["net.algorithm.method._target_=m3l.mtl.GradNorm"])
     assert isinstance(instantiate(cfg.net.algorithm).method, mtl.GradNorm)
+
+
+def test_every_schedule_and_method_is_importable_from_m3l_mtl():
+    """Aggregators as the weightings: ``from m3l.mtl import UPGrad``; ``mtl.algorithms.UPGrad`` stays."""
+    from m3l.mtl import UPGrad, algorithms
+
+    assert UPGrad is algorithms.UPGrad
+    assert set(algorithms.__all__) <= set(mtl.__all__)
+    assert all(getattr(mtl, name) is getattr(algorithms, name) for name in algorithms.__all__)
+    assert issubclass(mtl.MGDAUB, mtl.GradientAggregator) and issubclass(mtl.GradNorm, mtl.Method)
+
+
+@pytest.mark.slow
+def test_importing_m3l_mtl_imports_no_torchjd():
+    """The aggregators' modules name torchjd only when one is built: ``import m3l.mtl`` stays as cheap."""
+    import subprocess
+    import sys
+
+    code = "import sys, m3l.mtl; from m3l.mtl import UPGrad; print('torchjd' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
