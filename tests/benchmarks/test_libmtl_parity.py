@@ -51,7 +51,7 @@ def test_one_step_of_m3l_equals_libmtl(method):
     rep = module.backbone(x)
     parts = [nn.functional.cross_entropy(module.heads[n](rep), targets[n]) for n in heads]
     context = module.step_context(list(heads), parts, {"pair": rep})
-    module.weighting.backward(context.losses, context)
+    module.method.backward(context.losses, context)
 
     class Model(libmtl.architecture.HPS, getattr(libmtl.weighting, libmtl_name)):
         def __init__(self) -> None:

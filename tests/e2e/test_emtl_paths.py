@@ -182,8 +182,8 @@ def test_runs_that_differ_in_epochs_per_task_log_different_params(user):
     one, two = run("--algorithm", "sequential1"), run("--algorithm", "sequential2")
     client = _runs(uri)[0]
     p1, p2 = (client.get_run(r["run_id"]).data.params for r in (one, two))
-    assert p1["algorithm"] == "Sequential(weighting=EqualWeighting(), epochs_per_task=1, order=None)"
-    assert p2["algorithm"] == "Sequential(weighting=EqualWeighting(), epochs_per_task=2, order=None)"
+    assert p1["algorithm"] == "Sequential(method=EqualWeighting(), epochs_per_task=1, order=None)"
+    assert p2["algorithm"] == "Sequential(method=EqualWeighting(), epochs_per_task=2, order=None)"
     assert (p1["max_epochs"], p2["max_epochs"]) == ("2", "4")
     assert (one["epoch"], two["epoch"]) == (2, 4)
 

@@ -62,7 +62,7 @@ def test_train_command_writes_backbone_heads_and_cards_and_tags_the_mlflow_run(w
     (mlrun,) = client.search_runs([client.get_experiment_by_name("mtl_multimnist").experiment_id])
     tags = mlrun.data.tags
     assert tags["m3l.version"] == m3l.__version__ and tags["m3l.tasks"] == "left,right"
-    assert tags["m3l.algorithm"] == "Joint(weighting=EqualWeighting)"
+    assert tags["m3l.algorithm"] == "Joint(method=EqualWeighting)"
     assert mlrun.data.params["net/optimizer/lr"] == "0.003"
     assert {"backbone.safetensors", "heads"} <= {a.path for a in client.list_artifacts(mlrun.info.run_id)}
 

@@ -75,7 +75,7 @@ def test_bf16_autocast_trains(algorithm):
     after = module.backbone.state_dict()
     assert all(torch.isfinite(v).all() for v in after.values())
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    assert module.weighting.last_weights.dtype == torch.float32
+    assert module.method.last_weights.dtype == torch.float32
 
 
 CASES = {  # every gradient path of StepContext: the parameters' Jacobian, the representation's
@@ -94,7 +94,7 @@ def test_fp16_gradscaler_unscales_before_aggregation(case):
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1000)
     amp, before, _ = fit(make(), plugins=[MixedPrecision("16-mixed", "cpu", scaler)], steps=steps, multihead=multihead)
     ref, _, _ = fit(make(), precision="32-true", steps=steps, multihead=multihead)
-    assert torch.allclose(amp.weighting.last_weights, ref.weighting.last_weights, rtol=0.05)
+    assert torch.allclose(amp.method.last_weights, ref.method.last_weights, rtol=0.05)
     assert scaler.get_scale() == 2.0**10  # finite steps: the scale is kept
     moved = torch.cat([(amp.backbone.state_dict()[k] - before[k]).flatten() for k in before])
     expected = torch.cat([(ref.backbone.state_dict()[k] - before[k]).flatten() for k in before])

@@ -74,7 +74,7 @@ def test_the_config_path_hands_a_reloading_schedule_to_the_datamodule(tmp_path):
         "mtl_multimnist",
         [
             "net.algorithm._target_=m3l.mtl.Sequential",
-            "~net.algorithm.weighting",
+            "~net.algorithm.method",
             "+net.algorithm.epochs_per_task=1",
             f"paths.runs_dir={tmp_path}",
             "trainer.max_epochs=2",

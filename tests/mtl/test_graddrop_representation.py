@@ -65,7 +65,7 @@ def test_graddrop_on_the_representation_matches_the_papers_computation(leak):
     losses, rep = losses_and_rep()
     torch.manual_seed(42)
     context = module.step_context(["left", "right"], list(losses), {"pair": rep})
-    module.weighting.backward(context.losses, context)
+    module.method.backward(context.losses, context)
     for p, g in zip(shared, expected):
         torch.testing.assert_close(p.grad, g)
     head_sum = torch.autograd.grad(losses_and_rep()[0].sum(), heads)

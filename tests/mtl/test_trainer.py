@@ -315,11 +315,10 @@ def test_mlflow_honours_the_users_store_and_experiment_with_params_and_tags(tmp_
     assert run.info.run_id == results.run_id and run.info.status == "FINISHED"
     tags, params = run.data.tags, run.data.params
     assert tags["m3l.version"] == m3l.__version__ and tags["m3l.tasks"] == "left,right"
-    assert tags["m3l.algorithm"] == "Joint(weighting=GradNorm)"
+    assert tags["m3l.algorithm"] == "Joint(method=GradNorm)"
     assert tags["m3l.run_dir"] == str(results.log_dir.resolve())  # the launch's run directory
     assert (
-        params["algorithm"]
-        == "Joint(weighting=GradNorm(alpha=1.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
+        params["algorithm"] == "Joint(method=GradNorm(alpha=1.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
     )
     assert params["optimizer"] == "torch.optim.adam.Adam(lr=0.003)"
     assert params["tasks/right/batch_size"] == "16" and params["tasks/left/samples/train"] == "96"
@@ -397,13 +396,11 @@ def test_lightnings_own_mlflow_logger_refuses_a_changed_setting_before_anything_
 def test_params_tell_runs_with_other_algorithm_arguments_apart(tasks):
     """Issue 27 item 9: every argument of the algorithm and the epochs the run trains for."""
     one, two = (mtl.Trainer(LeNet(), tasks).settings(mtl.Sequential(epochs_per_task=n)) for n in (1, 2))
-    assert one["algorithm"] == "Sequential(weighting=EqualWeighting(), epochs_per_task=1, order=None)"
-    assert two["algorithm"] == "Sequential(weighting=EqualWeighting(), epochs_per_task=2, order=None)"
+    assert one["algorithm"] == "Sequential(method=EqualWeighting(), epochs_per_task=1, order=None)"
+    assert two["algorithm"] == "Sequential(method=EqualWeighting(), epochs_per_task=2, order=None)"
     assert (one["max_epochs"], two["max_epochs"]) == (2, 4)
     joint = mtl.Trainer(LeNet(), tasks, max_epochs=5).settings(mtl.Joint(mtl.GradNorm(alpha=0.5)))
-    assert (
-        joint["algorithm"] == "Joint(weighting=GradNorm(alpha=0.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
-    )
+    assert joint["algorithm"] == "Joint(method=GradNorm(alpha=0.5, lr=0.025, parameters='last'), mode='max_size_cycle')"
     assert joint["max_epochs"] == 5
 
 

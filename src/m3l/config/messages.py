@@ -63,6 +63,20 @@ def target_arguments(target: object) -> list[str]:
     return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"]
 
 
+def renamed_arguments(target: object) -> dict[str, str]:
+    """``{old: new}`` keyword names a ``_target_`` still accepts under their old name (its
+    ``renamed_arguments`` attribute, e.g. ``m3l.mtl.Joint``'s ``weighting`` -> ``method``)."""
+    if not isinstance(target, str):
+        return {}
+    try:
+        from hydra.utils import get_object
+
+        renamed = getattr(get_object(target), "renamed_arguments", None)
+    except Exception:  # noqa: BLE001 - a target we cannot import: nothing renamed that we know of
+        return {}
+    return dict(renamed) if isinstance(renamed, dict) else {}
+
+
 def _importable(module: str) -> bool:
     try:
         importlib.import_module(module)
@@ -102,6 +116,10 @@ def composition_error(exc: BaseException, overrides: Sequence[str] = ()) -> str:
             return str(unknown_trainer_key(str(key)))
         arguments = target_arguments(target)
         where = f"the `{group}` config" if group else "the config"
+        new = renamed_arguments(target).get(str(key))
+        if new is not None:  # an old command line: the key was renamed (the old one still builds, warning)
+            prefix = f"{group}." if group else ""
+            return f"{full_key}: `{key}` is the old name of `{new}` ({target}): write {prefix}{new} instead."
         if target and str(key) in arguments:
             return f"{full_key}: {target} takes `{key}`, but {where} does not set it; add it with +{full_key}=VALUE."
         keys = [str(k) for k in parent.keys() if not str(k).startswith("_")]

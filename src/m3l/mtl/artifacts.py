@@ -1,7 +1,7 @@
 """Save and load the backbone and each head separately: safetensors + a JSON card.
 
-The :class:`SaveArtifacts` callback writes them at the end of every fit, from the Python
-``Trainer`` and from the command line alike (a :class:`~m3l.mtl.MultiTaskModule` adds it
+The :class:`SaveArtifacts` callback writes them at the end of every fit, from
+``mtl.Trainer`` and from the command line alike (a :class:`~m3l.mtl.MultiTaskModule` adds it
 itself), into ``<run dir>/artifacts/``: ``backbone.safetensors``, ``heads/<head>.safetensors``
 and a ``.json`` card beside each.
 
@@ -226,8 +226,8 @@ class SaveArtifacts(L.Callback):
             directory of ``python -m m3l.run.train`` and of :class:`m3l.mtl.Trainer`); an
             existing folder of files this run did not write is left alone.
 
-    The cards carry the validation metrics; a test run on the same trainer afterwards
-    rewrites them with the test metrics. Every MLflow logger of the trainer receives the
+    The cards carry the validation metrics; a test run on the same Lightning Trainer
+    afterwards rewrites them with the test metrics. Every MLflow logger of that Trainer receives the
     folder as run artifacts. Only rank zero writes; a ``fast_dev_run`` writes nothing.
     """
 
@@ -261,7 +261,7 @@ class SaveArtifacts(L.Callback):
             return
         if directory is None:
             log.info(
-                "artifacts not saved: the trainer has no run directory (give it default_root_dir, "
+                "artifacts not saved: Lightning's Trainer has no run directory (give it default_root_dir, "
                 "or add SaveArtifacts(dirpath=...))"
             )
             return

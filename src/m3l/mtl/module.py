@@ -1,11 +1,13 @@
-"""MultiTaskModule: a shared backbone, one head per objective, and a learning algorithm.
+"""MultiTaskModule: a shared backbone, one head per objective, and an algorithm (a schedule
+holding a method).
 
 A LightningModule with manual optimization: one optimizer for the backbone (none when it is
 frozen) and the heads that use the same factory and no scheduler, one per other task, and one
-for the weighting's own parameters when it has any (:mod:`m3l.mtl.optimization`). Each training step receives ``{task: batch}`` for the tasks the schedule chose, runs the
-backbone once per task batch and every head of that task, and hands the losses to the
-algorithm's method in one call, ``method.backward(losses, context)``
-(:mod:`m3l.mtl.algorithms.base`); the module knows nothing of any method's internals. Logged keys: ``train/loss``, ``train/<head>/loss``, ``weights/<head>``,
+for the method's own parameters when it has any (:mod:`m3l.mtl.optimization`). Each training
+step receives ``{task: batch}`` for the tasks the schedule chose, runs the backbone once per
+task batch and every head of that task, and hands the losses to the schedule's method in one
+call, ``method.backward(losses, context)`` (:mod:`m3l.mtl.algorithms.base`); the module knows
+nothing of any method's internals. Logged keys: ``train/loss``, ``train/<head>/loss``, ``weights/<head>``,
 ``val/<head>/<metric>``, ``val/<head>/loss``, ``val/loss`` (and ``test/...``).
 """
 
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 from m3l._compat.lightning import logs_this_step, mark_step_values_reset, trainer_of
 from m3l._compat.torch import is_normalization_layer
 from m3l.training.distributed import log_mean, logged_mean
-from m3l.mtl.algorithms.base import Schedule
+from m3l.mtl.algorithms.base import Method, Schedule, deprecated_name
 from m3l.mtl.algorithms.context import StepContext, last_parameterized_module, world_size
 from m3l.mtl.algorithms.joint import Joint
 from m3l.mtl.artifacts import SaveArtifacts
@@ -40,20 +42,21 @@ from m3l.mtl.optimization import (
 from m3l.mtl.tasks import Objective, Task
 from m3l.mtl.errors import NonFiniteLossError
 from m3l.mtl.validation import check_task_names, first_batches, preflight
-from m3l.training.optim import OptimizerFactory
+from m3l.training.optim import OptimizerFactory, SchedulerFactory
 from m3l.records.tracking import set_run_tags
 
 log = logging.getLogger(__name__)
 
 
 class MultiTaskModule(L.LightningModule):
-    """Backbone + per-task heads + algorithm, trained by Lightning.
+    """Backbone + per-task heads + algorithm, trained by Lightning's Trainer.
 
     Args:
         backbone: the shared ``nn.Module``.
         tasks: :class:`Task` / :class:`MultiHeadTask` objects (their datasets are optional).
-        algorithm: a schedule (:class:`Joint`, :class:`Sequential`, :class:`Alternating`);
-            default ``Joint(EqualWeighting())``.
+        algorithm: a schedule (:class:`Joint`, :class:`Sequential`, :class:`Alternating`)
+            holding the method of its joint steps; default ``Joint(EqualWeighting())``. The
+            method is :attr:`method` (a submodule: its parameters are in checkpoints).
         optimizer: factory for the backbone's optimizer (``partial``/Hydra ``_partial_``).
         scheduler: factory ``scheduler(optimizer)`` for the backbone (stepped per epoch).
         head_optimizer, head_scheduler: defaults for the heads (a task's own win).
@@ -67,7 +70,8 @@ class MultiTaskModule(L.LightningModule):
             the epoch's mean training loss (as EMTL stepped them).
         gradient_clip_val: clip each optimizer's gradients to this global norm (unscaled under
             fp16) after the method wrote them; None: no clipping. ``trainer.gradient_clip_val``
-            and ``mtl.Trainer(gradient_clip_val=...)`` land here (Lightning refuses them here).
+            and ``mtl.Trainer(gradient_clip_val=...)`` land here (Lightning's Trainer refuses them
+            under manual optimization).
     """
 
     def __init__(
@@ -76,9 +80,9 @@ class MultiTaskModule(L.LightningModule):
         tasks: Sequence[Task],
         algorithm: Schedule | None = None,
         optimizer: OptimizerFactory | None = None,
-        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        scheduler: SchedulerFactory | None = None,
         head_optimizer: OptimizerFactory | None = None,
-        head_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        head_scheduler: SchedulerFactory | None = None,
         freeze_backbone: bool = False,
         finite_check_every_n_steps: int = 25,
         save_artifacts: bool = True,
@@ -96,8 +100,10 @@ class MultiTaskModule(L.LightningModule):
         self.objective_names = [o.name for o in self.objectives]
         self.heads = nn.ModuleDict({o.name: o.head for o in self.objectives})
         self.algorithm = algorithm if algorithm is not None else Joint()
-        self.weighting = self.algorithm.weighting
-        self.weighting.setup(self.objective_names)
+        self.method: Method = self.algorithm.method
+        self.method.setup(self.objective_names)
+        # checkpoints written before the rename hold the method's state under ``weighting.``
+        self.register_load_state_dict_pre_hook(_load_old_method_keys)
         self.optimizer_factory = optimizer or default_optimizer
         self.scheduler_factory = scheduler
         self.head_optimizer_factory = head_optimizer or self.optimizer_factory
@@ -134,6 +140,12 @@ class MultiTaskModule(L.LightningModule):
         #: this step's ``train/loss``, ``train/<head>/loss`` and ``weights/<head>`` (logged every
         #: ``log_every_n_steps``, see :meth:`_logs_this_step`)
         self.step_metrics: dict[str, Tensor] = {}
+
+    @property
+    def weighting(self) -> Method:
+        """Deprecated: the old name of :attr:`method`."""
+        deprecated_name("MultiTaskModule.weighting", "MultiTaskModule.method")
+        return self.method
 
     def train(self, mode: bool = True) -> MultiTaskModule:
         """As ``nn.Module.train``; a frozen backbone keeps its normalization layers in eval
@@ -180,16 +192,16 @@ class MultiTaskModule(L.LightningModule):
         opts = opts if isinstance(opts, list) else [opts]
         if not self._roles:  # restored without configure_optimizers on this instance
             self.configure_optimizers()
-        wanted = {"backbone", "weighting"} | {f"task:{n}" for n in task_names}
+        wanted = {"backbone", "method"} | {f"task:{n}" for n in task_names}
         return [o for o, role in zip(opts, self._roles) if role in wanted]
 
     # ------------------------------------------------------------------ training
     def step_context(
         self, names: list[str], losses: Sequence[Tensor] = (), features: Mapping[str, Any] | None = None
     ) -> StepContext:
-        """What the algorithm's method sees this step: the parameters, the losses (the
-        per-objective scalars), the backbone outputs, and how to back-propagate (Lightning's
-        ``manual_backward``, the trainer's fp16 GradScaler, the DDP world)."""
+        """What the method sees this step: the parameters, the losses (the per-objective
+        scalars), the backbone outputs, and how to back-propagate (Lightning's
+        ``manual_backward``, the fp16 GradScaler of Lightning's Trainer, the DDP world)."""
         shared = [p for p in self.backbone.parameters() if p.requires_grad]
         last = last_parameterized_module(self.backbone)
         last_params = [p for p in last.parameters(recurse=False) if p.requires_grad] if last else []
@@ -231,9 +243,9 @@ class MultiTaskModule(L.LightningModule):
         optimizers = self._optimizers_for(batches)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        joint = self.algorithm.uses_weighting(names, self.objective_names)
+        joint = self.algorithm.uses_method(names, self.objective_names)
         if joint:  # the method writes the gradients: weighted losses, an aggregated Jacobian, ...
-            total = self.weighting.backward(stacked, context)
+            total = self.method.backward(stacked, context)
         else:  # a step of some tasks only (Sequential, Alternating): their plain sum
             total = stacked.sum()
             context.backward(total)
@@ -241,7 +253,7 @@ class MultiTaskModule(L.LightningModule):
             clip_gradients(optimizers, self.gradient_clip_val, context.scaler)
         step_optimizers(optimizers)
         if joint:
-            self.weighting.after_step(stacked.detach(), context)
+            self.method.after_step(stacked.detach(), context)
         idx = self._indices(names)
         self.epoch_loss_sum.index_add_(0, idx, stacked.detach().to(self.epoch_loss_sum.dtype))
         self.epoch_loss_count.index_add_(0, idx, torch.ones_like(self.epoch_loss_count[idx]))
@@ -253,7 +265,7 @@ class MultiTaskModule(L.LightningModule):
         if len(names) < len(self.objective_names):
             self.forget_step_values({f"train/{n}/loss" for n in self.objective_names if n not in losses})
         if joint:
-            weights = self.weighting.last_weights
+            weights = self.method.last_weights
             if weights.numel() == len(names):
                 step_metrics.update({f"weights/{n}": w for n, w in zip(names, weights)})
         self.step_metrics = {"train/loss": total.detach(), **step_metrics}
@@ -305,7 +317,7 @@ class MultiTaskModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._raise_if_not_finite()
         means = self.epoch_loss_sum / self.epoch_loss_count.clamp_min(1)
-        self.weighting.on_train_epoch_end(means, self.current_epoch)
+        self.method.on_train_epoch_end(means, self.current_epoch)
         self._step_schedulers(means, self.epoch_loss_count > 0)
         self.epoch_loss_sum.zero_()
         self.epoch_loss_count.zero_()
@@ -430,7 +442,7 @@ class MultiTaskModule(L.LightningModule):
         return losses
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """The artifacts writer, unless the trainer already has one (or it is turned off)."""
+        """The artifacts writer, unless Lightning's Trainer already has one (or it is turned off)."""
         trainer = trainer_of(self)
         present = trainer is not None and any(isinstance(c, SaveArtifacts) for c in trainer.callbacks)
         return [SaveArtifacts()] if self.save_artifacts and not present else []
@@ -444,6 +456,14 @@ class MultiTaskModule(L.LightningModule):
         trainer = trainer_of(self)
         if trainer is not None and trainer.state.fn == "fit":  # resuming: the optimizer states must fit
             check_optimizer_states(self, checkpoint, trainer.ckpt_path)
+
+
+def _load_old_method_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Read a checkpoint written while :attr:`MultiTaskModule.method` was named ``weighting``:
+    its ``weighting.<name>`` entries are the method's ``method.<name>``."""
+    old = f"{prefix}weighting."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[f"{prefix}method.{key[len(old) :]}"] = state_dict.pop(key)
 
 
 def _is_metric(metric: Any) -> bool:

@@ -2,7 +2,7 @@
 
 Each optimizer has a role: ``backbone`` (none when it is frozen), ``task:<name>`` (a task's
 heads: its own optimizer and scheduler, else the module's head defaults, else the backbone's)
-and ``weighting`` (the method's own parameters, e.g. GradNorm's weights). A task whose heads
+and ``method`` (the method's own parameters, e.g. GradNorm's weights). A task whose heads
 use the backbone's optimizer factory and no scheduler (nor has the backbone one) shares the
 backbone's optimizer instead, as LibMTL's single optimizer does: the same update (Adam, SGD
 and the like are per parameter; a head idle this step has no gradient and is skipped), one
@@ -30,7 +30,7 @@ MultiTaskModule = Any  # the module (not imported: it imports this module)
 
 
 def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam with lr 1e-3: the default for backbone, heads and weighting parameters.
+    """Adam with lr 1e-3: the default for backbone, heads and the method's parameters.
 
     It is torch's fused Adam where the parameters allow it (floating point, on a CPU, CUDA or
     another device torch fuses for): one pass over each parameter instead of the five or six
@@ -76,10 +76,10 @@ def build_optimizers(module: MultiTaskModule) -> tuple[list[Any], list[Any], lis
         if factory is not None:
             schedulers.append(factory(opt))
             scheduler_roles.append(f"task:{task.name}")
-    method_opt = module.weighting.make_optimizer(module.optimizer_factory)
+    method_opt = module.method.make_optimizer(module.optimizer_factory)
     if method_opt is not None:
         optimizers.append(method_opt)
-        roles.append("weighting")
+        roles.append("method")
     return optimizers, schedulers, roles, scheduler_roles
 
 

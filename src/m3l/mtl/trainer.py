@@ -1,8 +1,14 @@
-"""The umbrella ``Trainer(backbone, tasks).launch(algorithm)`` of the Python API.
+"""``mtl.Trainer(backbone, tasks).launch(algorithm)``, the umbrella of the Python API.
+
+Three things are called trainer, and this module says which each time: ``mtl.Trainer`` (this
+class, m3l's front), Lightning's Trainer (``lightning.Trainer``, which ``mtl.Trainer`` builds
+and runs; its arguments pass through ``mtl.Trainer(**trainer_kwargs)``), and the ``trainer``
+config (the Lightning Trainer's arguments in a run's config, ``trainer.max_epochs=...`` on
+the command line, where ``mtl.Trainer`` writes them too).
 
 A thin front over :class:`m3l.engine.experiment.Experiment`, the orchestrator of the commands: it
 builds the objects a multi-task config would (a :class:`MultiTaskModule` and a
-:class:`MultiTaskDataModule` handed the algorithm's schedule) and a config of the rest, and
+:class:`MultiTaskDataModule` handed the algorithm, a schedule) and a config of the rest, and
 the Experiment fits them with the commands' policies: a fresh run directory
 ``<root_dir>/mtl/train/<date_time>`` per launch (config.yaml, ``train.log``, checkpoints, the
 CSV log, artifacts), one preflight, the same resume, loggers and report. Then it evaluates the
@@ -10,7 +16,7 @@ test sets and returns a :class:`MultiTaskResults`. Metrics go to the console (lo
 ``train.log``, to a CSV file, and to any Lightning logger given (``mlflow=True`` adds the
 MLFlowLogger of ``logger=mlflow``: on the tracking URI and experiment set with
 ``mlflow.set_tracking_uri`` / ``mlflow.set_experiment`` when the user set them, else on
-``sqlite:///<root_dir>/mlflow.db``). The Trainer's settings are logged as parameters (and
+``sqlite:///<root_dir>/mlflow.db``). ``mtl.Trainer``'s settings are logged as parameters (and
 ``hparams.yaml``), m3l's version, the tasks and the algorithm as run tags.
 
 A launch's ``run_id`` is the MLflow run's id when it logs to MLflow (``mlflow=True`` or the
@@ -81,7 +87,8 @@ RUN_NAME = "mtl"
 
 
 def _is_config_value(value: Any) -> bool:
-    """Whether a Trainer argument can live in a config (else it is passed as an object)."""
+    """Whether a Lightning Trainer argument can live in the ``trainer`` config (else it is
+    passed as an object)."""
     if isinstance(value, (list, tuple)):
         return all(_is_config_value(v) for v in value)
     if isinstance(value, Mapping):
@@ -96,7 +103,9 @@ def copy_task(task: Task) -> Task:
 
 
 class Trainer:
-    """Train a backbone and tasks with an algorithm; save and report.
+    """``mtl.Trainer``: train a backbone and tasks with an algorithm (a schedule holding its
+    method, ``mtl.Joint(mtl.UPGrad())``); save and report. Each launch builds and runs a
+    Lightning Trainer (``lightning.Trainer``) through :class:`~m3l.engine.experiment.Experiment`.
 
     Args:
         backbone: the shared ``nn.Module``.
@@ -119,9 +128,10 @@ class Trainer:
             each task's own).
         eval_splits: the splits evaluated every epoch (``("train", "test")`` as EMTL did); see
             :class:`MultiTaskDataModule`.
-        trainer_kwargs: passed to ``lightning.Trainer`` (e.g. ``limit_train_batches``); any
-            other name fails here, naming m3l's equivalent (EMTL's ``algorithm``,
-            ``use_mlflow``, ``device``, ... included).
+        trainer_kwargs: passed to Lightning's Trainer, ``lightning.Trainer`` (e.g.
+            ``limit_train_batches``), through the run's ``trainer`` config; any other name
+            fails here, naming m3l's equivalent (EMTL's ``algorithm``, ``use_mlflow``,
+            ``device``, ... included).
     """
 
     def __init__(
@@ -197,7 +207,8 @@ class Trainer:
         checkpoint_trusted: bool = False,
     ) -> Experiment:
         """The :class:`~m3l.engine.experiment.Experiment` a launch runs: the module and datamodule,
-        and a config of the run directory, trainer, checkpoint callback and CSV logger."""
+        and a config of the run directory, the ``trainer`` config (Lightning's Trainer), the
+        checkpoint callback and the CSV logger."""
         algorithm = algorithm or Joint()
         runs = self.root_dir / RUN_NAME / "train"
         loggers, tracker = self._loggers()
@@ -248,7 +259,7 @@ class Trainer:
         loggers = list(self.loggers)
         tracker = next((lg for lg in loggers if is_mlflow_logger(lg)), None)
         if tracker is not None and id(tracker) in self._used_trackers:
-            # the user's logger served an earlier launch of this Trainer: this launch gets a run of its own
+            # the user's logger served an earlier launch of this mtl.Trainer: this launch gets a run of its own
             set_mlflow_logger_run(tracker, None)
         if tracker is not None:
             self._used_trackers.add(id(tracker))
@@ -262,7 +273,7 @@ class Trainer:
     def _config(
         self, epochs: int, run_id: str | None, checkpoint: str | Path | None, trusted: bool, settings: Mapping[str, Any]
     ) -> DictConfig:
-        trainer = {
+        trainer_config = {  # the ``trainer`` config: Lightning's Trainer
             "_target_": "lightning.pytorch.Trainer",
             "max_epochs": epochs,
             "default_root_dir": "${paths.output_dir}",
@@ -271,7 +282,7 @@ class Trainer:
             "accelerator": "auto",
             "devices": 1,
         }
-        trainer.update({k: v for k, v in self.trainer_kwargs.items() if _is_config_value(v)})
+        trainer_config.update({k: v for k, v in self.trainer_kwargs.items() if _is_config_value(v)})
         return OmegaConf.create(
             {
                 "name": RUN_NAME,
@@ -283,7 +294,7 @@ class Trainer:
                 "resume": checkpoint is not None,
                 "checkpoint_trusted": trusted,
                 "paths": {"runs_dir": str(self.root_dir), "output_dir": None},
-                "trainer": trainer,
+                "trainer": trainer_config,
                 # last.ckpt at the end of every epoch, as the commands write it: a run that fails in
                 # epoch N resumes from the end of epoch N-1. Saved at the train epoch's end, after the
                 # module's own end-of-epoch checks (a non-finite loss raises there), so a failed
@@ -313,7 +324,7 @@ class Trainer:
     def build(
         self, algorithm: Schedule | None = None, run_id: str | None = None, max_epochs: int | None = None
     ) -> tuple[MultiTaskModule, MultiTaskDataModule, L.Trainer, str]:
-        """The module, datamodule, Lightning trainer and run id a launch would use."""
+        """The module, datamodule, Lightning Trainer and run id a launch would use."""
         experiment = self.experiment(algorithm, run_id, max_epochs=max_epochs)
         return experiment.net, experiment.data, experiment.make_trainer(), str(experiment.cfg.run_id)
 
@@ -334,7 +345,7 @@ class Trainer:
         module = experiment.net
         has_test = any(t.test is not None for t in self.tasks)
         fitted = experiment.fit(test=has_test)  # then the test sets, with the trained weights
-        trainer, run_dir = experiment.trainer, experiment.output_dir
+        lightning_trainer, run_dir = experiment.trainer, experiment.output_dir
         with experiment.run.recording("train"):  # the report below goes to train.log too
             val = split_metrics(fitted, "val")
             epoch_eval = {s: split_metrics(fitted, f"eval_{s}") for s in ("train", "test")}
@@ -347,7 +358,7 @@ class Trainer:
             if usable:
                 score = delta_m(metrics, usable, _directions(module))
                 log.info("Delta_m = %+.2f%% against baselines %s", score, usable)
-        saver = next((c for c in trainer.callbacks if isinstance(c, SaveArtifacts)), None)
+        saver = next((c for c in lightning_trainer.callbacks if isinstance(c, SaveArtifacts)), None)
         last = run_dir / "checkpoints" / "last.ckpt"
         return MultiTaskResults(
             metrics=metrics,
@@ -425,14 +436,14 @@ _EQUIVALENTS = {
     "logger=m3l.records.tracking.MLFlowLogger(tracking_uri=...)",
     "mlflow_experiment": "experiment_name=... (or mlflow.set_experiment(...) before launch())",
     "mlflow_tags": "logger=m3l.records.tracking.MLFlowLogger(tags={...})",
-    "mlflow_params": "nothing: the Trainer's settings are logged as MLflow params",
+    "mlflow_params": "nothing: mtl.Trainer's settings are logged as MLflow params",
     "rmc_lookback": "callbacks=[mtl.diagnostics.Capacity(lookback=N)]",
     "gpus": "accelerator='gpu', devices=N",
 }
 
 
 def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
-    """Refuse keyword arguments that neither m3l's Trainer nor ``lightning.Trainer`` takes."""
+    """Refuse keyword arguments that neither ``mtl.Trainer`` nor Lightning's Trainer (``lightning.Trainer``) takes."""
     import difflib
     import inspect
 
@@ -447,8 +458,8 @@ def check_trainer_kwargs(kwargs: Mapping[str, Any]) -> None:
             close = difflib.get_close_matches(name, sorted(accepted | own), n=3)
             fix = f"did you mean {' or '.join(close)}?" if close else "remove it"
         raise TrainerArgumentError(
-            f"mtl.Trainer got an unknown argument {name}={kwargs[name]!r}: it is neither an m3l "
-            f"Trainer argument nor a lightning.Trainer one.\n  fix: {fix}"
+            f"mtl.Trainer got an unknown argument {name}={kwargs[name]!r}: it is neither an "
+            f"mtl.Trainer argument nor a lightning.Trainer one.\n  fix: {fix}"
         )
 
 

@@ -1,18 +1,21 @@
-"""Multi-task learning algorithms: schedules and methods (one per module).
+"""The parts of multi-task algorithms: schedules and methods (one per module).
 
-Every method is a :class:`Method` with one ``backward(losses, context)`` the module calls each
-joint step; :class:`Weighting` and :class:`GradientAggregator` are its two common shapes.
+An algorithm is a schedule holding a method, ``Joint(UPGrad())``. Every method is a
+:class:`Method` with one ``backward(losses, context)`` the module calls each joint step;
+:class:`Weighting` and :class:`GradientAggregator` are its two common shapes.
 
 Schedules: :class:`Joint`, :class:`Alternating`, :class:`Sequential`.
-Weightings for :class:`Joint`: :class:`EqualWeighting` (EW), :class:`UncertaintyWeighting`,
-:class:`DynamicWeightAverage` (DWA), :class:`GradNorm`, :class:`RandomWeighting` (RLW),
-:class:`FAMO`, :class:`FixedWeighting` (scalarization). Gradient aggregators plug in through
-:class:`GradientAggregator`; those built on torchjd (:class:`JacobianAggregator`): PCGrad, MGDA,
-MGDAUB, CAGrad, NashMTL, IMTLG, AlignedMTL, GradVac, GradDrop, ConFIG, DualProj, UPGrad.
+Methods for :class:`Joint`, the loss weightings: :class:`EqualWeighting` (EW),
+:class:`UncertaintyWeighting`, :class:`DynamicWeightAverage` (DWA), :class:`GradNorm`,
+:class:`RandomWeighting` (RLW), :class:`FAMO`, :class:`FixedWeighting` (scalarization); the
+gradient aggregators (:class:`GradientAggregator`), those built on torchjd
+(:class:`JacobianAggregator`): PCGrad, MGDA, MGDAUB, CAGrad, NashMTL, IMTLG, AlignedMTL, GradVac,
+GradDrop, ConFIG, DualProj, UPGrad. All of them are importable from :mod:`m3l.mtl` too
+(``from m3l.mtl import UPGrad``).
 
 >>> from m3l.mtl.algorithms import Joint, GradNorm
 >>> Joint(GradNorm(alpha=1.5))
-Joint(weighting=GradNorm)
+Joint(method=GradNorm)
 """
 
 from m3l.mtl.algorithms.aligned_mtl import AlignedMTL

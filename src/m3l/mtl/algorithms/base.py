@@ -8,13 +8,22 @@ losses (a :class:`GradientAggregator`: implement ``aggregate``), or do anything 
 gradient services of the :class:`~m3l.mtl.algorithms.context.StepContext` (per-objective
 gradients, the Jacobian on the parameters or on the shared representation, DDP means, AMP
 loss scaling), which is the only place that knows how gradients are made. A :class:`Schedule`
-decides which tasks' data a training step sees and builds the combined train loader.
+decides which tasks' data a training step sees and builds the combined train loader; it holds
+the method its joint steps use (``Joint(UPGrad())``). A schedule with its method is what the
+rest of m3l calls the algorithm (``MultiTaskModule(algorithm=...)``, ``mtl.Trainer.launch(algorithm)``).
+
+The words: a *method* (weightings and gradient aggregators alike) makes the gradients, a
+*schedule* picks the batches; ``weighting`` was the method's old name in keywords and
+attributes (``Joint(weighting=...)``, ``schedule.weighting``) and still works, with a
+``FutureWarning`` (:func:`renamed_argument`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import warnings
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,8 +31,46 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from m3l.errors import ConfigError
 from m3l.mtl.algorithms.context import StepContext
 from m3l.training.optim import OptimizerFactory
+
+
+#: where the deprecation warnings of :func:`renamed_argument` point past (m3l's multi-task code)
+_MTL_DIR = Path(__file__).resolve().parent.parent
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside ``m3l/mtl`` (the user's call), seen from
+    :func:`deprecated_name`'s ``warnings.warn``."""
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(_MTL_DIR):
+        frame, level = frame.f_back, level + 1
+    return max(level, 1)
+
+
+def deprecated_name(old: str, new: str) -> None:
+    """Warn (``FutureWarning``, pointing at the user's line) that ``old`` is now ``new``."""
+    warnings.warn(
+        f"{old} is deprecated and will be removed in a later release: write {new}",
+        FutureWarning,
+        stacklevel=_caller_stacklevel(),
+    )
+
+
+def renamed_argument(owner: str, new: str, new_value: Any, old: str, old_value: Any) -> Any:
+    """The value of keyword ``new`` of ``owner`` given under ``new`` or its old name ``old``
+    (``None``: not given). The old name warns (``FutureWarning``); both at once is a
+    :class:`~m3l.errors.ConfigError` naming both."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise ConfigError(
+            f"{owner} got both {new}= and {old}=: {old} is the old name of {new}.\n"
+            f"  fix: pass only {new}=... (in a config: replace the key `{old}` with `{new}`)"
+        )
+    deprecated_name(f"{owner}({old}=...)", f"{owner}({new}=...)")
+    return old_value
 
 
 #: where a method or schedule keeps the arguments it was constructed with (see :func:`describe`)
@@ -60,15 +107,17 @@ def _remember_arguments(cls: type) -> None:
 
 def describe(algorithm: Any) -> str:
     """A schedule or method with every constructor argument, defaults included, e.g.
-    ``Sequential(epochs_per_task=3, order=None, weighting=EqualWeighting())``: what the run's
+    ``Sequential(method=EqualWeighting(), epochs_per_task=3, order=None)``: what the run's
     parameters record, so that two runs with different settings never look alike (the short
-    ``repr``, ``Sequential(weighting=EqualWeighting)``, names the kind only)."""
+    ``repr``, ``Sequential(method=EqualWeighting)``, names the kind only)."""
     settings = getattr(algorithm, SETTINGS_ATTR, None)
     if settings is None:
         return repr(algorithm) if isinstance(algorithm, Schedule) else f"{type(algorithm).__name__}()"
-    parts = [f"{name}={_describe_value(value)}" for name, value in settings.items() if name != "weighting"]
+    if isinstance(algorithm, Schedule):  # its method first, under one name (``weighting=`` was its old one)
+        settings = {k: v for k, v in settings.items() if k not in ("method", "weighting")}
+    parts = [f"{name}={_describe_value(value)}" for name, value in settings.items()]
     if isinstance(algorithm, Schedule):
-        parts.insert(0, f"weighting={describe(algorithm.weighting)}")
+        parts.insert(0, f"method={describe(algorithm.method)}")
     return f"{type(algorithm).__name__}({', '.join(parts)})"
 
 
@@ -183,13 +232,34 @@ class GradientAggregator(Method):
 
 
 class Schedule:
-    """Which tasks a training step sees; combines losses with a weighting when joint."""
+    """Which tasks a training step sees; a joint step's losses go through its :attr:`method`.
 
-    #: whether the train loader depends on the epoch (the trainer must reload it)
+    Args:
+        method: the :class:`Method` of the joint steps (default: :class:`EqualWeighting`).
+        weighting: the old name of ``method`` (deprecated: warns).
+    """
+
+    #: whether the train loader depends on the epoch (Lightning's Trainer must reload it)
     reloads_each_epoch: bool = False
 
-    def __init__(self, weighting: Method | None = None) -> None:
-        self.weighting = weighting if weighting is not None else EqualWeighting()
+    #: keywords still accepted under their old name (warning), ``{old: new}``; the command line's
+    #: error for an old override names the new key (:mod:`m3l.config.messages`)
+    renamed_arguments: dict[str, str] = {"weighting": "method"}
+
+    def __init__(self, method: Method | None = None, *, weighting: Method | None = None) -> None:
+        method = renamed_argument(type(self).__name__, "method", method, "weighting", weighting)
+        self.method: Method = method if method is not None else EqualWeighting()
+
+    @property
+    def weighting(self) -> Method:
+        """Deprecated: the old name of :attr:`method`."""
+        deprecated_name(f"{type(self).__name__}.weighting", f"{type(self).__name__}.method")
+        return self.method
+
+    @weighting.setter
+    def weighting(self, method: Method) -> None:
+        deprecated_name(f"{type(self).__name__}.weighting", f"{type(self).__name__}.method")
+        self.method = method
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -203,12 +273,21 @@ class Schedule:
         """Epochs for one pass of the whole schedule."""
         return 1
 
-    def uses_weighting(self, present: Sequence[str], all_names: Sequence[str]) -> bool:
-        """Whether a step holding objectives ``present`` goes through the weighting."""
+    def uses_method(self, present: Sequence[str], all_names: Sequence[str]) -> bool:
+        """Whether a step holding objectives ``present`` goes through the method (else the
+        step back-propagates the plain sum of its losses): by default, a step of every objective."""
+        if type(self).uses_weighting is not Schedule.uses_weighting:  # a schedule written for the old name
+            deprecated_name(f"{type(self).__name__}.uses_weighting", f"{type(self).__name__}.uses_method")
+            return type(self).uses_weighting(self, present, all_names)
         return list(present) == list(all_names)
 
+    def uses_weighting(self, present: Sequence[str], all_names: Sequence[str]) -> bool:
+        """Deprecated: the old name of :meth:`uses_method` (a subclass's override is still called)."""
+        deprecated_name(f"{type(self).__name__}.uses_weighting", f"{type(self).__name__}.uses_method")
+        return self.uses_method(present, all_names)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(weighting={type(self.weighting).__name__})"
+        return f"{type(self).__name__}(method={type(self.method).__name__})"
 
 
 class EqualWeighting(Weighting):

@@ -35,8 +35,8 @@ class StepContext:
             module (a head's gradient is written even when its objective sits out a step).
         features: this step's backbone output per task (the shared representation).
         losses: the stacked losses ``[T]``; objective_losses: the scalars they came from.
-        backward_fn: back-propagates a scalar as the trainer does (``manual_backward``).
-        scaler: the fp16 ``GradScaler`` of the trainer, if any.
+        backward_fn: back-propagates a scalar as Lightning's Trainer does (``manual_backward``).
+        scaler: the fp16 ``GradScaler`` of Lightning's Trainer, if any.
         world_size: DDP processes (1 without DDP).
     """
 

@@ -20,8 +20,8 @@ class Sequential(Schedule):
     """Train on one task for ``epochs_per_task`` epochs, then the next (in ``order``).
 
     After the last task the schedule starts over, so ``max_epochs`` beyond one round
-    revisits the tasks. The train loader is rebuilt each epoch (the module sets the
-    trainer's ``reload_dataloaders_every_n_epochs=1``); resuming from a checkpoint continues
+    revisits the tasks. The train loader is rebuilt each epoch (the module sets
+    Lightning's Trainer's ``reload_dataloaders_every_n_epochs=1``); resuming from a checkpoint continues
     with the task of the checkpoint's epoch.
     """
 
