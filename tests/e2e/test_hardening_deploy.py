@@ -282,7 +282,7 @@ def test_a_user_module_whose_forward_is_no_image_map_is_told_what_export_needs(
     workdir: Path,
     tmp_path: Path,
 ) -> None:
-    from tests.conftest import OWN_CODE, run_cli
+    from tests.conftest import run_cli
 
     env, configs, common = user
     package = tmp_path / "classifier_code"

@@ -14,7 +14,7 @@ nothing of any method's internals. Logged keys: ``train/loss``, ``train/<head>/l
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
