@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,29 @@ def _restore_mlflow_globals(saved: tuple[object, object]) -> None:
     from mlflow.tracking._tracking_service import utils
 
     utils._tracking_uri, fluent._active_experiment_id = saved
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a process group's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_ranks(args: list[str], cwd: Path, world: int, timeout: float = 400) -> None:
+    """``args`` run as ``world`` processes of one torch.distributed group on this machine
+    (``MASTER_ADDR``/``PORT``, ``WORLD_SIZE``, ``RANK``...; one process and none of those when
+    ``world`` is 1), one thread each; fails with a rank's stderr when one fails."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(world), "NODE_RANK": "0"}
+    ranks = [{**group, "LOCAL_RANK": str(rank), "RANK": str(rank)} if world > 1 else {} for rank in range(world)]
+    procs = [
+        subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, **rank})
+        for rank in ranks
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err[-4000:]
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -99,7 +99,15 @@ CASES: list[tuple[str, type, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "cls", "match"), CASES, ids=[c[0] for c in CASES])
+#: cases that build a full-size QGAC (3-8 s each on a 2-core machine): out of the fast loop
+SLOW_CASES = {"qgac dct_y", "qgac qt"}
+
+
+@pytest.mark.parametrize(
+    ("case", "cls", "match"),
+    [pytest.param(*c, marks=pytest.mark.slow) if c[0] in SLOW_CASES else c for c in CASES],
+    ids=[c[0] for c in CASES],
+)
 def test_nets_name_the_shape_or_argument_and_the_fix(case: str, cls: type, match: str) -> None:
     with pytest.raises(cls, match=f"(?s){match}"):
         _nets()[case]()

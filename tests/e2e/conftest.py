@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import OWN_CODE, REPO, cli_env
+from tests.conftest import OWN_CODE, REPO, cli_env, free_port
 
 TOY_CONFIGS = Path(__file__).resolve().parent / "toy_configs"
 
@@ -25,12 +24,6 @@ def toy_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """:func:`tests.conftest.cli_env` with the toy task's configs and code importable."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return cli_env(tmp_path, PYTHONPATH=path, M3L_CONFIG_PATH=str(TOY_CONFIGS), **extra)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

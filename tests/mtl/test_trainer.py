@@ -108,7 +108,7 @@ def test_mlflow_run_id_and_resume_or_clear_message(tmp_path, digits, adam):
 
 def test_resume_refuses_a_planted_pickle_even_with_force_no_weights_only(tmp_path, digits, adam, monkeypatch):
     from m3l.errors import CheckpointError
-    from tests.test_checkpoints import plant
+    from tests.weights.test_checkpoints import plant
 
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     target = tmp_path / "pwned"
