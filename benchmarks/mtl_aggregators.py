@@ -17,11 +17,9 @@ import logging
 import resource
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
 
@@ -30,6 +28,7 @@ from m3l.mtl import algorithms as A
 from m3l.mtl.examples.multimnist import Classifier, MultiMNIST
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bare_fit import fit_bare  # noqa: E402
 from mtl_step_time import StepTimer  # noqa: E402
 
 WIDTH = 1400  # LeNet trunk with a 720 -> 1400 projection: about 1.0M parameters
@@ -79,22 +78,7 @@ def measure(num_tasks: int, make: Callable[[], object], steps: int, data: dict) 
     ]
     module = mtl.MultiTaskModule(WideTrunk(), tasks, algorithm=mtl.Joint(make()), finite_check_every_n_steps=10_000)
     timer = StepTimer()
-    with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(
-            max_epochs=1,
-            limit_train_batches=steps,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-            default_root_dir=root,
-            devices=1,
-            num_sanity_val_steps=0,
-            accelerator="cpu",
-        )
-        trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
+    fit_bare(module, mtl.MultiTaskDataModule.from_tasks(tasks), steps=steps, callbacks=[timer])
     return statistics.median(timer.times[3:])
 
 

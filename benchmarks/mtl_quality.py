@@ -68,6 +68,7 @@ from m3l.mtl.delta_m import delta_m
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_line  # noqa: E402
+from bare_fit import fit_bare  # noqa: E402
 
 LR = 1e-3
 
@@ -263,21 +264,9 @@ def run_m3l(
     optimizer = lambda params: torch.optim.Adam(params, lr=LR)  # noqa: E731
     L.seed_everything(seed, verbose=False)
     module = mtl.MultiTaskModule(trunk, task_objs, algorithm=mtl.Joint(weighting), optimizer=optimizer)
-    with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(
-            max_epochs=bench.epochs,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=root,
-            devices=1,
-            num_sanity_val_steps=0,
-            accelerator="cpu",
-            callbacks=[record] if record else None,
-        )
-        trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(task_objs))
+    fit_bare(
+        module, mtl.MultiTaskDataModule.from_tasks(task_objs), epochs=bench.epochs, callbacks=[record] if record else ()
+    )
     return bench.evaluate(module.backbone, {t: module.heads[t] for t in tasks})
 
 

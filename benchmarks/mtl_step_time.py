@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -23,6 +22,8 @@ from torch import nn
 
 from m3l import mtl
 from m3l.mtl.examples.multimnist import Classifier, LeNet, MultiMNIST
+
+from bare_fit import fit_bare
 
 log = logging.getLogger("mtl_step_time")
 
@@ -67,21 +68,7 @@ def measure(num_tasks: int, make: Callable[[], mtl.Schedule], steps: int, data: 
     ]
     module = mtl.MultiTaskModule(LeNet(), tasks, algorithm=make(), finite_check_every_n_steps=10_000)
     timer = StepTimer()
-    with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(
-            max_epochs=1,
-            limit_train_batches=steps,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-            default_root_dir=root,
-            devices=1,
-            num_sanity_val_steps=0,
-        )
-        trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
+    fit_bare(module, mtl.MultiTaskDataModule.from_tasks(tasks), steps=steps, callbacks=[timer], accelerator="auto")
     return statistics.median(timer.times[3:])  # drop warm-up steps
 
 

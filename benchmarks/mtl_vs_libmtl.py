@@ -43,7 +43,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import types
 import warnings
@@ -62,6 +61,7 @@ from m3l.mtl.examples.multimnist import Classifier, MultiMNIST
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_line  # noqa: E402
 import mtl_aggregators  # noqa: E402
+from bare_fit import fit_bare  # noqa: E402
 
 WARMUP = 3
 OPTIMIZER = "defaults"  # --optimizer: defaults | same-loop | same-fused
@@ -181,22 +181,7 @@ def m3l_times(num_tasks: int, method: str, steps: int, data: dict) -> tuple[floa
         TRUNK[0](), tasks, algorithm=mtl.Joint(make()), optimizer=optimizer, finite_check_every_n_steps=10_000
     )
     timer = TimeBoth()
-    with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(
-            max_epochs=1,
-            limit_train_batches=steps + WARMUP,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-            default_root_dir=root,
-            devices=1,
-            num_sanity_val_steps=0,
-            accelerator="cpu",
-        )
-        trainer.fit(module, datamodule=mtl.MultiTaskDataModule.from_tasks(tasks))
+    fit_bare(module, mtl.MultiTaskDataModule.from_tasks(tasks), steps=steps + WARMUP, callbacks=[timer])
     return statistics.median(timer.wall[WARMUP:]), statistics.median(timer.cpu[WARMUP:])
 
 
